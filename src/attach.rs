@@ -1,0 +1,163 @@
+//! First step of the data path: from a pid to a [`StackReader`] on the interpreter inside it.
+//!
+//! Checks are made in the order a user would want them explained: does the process exist, can
+//! we read it, does it run Python, can we find the interpreter. Every failure is one line that
+//! names its cause and its fix.
+
+use crate::process::{self, ProcState};
+use crate::reader::{PySpyReader, StackReader};
+use crate::sample::{CodeId, CodeInfo, Sample};
+use std::io;
+use std::time::{Duration, Instant};
+
+/// What we know of the traced process, recorded with the results.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TargetInfo {
+    pub pid: i32,
+    /// `3.12.1`.
+    pub python_version: String,
+    pub executable: String,
+    pub command_line: String,
+}
+
+impl TargetInfo {
+    /// `(major, minor)` of the target's Python, if known.
+    pub fn version_tuple(&self) -> Option<(u8, u8)> {
+        let mut parts = self.python_version.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some((major, minor))
+    }
+}
+
+/// Why attaching failed. Each message is one line and names the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no process with pid {0}: check the pid (`ps -p {0}`), the process may have exited")]
+    NoSuchProcess(i32),
+    #[error("process {0} has exited (zombie) and cannot be traced")]
+    Exited(i32),
+    #[error(
+        "permission denied reading process {pid}: run as root or with CAP_SYS_PTRACE \
+         (or as the target's user with kernel.yama.ptrace_scope=0)"
+    )]
+    PermissionDenied { pid: i32 },
+    #[error("process {pid} ({name}) is not a Python process: no python binary or libpython is mapped in it")]
+    NotPython { pid: i32, name: String },
+    #[error("cannot find the Python interpreter in process {pid}: {reason}")]
+    NoInterpreter { pid: i32, reason: String },
+}
+
+/// An attached target: the reader of its stacks and what it is.
+pub struct Attached {
+    pub reader: Box<dyn StackReader>,
+    pub info: TargetInfo,
+    /// Codes the reader interned before sampling began (while probing readiness): the sampler
+    /// sends them ahead of its first sample.
+    pub pending_codes: Vec<(CodeId, CodeInfo)>,
+}
+
+/// Attach to `pid`, pausing it for each read only if `blocking`.
+pub fn attach(pid: i32, blocking: bool) -> Result<Attached, AttachError> {
+    if pid <= 0 {
+        return Err(AttachError::NoSuchProcess(pid));
+    }
+    match process::state(pid) {
+        None => return Err(AttachError::NoSuchProcess(pid)),
+        Some(ProcState::Zombie) | Some(ProcState::Dead) => return Err(AttachError::Exited(pid)),
+        Some(ProcState::Live) => {}
+    }
+    let mappings = match process::python_mappings(pid) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(AttachError::PermissionDenied { pid })
+        }
+        Err(_) if process::state(pid).is_none() => return Err(AttachError::NoSuchProcess(pid)),
+        Err(e) => {
+            return Err(AttachError::NoInterpreter {
+                pid,
+                reason: format!("reading its memory maps failed: {e}"),
+            })
+        }
+    };
+    if mappings.is_empty() {
+        return Err(AttachError::NotPython {
+            pid,
+            name: process::comm(pid),
+        });
+    }
+    let reader = PySpyReader::new(pid, blocking).map_err(|e| classify(pid, e))?;
+    let info = TargetInfo {
+        pid,
+        python_version: reader.python_version(),
+        executable: process::executable(pid)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        command_line: process::command_line(pid).unwrap_or_default(),
+    };
+    Ok(Attached {
+        reader: Box::new(reader),
+        info,
+        pending_codes: Vec::new(),
+    })
+}
+
+/// Attach to a process that is starting up: retry while it lives until its interpreter can be
+/// read or `timeout` passes. A freshly started Python needs a few milliseconds before its
+/// interpreter state exists.
+pub fn attach_when_ready(
+    pid: i32,
+    blocking: bool,
+    timeout: Duration,
+) -> Result<Attached, AttachError> {
+    let start = Instant::now();
+    loop {
+        let err = match attach(pid, blocking) {
+            Ok(mut attached) => {
+                // A reader that cannot read yet is not ready either.
+                let mut sample = Sample::default();
+                let mut codes = Vec::new();
+                let probe = attached.reader.read(&mut sample, &mut codes);
+                attached.pending_codes.append(&mut codes);
+                match probe {
+                    Ok(()) => return Ok(attached),
+                    Err(e) => AttachError::NoInterpreter {
+                        pid,
+                        reason: e.to_string(),
+                    },
+                }
+            }
+            Err(e) => e,
+        };
+        let retryable = matches!(
+            err,
+            AttachError::NotPython { .. } | AttachError::NoInterpreter { .. }
+        );
+        if !retryable || !process::is_alive(pid) || start.elapsed() >= timeout {
+            return Err(err);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Turn py-spy's error chain into one of ours.
+fn classify(pid: i32, err: anyhow::Error) -> AttachError {
+    let permission = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied)
+            || cause.to_string().contains("Operation not permitted")
+            || cause.to_string().contains("Permission denied")
+    });
+    if permission {
+        return AttachError::PermissionDenied { pid };
+    }
+    match process::state(pid) {
+        None => AttachError::NoSuchProcess(pid),
+        Some(ProcState::Zombie) | Some(ProcState::Dead) => AttachError::Exited(pid),
+        Some(ProcState::Live) => AttachError::NoInterpreter {
+            pid,
+            reason: format!("{err:#}").replace('\n', " "),
+        },
+    }
+}

@@ -1,0 +1,14 @@
+use clap::Parser;
+
+fn main() {
+    let cli = tracer::cli::Cli::parse();
+    match tracer::cli::run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            // One line: the cause chain joined, so that the fix it names is visible.
+            let message = format!("{e:#}").replace('\n', " ");
+            eprintln!("tracer: error: {message}");
+            std::process::exit(1);
+        }
+    }
+}

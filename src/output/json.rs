@@ -1,0 +1,200 @@
+//! tracer's JSON results format, version 1 (documented in docs/json-format.md).
+
+use super::RunInfo;
+use crate::attach::TargetInfo;
+use crate::model::{CoverageResults, FuncKey, LineHits};
+use crate::sampler::SamplerStats;
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+/// The `format` field's value.
+pub const FORMAT_NAME: &str = "tracer-coverage";
+/// The version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+type Func = (String, String, String);
+
+#[derive(Serialize, Deserialize)]
+struct Document {
+    format: String,
+    version: u32,
+    #[serde(default)]
+    target: Target,
+    #[serde(default)]
+    stats: Stats,
+    counts: Vec<(String, u32, u64, u64)>,
+    calledfuncs: Vec<Func>,
+    callers: Vec<(Func, Func, u64)>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Target {
+    pid: i32,
+    python_version: String,
+    executable: String,
+    command_line: String,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Stats {
+    samples: u64,
+    duration_s: f64,
+    rate_requested: f64,
+    errors: u64,
+    late: u64,
+    #[serde(default)]
+    missed: u64,
+    #[serde(default)]
+    truncated: u64,
+}
+
+fn func_tuple(f: &FuncKey) -> Func {
+    (f.filename.clone(), f.modulename.clone(), f.funcname.clone())
+}
+
+fn func_key((filename, modulename, funcname): Func) -> FuncKey {
+    FuncKey {
+        filename,
+        modulename,
+        funcname,
+    }
+}
+
+/// Encode results and run information as tracer JSON.
+pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u8>> {
+    let t = &info.target;
+    let s = &info.stats;
+    let doc = Document {
+        format: FORMAT_NAME.to_owned(),
+        version: FORMAT_VERSION,
+        target: Target {
+            pid: t.pid,
+            python_version: t.python_version.clone(),
+            executable: t.executable.clone(),
+            command_line: t.command_line.clone(),
+        },
+        stats: Stats {
+            samples: s.samples,
+            duration_s: s.duration_s,
+            rate_requested: info.rate_requested,
+            errors: s.errors,
+            late: s.late,
+            missed: s.missed,
+            truncated: s.truncated,
+        },
+        counts: results
+            .counts
+            .iter()
+            .map(|((file, line), h)| (file.clone(), *line, h.hits, h.self_hits))
+            .collect(),
+        calledfuncs: results.calledfuncs.iter().map(func_tuple).collect(),
+        callers: results
+            .callers
+            .iter()
+            .map(|((a, b), hits)| (func_tuple(a), func_tuple(b), *hits))
+            .collect(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&doc)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Decode tracer JSON.
+pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
+    let doc: Document = serde_json::from_slice(bytes)?;
+    if doc.format != FORMAT_NAME {
+        bail!("format is {:?}, not {FORMAT_NAME:?}", doc.format);
+    }
+    if doc.version != FORMAT_VERSION {
+        bail!(
+            "format version {} is not one this tracer reads ({FORMAT_VERSION})",
+            doc.version
+        );
+    }
+    let mut results = CoverageResults::default();
+    for (file, line, hits, self_hits) in doc.counts {
+        let entry = results
+            .counts
+            .entry((file, line))
+            .or_insert(LineHits::default());
+        entry.hits += hits;
+        entry.self_hits += self_hits;
+    }
+    results.calledfuncs = doc.calledfuncs.into_iter().map(func_key).collect();
+    for (a, b, hits) in doc.callers {
+        *results
+            .callers
+            .entry((func_key(a), func_key(b)))
+            .or_default() += hits;
+    }
+    let info = RunInfo {
+        target: TargetInfo {
+            pid: doc.target.pid,
+            python_version: doc.target.python_version,
+            executable: doc.target.executable,
+            command_line: doc.target.command_line,
+        },
+        stats: SamplerStats {
+            samples: doc.stats.samples,
+            errors: doc.stats.errors,
+            late: doc.stats.late,
+            missed: doc.stats.missed,
+            truncated: doc.stats.truncated,
+            duration_s: doc.stats.duration_s,
+            ..SamplerStats::default()
+        },
+        rate_requested: doc.stats.rate_requested,
+    };
+    Ok((results, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_self_hits_and_stats() {
+        let mut r = CoverageResults::default();
+        r.counts.insert(
+            ("/a.py".into(), 3),
+            LineHits {
+                hits: 5,
+                self_hits: 2,
+            },
+        );
+        let f = FuncKey::new("/a.py", "f");
+        r.calledfuncs.insert(f.clone());
+        r.callers.insert((f.clone(), f), 9);
+        let info = RunInfo {
+            target: TargetInfo {
+                pid: 42,
+                python_version: "3.12.1".into(),
+                ..TargetInfo::default()
+            },
+            stats: SamplerStats {
+                samples: 100,
+                late: 2,
+                ..SamplerStats::default()
+            },
+            rate_requested: 1000.0,
+        };
+        let bytes = to_vec(&r, &info).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["counts"][0], serde_json::json!(["/a.py", 3, 5, 2]));
+        assert_eq!(v["stats"]["samples"], 100);
+        assert_eq!(v["target"]["python_version"], "3.12.1");
+        let (back, back_info) = from_slice(&bytes).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back_info.stats.late, 2);
+    }
+
+    #[test]
+    fn refuses_other_formats_and_versions() {
+        assert!(from_slice(
+            br#"{"format":"x","version":1,"counts":[],"calledfuncs":[],"callers":[]}"#
+        )
+        .is_err());
+        assert!(from_slice(br#"{"format":"tracer-coverage","version":9,"counts":[],"calledfuncs":[],"callers":[]}"#).is_err());
+        assert!(from_slice(b"{").is_err());
+    }
+}

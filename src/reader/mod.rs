@@ -1,0 +1,85 @@
+//! Reading stacks out of the target: the [`StackReader`] trait and its implementations.
+//!
+//! A reader fills a [`Sample`] with every thread's frames as (code id, line) pairs and reports
+//! the strings behind any code id it has not reported before. Readers never write to the target.
+
+use crate::sample::{CodeId, CodeInfo, Sample};
+use std::collections::HashMap;
+
+mod pyspy;
+
+pub use pyspy::PySpyReader;
+
+/// Why a read produced no sample.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The target changed under us or could not be read this time; the sample is dropped and
+    /// counted, and sampling goes on.
+    #[error("stack read failed: {0}")]
+    Transient(String),
+}
+
+/// Reads all threads' stacks of one target process.
+pub trait StackReader: Send {
+    /// Replace `sample`'s contents with the current stacks. Code ids first used by this read are
+    /// appended to `new_codes`, to be sent before the sample.
+    fn read(
+        &mut self,
+        sample: &mut Sample,
+        new_codes: &mut Vec<(CodeId, CodeInfo)>,
+    ) -> Result<(), ReadError>;
+}
+
+/// Assigns dense ids to code identities (file name, function name), remembering which were
+/// already reported. Two levels, so that a lookup by `&str` allocates nothing.
+#[derive(Debug, Default)]
+pub struct CodeInterner {
+    by_file: HashMap<String, HashMap<String, CodeId>>,
+    len: u32,
+}
+
+impl CodeInterner {
+    /// The id of `(filename, funcname)`, pushing it to `new_codes` the first time it is seen.
+    pub fn intern(
+        &mut self,
+        filename: &str,
+        funcname: &str,
+        new_codes: &mut Vec<(CodeId, CodeInfo)>,
+    ) -> CodeId {
+        if let Some(id) = self.by_file.get(filename).and_then(|f| f.get(funcname)) {
+            return *id;
+        }
+        let id = self.len;
+        self.len += 1;
+        self.by_file
+            .entry(filename.to_owned())
+            .or_default()
+            .insert(funcname.to_owned(), id);
+        new_codes.push((
+            id,
+            CodeInfo {
+                filename: filename.to_owned(),
+                funcname: funcname.to_owned(),
+            },
+        ));
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interner_reports_each_code_once() {
+        let mut interner = CodeInterner::default();
+        let mut new = Vec::new();
+        let a = interner.intern("/a.py", "f", &mut new);
+        let b = interner.intern("/a.py", "g", &mut new);
+        let a2 = interner.intern("/a.py", "f", &mut new);
+        let c = interner.intern("/b.py", "f", &mut new);
+        assert_eq!((a, b, a2, c), (0, 1, 0, 2));
+        assert_eq!(new.len(), 3);
+        assert_eq!(new[2].1.filename, "/b.py");
+    }
+}

@@ -1,0 +1,107 @@
+//! Compact samples: what travels from the sampler thread to the aggregator.
+//!
+//! A frame is two integers, an interned code id and a line number. The strings behind a code
+//! id (file name, function name) are sent once, in a [`Message::Code`] that precedes the first
+//! sample using that id on the same channel, so the aggregator always knows every id it sees.
+
+/// Interned identity of a code object: index into the aggregator's code table.
+pub type CodeId = u32;
+
+/// What the strings of a code id are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CodeInfo {
+    /// `co_filename`.
+    pub filename: String,
+    /// `co_qualname` where the version has one (3.11+), else `co_name`.
+    pub funcname: String,
+}
+
+/// One frame of a stack: the code running and the line it stands on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameRef {
+    pub code: CodeId,
+    pub line: u32,
+}
+
+/// One thread's stack inside a [`Sample`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadStack {
+    /// Python's thread id (`threading.get_ident()`).
+    pub thread_id: u64,
+    /// End (exclusive) of this thread's frames in [`Sample::frames`]; it starts where the
+    /// previous thread's ended.
+    pub end: u32,
+    /// The innermost frames are missing (they could not be read reliably): the first frame is
+    /// a caller, not where the thread is running, so it earns no self hit.
+    pub truncated: bool,
+}
+
+/// All threads' stacks at one instant. Frames are innermost first, threads concatenated, so a
+/// sample is two flat vectors whatever the number of threads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sample {
+    pub frames: Vec<FrameRef>,
+    pub threads: Vec<ThreadStack>,
+}
+
+impl Sample {
+    /// Clear for reuse, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.threads.clear();
+    }
+
+    /// Close the stack of `thread_id`: the frames pushed since the previous call are its stack,
+    /// `truncated` if its innermost frames are missing.
+    pub fn end_thread(&mut self, thread_id: u64, truncated: bool) {
+        self.threads.push(ThreadStack {
+            thread_id,
+            end: self.frames.len() as u32,
+            truncated,
+        });
+    }
+
+    /// Each thread's stack description and frames, innermost first.
+    pub fn stacks(&self) -> impl Iterator<Item = (&ThreadStack, &[FrameRef])> + '_ {
+        let mut start = 0usize;
+        self.threads.iter().map(move |t| {
+            let end = (t.end as usize).min(self.frames.len());
+            let frames = &self.frames[start.min(end)..end];
+            start = end;
+            (t, frames)
+        })
+    }
+
+    /// Threads whose stacks are truncated.
+    pub fn truncated_threads(&self) -> usize {
+        self.threads.iter().filter(|t| t.truncated).count()
+    }
+}
+
+/// What the sampler sends to the aggregator.
+#[derive(Debug)]
+pub enum Message {
+    /// A new code id and its strings, sent before the first sample that uses it.
+    Code(CodeId, CodeInfo),
+    /// One sample of every thread.
+    Sample(Sample),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacks_split_the_flat_frames_by_thread() {
+        let mut s = Sample::default();
+        s.frames.push(FrameRef { code: 0, line: 1 });
+        s.frames.push(FrameRef { code: 1, line: 2 });
+        s.end_thread(7, false);
+        s.end_thread(8, false); // a thread with no Python frames
+        s.frames.push(FrameRef { code: 2, line: 3 });
+        s.end_thread(9, true);
+        let stacks: Vec<_> = s.stacks().map(|(t, f)| (t.thread_id, f.len())).collect();
+        assert_eq!(stacks, vec![(7, 2), (8, 0), (9, 1)]);
+        assert_eq!(s.truncated_threads(), 1);
+    }
+}

@@ -1,0 +1,245 @@
+//! Python source files, as the reports need them: read through the target's root while it is
+//! attached (its files may live in another mount namespace), decoded as `tokenize` decodes
+//! them, split into lines as `linecache` does, and analysed for executable lines.
+
+pub mod executable_lines;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Sources larger than this are not read: a report is no place for them, and a hostile target
+/// could name any file.
+pub const MAX_SOURCE_BYTES: u64 = 64 << 20;
+
+/// Where source files are read from, and which Python's rules apply to them.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The target's root and working directory (`/proc/PID/root`, `/proc/PID/cwd`) while it
+    /// is attached; `None` reads paths as they are.
+    target: Option<(PathBuf, PathBuf)>,
+    /// The `(major, minor)` Python whose compiler decides which lines are executable.
+    pub version: (u8, u8),
+}
+
+impl Sources {
+    /// Read paths as they are on this machine.
+    pub fn local(version: (u8, u8)) -> Sources {
+        Sources {
+            target: None,
+            version,
+        }
+    }
+
+    /// Read paths as the live process `pid` sees them, falling back to local paths once it
+    /// has gone.
+    pub fn of_process(pid: i32, version: (u8, u8)) -> Sources {
+        Sources {
+            target: Some((
+                PathBuf::from(format!("/proc/{pid}/root")),
+                PathBuf::from(format!("/proc/{pid}/cwd")),
+            )),
+            version,
+        }
+    }
+
+    /// The raw bytes of `filename`, a regular file of at most [`MAX_SOURCE_BYTES`].
+    pub fn read(&self, filename: &str) -> io::Result<Vec<u8>> {
+        if let Some((root, cwd)) = &self.target {
+            let through = match filename.strip_prefix('/') {
+                Some(relative) => root.join(relative),
+                None => cwd.join(filename),
+            };
+            if let Ok(bytes) = read_regular_file(&through) {
+                return Ok(bytes);
+            }
+        }
+        read_regular_file(Path::new(filename))
+    }
+
+    /// The lines of `source` trace would mark executable (`_find_executable_linenos`); empty
+    /// when the file does not parse.
+    pub fn executable_lines(&self, source: &SourceText) -> BTreeSet<u32> {
+        executable_lines::executable_lines(&source.text, self.version).unwrap_or_default()
+    }
+}
+
+fn read_regular_file(path: &Path) -> io::Result<Vec<u8>> {
+    let file = fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "source file too large",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_SOURCE_BYTES).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// A decoded source file.
+#[derive(Debug, Clone)]
+pub struct SourceText {
+    /// The text, BOM removed.
+    pub text: String,
+    /// The file started with a UTF-8 BOM (`utf-8-sig`): trace then writes its `.cover` with one.
+    pub bom: bool,
+    /// Decoded as Latin-1 (declared so, or not valid UTF-8): encode back the same way.
+    pub latin1: bool,
+}
+
+impl SourceText {
+    /// Decode as `tokenize.open` does for the encodings that matter here: UTF-8 (the default,
+    /// with or without BOM) and Latin-1; any other declared encoding is carried byte for byte
+    /// as Latin-1, which keeps the bytes intact.
+    pub fn decode(bytes: &[u8]) -> SourceText {
+        let (bom, body) = match bytes.strip_prefix(b"\xef\xbb\xbf") {
+            Some(rest) => (true, rest),
+            None => (false, bytes),
+        };
+        let declared_utf8 = declared_encoding(body).is_none_or(|e| {
+            let e = e.to_ascii_lowercase().replace('_', "-");
+            e == "utf-8" || e.starts_with("utf-8-") || e == "utf8"
+        });
+        if declared_utf8 {
+            if let Ok(text) = std::str::from_utf8(body) {
+                return SourceText {
+                    text: text.to_owned(),
+                    bom,
+                    latin1: false,
+                };
+            }
+        }
+        SourceText {
+            text: body.iter().map(|&b| b as char).collect(),
+            bom,
+            latin1: true,
+        }
+    }
+
+    /// Encode `text` back the way this source was decoded.
+    pub fn encode(&self, text: &str) -> Vec<u8> {
+        if self.latin1 {
+            text.chars().map(|c| c as u32 as u8).collect()
+        } else {
+            text.as_bytes().to_vec()
+        }
+    }
+
+    /// The lines as `linecache.getlines` gives them: universal newlines (`\r\n`, `\r`, `\n`)
+    /// turned into `\n`, each line keeping its terminator.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut current = String::new();
+        let mut chars = self.text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' => {
+                    if chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    current.push('\n');
+                    lines.push(std::mem::take(&mut current));
+                }
+                '\n' => {
+                    current.push('\n');
+                    lines.push(std::mem::take(&mut current));
+                }
+                _ => current.push(c),
+            }
+        }
+        if !current.is_empty() {
+            lines.push(current);
+        }
+        lines
+    }
+}
+
+/// The encoding named by a PEP 263 cookie on line 1 or 2, if any.
+fn declared_encoding(bytes: &[u8]) -> Option<String> {
+    for line in bytes.split(|b| *b == b'\n').take(2) {
+        let line = String::from_utf8_lossy(line);
+        let trimmed = line.trim_start();
+        if !trimmed.starts_with('#') {
+            continue;
+        }
+        let pos = trimmed.find("coding")?;
+        let rest = &trimmed[pos + "coding".len()..];
+        let rest = rest.strip_prefix(':').or_else(|| rest.strip_prefix('='))?;
+        let name: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+            .collect();
+        if !name.is_empty() {
+            return Some(name);
+        }
+    }
+    None
+}
+
+/// `str.expandtabs(8)`.
+pub fn expand_tabs(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut column = 0usize;
+    for c in line.chars() {
+        match c {
+            '\t' => {
+                let pad = 8 - column % 8;
+                out.extend(std::iter::repeat_n(' ', pad));
+                column += pad;
+            }
+            '\n' | '\r' => {
+                out.push(c);
+                column = 0;
+            }
+            _ => {
+                out.push(c);
+                column += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_like_linecache() {
+        let s = SourceText::decode(b"a\r\nb\rc\nd");
+        assert_eq!(s.lines(), vec!["a\n", "b\n", "c\n", "d"]);
+        assert!(SourceText::decode(b"").lines().is_empty());
+    }
+
+    #[test]
+    fn decodes_bom_and_latin1() {
+        let s = SourceText::decode(b"\xef\xbb\xbfx = 1\n");
+        assert!(s.bom && !s.latin1);
+        assert_eq!(s.text, "x = 1\n");
+        let l = SourceText::decode(b"# -*- coding: latin-1 -*-\nx = '\xe9'\n");
+        assert!(l.latin1);
+        assert_eq!(
+            l.encode(&l.text),
+            b"# -*- coding: latin-1 -*-\nx = '\xe9'\n"
+        );
+        let bad = SourceText::decode(b"x = '\xff'\n");
+        assert!(bad.latin1);
+    }
+
+    #[test]
+    fn expand_tabs_like_python() {
+        assert_eq!(expand_tabs("\tx"), "        x");
+        assert_eq!(expand_tabs("ab\tc\n"), "ab      c\n");
+        assert_eq!(expand_tabs("ü\t|"), "ü       |");
+    }
+}
