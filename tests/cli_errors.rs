@@ -1,0 +1,139 @@
+//! Bad input: one clear line naming the cause, a non-zero exit, never a panic or a hang.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The error output is exactly one line, starts with `tracer: error:`, contains every one of
+/// `needles`, and the exit status is 1.
+fn assert_one_line_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(out.status.code(), Some(1), "{}", printed(out));
+    assert!(!stderr.contains("panicked"), "{}", printed(out));
+    assert_eq!(lines.len(), 1, "expected one line\n{}", printed(out));
+    assert!(lines[0].starts_with("tracer: error: "), "{}", printed(out));
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "missing {needle:?}\n{}",
+            printed(out)
+        );
+    }
+}
+
+fn free_pid() -> i32 {
+    let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(32768);
+    (300..max)
+        .rev()
+        .find(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .expect("a free pid")
+}
+
+#[test]
+fn no_such_pid() {
+    let pid = free_pid().to_string();
+    let out = run_tracer(&["attach", "--pid", &pid], &scratch("err-nopid"), TIMEOUT);
+    assert_one_line_error(&out, &["no process with pid", &pid]);
+}
+
+#[test]
+fn not_a_python_process() {
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let out = run_tracer(&["attach", "--pid", &pid], &scratch("err-notpy"), TIMEOUT);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_one_line_error(&out, &["not a Python process", &pid, "sleep"]);
+}
+
+#[test]
+fn permission_denied_names_the_fix() {
+    // As root, drop to nobody to attach to a root-owned Python; as anyone else, a root-owned
+    // Python is out of reach already.
+    let python = pythons_under_test().pop().unwrap();
+    let mut target = Workload::start(&python, &workload("mix.py"), 20.0);
+    let pid = target.pid().to_string();
+    let dir = scratch("err-perm");
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let out = if is_root {
+        if Command::new("setpriv").arg("--version").output().is_err() {
+            println!("SKIP: setpriv not found; cannot test attaching without permission");
+            return;
+        }
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(tracer_bin())
+            .args(["attach", "--pid", &pid, "-o", "/tmp/never-written.pickle"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    } else {
+        println!("SKIP: not root; cannot start a process this user may not trace");
+        return;
+    };
+    let _ = target.child.kill();
+    assert_one_line_error(&out, &["permission denied", &pid, "CAP_SYS_PTRACE", "root"]);
+}
+
+#[test]
+fn unwritable_output_fails_before_sampling() {
+    let python = pythons_under_test().pop().unwrap();
+    let target = Workload::start(&python, &workload("mix.py"), 20.0);
+    let pid = target.pid().to_string();
+    let out = run_tracer(
+        &["attach", "--pid", &pid, "-o", "/nonexistent-dir/x.pickle"],
+        &scratch("err-unwritable"),
+        TIMEOUT,
+    );
+    drop(target);
+    assert_one_line_error(&out, &["cannot write to /nonexistent-dir", "-o"]);
+}
+
+#[test]
+fn usage_errors_are_refused_by_the_parser() {
+    for args in [
+        &["attach", "--pid", "1", "--rate", "0"][..],
+        &["attach", "--pid", "1", "--duration", "-3"][..],
+        &["attach", "--pid", "1", "--format", "xml"][..],
+        &["attach"][..],
+        &["run"][..],
+    ] {
+        let out = run_tracer(args, &scratch("err-usage"), TIMEOUT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", printed(&out));
+        assert!(!stderr.contains("panicked"), "{}", printed(&out));
+    }
+}
+
+#[test]
+fn report_refuses_files_that_are_not_results() {
+    let dir = scratch("err-report");
+    let cases: [(&str, &[u8]); 4] = [
+        ("empty.pickle", b""),
+        ("garbage.pickle", b"\x80\x02garbage"),
+        (
+            "truncated.json",
+            br#"{"format":"tracer-coverage","version":1,"counts":[["#,
+        ),
+        (
+            "other.json",
+            br#"{"format":"something-else","version":1,"counts":[],"calledfuncs":[],"callers":[]}"#,
+        ),
+    ];
+    for (name, bytes) in cases {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        let out = run_tracer(&["report", "--file", name], &dir, TIMEOUT);
+        assert_one_line_error(&out, &[name]);
+    }
+    let out = run_tracer(&["report", "--file", "missing.pickle"], &dir, TIMEOUT);
+    assert_one_line_error(&out, &["cannot read", "missing.pickle"]);
+}

@@ -1,0 +1,237 @@
+//! Shared by the integration tests: finding interpreters, starting workloads, ground truth.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// An interpreter to test against.
+#[derive(Debug, Clone)]
+pub struct Python {
+    pub path: PathBuf,
+    pub version: (u8, u8),
+}
+
+impl Python {
+    pub fn label(&self) -> String {
+        format!(
+            "Python {}.{} ({})",
+            self.version.0,
+            self.version.1,
+            self.path.display()
+        )
+    }
+}
+
+/// The versions every CI run must exercise when present.
+pub const REQUIRED_MINORS: std::ops::RangeInclusive<u8> = 8..=13;
+
+/// Interpreters from `TRACER_TEST_PYTHONS` (paths separated by `:` or spaces), else pyenv's
+/// `$PYENV_ROOT/versions/*/bin/python` and Debian's `/usr/bin/python3.*`. One per version, the
+/// first found winning; pyenv's come first.
+pub fn all_pythons() -> Vec<Python> {
+    let candidates: Vec<PathBuf> = match std::env::var("TRACER_TEST_PYTHONS") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split([':', ' ', '\n'])
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        _ => {
+            let root = std::env::var("PYENV_ROOT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| PathBuf::from("/root/.pyenv"));
+            let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+                .map(|dir| {
+                    dir.filter_map(|e| e.ok())
+                        .map(|e| e.path().join("bin/python"))
+                        .filter(|p| p.exists())
+                        .collect()
+                })
+                .unwrap_or_default();
+            found.sort();
+            for minor in 6..=15 {
+                let debian = PathBuf::from(format!("/usr/bin/python3.{minor}"));
+                if debian.exists() {
+                    found.push(debian);
+                }
+            }
+            found
+        }
+    };
+    let mut seen = BTreeSet::new();
+    let mut pythons = Vec::new();
+    for path in candidates {
+        if let Some(version) = version_of(&path) {
+            if seen.insert(version) {
+                pythons.push(Python { path, version });
+            }
+        }
+    }
+    pythons.sort_by_key(|p| p.version);
+    pythons
+}
+
+fn version_of(python: &Path) -> Option<(u8, u8)> {
+    let out = Command::new(python)
+        .args(["-c", "import sys; print('%d %d' % sys.version_info[:2])"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut parts = text.split_whitespace();
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Interpreters 3.8–3.13, printing a SKIP line for each of those versions not found.
+pub fn pythons_under_test() -> Vec<Python> {
+    let all = all_pythons();
+    for minor in REQUIRED_MINORS {
+        if !all.iter().any(|p| p.version == (3, minor)) {
+            println!("SKIP: no Python 3.{minor} found (set TRACER_TEST_PYTHONS or install it)");
+        }
+    }
+    let chosen: Vec<Python> = all
+        .into_iter()
+        .filter(|p| p.version.0 == 3 && REQUIRED_MINORS.contains(&p.version.1))
+        .collect();
+    assert!(
+        !chosen.is_empty(),
+        "no Python 3.8-3.13 found at all: nothing to test against"
+    );
+    chosen
+}
+
+/// Debian's statically linked interpreter, if present.
+pub fn debian_python() -> Option<Python> {
+    let path = PathBuf::from("/usr/bin/python3.11");
+    let version = version_of(&path)?;
+    Some(Python { path, version })
+}
+
+pub fn tracer_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tracer")
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn workload(name: &str) -> PathBuf {
+    repo_root().join("tests/workloads").join(name)
+}
+
+pub fn support(name: &str) -> PathBuf {
+    repo_root().join("tests/support").join(name)
+}
+
+/// A fresh scratch directory under the target directory, removed first if present.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = repo_root().join("target/test-scratch").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A started workload process, killed when dropped.
+pub struct Workload {
+    pub child: Child,
+}
+
+impl Workload {
+    /// Start `script` under `python` for `seconds` and wait until it prints "ready".
+    pub fn start(python: &Python, script: &Path, seconds: f64) -> Workload {
+        let mut child = Command::new(&python.path)
+            .arg(script)
+            .env("WORKLOAD_SECONDS", seconds.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the workload");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        match lines.next() {
+            Some(Ok(line)) if line.trim() == "ready" => {}
+            other => panic!("{}: workload did not get ready: {other:?}", python.label()),
+        }
+        // Keep draining stdout so that the workload never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Workload { child }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Wait for the workload to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the tracer with `args`, killing it after `timeout` (a hang is a failure, not a wait).
+pub fn run_tracer(args: &[&str], cwd: &Path, timeout: Duration) -> Output {
+    let mut child = Command::new(tracer_bin())
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting tracer");
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "tracer {args:?} did not finish within {timeout:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run `python` with `args` in `cwd`, with the workload's duration set; panics on failure.
+pub fn run_python(python: &Python, args: &[&str], cwd: &Path, seconds: f64) -> Output {
+    let out = Command::new(&python.path)
+        .args(args)
+        .current_dir(cwd)
+        .env("WORKLOAD_SECONDS", seconds.to_string())
+        .output()
+        .expect("running python");
+    assert!(
+        out.status.success(),
+        "{}: {args:?} failed: {}",
+        python.label(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Show what a process printed, for failure messages.
+pub fn printed(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
