@@ -181,7 +181,7 @@ fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
             ""
         }
     );
-    let result = session::sample(attached, &args.session_options(), signals.stop.clone());
+    let result = session::sample(attached, &args.session_options(), signals.stop.clone())?;
     report_stop(&result);
     let sources = Sources::of_process(pid, version);
     let message = session::write_results(&result, args.format, &path, &sources)?;
@@ -206,7 +206,14 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
     let result = match attach::attach_when_ready(pid, args.blocking, Duration::from_secs(10)) {
         Ok(attached) => {
             let version = attached.info.version_tuple().unwrap_or((3, 12));
-            let result = session::sample(attached, &options, signals.stop.clone());
+            let result = match session::sample(attached, &options, signals.stop.clone()) {
+                Ok(result) => result,
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            };
             if signals.terminated.load(Ordering::Relaxed) {
                 // SIGTERM was for the whole job: pass it on. (Ctrl-C already reached the child
                 // through the terminal's process group.)

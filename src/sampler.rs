@@ -134,7 +134,7 @@ pub fn run(
         }
         // A target that exits between reads may leave its memory readable for a moment (a
         // zombie): look now and then even while reads succeed.
-        if tick % 64 == 0 && !is_alive() {
+        if tick.is_multiple_of(64) && !is_alive() {
             break StopReason::TargetExited;
         }
     };
@@ -185,7 +185,7 @@ mod tests {
                     },
                 ));
             }
-            if self.reads % 3 == 0 {
+            if self.reads.is_multiple_of(3) {
                 return Err(ReadError::Transient("torn".into()));
             }
             sample.frames.push(FrameRef { code: 0, line: 1 });

@@ -39,7 +39,7 @@ pub fn sample(
     attached: Attached,
     options: &SessionOptions,
     stop: Arc<AtomicBool>,
-) -> SessionResult {
+) -> anyhow::Result<SessionResult> {
     let Attached {
         mut reader,
         info: target,
@@ -50,7 +50,7 @@ pub fn sample(
     let aggregator = std::thread::Builder::new()
         .name("tracer-aggregator".into())
         .spawn(move || Aggregator::new().run(rx))
-        .expect("spawning the aggregator thread");
+        .context("cannot start the aggregator thread")?;
     let config = SamplerConfig {
         rate_hz: options.rate_hz,
         duration: options.duration,
@@ -70,11 +70,17 @@ pub fn sample(
                 &tx,
             )
         })
-        .expect("spawning the sampler thread");
-    let stats = sampler.join().unwrap_or_default();
-    let aggregator = aggregator.join().unwrap_or_default();
+        .context("cannot start the sampler thread")?;
+    // A sampler that failed still leaves what it sent; an aggregator that failed leaves nothing.
+    let stats = sampler.join().unwrap_or_else(|_| {
+        eprintln!("tracer: warning: the sampler thread failed; writing what it gathered");
+        Default::default()
+    });
+    let aggregator = aggregator
+        .join()
+        .map_err(|_| anyhow::anyhow!("the aggregator thread failed: no results to write"))?;
     let results = aggregator.results(&options.filter);
-    SessionResult {
+    Ok(SessionResult {
         results,
         stop_reason: stats.stop_reason.unwrap_or(StopReason::Signal),
         first_error: stats.first_error.clone(),
@@ -83,7 +89,7 @@ pub fn sample(
             stats,
             rate_requested: options.rate_hz,
         },
-    }
+    })
 }
 
 /// Write `result` in `format` to `path`, and return a one-line description of what was

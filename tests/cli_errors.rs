@@ -61,21 +61,31 @@ fn permission_denied_names_the_fix() {
     let python = pythons_under_test().pop().unwrap();
     let mut target = Workload::start(&python, &workload("mix.py"), 20.0);
     let pid = target.pid().to_string();
-    let dir = scratch("err-perm");
     let is_root = unsafe { libc::geteuid() } == 0;
     let out = if is_root {
         if Command::new("setpriv").arg("--version").output().is_err() {
             println!("SKIP: setpriv not found; cannot test attaching without permission");
             return;
         }
-        Command::new("setpriv")
+        // A copy nobody can reach, wherever the checkout lives.
+        let copy_dir = std::env::temp_dir().join(format!("tracer-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&copy_dir).unwrap();
+        let copy = copy_dir.join("tracer");
+        std::fs::copy(tracer_bin(), &copy).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        for path in [&copy_dir, &copy] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(tracer_bin())
+            .arg(&copy)
             .args(["attach", "--pid", &pid, "-o", "/tmp/never-written.pickle"])
-            .current_dir(&dir)
+            .current_dir(&copy_dir)
             .stdin(Stdio::null())
             .output()
-            .unwrap()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&copy_dir);
+        out
     } else {
         println!("SKIP: not root; cannot start a process this user may not trace");
         return;

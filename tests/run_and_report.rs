@@ -1,5 +1,5 @@
 //! `tracer run`, the JSON and .cover formats, and `tracer report` against the stdlib's own
-//! `python -m trace --report` on the same results.
+//! `python -m trace --report` on the same results: identical .cover files, byte for byte.
 
 mod common;
 

@@ -1,7 +1,8 @@
 //! `tracer attach` against the stdlib's own trace, on every Python 3.8–3.13 found.
 //!
 //! For each interpreter, the same workload runs three times in separate processes:
-//! 1. under `python -m trace --count --trackcalls` (ground truth of what ran);
+//! 1. under the stdlib's `trace.Trace` counting lines, functions and edges, its hook kept until
+//!    the interpreter's shutdown is over (tests/support/trace_truth.py: ground truth of what ran);
 //! 2. under tests/support/line_share.py (ground truth of each line's share of run time);
 //! 3. traced by `tracer attach` until it exits.
 //!
@@ -42,31 +43,19 @@ fn check_python(python: &Python) -> Result<(), String> {
     let script = workload("mix.py");
     let script_str = script.to_str().unwrap();
 
-    // 1. Ground truth of what ran. trace counts lines (--count), functions (--listfuncs) and
-    //    edges (--trackcalls) only one kind per run, so it runs three times.
-    let mut truth = CoverageResults::default();
-    for (mode, file) in [
-        ("--count", "lines.pickle"),
-        ("--listfuncs", "funcs.pickle"),
-        ("--trackcalls", "edges.pickle"),
-    ] {
-        run_python(
-            python,
-            &[
-                "-m",
-                "trace",
-                mode,
-                "--file",
-                file,
-                "--coverdir",
-                "truth-cover",
-                script_str,
-            ],
-            &dir,
-            TRUTH_SECONDS,
-        );
-        truth.update(&load(&dir.join(file))?);
-    }
+    // 1. Ground truth of what ran: the stdlib's trace.Trace counting lines, functions and
+    //    edges, its hook kept through interpreter shutdown (tests/support/trace_truth.py).
+    run_python(
+        python,
+        &[
+            support("trace_truth.py").to_str().unwrap(),
+            "truth.pickle",
+            script_str,
+        ],
+        &dir,
+        TRUTH_SECONDS,
+    );
+    let truth = load(&dir.join("truth.pickle"))?;
     if truth.counts.is_empty() || truth.calledfuncs.is_empty() || truth.callers.is_empty() {
         return Err("the ground truth is empty: trace did not record the workload".into());
     }
@@ -87,8 +76,18 @@ fn check_python(python: &Python) -> Result<(), String> {
     // 3. tracer attach, until the workload exits.
     let mut target = Workload::start(python, &script, SAMPLED_SECONDS);
     let pid = target.pid().to_string();
+    // TRACER_TEST_RATE samples faster, to stress precision (make stress).
+    let rate = std::env::var("TRACER_TEST_RATE").unwrap_or_else(|_| "1000".into());
     let out = run_tracer(
-        &["attach", "--pid", &pid, "-o", "ours.pickle"],
+        &[
+            "attach",
+            "--pid",
+            &pid,
+            "--rate",
+            &rate,
+            "-o",
+            "ours.pickle",
+        ],
         &dir,
         Duration::from_secs(60),
     );

@@ -1,0 +1,47 @@
+"""Ground truth of what ran, counted by the stdlib's own trace.Trace, in a separate run.
+
+Usage: python trace_truth.py OUT.pickle SCRIPT [ARGS...]
+
+`python -m trace` records one kind per run (--count, --listfuncs or --trackcalls) and removes
+its hook when the script returns, before the interpreter's shutdown runs threading._shutdown;
+code run then is real but invisible to it. This drives trace.Trace's own methods for all three
+kinds at once and keeps the hook installed until atexit (which runs after threading._shutdown),
+then writes trace's pickle (counts, calledfuncs, callers). Python 3.8+.
+"""
+import atexit
+import pickle
+import runpy
+import sys
+import threading
+import trace
+
+
+def main():
+    out_path, script = sys.argv[1], sys.argv[2]
+    sys.argv = sys.argv[2:]
+    tracer = trace.Trace(count=1, trace=0)
+
+    def globaltrace(frame, why, arg):
+        if why == "call":
+            tracer.globaltrace_trackcallers(frame, why, arg)
+            tracer.globaltrace_countfuncs(frame, why, arg)
+        return tracer.globaltrace_lt(frame, why, arg)
+
+    def dump():
+        sys.settrace(None)
+        threading.settrace(None)
+        results = tracer.results()
+        with open(out_path, "wb") as out:
+            pickle.dump((results.counts, results.calledfuncs, results.callers), out, 2)
+
+    atexit.register(dump)
+    threading.settrace(globaltrace)
+    sys.settrace(globaltrace)
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit:
+        pass
+
+
+if __name__ == "__main__":
+    main()
