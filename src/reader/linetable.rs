@@ -81,9 +81,10 @@ pub enum InstructionOffset {
 ///   before the first.
 /// - 3.11–3.12 (`_PyInterpreterFrame_GetLine` / `PyUnstable_InterpreterFrame_GetLine`):
 ///   `addr = (prev_instr - _PyCode_CODE(code)) * 2`, `prev_instr` pointing at the last
-///   instruction started, or at a code unit of its inline cache (3.11 leaves it on a `CALL`'s
-///   last cache entry while the callee runs; caches share their instruction's entry). Before the
-///   first instruction `prev_instr` is one code unit before the code.
+///   instruction started, or at a code unit of its inline cache: while a Python callee runs,
+///   the caller's `prev_instr` stays on its `CALL`'s last cache entry (caches share their
+///   instruction's line). Before the first instruction `prev_instr` is one code unit before the
+///   code.
 /// - 3.13 (`PyUnstable_InterpreterFrame_GetLine`): the same formula on `instr_ptr`, which points
 ///   at the instruction executing (a caller's stays on its `CALL`), or about to begin: a frame
 ///   not started stands on offset 0 (its first instruction, usually `RESUME` on the `def` line),
@@ -940,7 +941,11 @@ mod tests {
             let plausible = round % 2 == 0;
             for _ in 0..len {
                 let r = rng.next() as u8;
-                bytes.push(if plausible && r % 3 == 0 { r | 0x80 } else { r });
+                bytes.push(if plausible && r.is_multiple_of(3) {
+                    r | 0x80
+                } else {
+                    r
+                });
             }
             let first_line = match rng.next() % 4 {
                 0 => 0,
