@@ -196,3 +196,115 @@ fn debug_offsets_of_installed_3_13_agree_with_the_generated_layout() {
         Err(DebugOffsetsError::TooShort { .. })
     ));
 }
+
+/// The fields `tests/support/layout_probe.py` checks, as its `name=value` arguments (fields the
+/// version lacks are left out).
+fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
+    let plain = [
+        (
+            "runtime_interpreters_head",
+            layout.runtime_interpreters_head,
+        ),
+        (
+            "runtime_interpreters_main",
+            layout.runtime_interpreters_main,
+        ),
+        ("interp_next", layout.interp_next),
+        ("interp_id", layout.interp_id),
+        ("interp_threads_head", layout.interp_threads_head),
+        ("tstate_next", layout.tstate_next),
+        ("tstate_interp", layout.tstate_interp),
+        ("tstate_thread_id", layout.tstate_thread_id),
+        ("iframe_code_tag_mask", layout.iframe_code_tag_mask),
+        ("code_filename", layout.code_filename),
+        ("code_name", layout.code_name),
+        ("code_firstlineno", layout.code_firstlineno),
+        ("code_flags", layout.code_flags),
+        ("code_argcount", layout.code_argcount),
+        ("code_nlocals", layout.code_nlocals),
+        ("object_type", layout.object_type),
+        ("var_object_size", layout.var_object_size),
+        ("type_name", layout.type_name),
+        ("bytes_sval", layout.bytes_sval),
+        ("tuple_items", layout.tuple_items),
+        ("unicode_ascii_size", layout.unicode_ascii_size),
+        ("unicode_compact_size", layout.unicode_compact_size),
+        ("unicode_length", layout.unicode_length),
+        ("unicode_state", layout.unicode_state),
+    ];
+    let optional = [
+        ("tstate_native_thread_id", layout.tstate_native_thread_id),
+        ("tstate_frame", layout.tstate_frame),
+        ("tstate_cframe", layout.tstate_cframe),
+        ("cframe_current_frame", layout.cframe_current_frame),
+        ("tstate_current_frame", layout.tstate_current_frame),
+        ("tstate_datastack_chunk", layout.tstate_datastack_chunk),
+        ("tstate_datastack_top", layout.tstate_datastack_top),
+        ("tstate_datastack_limit", layout.tstate_datastack_limit),
+        ("stack_chunk_size", layout.stack_chunk_size),
+        ("stack_chunk_data", layout.stack_chunk_data),
+        ("frame_object_back", layout.frame_object_back),
+        ("frame_object_code", layout.frame_object_code),
+        ("frame_object_lasti", layout.frame_object_lasti),
+        ("iframe_previous", layout.iframe_previous),
+        ("iframe_code", layout.iframe_code),
+        ("iframe_instr_ptr", layout.iframe_instr_ptr),
+        ("iframe_owner", layout.iframe_owner),
+        ("code_qualname", layout.code_qualname),
+        ("code_lnotab", layout.code_lnotab),
+        ("code_linetable", layout.code_linetable),
+        ("code_code", layout.code_code),
+        ("code_code_adaptive", layout.code_code_adaptive),
+        ("code_nlocalsplus", layout.code_nlocalsplus),
+        ("code_varnames", layout.code_varnames),
+        ("code_localsplusnames", layout.code_localsplusnames),
+        (
+            "frame_owned_by_cstack",
+            layout.frame_owned_by_cstack.map(usize::from),
+        ),
+    ];
+    let bits = [
+        ("unicode_kind", Some(layout.unicode_kind)),
+        ("unicode_compact", Some(layout.unicode_compact)),
+        ("unicode_ascii", Some(layout.unicode_ascii)),
+        ("unicode_ready", layout.unicode_ready),
+    ];
+    let mut arguments: Vec<String> = plain
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    for (name, value) in optional {
+        arguments.extend(value.map(|value| format!("{name}={value}")));
+    }
+    for (name, value) in bits {
+        arguments.extend(value.map(|bits| format!("{name}={},{}", bits.shift, bits.width)));
+    }
+    arguments
+}
+
+/// Independent of the headers: each interpreter's own objects, frames and thread state, read in
+/// process through ctypes at the generated offsets, hold what Python says they hold.
+#[test]
+fn generated_offsets_read_each_interpreter_correctly_in_process() {
+    let probe = common::support("layout_probe.py");
+    for python in pythons_under_test() {
+        let layout = layout_for(python.version).unwrap();
+        let out = Command::new(&python.path)
+            .arg(&probe)
+            .args(probe_arguments(layout))
+            .output()
+            .expect("running the layout probe");
+        let report = String::from_utf8_lossy(&out.stdout);
+        let checks = report
+            .lines()
+            .filter(|line| line.starts_with("ok "))
+            .count();
+        assert!(
+            out.status.success() && checks > 40,
+            "{}: {}",
+            python.label(),
+            printed(&out)
+        );
+        println!("{}: {checks} in-process checks passed", python.label());
+    }
+}
