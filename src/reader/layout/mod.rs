@@ -117,7 +117,7 @@ pub struct Layout {
     /// `_PyStackChunk.data` (3.11+): the first slot.
     pub stack_chunk_data: Option<usize>,
 
-    /// `sizeof(PyFrameObject)` (3.8–3.10), without the variable part.
+    /// `sizeof(PyFrameObject)` (3.8–3.10), counting one slot of the variable `f_localsplus`.
     pub frame_object_size: Option<usize>,
     /// `PyFrameObject.f_back` (3.8–3.10): the caller's frame.
     pub frame_object_back: Option<usize>,
@@ -128,7 +128,7 @@ pub struct Layout {
     /// `PyFrameObject.f_lineno` (3.8–3.10, `int`): valid only while tracing.
     pub frame_object_lineno: Option<usize>,
 
-    /// `sizeof(_PyInterpreterFrame)` (3.11+), without the variable `localsplus`.
+    /// `sizeof(_PyInterpreterFrame)` (3.11+), counting one slot of the variable `localsplus`.
     pub iframe_size: Option<usize>,
     /// `_PyInterpreterFrame.previous` (3.11+): the caller's frame.
     pub iframe_previous: Option<usize>,
