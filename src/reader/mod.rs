@@ -6,6 +6,7 @@
 use crate::sample::{CodeId, CodeInfo, Sample};
 use std::collections::HashMap;
 
+pub mod layout;
 pub mod linetable;
 mod pyspy;
 

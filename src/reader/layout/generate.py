@@ -1,0 +1,490 @@
+#!/usr/bin/env python3
+"""Generate src/reader/layout/generated.rs from the headers of every installed CPython 3.8-3.13.
+
+For each interpreter found, this writes a small C program that includes that version's own
+headers (public and internal, compiled with -DPy_BUILD_CORE), prints offsetof/sizeof values,
+enum values and the bit positions of the unicode state bitfields, compiles it with `cc`, runs
+it, and turns what it printed into one `Layout` constant per version. For 3.13+ it also records
+where each member of `_Py_DebugOffsets` lives, so that the Rust side can read those offsets out
+of a running interpreter (see debug_offsets.rs).
+
+Which interpreters:
+  - TRACER_TEST_PYTHONS, if set: interpreter paths separated by ':' or spaces (as the tests
+    read it); each is asked for its version and include directory;
+  - otherwise $PYENV_ROOT/versions/3.X.*/bin/python (PYENV_ROOT defaults to /root/.pyenv).
+  One per minor version, the first found winning.
+
+Usage:
+  python3 src/reader/layout/generate.py                 # rewrite generated.rs in place
+  python3 src/reader/layout/generate.py -o /tmp/gen.rs  # write elsewhere (the tests do this)
+
+Versions not found are left out of the output and reported on stderr; the committed file must
+hold all of 3.8-3.13, so regenerate it on a machine that has them all.
+
+Target: the values are those of the machine's C compiler, x86_64 Linux here. On aarch64 Linux
+(LP64 like x86_64) none of these structs differ. To generate for another target, run this with
+CC set to a cross compiler and CC_RUN to a runner for its binaries, e.g.
+  CC=aarch64-linux-gnu-gcc CC_RUN="qemu-aarch64 -L /usr/aarch64-linux-gnu" python3 generate.py
+against headers from interpreters built for that target (pyconfig.h is target-specific).
+The generated table assumes release builds with the GIL: a Py_DEBUG/Py_TRACE_REFS build moves
+object fields, and a free-threaded build changes the object header.
+"""
+
+import argparse
+import glob
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+
+MINORS = range(8, 14)
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUTPUT = os.path.join(HERE, "generated.rs")
+
+# Kinds of Layout field, and the Rust type each becomes.
+#   offset: a usize present in every version (the spec must cover 3.8-3.13);
+#   option: Option<usize>, None in versions the spec does not cover;
+#   enum:   Option<u8>, an enum value;
+#   bits:   Bitfield present in every version;  bits?: Option<Bitfield>.
+#   fixed:  a usize the spec gives as a literal (no C expression applies).
+RUST_TYPES = {
+    "offset": "usize",
+    "option": "Option<usize>",
+    "enum": "Option<u8>",
+    "bits": "Bitfield",
+    "bits?": "Option<Bitfield>",
+    "fixed": "usize",
+}
+
+
+def all_versions(expr):
+    return [(8, 13, expr)]
+
+
+# (Layout field, kind, [(first minor, last minor, C expression), ...]).
+# The C expressions are evaluated against each version's headers; their order here is the
+# order of Layout's fields (mod.rs must match: the generated file does not compile otherwise).
+FIELDS = [
+    # _PyRuntimeState
+    ("runtime_size", "offset", all_versions("sizeof(_PyRuntimeState)")),
+    ("runtime_interpreters_head", "offset",
+     all_versions("offsetof(_PyRuntimeState, interpreters.head)")),
+    ("runtime_interpreters_main", "offset",
+     all_versions("offsetof(_PyRuntimeState, interpreters.main)")),
+    # PyInterpreterState
+    ("interp_size", "offset", all_versions("sizeof(PyInterpreterState)")),
+    ("interp_next", "offset", all_versions("offsetof(PyInterpreterState, next)")),
+    ("interp_threads_head", "offset", [
+        (8, 10, "offsetof(PyInterpreterState, tstate_head)"),
+        (11, 13, "offsetof(PyInterpreterState, threads.head)"),
+    ]),
+    ("interp_id", "offset", all_versions("offsetof(PyInterpreterState, id)")),
+    # 3.14+ only (from its debug offsets); no version generated here has it.
+    ("interp_code_object_generation", "option", []),
+    # PyThreadState
+    ("tstate_size", "offset", all_versions("sizeof(PyThreadState)")),
+    ("tstate_next", "offset", all_versions("offsetof(PyThreadState, next)")),
+    ("tstate_interp", "offset", all_versions("offsetof(PyThreadState, interp)")),
+    ("tstate_thread_id", "offset", all_versions("offsetof(PyThreadState, thread_id)")),
+    ("tstate_native_thread_id", "option",
+     [(11, 13, "offsetof(PyThreadState, native_thread_id)")]),
+    ("tstate_frame", "option", [(8, 10, "offsetof(PyThreadState, frame)")]),
+    ("tstate_cframe", "option", [(11, 12, "offsetof(PyThreadState, cframe)")]),
+    ("cframe_current_frame", "option", [(11, 12, "offsetof(_PyCFrame, current_frame)")]),
+    ("tstate_current_frame", "option", [(13, 13, "offsetof(PyThreadState, current_frame)")]),
+    ("tstate_datastack_chunk", "option",
+     [(11, 13, "offsetof(PyThreadState, datastack_chunk)")]),
+    ("tstate_datastack_top", "option", [(11, 13, "offsetof(PyThreadState, datastack_top)")]),
+    ("tstate_datastack_limit", "option",
+     [(11, 13, "offsetof(PyThreadState, datastack_limit)")]),
+    # _PyStackChunk
+    ("stack_chunk_previous", "option", [(11, 13, "offsetof(_PyStackChunk, previous)")]),
+    ("stack_chunk_size", "option", [(11, 13, "offsetof(_PyStackChunk, size)")]),
+    ("stack_chunk_top", "option", [(11, 13, "offsetof(_PyStackChunk, top)")]),
+    ("stack_chunk_data", "option", [(11, 13, "offsetof(_PyStackChunk, data)")]),
+    # PyFrameObject, the frame itself up to 3.10
+    ("frame_object_size", "option", [(8, 10, "sizeof(PyFrameObject)")]),
+    ("frame_object_back", "option", [(8, 10, "offsetof(PyFrameObject, f_back)")]),
+    ("frame_object_code", "option", [(8, 10, "offsetof(PyFrameObject, f_code)")]),
+    ("frame_object_lasti", "option", [(8, 10, "offsetof(PyFrameObject, f_lasti)")]),
+    ("frame_object_lineno", "option", [(8, 10, "offsetof(PyFrameObject, f_lineno)")]),
+    # _PyInterpreterFrame, 3.11+
+    ("iframe_size", "option", [(11, 13, "sizeof(_PyInterpreterFrame)")]),
+    ("iframe_previous", "option", [(11, 13, "offsetof(_PyInterpreterFrame, previous)")]),
+    ("iframe_code", "option", [
+        (11, 12, "offsetof(_PyInterpreterFrame, f_code)"),
+        (13, 13, "offsetof(_PyInterpreterFrame, f_executable)"),
+    ]),
+    ("iframe_instr_ptr", "option", [
+        (11, 12, "offsetof(_PyInterpreterFrame, prev_instr)"),
+        (13, 13, "offsetof(_PyInterpreterFrame, instr_ptr)"),
+    ]),
+    ("iframe_owner", "option", [(11, 13, "offsetof(_PyInterpreterFrame, owner)")]),
+    ("iframe_localsplus", "option", [(11, 13, "offsetof(_PyInterpreterFrame, localsplus)")]),
+    # Up to 3.13 the code pointer is a plain PyObject*: nothing to mask.
+    ("iframe_code_tag_mask", "fixed", all_versions("0")),
+    ("frame_owned_by_generator", "enum", [(11, 13, "FRAME_OWNED_BY_GENERATOR")]),
+    ("frame_owned_by_cstack", "enum", [(12, 13, "FRAME_OWNED_BY_CSTACK")]),
+    # 3.14+ only.
+    ("frame_owned_by_interpreter", "enum", []),
+    # PyCodeObject
+    ("code_size", "offset", all_versions("sizeof(PyCodeObject)")),
+    ("code_filename", "offset", all_versions("offsetof(PyCodeObject, co_filename)")),
+    ("code_name", "offset", all_versions("offsetof(PyCodeObject, co_name)")),
+    ("code_qualname", "option", [(11, 13, "offsetof(PyCodeObject, co_qualname)")]),
+    ("code_firstlineno", "offset", all_versions("offsetof(PyCodeObject, co_firstlineno)")),
+    ("code_lnotab", "option", [(8, 9, "offsetof(PyCodeObject, co_lnotab)")]),
+    ("code_linetable", "option", [(10, 13, "offsetof(PyCodeObject, co_linetable)")]),
+    ("code_code", "option", [(8, 10, "offsetof(PyCodeObject, co_code)")]),
+    ("code_code_adaptive", "option", [(11, 13, "offsetof(PyCodeObject, co_code_adaptive)")]),
+    ("code_firsttraceable", "option",
+     [(11, 13, "offsetof(PyCodeObject, _co_firsttraceable)")]),
+    ("code_flags", "offset", all_versions("offsetof(PyCodeObject, co_flags)")),
+    ("code_argcount", "offset", all_versions("offsetof(PyCodeObject, co_argcount)")),
+    ("code_nlocals", "offset", all_versions("offsetof(PyCodeObject, co_nlocals)")),
+    ("code_nlocalsplus", "option", [(11, 13, "offsetof(PyCodeObject, co_nlocalsplus)")]),
+    ("code_varnames", "option", [(8, 10, "offsetof(PyCodeObject, co_varnames)")]),
+    ("code_localsplusnames", "option",
+     [(11, 13, "offsetof(PyCodeObject, co_localsplusnames)")]),
+    ("code_localspluskinds", "option",
+     [(11, 13, "offsetof(PyCodeObject, co_localspluskinds)")]),
+    # Objects
+    ("object_type", "offset", all_versions("offsetof(PyObject, ob_type)")),
+    ("var_object_size", "offset", all_versions("offsetof(PyVarObject, ob_size)")),
+    ("type_name", "offset", all_versions("offsetof(PyTypeObject, tp_name)")),
+    ("bytes_sval", "offset", all_versions("offsetof(PyBytesObject, ob_sval)")),
+    ("tuple_items", "offset", all_versions("offsetof(PyTupleObject, ob_item)")),
+    # Unicode
+    ("unicode_ascii_size", "offset", all_versions("sizeof(PyASCIIObject)")),
+    ("unicode_compact_size", "offset", all_versions("sizeof(PyCompactUnicodeObject)")),
+    ("unicode_length", "offset", all_versions("offsetof(PyASCIIObject, length)")),
+    ("unicode_state", "offset", all_versions("offsetof(PyASCIIObject, state)")),
+    ("unicode_state_size", "offset", all_versions("sizeof(((PyASCIIObject *)0)->state)")),
+    ("unicode_kind", "bits", all_versions("kind")),
+    ("unicode_compact", "bits", all_versions("compact")),
+    ("unicode_ascii", "bits", all_versions("ascii")),
+    ("unicode_ready", "bits?", [(8, 11, "ready")]),
+]
+
+# _Py_DebugOffsets members read by debug_offsets.rs, 3.13+: (DebugField variant, member path).
+DEBUG_FIELDS = [
+    ("RuntimeStateSize", "runtime_state.size"),
+    ("RuntimeStateInterpretersHead", "runtime_state.interpreters_head"),
+    ("InterpreterStateSize", "interpreter_state.size"),
+    ("InterpreterStateId", "interpreter_state.id"),
+    ("InterpreterStateNext", "interpreter_state.next"),
+    ("InterpreterStateThreadsHead", "interpreter_state.threads_head"),
+    ("ThreadStateSize", "thread_state.size"),
+    ("ThreadStateNext", "thread_state.next"),
+    ("ThreadStateInterp", "thread_state.interp"),
+    ("ThreadStateCurrentFrame", "thread_state.current_frame"),
+    ("ThreadStateThreadId", "thread_state.thread_id"),
+    ("ThreadStateNativeThreadId", "thread_state.native_thread_id"),
+    ("ThreadStateDatastackChunk", "thread_state.datastack_chunk"),
+    ("InterpreterFrameSize", "interpreter_frame.size"),
+    ("InterpreterFramePrevious", "interpreter_frame.previous"),
+    ("InterpreterFrameExecutable", "interpreter_frame.executable"),
+    ("InterpreterFrameInstrPtr", "interpreter_frame.instr_ptr"),
+    ("InterpreterFrameLocalsplus", "interpreter_frame.localsplus"),
+    ("InterpreterFrameOwner", "interpreter_frame.owner"),
+    ("CodeObjectSize", "code_object.size"),
+    ("CodeObjectFilename", "code_object.filename"),
+    ("CodeObjectName", "code_object.name"),
+    ("CodeObjectQualname", "code_object.qualname"),
+    ("CodeObjectLinetable", "code_object.linetable"),
+    ("CodeObjectFirstlineno", "code_object.firstlineno"),
+    ("CodeObjectArgcount", "code_object.argcount"),
+    ("CodeObjectLocalsplusnames", "code_object.localsplusnames"),
+    ("CodeObjectLocalspluskinds", "code_object.localspluskinds"),
+    ("CodeObjectCoCodeAdaptive", "code_object.co_code_adaptive"),
+    ("PyObjectObType", "pyobject.ob_type"),
+    ("TypeObjectTpName", "type_object.tp_name"),
+    ("TupleObjectObItem", "tuple_object.ob_item"),
+    ("TupleObjectObSize", "tuple_object.ob_size"),
+    ("BytesObjectObSize", "bytes_object.ob_size"),
+    ("BytesObjectObSval", "bytes_object.ob_sval"),
+    ("UnicodeObjectState", "unicode_object.state"),
+    ("UnicodeObjectLength", "unicode_object.length"),
+    ("UnicodeObjectAsciiobjectSize", "unicode_object.asciiobject_size"),
+]
+DEBUG_OFFSETS_SINCE = 13
+
+# Headers holding the structs above, per version.
+def includes(minor):
+    if minor == 8:
+        internal = ["internal/pycore_pystate.h"]
+    elif minor <= 10:
+        internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h"]
+    else:
+        internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h",
+                    "internal/pycore_frame.h"]
+    # code.h is public up to 3.10; from 3.11 Python.h includes cpython/code.h itself.
+    public = ["frameobject.h", "code.h"] if minor <= 10 else ["frameobject.h"]
+    return ["Python.h"] + internal + public
+
+
+C_PRELUDE = r"""
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Where a bitfield of PyASCIIObject.state lives: set it to all ones in a zeroed object and see
+   which bits of the state word changed. Fails if anything outside the state word changed or
+   the bits are not contiguous. The state is read as a native unsigned int, so positions are
+   those of the integer, whatever the byte order. */
+static void report_bits(const char *name, const unsigned char *object, size_t object_size,
+                        size_t state_offset, size_t state_size) {
+    if (state_size != sizeof(uint32_t)) {
+        fprintf(stderr, "%s: state is %zu bytes, expected 4\n", name, state_size);
+        exit(1);
+    }
+    for (size_t i = 0; i < object_size; i++) {
+        if (object[i] != 0 && (i < state_offset || i >= state_offset + state_size)) {
+            fprintf(stderr, "%s: byte %zu outside the state word changed\n", name, i);
+            exit(1);
+        }
+    }
+    uint32_t mask;
+    memcpy(&mask, object + state_offset, sizeof mask);
+    if (mask == 0) {
+        fprintf(stderr, "%s: no bit changed\n", name);
+        exit(1);
+    }
+    unsigned shift = (unsigned)__builtin_ctz(mask);
+    unsigned width = (unsigned)__builtin_popcount(mask);
+    if ((mask >> shift) != ((width == 32) ? 0xffffffffu : ((1u << width) - 1u))) {
+        fprintf(stderr, "%s: bits not contiguous (mask %#x)\n", name, mask);
+        exit(1);
+    }
+    printf("%s=bits:%u,%u\n", name, shift, width);
+}
+
+#define REPORT_BITS(name, member)                                                     \
+    do {                                                                              \
+        PyASCIIObject object;                                                         \
+        memset(&object, 0, sizeof object);                                            \
+        object.state.member = -1; /* converted modulo 2^width: all ones */            \
+        report_bits(name, (const unsigned char *)&object, sizeof object,              \
+                    offsetof(PyASCIIObject, state), sizeof object.state);             \
+    } while (0)
+"""
+
+
+def c_program(minor):
+    lines = [f'#include "{h}"' for h in includes(minor)]
+    lines.append(C_PRELUDE)
+    lines.append("int main(void) {")
+    for name, kind, spec in FIELDS:
+        expr = expression_for(spec, minor)
+        if expr is None:
+            continue
+        if kind in ("bits", "bits?"):
+            lines.append(f'    REPORT_BITS("{name}", {expr});')
+        else:
+            lines.append(f'    printf("{name}=%llu\\n", (unsigned long long)({expr}));')
+    if minor >= DEBUG_OFFSETS_SINCE:
+        lines.append('    printf("debug:size=%zu\\n", sizeof(_Py_DebugOffsets));')
+        lines.append('    printf("debug:runtime_position=%zu\\n", '
+                     'offsetof(_PyRuntimeState, debug_offsets));')
+        for member in ("cookie", "version", "free_threaded"):
+            lines.append(f'    printf("debug:{member}=%zu\\n", '
+                         f'offsetof(_Py_DebugOffsets, {member}));')
+        for variant, member in DEBUG_FIELDS:
+            lines.append(f'    printf("debug_field:{variant}=%zu\\n", '
+                         f'offsetof(_Py_DebugOffsets, {member}));')
+    lines.append("    return 0;")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def expression_for(spec, minor):
+    for first, last, expr in spec:
+        if first <= minor <= last:
+            return expr
+    return None
+
+
+def check_spec():
+    for name, kind, spec in FIELDS:
+        if kind not in RUST_TYPES:
+            sys.exit(f"generate.py: {name}: unknown kind {kind}")
+        if kind in ("offset", "bits", "fixed"):
+            missing = [m for m in MINORS if expression_for(spec, m) is None]
+            if missing:
+                sys.exit(f"generate.py: {name} is required but has no expression for "
+                         f"3.{missing[0]}")
+
+
+def find_pythons():
+    """(minor, full version, include dir) per minor version found, first found winning."""
+    listed = os.environ.get("TRACER_TEST_PYTHONS", "").strip()
+    if listed:
+        candidates = [p for p in re.split(r"[: \n]", listed) if p]
+    else:
+        root = os.environ.get("PYENV_ROOT", "/root/.pyenv")
+        candidates = sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python")))
+    found = {}
+    for python in candidates:
+        try:
+            out = subprocess.run(
+                [python, "-c",
+                 "import sys, sysconfig; "
+                 "print('%d %d %s' % (sys.version_info[0], sys.version_info[1], "
+                 "sys.version.split()[0])); "
+                 "print(sysconfig.get_config_var('INCLUDEPY'))"],
+                capture_output=True, text=True, timeout=30, check=True).stdout.split("\n")
+        except (OSError, subprocess.SubprocessError) as error:
+            print(f"generate.py: skipping {python}: {error}", file=sys.stderr)
+            continue
+        major, minor, full = out[0].split()
+        include = out[1].strip()
+        if int(major) != 3 or int(minor) not in MINORS or int(minor) in found:
+            continue
+        marker = "pycore_runtime.h" if int(minor) >= 9 else "pycore_pystate.h"
+        if not os.path.isfile(os.path.join(include, "internal", marker)):
+            print(f"generate.py: skipping {python}: no internal headers under {include}",
+                  file=sys.stderr)
+            continue
+        found[int(minor)] = (full, include)
+    return found
+
+
+def measure(minor, include, workdir):
+    source = os.path.join(workdir, f"layout3{minor}.c")
+    binary = os.path.join(workdir, f"layout3{minor}")
+    with open(source, "w") as f:
+        f.write(c_program(minor))
+    cc = shlex.split(os.environ.get("CC", "cc"))
+    compile_cmd = cc + ["-DPy_BUILD_CORE", "-I", include, "-I", os.path.join(include, "internal"),
+                        "-o", binary, source]
+    result = subprocess.run(compile_cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"generate.py: compiling against 3.{minor} headers failed:\n"
+                 f"{' '.join(compile_cmd)}\n{result.stderr}")
+    run = shlex.split(os.environ.get("CC_RUN", "")) + [binary]
+    result = subprocess.run(run, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"generate.py: measuring 3.{minor} failed:\n{result.stderr}")
+    values = {}
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition("=")
+        values[key] = value
+    return values
+
+
+def rust_value(kind, raw):
+    if raw is None:
+        return "None"
+    if kind in ("bits", "bits?"):
+        shift, width = raw[len("bits:"):].split(",")
+        value = f"Bitfield {{ shift: {shift}, width: {width} }}"
+    else:
+        number = int(raw)
+        if kind == "enum" and number > 255:
+            sys.exit(f"generate.py: enum value {number} does not fit the u8 owner field")
+        value = str(number)
+    return f"Some({value})" if kind in ("option", "enum", "bits?") else value
+
+
+def layout_block(minor, full, values):
+    lines = [f"/// CPython 3.{minor}, measured from the {full} headers.",
+             f"pub const PY3_{minor}: Layout = Layout {{",
+             f"    version: (3, {minor}),"]
+    for name, kind, spec in FIELDS:
+        raw = values.get(name)
+        if expression_for(spec, minor) is not None and raw is None:
+            sys.exit(f"generate.py: 3.{minor}: {name} was not printed")
+        lines.append(f"    {name}: {rust_value(kind, raw)},")
+    lines.append("};")
+    return "\n".join(lines)
+
+
+def debug_block(minor, values):
+    lines = [f"/// Where the members of 3.{minor}'s `_Py_DebugOffsets` are.",
+             f"pub const DEBUG_OFFSETS_PY3_{minor}: DebugOffsetsLayout = DebugOffsetsLayout {{",
+             f"    version: (3, {minor}),",
+             f"    size: {values['debug:size']},",
+             f"    free_threaded: {values['debug:free_threaded']},",
+             "    fields: &["]
+    for variant, _member in DEBUG_FIELDS:
+        lines.append(f"        (DebugField::{variant}, {values['debug_field:' + variant]}),")
+    lines.append("    ],")
+    lines.append("};")
+    for member, expected in (("runtime_position", 0), ("cookie", 0), ("version", 8)):
+        if int(values[f"debug:{member}"]) != expected:
+            sys.exit(f"generate.py: 3.{minor}: _Py_DebugOffsets {member} is at "
+                     f"{values['debug:' + member]}, debug_offsets.rs assumes {expected}")
+    return "\n".join(lines)
+
+
+def render(found, measured, target):
+    sources = ", ".join(f"{full}" for _minor, (full, _inc) in sorted(found.items()))
+    out = [
+        "// @generated by src/reader/layout/generate.py from each CPython version's own headers.",
+        "// Do not edit: regenerate with",
+        "//     python3 src/reader/layout/generate.py",
+        "// (TRACER_TEST_PYTHONS or $PYENV_ROOT/versions/3.X.* choose the interpreters).",
+        f"// Measured from: {sources}; target {target}.",
+        "",
+        "use super::debug_offsets::{DebugField, DebugOffsetsLayout};",
+        "use super::{Bitfield, Layout};",
+        "",
+    ]
+    minors = sorted(measured)
+    for minor in minors:
+        out.append(layout_block(minor, found[minor][0], measured[minor]))
+        out.append("")
+    out.append("/// Every generated layout, oldest version first.")
+    out.append("pub static LAYOUTS: &[Layout] = &[" +
+               ", ".join(f"PY3_{m}" for m in minors) + "];")
+    out.append("")
+    debug_minors = [m for m in minors if m >= DEBUG_OFFSETS_SINCE]
+    for minor in debug_minors:
+        out.append(debug_block(minor, measured[minor]))
+        out.append("")
+    out.append("/// Every generated `_Py_DebugOffsets` layout, oldest version first.")
+    out.append("pub static DEBUG_OFFSETS_LAYOUTS: &[DebugOffsetsLayout] = &[" +
+               ", ".join(f"DEBUG_OFFSETS_PY3_{m}" for m in debug_minors) + "];")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT,
+                        help="where to write the Rust file (default: generated.rs beside this)")
+    args = parser.parse_args()
+    check_spec()
+    found = find_pythons()
+    for minor in MINORS:
+        if minor not in found:
+            print(f"generate.py: no CPython 3.{minor} with headers found; left out",
+                  file=sys.stderr)
+    if not found:
+        sys.exit("generate.py: no CPython 3.8-3.13 found at all")
+    measured = {}
+    with tempfile.TemporaryDirectory(prefix="tracer-layouts-") as workdir:
+        for minor, (_full, include) in sorted(found.items()):
+            measured[minor] = measure(minor, include, workdir)
+    target = subprocess.run(shlex.split(os.environ.get("CC", "cc")) + ["-dumpmachine"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    text = render(found, measured, target)
+    rustfmt = shutil.which("rustfmt")
+    if rustfmt is None:
+        sys.exit("generate.py: rustfmt not found (the committed file is rustfmt-formatted)")
+    formatted = subprocess.run([rustfmt, "--edition", "2021", "--emit", "stdout", "--quiet"],
+                               input=text, capture_output=True, text=True)
+    if formatted.returncode != 0:
+        sys.exit(f"generate.py: rustfmt failed:\n{formatted.stderr}\n{text}")
+    with open(args.output, "w") as f:
+        f.write(formatted.stdout)
+    print(f"generate.py: wrote {args.output} (3.{', 3.'.join(str(m) for m in sorted(found))})",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
