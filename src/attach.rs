@@ -5,7 +5,8 @@
 //! names its cause and its fix.
 
 use crate::process::{self, ProcState};
-use crate::reader::{PySpyReader, StackReader};
+use crate::reader::discover::{self, Discovered};
+use crate::reader::{DirectReader, PySpyReader, StackReader};
 use crate::sample::{CodeId, CodeInfo, Sample};
 use std::io;
 use std::time::{Duration, Instant};
@@ -18,6 +19,8 @@ pub struct TargetInfo {
     pub python_version: String,
     pub executable: String,
     pub command_line: String,
+    /// The stack reader used: `direct` (tracer's own) or `py-spy`.
+    pub reader: String,
 }
 
 impl TargetInfo {
@@ -48,6 +51,19 @@ pub enum AttachError {
     NoInterpreter { pid: i32, reason: String },
 }
 
+/// Which stack reader to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ReaderChoice {
+    /// Our own reader where the version has a layout (3.8+), py-spy's otherwise.
+    #[default]
+    Auto,
+    /// Our own reader, or an error.
+    Direct,
+    /// py-spy's reader (the reference).
+    #[value(name = "py-spy")]
+    PySpy,
+}
+
 /// An attached target: the reader of its stacks and what it is.
 pub struct Attached {
     pub reader: Box<dyn StackReader>,
@@ -59,6 +75,15 @@ pub struct Attached {
 
 /// Attach to `pid`, pausing it for each read only if `blocking`.
 pub fn attach(pid: i32, blocking: bool) -> Result<Attached, AttachError> {
+    attach_with(pid, blocking, ReaderChoice::Auto)
+}
+
+/// Attach to `pid` with the chosen reader.
+pub fn attach_with(
+    pid: i32,
+    blocking: bool,
+    choice: ReaderChoice,
+) -> Result<Attached, AttachError> {
     if pid <= 0 {
         return Err(AttachError::NoSuchProcess(pid));
     }
@@ -86,20 +111,67 @@ pub fn attach(pid: i32, blocking: bool) -> Result<Attached, AttachError> {
             name: process::comm(pid),
         });
     }
-    let reader = PySpyReader::new(pid, blocking).map_err(|e| classify(pid, e))?;
+    let (reader, python_version, reader_name) = open_reader(pid, blocking, choice)?;
     let info = TargetInfo {
         pid,
-        python_version: reader.python_version(),
+        python_version,
+        reader: reader_name.to_owned(),
         executable: process::executable(pid)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
         command_line: process::command_line(pid).unwrap_or_default(),
     };
     Ok(Attached {
-        reader: Box::new(reader),
+        reader,
         info,
         pending_codes: Vec::new(),
     })
+}
+
+/// The reader `choice` asks for, and the target's version.
+fn open_reader(
+    pid: i32,
+    blocking: bool,
+    choice: ReaderChoice,
+) -> Result<(Box<dyn StackReader>, String, &'static str), AttachError> {
+    if choice != ReaderChoice::PySpy {
+        match discover::find_target(pid) {
+            Ok(Discovered {
+                version_text,
+                target: Some((target, _)),
+                ..
+            }) => {
+                let pause = if blocking {
+                    Some(remoteprocess::Process::new(pid).map_err(|e| classify(pid, e.into()))?)
+                } else {
+                    None
+                };
+                return Ok((
+                    Box::new(DirectReader::new(target, pause)),
+                    version_text,
+                    "direct",
+                ));
+            }
+            Ok(Discovered { version_text, .. }) if choice == ReaderChoice::Direct => {
+                return Err(AttachError::NoInterpreter {
+                    pid,
+                    reason: format!("tracer's own reader has no layout for Python {version_text}: use --reader py-spy"),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if choice == ReaderChoice::Direct => return Err(classify(pid, e)),
+            Err(e) => {
+                let err = classify(pid, e);
+                if !matches!(err, AttachError::NoInterpreter { .. }) {
+                    return Err(err);
+                }
+                // py-spy may still find what our discovery did not.
+            }
+        }
+    }
+    let reader = PySpyReader::new(pid, blocking).map_err(|e| classify(pid, e))?;
+    let version = reader.python_version();
+    Ok((Box::new(reader), version, "py-spy"))
 }
 
 /// Attach to a process that is starting up: retry while it lives until its interpreter can be
@@ -108,11 +180,12 @@ pub fn attach(pid: i32, blocking: bool) -> Result<Attached, AttachError> {
 pub fn attach_when_ready(
     pid: i32,
     blocking: bool,
+    choice: ReaderChoice,
     timeout: Duration,
 ) -> Result<Attached, AttachError> {
     let start = Instant::now();
     loop {
-        let err = match attach(pid, blocking) {
+        let err = match attach_with(pid, blocking, choice) {
             Ok(mut attached) => {
                 // A reader that cannot read yet is not ready either.
                 let mut sample = Sample::default();

@@ -1,6 +1,6 @@
 //! The command line: `tracer attach`, `tracer run`, `tracer report`.
 
-use crate::attach::{self, AttachError};
+use crate::attach::{self, AttachError, ReaderChoice};
 use crate::filter::Filter;
 use crate::output::{self, cover, Format};
 use crate::sampler;
@@ -96,6 +96,9 @@ pub struct TraceArgs {
     /// Leave out lines of files under this directory (`:`-separated lists accepted).
     #[arg(long = "ignore-dir", value_name = "D")]
     pub ignore_dir: Vec<String>,
+    /// Which stack reader: tracer's own where it knows the version (auto), or py-spy's.
+    #[arg(long, value_enum, default_value_t = ReaderChoice::Auto)]
+    pub reader: ReaderChoice,
 }
 
 impl TraceArgs {
@@ -167,7 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
     let signals = StopSignals::install()?;
-    let attached = attach::attach(pid, args.blocking)?;
+    let attached = attach::attach_with(pid, args.blocking, args.reader)?;
     let path = session::output_path(args.output.as_ref(), args.format, pid);
     session::check_output_writable(&path, args.format)?;
     let version = attached.info.version_tuple().unwrap_or((3, 12));
@@ -203,38 +206,39 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
         return Err(e);
     }
     let options = args.session_options();
-    let result = match attach::attach_when_ready(pid, args.blocking, Duration::from_secs(10)) {
-        Ok(attached) => {
-            let version = attached.info.version_tuple().unwrap_or((3, 12));
-            let result = match session::sample(attached, &options, signals.stop.clone()) {
-                Ok(result) => result,
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(e);
+    let result =
+        match attach::attach_when_ready(pid, args.blocking, args.reader, Duration::from_secs(10)) {
+            Ok(attached) => {
+                let version = attached.info.version_tuple().unwrap_or((3, 12));
+                let result = match session::sample(attached, &options, signals.stop.clone()) {
+                    Ok(result) => result,
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(e);
+                    }
+                };
+                if signals.terminated.load(Ordering::Relaxed) {
+                    // SIGTERM was for the whole job: pass it on. (Ctrl-C already reached the child
+                    // through the terminal's process group.)
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
                 }
-            };
-            if signals.terminated.load(Ordering::Relaxed) {
-                // SIGTERM was for the whole job: pass it on. (Ctrl-C already reached the child
-                // through the terminal's process group.)
-                unsafe { libc::kill(pid, libc::SIGTERM) };
+                Some((result, version))
             }
-            Some((result, version))
-        }
-        Err(e @ (AttachError::Exited(_) | AttachError::NoSuchProcess(_))) => {
-            eprintln!("tracer: {command:?} exited before it could be traced ({e})");
-            None
-        }
-        Err(e) if !crate::process::is_alive(pid) => {
-            eprintln!("tracer: {command:?} exited before it could be traced ({e})");
-            None
-        }
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e.into());
-        }
-    };
+            Err(e @ (AttachError::Exited(_) | AttachError::NoSuchProcess(_))) => {
+                eprintln!("tracer: {command:?} exited before it could be traced ({e})");
+                None
+            }
+            Err(e) if !crate::process::is_alive(pid) => {
+                eprintln!("tracer: {command:?} exited before it could be traced ({e})");
+                None
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.into());
+            }
+        };
     let status = child.wait().context("waiting for the traced command")?;
     if let Some((result, version)) = result {
         report_stop(&result);

@@ -33,6 +33,8 @@ struct Target {
     python_version: String,
     executable: String,
     command_line: String,
+    #[serde(default)]
+    reader: String,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -72,6 +74,7 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
             python_version: t.python_version.clone(),
             executable: t.executable.clone(),
             command_line: t.command_line.clone(),
+            reader: t.reader.clone(),
         },
         stats: Stats {
             samples: s.samples,
@@ -133,6 +136,7 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             python_version: doc.target.python_version,
             executable: doc.target.executable,
             command_line: doc.target.command_line,
+            reader: doc.target.reader,
         },
         stats: SamplerStats {
             samples: doc.stats.samples,

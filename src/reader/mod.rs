@@ -6,10 +6,14 @@
 use crate::sample::{CodeId, CodeInfo, Sample};
 use std::collections::HashMap;
 
+pub mod direct;
+pub mod discover;
 pub mod layout;
 pub mod linetable;
+pub mod memory;
 mod pyspy;
 
+pub use direct::DirectReader;
 pub use pyspy::PySpyReader;
 
 /// Why a read produced no sample.
