@@ -267,8 +267,7 @@ pub fn report_tools() -> &'static ReportTools {
             // The newest Python found that the pinned versions support (3.9+).
             let python = all_pythons()
                 .into_iter()
-                .filter(|p| p.version.0 == 3 && (9..=13).contains(&p.version.1))
-                .next_back()
+                .rfind(|p| p.version.0 == 3 && (9..=13).contains(&p.version.1))
                 .expect("a Python 3.9-3.13 to run coverage.py in");
             let _ = std::fs::remove_dir_all(&venv);
             let status = Command::new(&python.path)
