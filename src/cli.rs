@@ -73,7 +73,8 @@ pub enum Commands {
         /// Convert to this format instead of writing .cover files (with -o).
         #[arg(long, value_enum)]
         format: Option<Format>,
-        /// Where --format writes (a directory for cover).
+        /// Where --format writes (a directory for cover); without --format, the format is
+        /// told by the name's extension.
         #[arg(long, short = 'o', value_name = "PATH")]
         output: Option<PathBuf>,
         /// The Python version whose compiler decides which lines are executable (for
@@ -281,6 +282,19 @@ fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
         }
     );
     let mut result = session::sample(attached, &options, signals.stop.clone())?;
+    // Extension modules loaded while sampling show more library directories.
+    let mut library_dirs = library_dirs;
+    if crate::process::is_alive(pid) {
+        for dir in crate::library_dirs::of_process(pid, version) {
+            if !library_dirs.contains(&dir) {
+                library_dirs.push(dir);
+            }
+        }
+        if args.filters.ignore_stdlib {
+            let filter = args.filters.filter(&library_dirs)?;
+            result.results.retain_counts(|file| filter.ignores(file));
+        }
+    }
     result.info.library_dirs = library_dirs;
     report_stop(&result);
     let sources = Sources::of_process(pid, version);
@@ -447,10 +461,18 @@ fn report_command(request: &ReportRequest) -> anyhow::Result<i32> {
     if request.trackcalls {
         print!("{}", output::trace_text::calling_relationships(&results));
     }
-    if let Some(format) = request
-        .format
-        .filter(|f| *f != Format::Cover || request.output.is_some())
-    {
+    // -o without --format: the format the name tells.
+    let format = match (request.format, &request.output) {
+        (Some(format), _) => Some(format),
+        (None, Some(path)) => Some(Format::from_path(path).with_context(|| {
+            format!(
+                "cannot tell the format of {} from its name: give --format",
+                path.display()
+            )
+        })?),
+        (None, None) => None,
+    };
+    if let Some(format) = format.filter(|f| *f != Format::Cover || request.output.is_some()) {
         let path = request
             .output
             .as_ref()

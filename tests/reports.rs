@@ -664,9 +664,13 @@ fn filters_and_path_maps() {
 fn attach_writes_every_format_directly() {
     let python = pythons_under_test().pop().unwrap();
     let dir = scratch("reports-direct");
-    for (format, file) in [("coverage", "run.coverage"), ("flamegraph", "run.svg")] {
+    for (format, file, filter) in [
+        ("coverage", "run.coverage", "--ignore-module=nothing"),
+        ("flamegraph", "run.svg", "--ignore-module=nothing"),
+        ("json", "ignored.json", "--ignore-stdlib"),
+    ] {
         let out = Command::new(tracer_bin())
-            .args(["run", "--format", format, "-o", file, "--"])
+            .args(["run", "--format", format, "-o", file, filter, "--"])
             .arg(&python.path)
             .arg(workload("exit_with.py"))
             .arg("0")
@@ -680,6 +684,18 @@ fn attach_writes_every_format_directly() {
     let lines = tracer::output::coverage_db::read_line_sets(&dir.join("run.coverage")).unwrap();
     let script = workload("exit_with.py");
     assert!(lines[script.to_str().unwrap()].contains(&12), "{lines:?}");
+    // --ignore-stdlib while tracing: the target's library dirs, from its maps, are dropped.
+    let (results, info) = tracer::output::load_results(&dir.join("ignored.json")).unwrap();
+    let dirs = info.unwrap().library_dirs;
+    assert!(!dirs.is_empty());
+    let files = results.files();
+    assert!(files.contains(script.to_str().unwrap()), "{files:?}");
+    for file in files {
+        assert!(
+            !dirs.iter().any(|d| file.starts_with(&format!("{d}/"))),
+            "{file} is under {dirs:?}"
+        );
+    }
 }
 
 #[test]
