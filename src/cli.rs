@@ -126,10 +126,15 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    /// The filter, with `library_dirs` ignored if --ignore-stdlib was given.
-    pub fn filter(&self, library_dirs: &[String]) -> anyhow::Result<Filter> {
-        let filter =
-            Filter::new(&self.ignore_module, &self.ignore_dir).with_include(&self.include)?;
+    /// The filter, with `library_dirs` ignored if --ignore-stdlib was given, and `$prefix` in
+    /// --ignore-dir standing for the target's `stdlib` directory, as in trace.
+    pub fn filter(&self, library_dirs: &[String], stdlib: Option<&str>) -> anyhow::Result<Filter> {
+        let dirs = self
+            .ignore_dir
+            .iter()
+            .map(|d| crate::filter::expand_ignore_dir(d, stdlib))
+            .collect::<anyhow::Result<Vec<String>>>()?;
+        let filter = Filter::new(&self.ignore_module, &dirs).with_include(&self.include)?;
         Ok(if self.ignore_stdlib {
             filter.with_ignored_dirs(library_dirs)
         } else {
@@ -172,11 +177,15 @@ pub struct TraceArgs {
 }
 
 impl TraceArgs {
-    fn session_options(&self, library_dirs: &[String]) -> anyhow::Result<SessionOptions> {
+    fn session_options(
+        &self,
+        library_dirs: &[String],
+        stdlib: Option<&str>,
+    ) -> anyhow::Result<SessionOptions> {
         Ok(SessionOptions {
             rate_hz: self.rate,
             duration: self.duration.map(Duration::from_secs_f64),
-            filter: self.filters.filter(library_dirs)?,
+            filter: self.filters.filter(library_dirs, stdlib)?,
         })
     }
 }
@@ -270,7 +279,8 @@ fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
     session::check_output_writable(&path, args.format)?;
     let version = attached.info.version_tuple().unwrap_or((3, 12));
     let library_dirs = crate::library_dirs::of_process(pid, version);
-    let options = args.session_options(&library_dirs)?;
+    let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
+    let options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
     eprintln!(
         "tracer: tracing pid {pid} (Python {}) at {} Hz{}; Ctrl-C to stop",
         attached.info.python_version,
@@ -291,11 +301,12 @@ fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
             }
         }
         if args.filters.ignore_stdlib {
-            let filter = args.filters.filter(&library_dirs)?;
+            let filter = args.filters.filter(&library_dirs, stdlib_dir.as_deref())?;
             result.results.retain_counts(|file| filter.ignores(file));
         }
     }
     result.info.library_dirs = library_dirs;
+    result.info.stdlib_dir = stdlib_dir;
     report_stop(&result);
     let sources = Sources::of_process(pid, version);
     let message = session::write_results(&result, args.format, &path, &sources)?;
@@ -316,7 +327,8 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
         let _ = child.wait();
         return Err(e);
     }
-    if let Err(e) = args.filters.filter(&[]) {
+    // Check the filters before starting to sample (`$prefix` is checked once attached).
+    if let Err(e) = args.filters.filter(&[], Some("")) {
         let _ = child.kill();
         let _ = child.wait();
         return Err(e);
@@ -325,7 +337,8 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
         Ok(attached) => {
             let version = attached.info.version_tuple().unwrap_or((3, 12));
             let library_dirs = crate::library_dirs::of_process(pid, version);
-            let options = args.session_options(&library_dirs)?;
+            let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
+            let options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
             let mut result = match session::sample(attached, &options, signals.stop.clone()) {
                 Ok(result) => result,
                 Err(e) => {
@@ -335,6 +348,7 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
                 }
             };
             result.info.library_dirs = library_dirs;
+            result.info.stdlib_dir = stdlib_dir;
             if signals.terminated.load(Ordering::Relaxed) {
                 // SIGTERM was for the whole job: pass it on. (Ctrl-C already reached the child
                 // through the terminal's process group.)
@@ -421,6 +435,7 @@ fn remap(
     let map = |path: &str| PathMap::apply(path_map, path);
     let info = info.map(|mut info| {
         info.library_dirs = info.library_dirs.iter().map(|d| map(d)).collect();
+        info.stdlib_dir = info.stdlib_dir.as_deref().map(map);
         info
     });
     (results.map_paths(map), info)
@@ -441,7 +456,8 @@ fn apply_filters(
             names.join(", ")
         );
     }
-    let filter = filters.filter(&library_dirs)?;
+    let stdlib = info.and_then(|i| i.stdlib_dir.as_deref());
+    let filter = filters.filter(&library_dirs, stdlib)?;
     if !filter.is_empty() {
         results.retain_counts(|file| filter.ignores(file));
     }

@@ -141,6 +141,53 @@ impl PathMap {
     }
 }
 
+/// An `--ignore-dir` value as trace's `parse_ignore_dir` reads it: environment variables
+/// expanded (`os.path.expandvars`, our environment), then `$prefix` and `$exec_prefix`
+/// replaced by the *target's* standard-library directory (`stdlib`; trace uses its own
+/// `sysconfig` paths). Fails when `$prefix` is used and the target's stdlib is unknown.
+pub fn expand_ignore_dir(dir: &str, stdlib: Option<&str>) -> anyhow::Result<String> {
+    let expanded = expand_vars(dir);
+    if !expanded.contains("$prefix") && !expanded.contains("$exec_prefix") {
+        return Ok(expanded);
+    }
+    let stdlib = stdlib.with_context(|| {
+        format!("--ignore-dir {dir:?} needs the target's stdlib directory, which is not known here (only tracer JSON records it)")
+    })?;
+    Ok(expanded
+        .replace("$prefix", stdlib)
+        .replace("$exec_prefix", stdlib))
+}
+
+/// `posixpath.expandvars`: `$name` and `${name}` replaced by the environment's value; unknown
+/// names left as they are.
+fn expand_vars(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        let (name, consumed) = match after.strip_prefix('{') {
+            Some(braced) => match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            }
+        };
+        match std::env::var(name) {
+            Ok(value) if !name.is_empty() => out.push_str(&value),
+            _ => out.push_str(&rest[dollar..dollar + 1 + consumed]),
+        }
+        rest = &rest[dollar + 1 + consumed..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn expand_user(path: &str) -> String {
     match (path.strip_prefix('~'), std::env::var("HOME")) {
         (Some(rest), Ok(home)) if rest.is_empty() || rest.starts_with('/') => {
@@ -239,6 +286,24 @@ mod tests {
         assert_eq!(PathMap::apply(&maps, "<string>"), "<string>");
         assert!("nothing".parse::<PathMap>().is_err());
         assert!("=/x".parse::<PathMap>().is_err());
+    }
+
+    #[test]
+    fn ignore_dirs_expand_like_trace() {
+        std::env::set_var("TRACER_TEST_DIR", "/opt/x");
+        assert_eq!(
+            expand_ignore_dir("$TRACER_TEST_DIR/a:${TRACER_TEST_DIR}", None).unwrap(),
+            "/opt/x/a:/opt/x"
+        );
+        assert_eq!(
+            expand_ignore_dir("$NO_SUCH_VAR_HERE/a", None).unwrap(),
+            "$NO_SUCH_VAR_HERE/a"
+        );
+        assert_eq!(
+            expand_ignore_dir("$prefix", Some("/usr/lib/python3.12")).unwrap(),
+            "/usr/lib/python3.12"
+        );
+        assert!(expand_ignore_dir("$exec_prefix", None).is_err());
     }
 
     #[test]

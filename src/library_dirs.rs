@@ -25,6 +25,35 @@ pub fn of_process(pid: i32, version: (u8, u8)) -> Vec<String> {
     dirs.into_iter().collect()
 }
 
+/// The standard-library directory of live process `pid` (`PREFIX/lib/pythonX.Y` of its
+/// python binary or libpython; libpython wins, as a binary may be a launcher elsewhere).
+pub fn stdlib_of_process(pid: i32, version: (u8, u8)) -> Option<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    stdlib_from_maps(&maps, version)
+}
+
+/// The standard-library directory the interpreter mapped in `maps` shows.
+pub fn stdlib_from_maps(maps: &str, version: (u8, u8)) -> Option<String> {
+    let mut found: Option<(bool, String)> = None;
+    for path in maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+    {
+        if let Some(prefix) = interpreter_prefix(path) {
+            let (major, minor) = version_in_name(path).unwrap_or(version);
+            let is_lib = path
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with("libpython"));
+            let dir = normpath(&format!("{prefix}/lib/python{major}.{minor}"));
+            if found.as_ref().is_none_or(|(lib, _)| is_lib && !lib) {
+                found = Some((is_lib, dir));
+            }
+        }
+    }
+    found.map(|(_, dir)| dir)
+}
+
 /// The library directories that the mapped files in `maps` (a `/proc/PID/maps` text) show.
 pub fn from_maps(maps: &str, version: (u8, u8)) -> BTreeSet<String> {
     let mut dirs = BTreeSet::new();
@@ -171,5 +200,13 @@ mod tests {
         assert!(dirs.contains("/usr/local/lib/python3.11"));
         assert!(dirs.contains("/opt/py/lib/python3.13"));
         assert_eq!(version_in_name("/x/libpython3.13d.so"), Some((3, 13)));
+        assert_eq!(
+            stdlib_from_maps(maps, (3, 11)).as_deref(),
+            Some("/opt/py/lib/python3.13")
+        );
+        assert_eq!(
+            stdlib_from_maps("1 r 0 0 1 /usr/bin/python3.11\n", (3, 11)).as_deref(),
+            Some("/usr/lib/python3.11")
+        );
     }
 }

@@ -577,6 +577,30 @@ fn filters_and_path_maps() {
         .files()
         .iter()
         .any(|f| f.starts_with(&format!("{stdlib}/"))));
+    assert_eq!(info.stdlib_dir.as_deref(), Some(stdlib.as_str()));
+
+    // trace's `--ignore-dir '$prefix'`: the target's stdlib.
+    tracer_ok(
+        &[
+            "report",
+            "--file",
+            "mix.json",
+            "--ignore-dir",
+            "$prefix",
+            "--format",
+            "json",
+            "-o",
+            "noprefix.json",
+        ],
+        &dir,
+    );
+    let (noprefix, _) = tracer::output::load_results(&dir.join("noprefix.json")).unwrap();
+    let files = noprefix.files();
+    assert!(!files.is_empty());
+    assert!(
+        files.iter().all(|f| !f.starts_with(&format!("{stdlib}/"))),
+        "{files:?}"
+    );
 
     // --ignore-stdlib drops those line counts (not the functions), --include keeps matches.
     tracer_ok(

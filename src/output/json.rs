@@ -46,6 +46,8 @@ struct Target {
     command_line: String,
     #[serde(default)]
     library_dirs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stdlib_dir: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -117,6 +119,7 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
             executable: t.executable.clone(),
             command_line: t.command_line.clone(),
             library_dirs: info.library_dirs.clone(),
+            stdlib_dir: info.stdlib_dir.clone(),
         },
         stats: Stats {
             samples: s.samples,
@@ -212,6 +215,7 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
         },
         rate_requested: doc.stats.rate_requested,
         library_dirs: doc.target.library_dirs,
+        stdlib_dir: doc.target.stdlib_dir,
     };
     Ok((results, info))
 }
@@ -251,6 +255,7 @@ mod tests {
             },
             rate_requested: 1000.0,
             library_dirs: vec!["/usr/lib/python3.12".into()],
+            stdlib_dir: Some("/usr/lib/python3.12".into()),
         };
         let bytes = to_vec(&r, &info).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -261,6 +266,7 @@ mod tests {
         assert_eq!(back, r);
         assert_eq!(back_info.stats.late, 2);
         assert_eq!(back_info.library_dirs, info.library_dirs);
+        assert_eq!(back_info.stdlib_dir, info.stdlib_dir);
         assert_eq!(v["stacks"]["samples"][0], serde_json::json!([4, [[0, 3]]]));
         let mut bad = v.clone();
         bad["stacks"]["samples"][0][1][0][0] = serde_json::json!(7);

@@ -119,6 +119,9 @@ pub struct RunInfo {
     /// The target's own standard-library and site-packages directories, found from its memory
     /// maps while it was attached (for `--ignore-stdlib` in later reports).
     pub library_dirs: Vec<String>,
+    /// The target's standard-library directory (`PREFIX/lib/pythonX.Y`), what `$prefix` means
+    /// in `--ignore-dir`.
+    pub stdlib_dir: Option<String>,
 }
 
 impl RunInfo {
@@ -139,6 +142,9 @@ impl RunInfo {
         }
         if self.target.python_version.is_empty() {
             self.target = other.target.clone();
+        }
+        if self.stdlib_dir.is_none() {
+            self.stdlib_dir = other.stdlib_dir.clone();
         }
     }
 }
