@@ -16,8 +16,27 @@ demo: build
 
 # Unit tests and the integration tests against every Python 3.8-3.13 found (see
 # tests/common/mod.rs; TRACER_TEST_PYTHONS overrides the discovery).
-test:
+test: report-venv
 	$(CARGO) test --release -- --nocapture
+
+# The pinned real consumers of our formats (coverage.py, pydot), for tests/reports.rs: a venv
+# under target/, rebuilt only when tests/support/report-requirements.txt changes.
+REPORT_VENV := target/report-venv
+# The newest Python 3.9-3.13 that runs (pyenv's shims name versions that are not selected):
+# coverage.py must parse the newest target's standard library.
+REPORT_PYTHON ?= $(shell for v in 3.13 3.12 3.11 3.10 3.9; do \
+	for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python /usr/bin/python$$v; do \
+	$$p -c '' 2>/dev/null && { echo $$p; exit 0; }; done; done; echo python3)
+
+.PHONY: report-venv
+report-venv:
+	@if ! cmp -s tests/support/report-requirements.txt $(REPORT_VENV)/installed-requirements.txt; then \
+		rm -rf $(REPORT_VENV) && \
+		$(REPORT_PYTHON) -m venv $(REPORT_VENV) && \
+		$(REPORT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+			-r tests/support/report-requirements.txt && \
+		cp tests/support/report-requirements.txt $(REPORT_VENV)/installed-requirements.txt; \
+	fi
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -8,12 +8,19 @@
 //! - every frame's function is a called function;
 //! - each adjacent pair of frames (caller below, callee above) is an edge, counted once per
 //!   sample.
+//! - each thread's whole stack (outermost first, as `(function, line)`) counts one thread
+//!   sample, for flame graphs; truncated stacks are left out, as they earn no self hit. At
+//!   most [`MAX_DISTINCT_STACKS`] distinct stacks are kept; samples of further new stacks are
+//!   counted as dropped.
 
 use crate::filter::Filter;
-use crate::model::{CoverageResults, FuncKey, LineHits};
+use crate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
 use crate::sample::{CodeId, CodeInfo, Message, Sample};
 use crossbeam_channel::Receiver;
 use std::collections::HashMap;
+
+/// The most distinct whole stacks kept for flame graphs (about 30 MB at a depth of 50).
+pub const MAX_DISTINCT_STACKS: usize = 65_536;
 
 type FileIdx = u32;
 type FuncIdx = u32;
@@ -51,6 +58,12 @@ pub struct Aggregator {
     lines: HashMap<(FileIdx, u32), LineCounts>,
     edges: HashMap<(FuncIdx, FuncIdx), StampedCount>,
     called: Vec<bool>,
+    /// Whole stacks, outermost first, as `(function, line)` → thread samples.
+    stacks: HashMap<Vec<(FuncIdx, u32)>, u64>,
+    /// Thread samples of new stacks met after [`MAX_DISTINCT_STACKS`] were kept.
+    stacks_dropped: u64,
+    /// Reused buffer for the stack being looked up.
+    stack_scratch: Vec<(FuncIdx, u32)>,
     /// Samples folded in so far; also the stamp of the current sample.
     samples: u64,
     /// Frames naming a code id never announced: a reader bug, counted rather than trusted.
@@ -119,7 +132,29 @@ impl Aggregator {
                 }
                 callee = Some(func);
             }
+            if !thread.truncated && !frames.is_empty() {
+                self.count_stack(frames);
+            }
         }
+    }
+
+    fn count_stack(&mut self, frames: &[crate::sample::FrameRef]) {
+        let mut key = std::mem::take(&mut self.stack_scratch);
+        key.clear();
+        key.extend(
+            frames
+                .iter()
+                .rev()
+                .filter_map(|frame| self.resolve(frame.code).map(|(_, func)| (func, frame.line))),
+        );
+        if let Some(count) = self.stacks.get_mut(key.as_slice()) {
+            *count += 1;
+        } else if self.stacks.len() < MAX_DISTINCT_STACKS {
+            self.stacks.insert(key.clone(), 1);
+        } else {
+            self.stacks_dropped += 1;
+        }
+        self.stack_scratch = key;
     }
 
     /// Samples folded in.
@@ -169,6 +204,21 @@ impl Aggregator {
                 hits.count,
             );
         }
+        let mut stacks = Stacks {
+            dropped: self.stacks_dropped,
+            ..Stacks::default()
+        };
+        for (stack, count) in &self.stacks {
+            let frames = stack
+                .iter()
+                .map(|&(func, line)| StackFrame {
+                    func: keys[func as usize].clone(),
+                    line,
+                })
+                .collect();
+            stacks.samples.insert(frames, *count);
+        }
+        results.stacks = Some(stacks);
         results
     }
 }
@@ -270,6 +320,51 @@ mod tests {
         assert_eq!(r.callers.len(), 2);
         assert_eq!(r.calledfuncs.len(), 2);
         assert_eq!(fib.modulename, "w");
+    }
+
+    #[test]
+    fn whole_stacks_are_counted_per_thread_sample() {
+        let mut agg = Aggregator::new();
+        agg.handle(Message::Code(0, code("/w.py", "<module>")));
+        agg.handle(Message::Code(1, code("/w.py", "f")));
+        agg.add_sample(&sample(&[&[(1, 3), (0, 10)], &[(1, 3), (0, 10)]]));
+        agg.add_sample(&sample(&[&[(1, 4), (0, 10)], &[]]));
+        let stacks = agg.results(&Filter::default()).stacks.unwrap();
+        let module = FuncKey::new("/w.py", "<module>");
+        let f = FuncKey::new("/w.py", "f");
+        let stack = |line| {
+            vec![
+                StackFrame {
+                    func: module.clone(),
+                    line: 10,
+                },
+                StackFrame {
+                    func: f.clone(),
+                    line,
+                },
+            ]
+        };
+        assert_eq!(stacks.samples[&stack(3)], 2);
+        assert_eq!(stacks.samples[&stack(4)], 1);
+        assert_eq!(stacks.samples.len(), 2);
+        assert_eq!(stacks.dropped, 0);
+    }
+
+    #[test]
+    fn distinct_stacks_are_bounded() {
+        let mut agg = Aggregator::new();
+        agg.handle(Message::Code(0, code("/w.py", "f")));
+        for line in 0..(MAX_DISTINCT_STACKS as u32 + 5) {
+            agg.add_sample(&sample(&[&[(0, line)]]));
+        }
+        agg.add_sample(&sample(&[&[(0, 0)]]));
+        let stacks = agg.results(&Filter::default()).stacks.unwrap();
+        assert_eq!(stacks.samples.len(), MAX_DISTINCT_STACKS);
+        assert_eq!(stacks.dropped, 5);
+        assert_eq!(
+            stacks.samples.values().sum::<u64>(),
+            MAX_DISTINCT_STACKS as u64 + 1
+        );
     }
 
     #[test]

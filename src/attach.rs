@@ -84,6 +84,17 @@ pub fn attach_with(
     blocking: bool,
     choice: ReaderChoice,
 ) -> Result<Attached, AttachError> {
+    attach_inner(pid, blocking, choice, true)
+}
+
+/// Attach; with `auto`, fall back to py-spy's reader when ours cannot read the interpreter only
+/// if `fallback` (a starting interpreter is retried with ours first).
+fn attach_inner(
+    pid: i32,
+    blocking: bool,
+    choice: ReaderChoice,
+    fallback: bool,
+) -> Result<Attached, AttachError> {
     if pid <= 0 {
         return Err(AttachError::NoSuchProcess(pid));
     }
@@ -111,7 +122,7 @@ pub fn attach_with(
             name: process::comm(pid),
         });
     }
-    let (reader, python_version, reader_name) = open_reader(pid, blocking, choice)?;
+    let (reader, python_version, reader_name) = open_reader(pid, blocking, choice, fallback)?;
     let info = TargetInfo {
         pid,
         python_version,
@@ -133,6 +144,7 @@ fn open_reader(
     pid: i32,
     blocking: bool,
     choice: ReaderChoice,
+    fallback: bool,
 ) -> Result<(Box<dyn StackReader>, String, &'static str), AttachError> {
     if choice != ReaderChoice::PySpy {
         match discover::find_target(pid) {
@@ -159,7 +171,7 @@ fn open_reader(
                 })
             }
             Ok(_) => {}
-            Err(e) if choice == ReaderChoice::Direct => return Err(classify(pid, e)),
+            Err(e) if choice == ReaderChoice::Direct || !fallback => return Err(classify(pid, e)),
             Err(e) => {
                 let err = classify(pid, e);
                 if !matches!(err, AttachError::NoInterpreter { .. }) {
@@ -185,7 +197,9 @@ pub fn attach_when_ready(
 ) -> Result<Attached, AttachError> {
     let start = Instant::now();
     loop {
-        let err = match attach_with(pid, blocking, choice) {
+        // Our reader gets the first half of the time to find a starting interpreter.
+        let fallback = start.elapsed() >= timeout / 2;
+        let err = match attach_inner(pid, blocking, choice, fallback) {
             Ok(mut attached) => {
                 // A reader that cannot read yet is not ready either.
                 let mut sample = Sample::default();

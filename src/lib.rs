@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod attach;
 pub mod cli;
 pub mod filter;
+pub mod library_dirs;
 pub mod model;
 pub mod output;
 pub mod process;

@@ -35,6 +35,34 @@ pub struct LineHits {
     pub self_hits: u64,
 }
 
+/// One frame of a recorded stack: the function and the line it stood on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StackFrame {
+    pub func: FuncKey,
+    pub line: u32,
+}
+
+/// Whole stacks with the number of thread samples that showed each, for flame graphs.
+/// Bounded: once [`Stacks::samples`] holds the aggregator's maximum of distinct stacks, samples
+/// of new stacks are only counted in [`Stacks::dropped`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stacks {
+    /// Stack (outermost frame first) → thread samples that stood exactly on it.
+    pub samples: BTreeMap<Vec<StackFrame>, u64>,
+    /// Thread samples whose stack was new when the maximum of distinct stacks was reached.
+    pub dropped: u64,
+}
+
+impl Stacks {
+    /// Sum the samples of `other` into `self`.
+    pub fn update(&mut self, other: &Stacks) {
+        for (stack, count) in &other.samples {
+            *self.samples.entry(stack.clone()).or_default() += count;
+        }
+        self.dropped += other.dropped;
+    }
+}
+
 /// `trace.CoverageResults`: what ran, how often, who called whom.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CoverageResults {
@@ -44,6 +72,9 @@ pub struct CoverageResults {
     pub calledfuncs: BTreeSet<FuncKey>,
     /// `(caller, callee) → samples in which the edge was on a stack` (trace itself stores 1).
     pub callers: BTreeMap<(FuncKey, FuncKey), u64>,
+    /// Whole stacks, for flame graphs; `None` when the results came from a format that cannot
+    /// hold them (trace's pickle).
+    pub stacks: Option<Stacks>,
 }
 
 impl CoverageResults {
@@ -59,6 +90,55 @@ impl CoverageResults {
         for (edge, hits) in &other.callers {
             *self.callers.entry(edge.clone()).or_default() += hits;
         }
+        // Stacks survive a merge only if both sides have them: a partial flame graph would
+        // look complete.
+        match (&mut self.stacks, &other.stacks) {
+            (Some(mine), Some(theirs)) => mine.update(theirs),
+            _ => self.stacks = None,
+        }
+    }
+
+    /// The same results with every file name passed through `map` (for `--path-map`). Keys
+    /// that become equal are merged as [`CoverageResults::update`] merges.
+    pub fn map_paths(&self, map: impl Fn(&str) -> String) -> CoverageResults {
+        let func = |f: &FuncKey| FuncKey {
+            filename: map(&f.filename),
+            modulename: f.modulename.clone(),
+            funcname: f.funcname.clone(),
+        };
+        let mut out = CoverageResults {
+            stacks: self.stacks.as_ref().map(|_| Stacks::default()),
+            ..CoverageResults::default()
+        };
+        for ((file, line), hits) in &self.counts {
+            let entry = out.counts.entry((map(file), *line)).or_default();
+            entry.hits += hits.hits;
+            entry.self_hits += hits.self_hits;
+        }
+        out.calledfuncs = self.calledfuncs.iter().map(func).collect();
+        for ((a, b), hits) in &self.callers {
+            *out.callers.entry((func(a), func(b))).or_default() += hits;
+        }
+        if let (Some(theirs), Some(mine)) = (&self.stacks, &mut out.stacks) {
+            mine.dropped = theirs.dropped;
+            for (stack, count) in &theirs.samples {
+                let mapped = stack
+                    .iter()
+                    .map(|frame| StackFrame {
+                        func: func(&frame.func),
+                        line: frame.line,
+                    })
+                    .collect();
+                *mine.samples.entry(mapped).or_default() += count;
+            }
+        }
+        out
+    }
+
+    /// Leave out the line counts of files for which `ignored` is true (trace's filters apply
+    /// to line counts only).
+    pub fn retain_counts(&mut self, ignored: impl Fn(&str) -> bool) {
+        self.counts.retain(|(file, _), _| !ignored(file));
     }
 
     /// The distinct files with at least one counted line.
@@ -73,6 +153,8 @@ impl CoverageResults {
             .map(|((_, line), hits)| (*line, *hits))
     }
 
+    /// True when nothing at all was recorded (stacks follow from functions, so they are not
+    /// looked at).
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty() && self.calledfuncs.is_empty() && self.callers.is_empty()
     }

@@ -5,7 +5,7 @@ use crate::aggregate::Aggregator;
 use crate::attach::Attached;
 use crate::filter::Filter;
 use crate::model::CoverageResults;
-use crate::output::{self, cover, Format, RunInfo};
+use crate::output::{self, Format, RunInfo};
 use crate::sampler::{self, SamplerConfig, StopReason};
 use crate::source::Sources;
 use anyhow::Context;
@@ -88,6 +88,7 @@ pub fn sample(
             target,
             stats,
             rate_requested: options.rate_hz,
+            ..RunInfo::default()
         },
     })
 }
@@ -100,47 +101,19 @@ pub fn write_results(
     path: &Path,
     sources: &Sources,
 ) -> anyhow::Result<String> {
-    let results = &result.results;
-    match format {
-        Format::Pickle => {
-            let version = result.info.target.version_tuple().unwrap_or((3, 12));
-            let with_callers = output::pickle::trace_reads_callers(version);
-            if !with_callers && !results.callers.is_empty() {
-                eprintln!(
-                    "tracer: warning: Python {}.{}'s trace module cannot read call edges from a \
-                     results file (a bug fixed in 3.10), so the pickle leaves them out; \
-                     --format json keeps them",
-                    version.0, version.1
-                );
-            }
-            let bytes = output::pickle::to_vec(results, with_callers)?;
-            output::write_atomically(path, |w| Ok(std::io::Write::write_all(w, &bytes)?))?;
-        }
-        Format::Json => {
-            let bytes = output::json::to_vec(results, &result.info)?;
-            output::write_atomically(path, |w| Ok(std::io::Write::write_all(w, &bytes)?))?;
-        }
-        Format::Cover => {
-            let options = cover::CoverOptions {
-                coverdir: Some(path.to_path_buf()),
-                show_missing: true,
-            };
-            let report = cover::write(results, &options, sources);
+    match output::write(&result.results, &result.info, format, path, sources)? {
+        Some(report) => {
             for line in &report.skipped {
                 eprintln!("tracer: {line}");
             }
-            if report.written.is_empty() && !report.skipped.is_empty() {
-                anyhow::bail!("no .cover file could be written to {}", path.display());
-            }
-            let summary = report.summary_text();
-            return Ok(format!(
+            Ok(format!(
                 "{}{}",
-                summary,
+                report.summary_text(),
                 describe(result, path, Some(report.written.len()))
-            ));
+            ))
         }
+        None => Ok(describe(result, path, None)),
     }
-    Ok(describe(result, path, None))
 }
 
 fn describe(result: &SessionResult, path: &Path, cover_files: Option<usize>) -> String {

@@ -2,7 +2,7 @@
 
 use super::RunInfo;
 use crate::attach::TargetInfo;
-use crate::model::{CoverageResults, FuncKey, LineHits};
+use crate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
 use crate::sampler::SamplerStats;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,17 @@ struct Document {
     counts: Vec<(String, u32, u64, u64)>,
     calledfuncs: Vec<Func>,
     callers: Vec<(Func, Func, u64)>,
+    /// Optional: absent in files converted from formats without stacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stacks: Option<StacksDoc>,
+}
+
+/// Whole stacks: `samples` rows are `[count, [[function, line], ...]]`, frames outermost
+/// first, `function` an index into `calledfuncs`.
+#[derive(Serialize, Deserialize, Default)]
+struct StacksDoc {
+    dropped: u64,
+    samples: Vec<(u64, Vec<(usize, u32)>)>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -35,6 +46,10 @@ struct Target {
     command_line: String,
     #[serde(default)]
     reader: String,
+    #[serde(default)]
+    library_dirs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stdlib_dir: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -66,6 +81,37 @@ fn func_key((filename, modulename, funcname): Func) -> FuncKey {
 pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u8>> {
     let t = &info.target;
     let s = &info.stats;
+    let calledfuncs: Vec<Func> = results.calledfuncs.iter().map(func_tuple).collect();
+    let stacks = match &results.stacks {
+        None => None,
+        Some(stacks) => {
+            let index: std::collections::HashMap<&FuncKey, usize> = results
+                .calledfuncs
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f, i))
+                .collect();
+            let mut samples = Vec::with_capacity(stacks.samples.len());
+            for (stack, count) in &stacks.samples {
+                let mut frames = Vec::with_capacity(stack.len());
+                for frame in stack {
+                    let Some(i) = index.get(&frame.func) else {
+                        bail!(
+                            "a stack names {} of {}, which is not among the called functions",
+                            frame.func.funcname,
+                            frame.func.filename
+                        );
+                    };
+                    frames.push((*i, frame.line));
+                }
+                samples.push((*count, frames));
+            }
+            Some(StacksDoc {
+                dropped: stacks.dropped,
+                samples,
+            })
+        }
+    };
     let doc = Document {
         format: FORMAT_NAME.to_owned(),
         version: FORMAT_VERSION,
@@ -75,6 +121,8 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
             executable: t.executable.clone(),
             command_line: t.command_line.clone(),
             reader: t.reader.clone(),
+            library_dirs: info.library_dirs.clone(),
+            stdlib_dir: info.stdlib_dir.clone(),
         },
         stats: Stats {
             samples: s.samples,
@@ -90,12 +138,13 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
             .iter()
             .map(|((file, line), h)| (file.clone(), *line, h.hits, h.self_hits))
             .collect(),
-        calledfuncs: results.calledfuncs.iter().map(func_tuple).collect(),
         callers: results
             .callers
             .iter()
             .map(|((a, b), hits)| (func_tuple(a), func_tuple(b), *hits))
             .collect(),
+        calledfuncs,
+        stacks,
     };
     let mut bytes = serde_json::to_vec_pretty(&doc)?;
     bytes.push(b'\n');
@@ -123,7 +172,28 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
         entry.hits += hits;
         entry.self_hits += self_hits;
     }
-    results.calledfuncs = doc.calledfuncs.into_iter().map(func_key).collect();
+    let funcs: Vec<FuncKey> = doc.calledfuncs.into_iter().map(func_key).collect();
+    if let Some(doc_stacks) = doc.stacks {
+        let mut stacks = Stacks {
+            dropped: doc_stacks.dropped,
+            ..Stacks::default()
+        };
+        for (count, frames) in doc_stacks.samples {
+            let mut stack = Vec::with_capacity(frames.len());
+            for (i, line) in frames {
+                let Some(func) = funcs.get(i) else {
+                    bail!("a stack frame names function {i}, past the end of calledfuncs");
+                };
+                stack.push(StackFrame {
+                    func: func.clone(),
+                    line,
+                });
+            }
+            *stacks.samples.entry(stack).or_default() += count;
+        }
+        results.stacks = Some(stacks);
+    }
+    results.calledfuncs = funcs.into_iter().collect();
     for (a, b, hits) in doc.callers {
         *results
             .callers
@@ -148,6 +218,8 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             ..SamplerStats::default()
         },
         rate_requested: doc.stats.rate_requested,
+        library_dirs: doc.target.library_dirs,
+        stdlib_dir: doc.target.stdlib_dir,
     };
     Ok((results, info))
 }
@@ -168,7 +240,12 @@ mod tests {
         );
         let f = FuncKey::new("/a.py", "f");
         r.calledfuncs.insert(f.clone());
-        r.callers.insert((f.clone(), f), 9);
+        r.callers.insert((f.clone(), f.clone()), 9);
+        let mut stacks = Stacks::default();
+        stacks
+            .samples
+            .insert(vec![StackFrame { func: f, line: 3 }], 4);
+        r.stacks = Some(stacks);
         let info = RunInfo {
             target: TargetInfo {
                 pid: 42,
@@ -181,6 +258,8 @@ mod tests {
                 ..SamplerStats::default()
             },
             rate_requested: 1000.0,
+            library_dirs: vec!["/usr/lib/python3.12".into()],
+            stdlib_dir: Some("/usr/lib/python3.12".into()),
         };
         let bytes = to_vec(&r, &info).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -190,6 +269,12 @@ mod tests {
         let (back, back_info) = from_slice(&bytes).unwrap();
         assert_eq!(back, r);
         assert_eq!(back_info.stats.late, 2);
+        assert_eq!(back_info.library_dirs, info.library_dirs);
+        assert_eq!(back_info.stdlib_dir, info.stdlib_dir);
+        assert_eq!(v["stacks"]["samples"][0], serde_json::json!([4, [[0, 3]]]));
+        let mut bad = v.clone();
+        bad["stacks"]["samples"][0][1][0][0] = serde_json::json!(7);
+        assert!(from_slice(&serde_json::to_vec(&bad).unwrap()).is_err());
     }
 
     #[test]

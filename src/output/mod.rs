@@ -1,9 +1,13 @@
 //! Last step of the data path: writing results where users already look, and reading them
 //! back for `report`.
 
+pub mod callgraph;
 pub mod cover;
+pub mod coverage_db;
+pub mod flame;
 pub mod json;
 pub mod pickle;
+pub mod trace_text;
 
 use crate::attach::TargetInfo;
 use crate::model::CoverageResults;
@@ -13,25 +17,96 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Output formats of `attach` and `run`.
+/// Output formats (docs/reports.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// The trace module's `(counts, calledfuncs, callers)` pickle: `python -m trace --report --file`.
     Pickle,
     /// A directory of annotated `.cover` files, as `python -m trace --count --coverdir` writes.
     Cover,
-    /// tracer's JSON (docs/json-format.md): counts with self hits, edges with hits, run stats.
+    /// tracer's JSON (docs/json-format.md): counts with self hits, edges with hits, stacks,
+    /// run stats.
     Json,
+    /// coverage.py's SQLite data file (schema 7, line data): `coverage report`, `html`,
+    /// `combine`...
+    Coverage,
+    /// Folded stacks, one `frame;frame;... count` line per stack (flamegraph.pl, inferno).
+    Collapsed,
+    /// A flame graph as an SVG (drawn by inferno).
+    Flamegraph,
+    /// A speedscope profile (https://www.speedscope.app file format, sampled).
+    Speedscope,
+    /// The callers graph in Graphviz's dot language, edges weighted by hits.
+    Dot,
 }
 
 impl Format {
     /// The default output path in the current directory for a trace of `pid`.
     pub fn default_path(self, pid: i32) -> PathBuf {
         PathBuf::from(match self {
-            Format::Pickle => format!("tracer-{pid}.pickle"),
             Format::Cover => format!("tracer-{pid}-cover"),
-            Format::Json => format!("tracer-{pid}.json"),
+            other => format!("tracer-{pid}.{}", other.extension()),
         })
+    }
+
+    /// The file name extension this format is written with by default.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Pickle => "pickle",
+            Format::Cover => "cover",
+            Format::Json => "json",
+            Format::Coverage => "coverage",
+            Format::Collapsed => "folded",
+            Format::Flamegraph => "svg",
+            Format::Speedscope => "speedscope.json",
+            Format::Dot => "dot",
+        }
+    }
+
+    /// The format a file name suggests, if any (`.speedscope.json` before `.json`).
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_string_lossy().to_lowercase();
+        let by_suffix = [
+            (".speedscope.json", Format::Speedscope),
+            (".json", Format::Json),
+            (".pickle", Format::Pickle),
+            (".pkl", Format::Pickle),
+            (".coverage", Format::Coverage),
+            (".folded", Format::Collapsed),
+            (".collapsed", Format::Collapsed),
+            (".svg", Format::Flamegraph),
+            (".dot", Format::Dot),
+            (".gv", Format::Dot),
+        ];
+        if name == ".coverage" || name.starts_with(".coverage.") {
+            return Some(Format::Coverage);
+        }
+        by_suffix
+            .iter()
+            .find(|(suffix, _)| name.ends_with(suffix))
+            .map(|(_, format)| *format)
+    }
+
+    /// True for the formats drawn from whole stacks.
+    pub fn needs_stacks(self) -> bool {
+        matches!(
+            self,
+            Format::Collapsed | Format::Flamegraph | Format::Speedscope
+        )
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Pickle => "pickle",
+            Format::Cover => "cover",
+            Format::Json => "json",
+            Format::Coverage => "coverage",
+            Format::Collapsed => "collapsed",
+            Format::Flamegraph => "flamegraph",
+            Format::Speedscope => "speedscope",
+            Format::Dot => "dot",
+        }
     }
 }
 
@@ -41,6 +116,134 @@ pub struct RunInfo {
     pub target: TargetInfo,
     pub stats: SamplerStats,
     pub rate_requested: f64,
+    /// The target's own standard-library and site-packages directories, found from its memory
+    /// maps while it was attached (for `--ignore-stdlib` in later reports).
+    pub library_dirs: Vec<String>,
+    /// The target's standard-library directory (`PREFIX/lib/pythonX.Y`), what `$prefix` means
+    /// in `--ignore-dir`.
+    pub stdlib_dir: Option<String>,
+}
+
+impl RunInfo {
+    /// Fold another run's information into this one, for `merge`: the first target is kept,
+    /// counters and durations are summed, library directories unioned.
+    pub fn update(&mut self, other: &RunInfo) {
+        let (a, b) = (&mut self.stats, &other.stats);
+        a.samples += b.samples;
+        a.errors += b.errors;
+        a.late += b.late;
+        a.missed += b.missed;
+        a.truncated += b.truncated;
+        a.duration_s += b.duration_s;
+        for dir in &other.library_dirs {
+            if !self.library_dirs.contains(dir) {
+                self.library_dirs.push(dir.clone());
+            }
+        }
+        if self.target.python_version.is_empty() {
+            self.target = other.target.clone();
+        }
+        if self.stdlib_dir.is_none() {
+            self.stdlib_dir = other.stdlib_dir.clone();
+        }
+    }
+}
+
+/// Write `results` in `format` to `path` (a directory for [`Format::Cover`]). Stack formats
+/// fail with one line when the results hold no stacks. Returns the `.cover` report for
+/// [`Format::Cover`] (its summary and skipped files are the caller's to print).
+pub fn write(
+    results: &CoverageResults,
+    info: &RunInfo,
+    format: Format,
+    path: &Path,
+    sources: &crate::source::Sources,
+) -> anyhow::Result<Option<cover::CoverReport>> {
+    let bytes = match format {
+        Format::Cover => {
+            let options = cover::CoverOptions {
+                coverdir: Some(path.to_path_buf()),
+                show_missing: true,
+            };
+            let report = cover::write(results, &options, sources);
+            if report.written.is_empty() && !report.skipped.is_empty() {
+                for line in &report.skipped {
+                    eprintln!("tracer: {line}");
+                }
+                anyhow::bail!("no .cover file could be written to {}", path.display());
+            }
+            return Ok(Some(report));
+        }
+        Format::Coverage => {
+            coverage_db::write(results, path)?;
+            return Ok(None);
+        }
+        Format::Pickle => {
+            let version = info.target.version_tuple().unwrap_or((3, 12));
+            let with_callers = pickle::trace_reads_callers(version);
+            if !with_callers && !results.callers.is_empty() {
+                eprintln!(
+                    "tracer: warning: Python {}.{}'s trace module cannot read call edges from a \
+                     results file (a bug fixed in 3.10), so the pickle leaves them out; \
+                     --format json keeps them",
+                    version.0, version.1
+                );
+            }
+            pickle::to_vec(results, with_callers)?
+        }
+        Format::Json => json::to_vec(results, info)?,
+        Format::Collapsed => flame::collapsed(flame::stacks_of(results, format)?).into_bytes(),
+        Format::Flamegraph => {
+            let title = match info.target.command_line.as_str() {
+                "" => "tracer".to_owned(),
+                command => format!("tracer: {command}"),
+            };
+            flame::flamegraph_svg(flame::stacks_of(results, format)?, &title)?
+        }
+        Format::Speedscope => {
+            let name = match info.target.command_line.as_str() {
+                "" => "tracer".to_owned(),
+                command => command.to_owned(),
+            };
+            flame::speedscope(flame::stacks_of(results, format)?, &name)?
+        }
+        Format::Dot => callgraph::dot(results).into_bytes(),
+    };
+    write_atomically(path, |w| Ok(w.write_all(&bytes)?))?;
+    Ok(None)
+}
+
+/// Like [`write_atomically`], for writers that need a path (SQLite): `write` fills a fresh
+/// temporary path beside `path`, which is then renamed into place.
+pub fn write_atomically_via_path(
+    path: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let tmp = temporary_beside(path)?;
+    let _ = fs::remove_file(&tmp);
+    if let Err(e) = write(&tmp) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.context(format!("cannot write {}", path.display())));
+    }
+    fs::rename(&tmp, path).with_context(|| {
+        let _ = fs::remove_file(&tmp);
+        format!("cannot move {} into place", path.display())
+    })
+}
+
+fn temporary_beside(path: &Path) -> anyhow::Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("output path {} names no file", path.display()))?;
+    Ok(dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
 }
 
 /// Write `path` so that readers see either the old file or the complete new one, never a torn
@@ -50,18 +253,7 @@ pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("output path {} names no file", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = temporary_beside(path)?;
     let _ = fs::remove_file(&tmp);
     let file = OpenOptions::new()
         .write(true)
@@ -94,6 +286,11 @@ pub fn load_results(path: &Path) -> anyhow::Result<(CoverageResults, Option<RunI
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
     match first {
         None => anyhow::bail!("{} is empty: not a results file", path.display()),
+        Some(_) if bytes.starts_with(b"SQLite format 3\0") => anyhow::bail!(
+            "{} is a SQLite database (a coverage.py data file?): tracer reads trace pickles \
+             and tracer JSON; use coverage.py to combine coverage.py files",
+            path.display()
+        ),
         Some(b'{') => {
             let (results, info) = json::from_slice(&bytes)
                 .with_context(|| format!("{} is not a tracer JSON results file", path.display()))?;

@@ -235,3 +235,62 @@ pub fn printed(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The virtual environment holding the pinned consumers of our formats (coverage.py, pydot:
+/// tests/support/report-requirements.txt), created under target/ when missing or stale.
+/// `make report-venv` does the same; both are idempotent and fast once installed.
+pub struct ReportTools {
+    pub venv: PathBuf,
+}
+
+impl ReportTools {
+    /// The venv's Python.
+    pub fn python(&self) -> PathBuf {
+        self.venv.join("bin/python")
+    }
+
+    /// The venv's `coverage` command.
+    pub fn coverage(&self) -> PathBuf {
+        self.venv.join("bin/coverage")
+    }
+}
+
+/// Create (once per test process) and return the report-tools venv.
+pub fn report_tools() -> &'static ReportTools {
+    static TOOLS: std::sync::OnceLock<ReportTools> = std::sync::OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let venv = repo_root().join("target/report-venv");
+        let requirements = support("report-requirements.txt");
+        let wanted = std::fs::read_to_string(&requirements).unwrap();
+        let stamp = venv.join("installed-requirements.txt");
+        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+            // The newest Python found that the pinned versions support (3.9+).
+            let python = all_pythons()
+                .into_iter()
+                .rfind(|p| p.version.0 == 3 && (9..=13).contains(&p.version.1))
+                .expect("a Python 3.9-3.13 to run coverage.py in");
+            let _ = std::fs::remove_dir_all(&venv);
+            let status = Command::new(&python.path)
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .unwrap();
+            assert!(status.success(), "creating {}", venv.display());
+            let out = Command::new(venv.join("bin/python"))
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
+                .arg(&requirements)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "pip install: {}", printed(&out));
+            std::fs::write(&stamp, wanted).unwrap();
+        }
+        ReportTools { venv }
+    })
+}
