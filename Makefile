@@ -50,3 +50,23 @@ clean:
 .PHONY: exec-lines-accuracy
 exec-lines-accuracy:
 	$(CARGO) test --release --test executable_lines -- --ignored --nocapture whole_stdlib_accuracy
+
+# tracer against py-spy 0.4.3 and austin 3.7.0, side by side (docs/benchmarks.md): minutes.
+# Both are pip-installed into a venv once (austin-dist 4.0 needs glibc 2.38, newer than
+# Debian 12's). `make bench READER=py-spy` picks tracer's reader; BENCH_ARGS passes more
+# options to the driver (tests/support/bench.py --help).
+BENCH_VENV := target/bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed-py-spy-0.4.3-austin-dist-3.7.0
+READER ?= auto
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: build $(BENCH_STAMP)
+	$(PYTHON) tests/support/bench.py --reader $(READER) --tracer $(TRACER) \
+		--venv $(BENCH_VENV) --cargo $(CARGO) $(BENCH_ARGS)
+
+$(BENCH_STAMP):
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		py-spy==0.4.3 austin-dist==3.7.0
+	touch $@
