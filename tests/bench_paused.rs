@@ -15,7 +15,13 @@ use tracer::sample::Sample;
 const OUR_READS: u32 = 20_000;
 const PYSPY_READS: u32 = 500;
 
-fn python_312() -> Python {
+/// The Python `make bench` asks for (`TRACER_BENCH_PYTHON`), else 3.12.
+fn bench_python() -> Python {
+    if let Ok(path) = std::env::var("TRACER_BENCH_PYTHON") {
+        let path = std::path::PathBuf::from(path);
+        let version = version_of(&path).expect("TRACER_BENCH_PYTHON runs");
+        return Python { path, version };
+    }
     all_pythons()
         .into_iter()
         .find(|p| p.version == (3, 12))
@@ -26,10 +32,13 @@ fn python_312() -> Python {
 #[test]
 #[ignore]
 fn paused_per_sample_cost() {
-    let python = python_312();
+    let python = bench_python();
+    let workload_path = std::env::var("TRACER_BENCH_WORKLOAD")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| workload("bench_depth.py"));
     for depth in [10, 40] {
         let mut child = Command::new(&python.path)
-            .arg(workload("bench_depth.py"))
+            .arg(&workload_path)
             .arg(depth.to_string())
             .env("WORKLOAD_SECONDS", "60")
             .stdout(Stdio::piped())
@@ -71,9 +80,11 @@ fn paused_per_sample_cost() {
         drop(paused);
         let _ = child.kill();
         let _ = child.wait();
+        // The line `make bench` reads, then a human one.
+        println!("paused depth={depth} ours_us={ours_us:.2} pyspy_us={pyspy_us:.1}");
         println!(
-            "paused depth {depth} ({frames} frames, Python {}.{}): ours {ours_us:.2} us/sample \
-             ({calls:.1} reads), py-spy {pyspy_us:.1} us/sample, py-spy/ours {:.0}x",
+            "  ({frames} frames, Python {}.{}: {calls:.1} reads per sample by ours, \
+             py-spy/ours {:.0}x)",
             python.version.0,
             python.version.1,
             pyspy_us / ours_us

@@ -73,7 +73,8 @@ pub fn all_pythons() -> Vec<Python> {
     pythons
 }
 
-fn version_of(python: &Path) -> Option<(u8, u8)> {
+/// The `(major, minor)` version of the interpreter at `python`, if it runs.
+pub fn version_of(python: &Path) -> Option<(u8, u8)> {
     let out = Command::new(python)
         .args(["-c", "import sys; print('%d %d' % sys.version_info[:2])"])
         .output()
