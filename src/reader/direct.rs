@@ -93,17 +93,48 @@ pub struct Target {
     pub code_type: usize,
 }
 
+/// Outside-chunk frames and code objects of a thread read speculatively, at most: with the
+/// four ranges of the double copy this keeps a thread's batch within one system call.
+const MAX_PLANNED_FRAMES: usize = 8;
+const MAX_PLANNED_CODES: usize = 40;
+
+/// What a thread's last sample needed besides its chunk: read in the same call next time.
+#[derive(Debug, Default, Clone)]
+struct ThreadPlan {
+    /// Frames outside the data-stack chunk (C-stack shim frames, running generators).
+    outside: Vec<usize>,
+    /// Code objects on the stack, whose identity fields are checked every sample.
+    codes: Vec<usize>,
+}
+
 /// Stacks read directly from the target's memory.
+///
+/// In steady state a sample costs one system call for the thread list and one per thread:
+/// the list is predicted from the last sample (head pointer and every thread state read
+/// together, then the chain checked), and each thread's double copy carries the frames outside
+/// its chunk and the identity fields of the code objects its last sample had. A prediction
+/// that fails falls back to reading step by step; what is read is the same either way.
 pub struct DirectReader {
     target: Target,
     /// With `--blocking`: the process to pause for each read.
     pause: Option<remoteprocess::Process>,
     interner: CodeInterner,
     codes: HashMap<usize, CodeEntry>,
+    /// The thread states as last read, in list order.
+    threads: Vec<usize>,
+    /// Each thread state's fields, this sample (parallel to `threads`).
+    thread_spans: Vec<Vec<u8>>,
+    plans: HashMap<usize, ThreadPlan>,
     /// Scratch buffers reused across samples.
-    thread_buf: Vec<u8>,
     chunk_copies: [Vec<u8>; 2],
+    /// Planned outside frames as read this sample, per copy: (address, bytes).
+    outside: [Vec<(usize, Vec<u8>)>; 2],
+    /// Planned code identity fields as read this sample: (address, bytes).
+    identities: Vec<(usize, Vec<u8>)>,
     frames: [Vec<RawFrame>; 2],
+    /// Scratch for a frame read on its own, and for code addresses.
+    frame_scratch: Vec<u8>,
+    code_scratch: Vec<usize>,
 }
 
 impl DirectReader {
@@ -114,9 +145,15 @@ impl DirectReader {
             pause,
             interner: CodeInterner::default(),
             codes: HashMap::new(),
-            thread_buf: Vec::new(),
+            threads: Vec::new(),
+            thread_spans: Vec::new(),
+            plans: HashMap::new(),
             chunk_copies: [Vec::new(), Vec::new()],
+            outside: [Vec::new(), Vec::new()],
+            identities: Vec::new(),
             frames: [Vec::new(), Vec::new()],
+            frame_scratch: Vec::new(),
+            code_scratch: Vec::new(),
         }
     }
 
@@ -130,32 +167,64 @@ impl DirectReader {
         self.target.memory.calls
     }
 
-    /// Thread states of the interpreter, in list order.
-    fn thread_states(&mut self) -> Result<Vec<usize>, MemoryError> {
-        let layout = self.target.layout;
-        let mut states = Vec::new();
-        let mut tstate = self
-            .target
-            .memory
-            .read_usize(self.target.interpreter + layout.interp_threads_head)?;
-        while tstate != 0 && states.len() < MAX_THREADS {
-            if states.contains(&tstate) {
-                break; // a cycle: a torn list
-            }
-            states.push(tstate);
-            tstate = self.target.memory.read_usize(tstate + layout.tstate_next)?;
-        }
-        Ok(states)
-    }
-
-    /// One thread's frames, innermost first, in `self.frames[copy]`, from its thread state.
-    /// Returns the thread id.
-    fn read_thread(&mut self, tstate: usize) -> Result<u64, MemoryError> {
+    /// Read the thread list into `threads` and `thread_spans`; returns the number of threads.
+    fn thread_states(&mut self) -> Result<usize, MemoryError> {
         let layout = self.target.layout;
         let span = tstate_span(&layout);
-        self.thread_buf.resize(span, 0);
-        self.target.memory.read(tstate, &mut self.thread_buf)?;
-        let field = |offset: usize| read_usize_at(&self.thread_buf, offset);
+        let head_slot = self.target.interpreter + layout.interp_threads_head;
+        let known = self.threads.len();
+        if known > 0 && known < 63 {
+            let mut head = [0u8; 8];
+            self.thread_spans.resize_with(known, Vec::new);
+            let mut requests = Vec::with_capacity(known + 1);
+            requests.push(ReadRequest {
+                address: head_slot,
+                buf: &mut head,
+            });
+            for (buf, &address) in self.thread_spans.iter_mut().zip(&self.threads) {
+                buf.resize(span, 0);
+                requests.push(ReadRequest { address, buf });
+            }
+            if self.target.memory.read_many(&mut requests).is_ok() {
+                drop(requests);
+                let next = |i: usize| read_usize_at(&self.thread_spans[i], layout.tstate_next);
+                let chain_holds = usize::from_le_bytes(head) == self.threads[0]
+                    && (0..known)
+                        .all(|i| next(i) == Some(self.threads.get(i + 1).copied().unwrap_or(0)));
+                if chain_holds {
+                    return Ok(known);
+                }
+            }
+        }
+        // Walk the list one thread at a time.
+        self.threads.clear();
+        let mut seen = std::collections::HashSet::new();
+        let mut tstate = self.target.memory.read_usize(head_slot)?;
+        while tstate != 0 && self.threads.len() < MAX_THREADS && seen.insert(tstate) {
+            let index = self.threads.len();
+            if self.thread_spans.len() <= index {
+                self.thread_spans.push(Vec::new());
+            }
+            self.thread_spans[index].resize(span, 0);
+            self.target
+                .memory
+                .read(tstate, &mut self.thread_spans[index])?;
+            self.threads.push(tstate);
+            tstate = read_usize_at(&self.thread_spans[index], layout.tstate_next).unwrap_or(0);
+        }
+        self.thread_spans.truncate(self.threads.len());
+        let threads = &self.threads;
+        self.plans.retain(|t, _| threads.contains(t));
+        Ok(self.threads.len())
+    }
+
+    /// Thread `index`'s frames, innermost first, in both `self.frames` copies. Returns the
+    /// thread id.
+    fn read_thread(&mut self, index: usize) -> Result<u64, MemoryError> {
+        let layout = self.target.layout;
+        let tstate = self.threads[index];
+        let span = &self.thread_spans[index];
+        let field = |offset: usize| read_usize_at(span, offset);
         let thread_id = field(layout.tstate_thread_id).unwrap_or(0) as u64;
         let frame_slot = match (
             layout.tstate_frame,
@@ -174,16 +243,19 @@ impl DirectReader {
         if layout.iframe_previous.is_some() {
             let chunk = layout.tstate_datastack_chunk.and_then(field).unwrap_or(0);
             let top = layout.tstate_datastack_top.and_then(field).unwrap_or(0);
-            self.read_interpreter_frames(frame_slot, chunk, top)?;
+            self.read_interpreter_frames(tstate, frame_slot, chunk, top)?;
         } else {
+            self.identities.clear();
             self.read_frame_objects(frame_slot)?;
         }
         Ok(thread_id)
     }
 
-    /// 3.11+: copy the frame pointer and the chunk twice in one call, walk both copies.
+    /// 3.11+: in one call, copy the frame pointer and the chunk twice, with the planned outside
+    /// frames per copy and the planned code identities; then walk both copies.
     fn read_interpreter_frames(
         &mut self,
+        tstate: usize,
         frame_slot: usize,
         chunk: usize,
         top: usize,
@@ -195,28 +267,89 @@ impl DirectReader {
         } else {
             0
         };
+        let plan = self.plans.remove(&tstate).unwrap_or_default();
+        let (frame_span, identity_span) = (iframe_span(&layout), code_identity_span(&layout));
+        for copy in &mut self.outside {
+            copy.resize_with(plan.outside.len(), || (0, Vec::new()));
+            for ((address, buf), &planned) in copy.iter_mut().zip(&plan.outside) {
+                *address = planned;
+                buf.resize(frame_span, 0);
+            }
+        }
+        self.identities
+            .resize_with(plan.codes.len(), || (0, Vec::new()));
+        for ((address, buf), &planned) in self.identities.iter_mut().zip(&plan.codes) {
+            *address = planned;
+            buf.resize(identity_span, 0);
+        }
         let [copy_a, copy_b] = &mut self.chunk_copies;
         copy_a.resize(chunk_len, 0);
         copy_b.resize(chunk_len, 0);
         let (mut frame_a, mut frame_b) = ([0u8; 8], [0u8; 8]);
-        self.target.memory.read_many(&mut [
-            ReadRequest {
-                address: frame_slot,
-                buf: &mut frame_a,
-            },
-            ReadRequest {
-                address: data_start,
-                buf: copy_a,
-            },
-            ReadRequest {
-                address: frame_slot,
-                buf: &mut frame_b,
-            },
-            ReadRequest {
-                address: data_start,
-                buf: copy_b,
-            },
-        ])?;
+        let [outside_a, outside_b] = &mut self.outside;
+        let mut requests = Vec::with_capacity(4 + 2 * plan.outside.len() + plan.codes.len());
+        requests.push(ReadRequest {
+            address: frame_slot,
+            buf: &mut frame_a,
+        });
+        requests.push(ReadRequest {
+            address: data_start,
+            buf: copy_a,
+        });
+        for (address, buf) in outside_a.iter_mut() {
+            requests.push(ReadRequest {
+                address: *address,
+                buf,
+            });
+        }
+        requests.push(ReadRequest {
+            address: frame_slot,
+            buf: &mut frame_b,
+        });
+        requests.push(ReadRequest {
+            address: data_start,
+            buf: copy_b,
+        });
+        for (address, buf) in outside_b.iter_mut() {
+            requests.push(ReadRequest {
+                address: *address,
+                buf,
+            });
+        }
+        for (address, buf) in self.identities.iter_mut() {
+            requests.push(ReadRequest {
+                address: *address,
+                buf,
+            });
+        }
+        let planned_ok = self.target.memory.read_many(&mut requests).is_ok();
+        drop(requests);
+        if !planned_ok {
+            // Something planned is gone (a generator finished, a code object freed): read the
+            // four ranges alone.
+            self.outside.iter_mut().for_each(Vec::clear);
+            self.identities.clear();
+            let [copy_a, copy_b] = &mut self.chunk_copies;
+            self.target.memory.read_many(&mut [
+                ReadRequest {
+                    address: frame_slot,
+                    buf: &mut frame_a,
+                },
+                ReadRequest {
+                    address: data_start,
+                    buf: copy_a,
+                },
+                ReadRequest {
+                    address: frame_slot,
+                    buf: &mut frame_b,
+                },
+                ReadRequest {
+                    address: data_start,
+                    buf: copy_b,
+                },
+            ])?;
+        }
+        let mut outside_used = Vec::new();
         for (copy, first) in [(0, frame_a), (1, frame_b)] {
             let mut frames = std::mem::take(&mut self.frames[copy]);
             frames.clear();
@@ -225,25 +358,62 @@ impl DirectReader {
                 data_start,
                 copy,
                 &mut frames,
+                &mut outside_used,
             );
             self.frames[copy] = frames;
             walked?;
         }
+        outside_used.sort_unstable();
+        outside_used.dedup();
+        outside_used.truncate(MAX_PLANNED_FRAMES);
+        self.plans.insert(
+            tstate,
+            ThreadPlan {
+                outside: outside_used,
+                codes: plan.codes,
+            },
+        );
         Ok(())
     }
 
     /// Walk `_PyInterpreterFrame`s from `frame`, reading from chunk copy `copy` where the frame
-    /// lies inside it and from memory otherwise.
+    /// lies inside it, from the planned outside frames of that copy, or else from memory.
+    /// Addresses of frames outside the chunk are pushed to `outside_used`.
     fn walk_interpreter_frames(
+        &mut self,
+        frame: usize,
+        data_start: usize,
+        copy: usize,
+        out: &mut Vec<RawFrame>,
+        outside_used: &mut Vec<usize>,
+    ) -> Result<(), MemoryError> {
+        let layout = self.target.layout;
+        let span = iframe_span(&layout);
+        let mut outside = std::mem::take(&mut self.frame_scratch);
+        outside.resize(span, 0);
+        let walked = self.walk_interpreter_frames_with(
+            frame,
+            data_start,
+            copy,
+            out,
+            outside_used,
+            &mut outside,
+        );
+        self.frame_scratch = outside;
+        walked
+    }
+
+    fn walk_interpreter_frames_with(
         &mut self,
         mut frame: usize,
         data_start: usize,
         copy: usize,
         out: &mut Vec<RawFrame>,
+        outside_used: &mut Vec<usize>,
+        outside: &mut [u8],
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
         let span = iframe_span(&layout);
-        let mut outside = vec![0u8; span];
         while frame != 0 {
             if out.len() >= MAX_DEPTH {
                 return Err(MemoryError::Unmapped(frame)); // a cycle or garbage: drop
@@ -252,8 +422,14 @@ impl DirectReader {
             let bytes: &[u8] = if frame >= data_start && frame + span <= data_start + chunk.len() {
                 &chunk[frame - data_start..frame - data_start + span]
             } else {
-                self.target.memory.read(frame, &mut outside)?;
-                &outside
+                outside_used.push(frame);
+                match self.outside[copy].iter().find(|(a, _)| *a == frame) {
+                    Some((_, planned)) => planned,
+                    None => {
+                        self.target.memory.read(frame, outside)?;
+                        &*outside
+                    }
+                }
             };
             let field = |offset: usize| read_usize_at(bytes, offset).unwrap_or(0);
             let previous = field(layout.iframe_previous.unwrap_or(0));
@@ -315,38 +491,59 @@ impl DirectReader {
         Ok(())
     }
 
-    /// Resolve the code objects of both copies' frames, validating cached entries with one
-    /// batched read of every distinct code object's identity fields.
+    /// Resolve the code objects of thread `tstate`'s frames (both copies), validating cached
+    /// entries against their identity fields: those read with the batch if planned, the rest
+    /// in one more call.
     fn validate_codes(
         &mut self,
+        tstate: usize,
         new_codes: &mut Vec<(CodeId, CodeInfo)>,
     ) -> Result<(), MemoryError> {
-        let mut addresses: Vec<usize> = self.frames[0]
-            .iter()
-            .chain(self.frames[1].iter())
-            .map(|f| f.code)
-            .filter(|c| *c != 0)
-            .collect();
+        let mut addresses = std::mem::take(&mut self.code_scratch);
+        addresses.clear();
+        addresses.extend(
+            self.frames[0]
+                .iter()
+                .chain(self.frames[1].iter())
+                .map(|f| f.code)
+                .filter(|c| *c != 0),
+        );
         addresses.sort_unstable();
         addresses.dedup();
-        let layout = self.target.layout;
-        let span = code_identity_span(&layout);
-        let mut buffers = vec![vec![0u8; span]; addresses.len()];
-        // Identity reads of codes whose memory is gone fail the whole batch; read them one by
-        // one then, so that one stale pointer drops only its own frames.
-        let mut requests: Vec<ReadRequest> = addresses
+        let span = code_identity_span(&self.target.layout);
+        let mut missing: Vec<(usize, Vec<u8>)> = addresses
             .iter()
-            .zip(buffers.iter_mut())
-            .map(|(&address, buf)| ReadRequest { address, buf })
+            .filter(|a| !self.identities.iter().any(|(p, _)| p == *a))
+            .map(|&a| (a, vec![0u8; span]))
             .collect();
-        let batch_ok = self.target.memory.read_many(&mut requests).is_ok();
-        drop(requests);
-        for (i, &address) in addresses.iter().enumerate() {
-            if !batch_ok && self.target.memory.read(address, &mut buffers[i]).is_err() {
+        if !missing.is_empty() {
+            let mut requests: Vec<ReadRequest> = missing
+                .iter_mut()
+                .map(|(address, buf)| ReadRequest {
+                    address: *address,
+                    buf,
+                })
+                .collect();
+            let batch_ok = self.target.memory.read_many(&mut requests).is_ok();
+            drop(requests);
+            if !batch_ok {
+                // One stale pointer fails the whole batch: read one by one, so that it drops
+                // only its own frames.
+                missing.retain_mut(|(address, buf)| self.target.memory.read(*address, buf).is_ok());
+            }
+        }
+        let identities = std::mem::take(&mut self.identities);
+        for &address in &addresses {
+            let bytes = identities
+                .iter()
+                .chain(missing.iter())
+                .find(|(a, _)| *a == address)
+                .map(|(_, b)| b.as_slice());
+            let Some(bytes) = bytes else {
                 self.codes.remove(&address);
                 continue;
-            }
-            let identity = self.identity_from(&buffers[i]);
+            };
+            let identity = self.identity_from(bytes);
             if identity.type_ptr != self.target.code_type {
                 self.codes.remove(&address);
                 continue;
@@ -365,6 +562,11 @@ impl DirectReader {
                 }
             }
         }
+        self.identities = identities;
+        let plan = self.plans.entry(tstate).or_default();
+        plan.codes.clear();
+        plan.codes.extend(addresses.iter().take(MAX_PLANNED_CODES));
+        self.code_scratch = addresses;
         Ok(())
     }
 
@@ -527,14 +729,15 @@ impl StackReader for DirectReader {
             None => None,
         };
         let threads = self.thread_states().map_err(transient)?;
-        for tstate in threads {
-            let thread_id = match self.read_thread(tstate) {
+        for index in 0..threads {
+            let thread_id = match self.read_thread(index) {
                 Ok(id) => id,
                 // A thread exiting while we read it: leave it out of this sample.
                 Err(MemoryError::Unmapped(_)) => continue,
                 Err(e) => return Err(transient(e)),
             };
-            self.validate_codes(new_codes).map_err(transient)?;
+            self.validate_codes(self.threads[index], new_codes)
+                .map_err(transient)?;
             let agreed = self.agreed_outer_frames();
             let total = self.frames[1].len();
             let frames = std::mem::take(&mut self.frames[1]);
