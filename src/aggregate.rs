@@ -17,7 +17,7 @@ use crate::filter::Filter;
 use crate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
 use crate::sample::{CodeId, CodeInfo, Message, Sample};
 use crossbeam_channel::Receiver;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// The most distinct whole stacks kept for flame graphs (about 30 MB at a depth of 50).
 pub const MAX_DISTINCT_STACKS: usize = 65_536;
@@ -234,7 +234,7 @@ impl<T: std::hash::Hash + Eq + Clone> Default for Interned<T> {
     fn default() -> Self {
         Interned {
             values: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
         }
     }
 }

@@ -160,7 +160,14 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
 #[test]
 fn our_frames_equal_py_spys_on_a_paused_target() {
     let mut failures = Vec::new();
-    for python in pythons_under_test() {
+    // Debian's statically linked 3.11 as well: another build of a version, read with the same
+    // layout (generated from pyenv's 3.11 headers).
+    let mut pythons = pythons_under_test();
+    match debian_python() {
+        Some(p) => pythons.push(p),
+        None => println!("SKIP: no Debian /usr/bin/python3.11 (statically linked) found"),
+    }
+    for python in pythons {
         for script in ["shapes.py", "mix.py"] {
             match compare(&python, script) {
                 Ok(summary) => println!("{}: {summary}", python.label()),

@@ -25,7 +25,7 @@ use super::linetable::{
 use super::memory::{MemoryError, ReadRequest, TargetMemory};
 use super::{CodeInterner, ReadError, StackReader};
 use crate::sample::{CodeId, CodeInfo, FrameRef, Sample};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// Threads followed in one interpreter at most.
 const MAX_THREADS: usize = 8192;
@@ -144,10 +144,10 @@ impl DirectReader {
             target,
             pause,
             interner: CodeInterner::default(),
-            codes: HashMap::new(),
+            codes: HashMap::default(),
             threads: Vec::new(),
             thread_spans: Vec::new(),
-            plans: HashMap::new(),
+            plans: HashMap::default(),
             chunk_copies: [Vec::new(), Vec::new()],
             outside: [Vec::new(), Vec::new()],
             identities: Vec::new(),

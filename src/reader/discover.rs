@@ -36,13 +36,47 @@ pub struct Discovered {
     pub target: Option<(Target, RuntimeFoundBy)>,
 }
 
+/// How to find the interpreter's binaries and symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiscoveryMethod {
+    /// py-spy's discovery, falling back to ours from the memory maps.
+    #[default]
+    Auto,
+    /// Ours only: the memory maps and the ELF files they name, never `/proc/PID/exe` nor the
+    /// executable bit (under qemu-user `/proc/PID/exe` is qemu and code maps show as `r--p`).
+    Maps,
+}
+
+/// What discovery needs from the interpreter's binaries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Symbols {
+    pub version: (u8, u8),
+    /// As `3.12.1`.
+    pub version_text: String,
+    /// `_PyRuntime` by its symbol, and by the `.PyRuntime` ELF section.
+    pub runtime_symbol: Option<usize>,
+    pub runtime_section: Option<usize>,
+    /// `&PyCode_Type`.
+    pub code_type: Option<usize>,
+}
+
 /// Find the interpreter of `pid`.
 pub fn find_target(pid: i32) -> anyhow::Result<Discovered> {
-    let process = remoteprocess::Process::new(pid).context("cannot open the process")?;
-    let info = PythonProcessInfo::new(&process).context("cannot find the Python binary")?;
-    let full = get_python_version(&info, &process).context("cannot tell the Python version")?;
-    let version = (full.major as u8, full.minor as u8);
-    let version_text = format!("{}.{}.{}", full.major, full.minor, full.patch);
+    find_target_with(pid, DiscoveryMethod::Auto)
+}
+
+/// Find the interpreter of `pid` by `method`.
+pub fn find_target_with(pid: i32, method: DiscoveryMethod) -> anyhow::Result<Discovered> {
+    let symbols = match method {
+        DiscoveryMethod::Auto => match symbols_by_py_spy(pid) {
+            Ok(symbols) => symbols,
+            Err(e) => symbols_from_maps(pid)
+                .map_err(|ours| e.context(format!("and from the memory maps: {ours:#}")))?,
+        },
+        DiscoveryMethod::Maps => symbols_from_maps(pid)?,
+    };
+    let version = symbols.version;
+    let version_text = symbols.version_text.clone();
     let generated = layout::layout_for(version);
     if generated.is_none() && version < (3, 13) {
         return Ok(Discovered {
@@ -52,7 +86,7 @@ pub fn find_target(pid: i32) -> anyhow::Result<Discovered> {
         });
     }
     let mut memory = TargetMemory::open(pid).map_err(|e| anyhow!("{e}"))?;
-    let (runtime, found_by) = find_runtime(pid, &info, &mut memory, version)?;
+    let (runtime, found_by) = find_runtime(pid, &symbols, &mut memory, version)?;
     let layout: Layout = if version >= (3, 13) {
         let mut head = vec![0u8; layout::debug_offsets::bytes_to_read()];
         memory
@@ -69,10 +103,9 @@ pub fn find_target(pid: i32) -> anyhow::Result<Discovered> {
     if interpreter == 0 {
         bail!("the interpreter is not initialised yet");
     }
-    let code_type = *info
-        .get_symbol("PyCode_Type")
-        .ok_or_else(|| anyhow!("no PyCode_Type symbol in the Python binary"))?
-        as usize;
+    let code_type = symbols
+        .code_type
+        .ok_or_else(|| anyhow!("no PyCode_Type symbol in the Python binary"))?;
     Ok(Discovered {
         version_text,
         version,
@@ -88,22 +121,168 @@ pub fn find_target(pid: i32) -> anyhow::Result<Discovered> {
     })
 }
 
+/// py-spy's discovery: the binaries behind `/proc/PID/exe` and libpython, symbols relocated,
+/// and its version detection.
+fn symbols_by_py_spy(pid: i32) -> anyhow::Result<Symbols> {
+    let process = remoteprocess::Process::new(pid).context("cannot open the process")?;
+    let info = PythonProcessInfo::new(&process).context("cannot find the Python binary")?;
+    let full = get_python_version(&info, &process).context("cannot tell the Python version")?;
+    let runtime_section = [&info.libpython_binary, &info.python_binary]
+        .into_iter()
+        .flatten()
+        .map(|b| b.pyruntime_addr as usize)
+        .find(|a| *a != 0);
+    Ok(Symbols {
+        version: (full.major as u8, full.minor as u8),
+        version_text: format!("{}.{}.{}", full.major, full.minor, full.patch),
+        runtime_symbol: info.get_symbol("_PyRuntime").map(|a| *a as usize),
+        runtime_section,
+        code_type: info.get_symbol("PyCode_Type").map(|a| *a as usize),
+    })
+}
+
+/// Largest ELF file parsed, in bytes.
+const MAX_ELF_BYTES: u64 = 512 << 20;
+
+/// Our discovery from `/proc/PID/maps`: the mapped libpython (else python binary) by file name,
+/// parsed with goblin from the target's root, its load bias from where its first page is
+/// mapped; the version from `Py_Version` (3.11+) in memory, else from the file name.
+pub fn symbols_from_maps(pid: i32) -> anyhow::Result<Symbols> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .with_context(|| format!("cannot read the memory maps of {pid}"))?;
+    // (start, file offset, path) of every file-backed mapping.
+    let mappings: Vec<(usize, usize, &str)> = maps
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let start = usize::from_str_radix(f.first()?.split('-').next()?, 16).ok()?;
+            let offset = usize::from_str_radix(f.get(2)?, 16).ok()?;
+            Some((start, offset, *f.get(5)?))
+        })
+        .collect();
+    let file_name = |path: &str| path.rsplit('/').next().unwrap_or(path).to_owned();
+    let mut candidates: Vec<&str> = mappings
+        .iter()
+        .map(|m| m.2)
+        .filter(|p| file_name(p).starts_with("libpython"))
+        .chain(mappings.iter().map(|m| m.2).filter(|p| {
+            let name = file_name(p);
+            name.starts_with("python") && name[6..].chars().all(|c| c.is_ascii_digit() || c == '.')
+        }))
+        .collect();
+    candidates.dedup();
+    let mut errors = Vec::new();
+    for path in candidates {
+        match symbols_of_binary(pid, path, &mappings) {
+            Ok(symbols)
+                if symbols.runtime_symbol.is_some() || symbols.runtime_section.is_some() =>
+            {
+                return Ok(symbols)
+            }
+            Ok(_) => errors.push(format!("{path}: no _PyRuntime")),
+            Err(e) => errors.push(format!("{path}: {e:#}")),
+        }
+    }
+    bail!(
+        "no Python binary with _PyRuntime mapped ({})",
+        errors.join("; ")
+    )
+}
+
+fn symbols_of_binary(
+    pid: i32,
+    path: &str,
+    mappings: &[(usize, usize, &str)],
+) -> anyhow::Result<Symbols> {
+    use goblin::elf::Elf;
+    let base = mappings
+        .iter()
+        .filter(|m| m.2 == path && m.1 == 0)
+        .map(|m| m.0)
+        .min()
+        .context("its first page is not mapped")?;
+    let through_root = format!("/proc/{pid}/root{path}");
+    let file = std::fs::File::open(&through_root).or_else(|_| std::fs::File::open(path))?;
+    if file.metadata()?.len() > MAX_ELF_BYTES {
+        bail!("larger than {MAX_ELF_BYTES} bytes");
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_ELF_BYTES), &mut bytes)?;
+    let elf = Elf::parse(&bytes).context("not an ELF file goblin can parse")?;
+    let first_load = elf
+        .program_headers
+        .iter()
+        .filter(|h| h.p_type == goblin::elf::program_header::PT_LOAD)
+        .map(|h| h.p_vaddr as usize & !0xfff)
+        .min()
+        .unwrap_or(0);
+    let bias = if elf.header.e_type == goblin::elf::header::ET_EXEC {
+        0
+    } else {
+        base.wrapping_sub(first_load)
+    };
+    let symbol = |wanted: &str| {
+        elf.dynsyms
+            .iter()
+            .filter_map(|s| Some((elf.dynstrtab.get_at(s.st_name)?, s)))
+            .chain(
+                elf.syms
+                    .iter()
+                    .filter_map(|s| Some((elf.strtab.get_at(s.st_name)?, s))),
+            )
+            .find(|(name, s)| *name == wanted && s.st_value != 0)
+            .map(|(_, s)| bias.wrapping_add(s.st_value as usize))
+    };
+    let runtime_section = elf
+        .section_headers
+        .iter()
+        .find(|h| elf.shdr_strtab.get_at(h.sh_name) == Some(".PyRuntime"))
+        .map(|h| bias.wrapping_add(h.sh_addr as usize));
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let from_name = version_in_file_name(name);
+    let mut memory = TargetMemory::open(pid).map_err(|e| anyhow!("{e}"))?;
+    let from_memory = symbol("Py_Version").and_then(|address| {
+        let mut word = [0u8; 4];
+        memory.read(address, &mut word).ok()?;
+        let hex = u32::from_le_bytes(word);
+        let (major, minor, micro) = ((hex >> 24) as u8, (hex >> 16) as u8, (hex >> 8) as u8);
+        (major == 3).then(|| ((major, minor), format!("{major}.{minor}.{micro}")))
+    });
+    let ((major, minor), version_text) = from_memory
+        .or_else(|| from_name.map(|v| (v, format!("{}.{}", v.0, v.1))))
+        .context("cannot tell the Python version from Py_Version or the file name")?;
+    Ok(Symbols {
+        version: (major, minor),
+        version_text,
+        runtime_symbol: symbol("_PyRuntime"),
+        runtime_section,
+        code_type: symbol("PyCode_Type"),
+    })
+}
+
+/// `(3, 11)` from `python3.11`, `libpython3.11.so.1.0`, `libpython3.11d.so`.
+fn version_in_file_name(name: &str) -> Option<(u8, u8)> {
+    let rest = name
+        .strip_prefix("lib")
+        .unwrap_or(name)
+        .strip_prefix("python")?;
+    let mut parts = rest.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 fn find_runtime(
     pid: i32,
-    info: &PythonProcessInfo,
+    symbols: &Symbols,
     memory: &mut TargetMemory,
     version: (u8, u8),
 ) -> anyhow::Result<(usize, RuntimeFoundBy)> {
-    if let Some(address) = info.get_symbol("_PyRuntime") {
-        return Ok((*address as usize, RuntimeFoundBy::Symbol));
+    if let Some(address) = symbols.runtime_symbol {
+        return Ok((address, RuntimeFoundBy::Symbol));
     }
-    let section = [&info.libpython_binary, &info.python_binary]
-        .into_iter()
-        .flatten()
-        .map(|b| b.pyruntime_addr)
-        .find(|a| *a != 0);
-    if let Some(address) = section {
-        return Ok((address as usize, RuntimeFoundBy::Section));
+    if let Some(address) = symbols.runtime_section {
+        return Ok((address, RuntimeFoundBy::Section));
     }
     if version >= (3, 13) {
         if let Some(address) = scan_for_cookie(pid, memory)? {
@@ -155,4 +334,41 @@ pub fn scan_for_cookie(pid: i32, memory: &mut TargetMemory) -> anyhow::Result<Op
         }
     }
     Ok(None)
+}
+
+/// Where each way of finding `_PyRuntime` points, for checking that they agree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeAddresses {
+    pub symbol: Option<usize>,
+    pub section: Option<usize>,
+    /// 3.13+ only (older versions have no cookie).
+    pub cookie: Option<usize>,
+}
+
+/// Every way of finding `_PyRuntime` in `pid`, each tried on its own, by `method`'s symbols.
+pub fn runtime_addresses(pid: i32, method: DiscoveryMethod) -> anyhow::Result<RuntimeAddresses> {
+    let symbols = match method {
+        DiscoveryMethod::Auto => symbols_by_py_spy(pid)?,
+        DiscoveryMethod::Maps => symbols_from_maps(pid)?,
+    };
+    let mut memory = TargetMemory::open(pid).map_err(|e| anyhow!("{e}"))?;
+    Ok(RuntimeAddresses {
+        symbol: symbols.runtime_symbol,
+        section: symbols.runtime_section,
+        cookie: scan_for_cookie(pid, &mut memory)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_file_names() {
+        assert_eq!(version_in_file_name("python3.11"), Some((3, 11)));
+        assert_eq!(version_in_file_name("libpython3.12.so.1.0"), Some((3, 12)));
+        assert_eq!(version_in_file_name("libpython3.9d.so"), Some((3, 9)));
+        assert_eq!(version_in_file_name("python"), None);
+        assert_eq!(version_in_file_name("libc.so.6"), None);
+    }
 }
