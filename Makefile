@@ -70,3 +70,23 @@ $(BENCH_STAMP):
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check \
 		py-spy==0.4.3 austin-dist==3.7.0
 	touch $@
+
+# aarch64: cross-build with Debian's Rust (rustup has no aarch64 std here) and test under qemu.
+# arch/aarch64/setup.sh installs the toolchain and an arm64 CPython 3.11 (idempotent).
+AARCH64_ENV := RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+	CARGO_TARGET_DIR=target/aarch64
+
+.PHONY: aarch64 test-aarch64
+aarch64:
+	arch/aarch64/setup.sh
+	$(AARCH64_ENV) /usr/bin/cargo build --release --target aarch64-unknown-linux-gnu
+	@file target/aarch64/aarch64-unknown-linux-gnu/release/tracer
+
+# The integration tests with the aarch64 tracer and an arm64 Python, both under qemu-user
+# (the test harness itself runs natively). Ground truth as on x86_64.
+test-aarch64: aarch64
+	TRACER_TEST_BIN=$(CURDIR)/arch/aarch64/tracer \
+	TRACER_TEST_PYTHONS=$(CURDIR)/arch/aarch64/python3.11 \
+	$(CARGO) test --release --test trace_compat --test run_and_report -- --nocapture

@@ -28,10 +28,11 @@ if [ "$need_apt" = 1 ]; then
   fi
 fi
 
-if [ ! -x "$root/usr/bin/python3.11" ]; then
+# The full standard library too: the tests need trace, json, threading, asyncio.
+if [ ! -f "$root/usr/lib/python3.11/trace.py" ]; then
   mkdir -p "$root" "$root.debs"
   (cd "$root.debs" && apt-get download -qq python3.11-minimal:arm64 libpython3.11-minimal:arm64 \
-      libexpat1:arm64 zlib1g:arm64 libc6:arm64)
+      libpython3.11-stdlib:arm64 libexpat1:arm64 zlib1g:arm64 libc6:arm64 libffi8:arm64)
   for deb in "$root.debs"/*.deb; do dpkg-deb -x "$deb" "$root"; done
   rm -rf "$root.debs"
 fi

@@ -110,8 +110,10 @@ pub fn debian_python() -> Option<Python> {
     Some(Python { path, version })
 }
 
-pub fn tracer_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_tracer")
+/// The tracer to test: `TRACER_TEST_BIN` if set (e.g. arch/aarch64/tracer, the aarch64 build
+/// under qemu), else the binary cargo built.
+pub fn tracer_bin() -> String {
+    std::env::var("TRACER_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tracer").to_owned())
 }
 
 pub fn repo_root() -> PathBuf {
