@@ -91,7 +91,17 @@ fn permission_denied_names_the_fix() {
         return;
     };
     let _ = target.child.kill();
-    assert_one_line_error(&out, &["permission denied", &pid, "CAP_SYS_PTRACE", "root"]);
+    assert_one_line_error(
+        &out,
+        &[
+            "permission denied",
+            &pid,
+            "CAP_SYS_PTRACE",
+            "root",
+            "shareProcessNamespace: true",
+            "kernel.yama.ptrace_scope",
+        ],
+    );
 }
 
 #[test]
