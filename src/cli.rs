@@ -2,18 +2,20 @@
 
 use crate::attach::{self, AttachError, ReaderChoice};
 use crate::filter::{Filter, PathMap};
+use crate::flush::SnapshotWriter;
 use crate::model::CoverageResults;
 use crate::output::{self, cover, Format, RunInfo};
 use crate::sampler;
-use crate::session::{self, SessionOptions};
+use crate::session::{self, SessionOptions, SessionResult};
 use crate::source::Sources;
+use crate::status::{StatusCounters, StatusReporter};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,9 +36,8 @@ pub enum Commands {
     /// Attach to a running Python process and trace it until --duration, Ctrl-C/SIGTERM, or
     /// its exit.
     Attach {
-        /// The process to trace.
-        #[arg(long, short = 'p', value_name = "PID")]
-        pid: i32,
+        #[command(flatten)]
+        target: TargetArgs,
         #[command(flatten)]
         trace: TraceArgs,
     },
@@ -106,6 +107,92 @@ pub enum Commands {
     },
 }
 
+/// Which process `attach` traces.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The process to trace.
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "PID",
+        env = "TRACER_PID",
+        required_unless_present = "name",
+        conflicts_with = "name"
+    )]
+    pub pid: Option<i32>,
+    /// Trace the oldest process whose command line contains PATTERN (this tracer and its
+    /// parents excluded).
+    #[arg(long, value_name = "PATTERN", env = "TRACER_NAME")]
+    pub name: Option<String>,
+    /// When the target exits, wait for the next process matching --name (or the target's
+    /// command line) and go on tracing it into the same results.
+    #[arg(long, env = "TRACER_FOLLOW")]
+    pub follow: bool,
+    /// With --name: wait up to SECS for a matching process to appear.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_WAIT")]
+    pub wait: Option<f64>,
+}
+
+impl TargetArgs {
+    /// The pid to trace: --pid, or the process --name finds (waiting up to --wait, or until
+    /// `stop` is set).
+    fn select(&self, stop: &AtomicBool) -> anyhow::Result<i32> {
+        if self.wait.is_some() && self.name.is_none() {
+            anyhow::bail!("--wait waits for a process matching --name PATTERN: give --name");
+        }
+        if let Some(pid) = self.pid {
+            return Ok(pid);
+        }
+        let pattern = self.name.as_deref().unwrap_or_default();
+        if pattern.is_empty() {
+            anyhow::bail!("--name needs a non-empty pattern to look for in command lines");
+        }
+        let wait = Duration::from_secs_f64(self.wait.unwrap_or(0.0));
+        let Some(pid) = wait_for_match(pattern, wait, stop) else {
+            anyhow::bail!(
+                "no process's command line contains {pattern:?}{}: check with `pgrep -af {pattern:?}`, \
+                 or wait for it with --wait SECS",
+                if self.wait.is_some() {
+                    format!(" after waiting {}s", wait.as_secs_f64())
+                } else {
+                    String::new()
+                }
+            );
+        };
+        Ok(pid)
+    }
+}
+
+/// The oldest process whose command line contains `pattern`, polled until `wait` passes or
+/// `stop` is set. Several matches (a pre-fork server's workers) pick the oldest, the master.
+fn wait_for_match(pattern: &str, wait: Duration, stop: &AtomicBool) -> Option<i32> {
+    let start = std::time::Instant::now();
+    let mut announced = false;
+    loop {
+        let found = crate::process::find_by_command_line(pattern);
+        if let Some(&pid) = found.first() {
+            if found.len() > 1 {
+                eprintln!(
+                    "tracer: {} processes match {pattern:?}; tracing the oldest, pid {pid}",
+                    found.len()
+                );
+            }
+            return Some(pid);
+        }
+        if start.elapsed() >= wait || stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if !announced {
+            eprintln!(
+                "tracer: waiting up to {}s for a process matching {pattern:?}",
+                wait.as_secs_f64()
+            );
+            announced = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Filters on line counts, with trace's semantics where trace has them.
 #[derive(Debug, Args, Default)]
 pub struct FilterArgs {
@@ -156,30 +243,44 @@ pub struct PathMapArgs {
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// Samples per second.
-    #[arg(long, default_value_t = 1000.0, value_name = "HZ", value_parser = parse_rate)]
+    #[arg(long, default_value_t = 1000.0, value_name = "HZ", value_parser = parse_rate, env = "TRACER_RATE")]
     pub rate: f64,
     /// Stop sampling after this many seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_DURATION")]
     pub duration: Option<f64>,
     /// Pause the target while reading each sample (as py-spy does by default). Without it the
     /// target is never paused.
-    #[arg(long)]
+    #[arg(long, env = "TRACER_BLOCKING")]
     pub blocking: bool,
     /// Where to write the results (a directory for --format cover). Default: tracer-PID.pickle,
     /// tracer-PID.json or tracer-PID-cover in the current directory.
-    #[arg(long, short = 'o', value_name = "PATH")]
+    #[arg(long, short = 'o', value_name = "PATH", env = "TRACER_OUTPUT")]
     pub output: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Pickle)]
+    #[arg(long, value_enum, default_value_t = Format::Pickle, env = "TRACER_FORMAT")]
     pub format: Format,
     #[command(flatten)]
     pub filters: FilterArgs,
     /// Which stack reader: tracer's own where it knows the version (auto), or py-spy's.
-    #[arg(long, value_enum, default_value_t = ReaderChoice::Auto)]
+    #[arg(long, value_enum, default_value_t = ReaderChoice::Auto, env = "TRACER_READER")]
     pub reader: ReaderChoice,
+    /// Also write a complete snapshot of the results every SECS while sampling, atomically
+    /// (a killed tracer leaves the last full snapshot). A failed write is reported and retried
+    /// at the next flush.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_FLUSH_EVERY")]
+    pub flush_every: Option<f64>,
+    /// When stderr is not a terminal, log a status line (samples, rate, errors, processes)
+    /// every SECS; on a terminal a live status line is always shown.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, default_value_t = 60.0, env = "TRACER_STATUS_EVERY")]
+    pub status_every: f64,
 }
 
 impl TraceArgs {
+    /// How often a status line is logged when stderr is not a terminal.
+    fn status_every(&self) -> Duration {
+        Duration::from_secs_f64(self.status_every)
+    }
+
     fn session_options(
         &self,
         library_dirs: &[String],
@@ -189,6 +290,7 @@ impl TraceArgs {
             rate_hz: self.rate,
             duration: self.duration.map(Duration::from_secs_f64),
             filter: self.filters.filter(library_dirs, stdlib)?,
+            snapshot_every: self.flush_every.map(Duration::from_secs_f64),
         })
     }
 }
@@ -238,7 +340,7 @@ impl StopSignals {
 /// Run the parsed command; the returned code is the process's exit status.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Commands::Attach { pid, trace } => attach_command(pid, &trace),
+        Commands::Attach { target, trace } => attach_command(&target, &trace),
         Commands::Run { trace, command } => run_command(&trace, &command),
         Commands::Report {
             file,
@@ -275,15 +377,159 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
+fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> {
     let signals = StopSignals::install()?;
+    let pid = target.select(&signals.stop)?;
     let attached = attach::attach_with(pid, args.blocking, args.reader)?;
     let path = session::output_path(args.output.as_ref(), args.format, pid);
     session::check_output_writable(&path, args.format)?;
+    // What --follow looks for once the target exits: --name's pattern, else the target's own
+    // command line.
+    let follow_pattern = target.follow.then(|| {
+        target
+            .name
+            .clone()
+            .unwrap_or_else(|| attached.info.command_line.clone())
+    });
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let counters = Arc::new(StatusCounters::default());
+    let status = StatusReporter::start(counters.clone(), Some(args.status_every()));
+    let mut gathered: Option<SessionResult> = None;
+    let mut traced_pids = Vec::new();
+    let mut next = Some(attached);
+    let mut last_pid = pid;
+    while let Some(attached) = next.take() {
+        last_pid = attached.info.pid;
+        traced_pids.push(last_pid);
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if remaining.is_some_and(|r| r.is_zero()) {
+            break;
+        }
+        counters.processes.store(1, Ordering::Relaxed);
+        let traced = trace_one(
+            attached,
+            args,
+            remaining,
+            &path,
+            &signals,
+            &counters,
+            gathered.as_ref(),
+            !status.on_terminal,
+        );
+        counters.processes.store(0, Ordering::Relaxed);
+        let result = match traced {
+            Ok(result) => result,
+            Err(e) if gathered.is_some() => {
+                eprintln!("tracer: warning: pid {last_pid} could not be traced: {e:#}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let exited = result.stop_reason == sampler::StopReason::TargetExited;
+        gathered = Some(merge_sessions(gathered, result));
+        if let (true, Some(pattern)) = (exited, follow_pattern.as_deref()) {
+            eprintln!(
+                "tracer: pid {last_pid} exited; --follow: waiting for the next process matching \
+                 {pattern:?} (Ctrl-C to stop)"
+            );
+            next = wait_to_follow(pattern, &traced_pids, args, &signals.stop, deadline);
+        }
+    }
+    status.stop();
+    let result = gathered.context("no process was traced")?;
+    if traced_pids.len() > 1 {
+        let pids: Vec<String> = traced_pids.iter().map(i32::to_string).collect();
+        eprintln!(
+            "tracer: results of pids {} merged into one",
+            pids.join(", ")
+        );
+    }
+    report_stop(&result);
+    let version = result.info.target.version_tuple().unwrap_or((3, 12));
+    let sources = Sources::of_process(last_pid, version);
+    let message = session::write_results(&result, args.format, &path, &sources)?;
+    println!("{message}");
+    Ok(0)
+}
+
+/// Add a finished session's results to those gathered before it (--follow).
+fn merge_sessions(gathered: Option<SessionResult>, result: SessionResult) -> SessionResult {
+    match gathered {
+        None => result,
+        Some(mut all) => {
+            all.results.update(&result.results);
+            all.info.update(&result.info);
+            all.stop_reason = result.stop_reason;
+            all.first_error = all.first_error.or(result.first_error);
+            all
+        }
+    }
+}
+
+/// Wait for the next Python process matching `pattern` that was not traced yet, and attach
+/// to it; `None` once stopped by a signal or past `deadline`.
+fn wait_to_follow(
+    pattern: &str,
+    traced: &[i32],
+    args: &TraceArgs,
+    stop: &AtomicBool,
+    deadline: Option<Instant>,
+) -> Option<attach::Attached> {
+    let mut refused: Vec<i32> = Vec::new();
+    // Bounded by the stop signal and the deadline; a sidecar waits as long as it runs.
+    loop {
+        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let candidate = crate::process::find_by_command_line(pattern)
+            .into_iter()
+            .find(|pid| !traced.contains(pid) && !refused.contains(pid));
+        if let Some(pid) = candidate {
+            // Just started: its interpreter may need a moment.
+            match attach::attach_when_ready(
+                pid,
+                args.blocking,
+                args.reader,
+                Duration::from_secs(10),
+            ) {
+                Ok(attached) => {
+                    eprintln!(
+                        "tracer: following pid {pid} (Python {})",
+                        attached.info.python_version
+                    );
+                    return Some(attached);
+                }
+                Err(e) => {
+                    eprintln!("tracer: not following pid {pid}: {e}");
+                    refused.push(pid);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Trace one process until it exits, the duration passes or a signal comes, writing snapshots
+/// of `earlier` plus this process's results as it goes.
+#[allow(clippy::too_many_arguments)]
+fn trace_one(
+    attached: attach::Attached,
+    args: &TraceArgs,
+    duration: Option<Duration>,
+    path: &Path,
+    signals: &StopSignals,
+    counters: &Arc<StatusCounters>,
+    earlier: Option<&SessionResult>,
+    log_each_snapshot: bool,
+) -> anyhow::Result<SessionResult> {
+    let pid = attached.info.pid;
     let version = attached.info.version_tuple().unwrap_or((3, 12));
     let library_dirs = crate::library_dirs::of_process(pid, version);
     let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
-    let options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
+    let mut options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
+    options.duration = duration;
     eprintln!(
         "tracer: tracing pid {pid} (Python {}) at {} Hz{}; Ctrl-C to stop",
         attached.info.python_version,
@@ -294,7 +540,40 @@ fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
             ""
         }
     );
-    let mut result = session::sample(attached, &options, signals.stop.clone())?;
+    let mut snapshots = SnapshotWriter::new(
+        path.to_path_buf(),
+        args.format,
+        Sources::of_process(pid, version),
+    );
+    snapshots.library_dirs = library_dirs.clone();
+    snapshots.stdlib_dir = stdlib_dir.clone();
+    snapshots.log_each = log_each_snapshot;
+    let already_written = counters.snapshots.load(Ordering::Relaxed);
+    let mut result = session::sample_with_snapshots(
+        attached,
+        &options,
+        signals.stop.clone(),
+        &counters.sampler,
+        &mut |snapshot| {
+            match earlier {
+                None => snapshots.write(snapshot),
+                Some(earlier) => {
+                    let mut all = SessionResult {
+                        results: earlier.results.clone(),
+                        info: earlier.info.clone(),
+                        stop_reason: snapshot.stop_reason,
+                        first_error: None,
+                    };
+                    all.results.update(&snapshot.results);
+                    all.info.update(&snapshot.info);
+                    snapshots.write(all)
+                }
+            }
+            counters
+                .snapshots
+                .store(already_written + snapshots.written, Ordering::Relaxed);
+        },
+    )?;
     // Extension modules loaded while sampling show more library directories.
     let mut library_dirs = library_dirs;
     if crate::process::is_alive(pid) {
@@ -310,11 +589,7 @@ fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
     }
     result.info.library_dirs = library_dirs;
     result.info.stdlib_dir = stdlib_dir;
-    report_stop(&result);
-    let sources = Sources::of_process(pid, version);
-    let message = session::write_results(&result, args.format, &path, &sources)?;
-    println!("{message}");
-    Ok(0)
+    Ok(result)
 }
 
 fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
@@ -343,7 +618,31 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
                 let library_dirs = crate::library_dirs::of_process(pid, version);
                 let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
                 let options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
-                let mut result = match session::sample(attached, &options, signals.stop.clone()) {
+                let mut snapshots = SnapshotWriter::new(
+                    path.clone(),
+                    args.format,
+                    Sources::of_process(pid, version),
+                );
+                snapshots.library_dirs = library_dirs.clone();
+                snapshots.stdlib_dir = stdlib_dir.clone();
+                let counters = Arc::new(StatusCounters::default());
+                counters.processes.store(1, Ordering::Relaxed);
+                let status = StatusReporter::start(counters.clone(), Some(args.status_every()));
+                snapshots.log_each = !status.on_terminal;
+                let sampled = session::sample_with_snapshots(
+                    attached,
+                    &options,
+                    signals.stop.clone(),
+                    &counters.sampler,
+                    &mut |snapshot| {
+                        snapshots.write(snapshot);
+                        counters
+                            .snapshots
+                            .store(snapshots.written, Ordering::Relaxed);
+                    },
+                );
+                status.stop();
+                let mut result = match sampled {
                     Ok(result) => result,
                     Err(e) => {
                         let _ = child.kill();

@@ -105,6 +105,22 @@ fn permission_denied_names_the_fix() {
 }
 
 #[test]
+fn name_without_a_match_says_how_to_wait() {
+    let out = run_tracer(
+        &["attach", "--name", "no-such-process-tracer-test"],
+        &scratch("err-noname"),
+        TIMEOUT,
+    );
+    assert_one_line_error(&out, &["no-such-process-tracer-test", "pgrep", "--wait"]);
+    let out = run_tracer(
+        &["attach", "--pid", "1", "--wait", "3"],
+        &scratch("err-wait"),
+        TIMEOUT,
+    );
+    assert_one_line_error(&out, &["--wait", "--name"]);
+}
+
+#[test]
 fn unwritable_output_fails_before_sampling() {
     let python = pythons_under_test().pop().unwrap();
     let target = Workload::start(&python, &workload("mix.py"), 20.0);
@@ -125,6 +141,8 @@ fn usage_errors_are_refused_by_the_parser() {
         &["attach", "--pid", "1", "--duration", "-3"][..],
         &["attach", "--pid", "1", "--format", "xml"][..],
         &["attach"][..],
+        &["attach", "--pid", "1", "--name", "x"][..],
+        &["attach", "--pid", "1", "--flush-every", "0"][..],
         &["run"][..],
     ] {
         let out = run_tracer(args, &scratch("err-usage"), TIMEOUT);
