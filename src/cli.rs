@@ -41,6 +41,22 @@ pub enum Commands {
         #[command(flatten)]
         trace: TraceArgs,
     },
+    /// Print every thread's stack of a running Python once (thread name and id, native tid,
+    /// running or idle), without pausing it unless --blocking: for incident response.
+    Dump {
+        /// The process to dump.
+        #[arg(long, short = 'p', value_name = "PID", env = "TRACER_PID")]
+        pid: i32,
+        /// Also print each frame's local variables (their reprs).
+        #[arg(long)]
+        locals: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Pause the target while its stacks are read.
+        #[arg(long)]
+        blocking: bool,
+    },
     /// Start a command and trace it until it exits; exit with its status.
     Run {
         #[command(flatten)]
@@ -342,6 +358,20 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Commands::Attach { target, trace } => attach_command(&target, &trace),
         Commands::Run { trace, command } => run_command(&trace, &command),
+        Commands::Dump {
+            pid,
+            locals,
+            json,
+            blocking,
+        } => {
+            let dump = crate::dump::dump(pid, locals, blocking)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&dump)?);
+            } else {
+                print!("{}", crate::dump::to_text(&dump));
+            }
+            Ok(0)
+        }
         Commands::Report {
             file,
             coverdir,

@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod attach;
 pub mod cli;
+pub mod dump;
 pub mod filter;
 pub mod flush;
 pub mod library_dirs;

@@ -121,6 +121,16 @@ fn name_without_a_match_says_how_to_wait() {
 }
 
 #[test]
+fn dump_of_a_process_that_is_not_python() {
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let out = run_tracer(&["dump", "--pid", &pid], &scratch("err-dump"), TIMEOUT);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_one_line_error(&out, &["not a Python process", &pid]);
+}
+
+#[test]
 fn unwritable_output_fails_before_sampling() {
     let python = pythons_under_test().pop().unwrap();
     let target = Workload::start(&python, &workload("mix.py"), 20.0);

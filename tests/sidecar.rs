@@ -316,3 +316,53 @@ fn follow_goes_on_into_the_next_matching_process() {
     assert!(!results.counts.is_empty());
     assert!(info.unwrap().stats.samples > 0);
 }
+
+#[test]
+fn dump_prints_every_thread_once_as_text_and_json() {
+    let python = pythons_under_test().pop().unwrap();
+    let dir = scratch("sidecar-dump");
+    let target = Workload::start(&python, &workload("mix.py"), 30.0);
+    let pid = target.pid().to_string();
+    let out = run_tracer(&["dump", "--pid", &pid], &dir, TIMEOUT);
+    assert!(out.status.success(), "{}", printed(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(&format!("Process {pid}: ")), "{text}");
+    assert!(text.contains("Thread 0x"), "{text}");
+    assert!(text.contains("mix.py:"), "{text}");
+    assert!(text.contains("\"MainThread\""), "{text}");
+
+    let out = run_tracer(
+        &["dump", "--pid", &pid, "--locals", "--json"],
+        &dir,
+        TIMEOUT,
+    );
+    assert!(out.status.success(), "{}", printed(&out));
+    let dump: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dump["pid"], target.pid());
+    let threads = dump["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 2, "main thread and worker: {dump:#}");
+    for thread in threads {
+        assert!(
+            ["running", "idle"].contains(&thread["state"].as_str().unwrap()),
+            "{thread:#}"
+        );
+        if python.version >= (3, 11) {
+            assert!(thread["native_tid"].as_u64().is_some(), "{thread:#}");
+        }
+    }
+    let frames: Vec<&serde_json::Value> = threads
+        .iter()
+        .flat_map(|t| t["frames"].as_array().unwrap())
+        .collect();
+    assert!(frames
+        .iter()
+        .any(|f| f["filename"].as_str().unwrap().ends_with("mix.py")));
+    // `main`'s locals include `seconds`, read from the environment.
+    let main = frames
+        .iter()
+        .find(|f| f["function"] == "main")
+        .expect("main's frame");
+    let locals = main["locals"].as_array().expect("locals with --locals");
+    assert!(locals.iter().any(|l| l["name"] == "seconds"), "{locals:?}");
+    assert!(tracer::process::is_alive(target.pid()), "target untouched");
+}
