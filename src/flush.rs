@@ -13,9 +13,6 @@ pub struct SnapshotWriter {
     pub path: PathBuf,
     pub format: Format,
     pub sources: Sources,
-    /// What every snapshot records of the target's library directories.
-    pub library_dirs: Vec<String>,
-    pub stdlib_dir: Option<String>,
     /// Print a line for every snapshot written (plain log mode); failures are always printed.
     pub log_each: bool,
     /// Snapshots written, and failed writes, so far.
@@ -30,8 +27,6 @@ impl SnapshotWriter {
             path,
             format,
             sources,
-            library_dirs: Vec::new(),
-            stdlib_dir: None,
             log_each: true,
             written: 0,
             failed: 0,
@@ -39,9 +34,7 @@ impl SnapshotWriter {
     }
 
     /// Write one snapshot; report a failure on stderr and carry on (the next flush retries).
-    pub fn write(&mut self, mut snapshot: SessionResult) {
-        snapshot.info.library_dirs = self.library_dirs.clone();
-        snapshot.info.stdlib_dir = self.stdlib_dir.clone();
+    pub fn write(&mut self, snapshot: SessionResult) {
         match session::write_results(&snapshot, self.format, &self.path, &self.sources) {
             Ok(_) => {
                 self.written += 1;

@@ -366,3 +366,79 @@ fn dump_prints_every_thread_once_as_text_and_json() {
     assert!(locals.iter().any(|l| l["name"] == "seconds"), "{locals:?}");
     assert!(tracer::process::is_alive(target.pid()), "target untouched");
 }
+
+#[test]
+fn subprocesses_follows_children_grandchildren_and_later_workers() {
+    let python = pythons_under_test().pop().unwrap();
+    let dir = scratch("sidecar-subprocesses");
+    let mut master = Command::new(&python.path)
+        .arg(workload("forking.py"))
+        .env("WORKLOAD_SECONDS", "6")
+        .env("LATE_WORKER_DELAY", "2")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = master.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    std::thread::spawn(move || for _ in lines {});
+    let master = Workload { child: master };
+    let pid = master.pid().to_string();
+    let mut tracer = Background::start(
+        &[
+            "attach",
+            "--pid",
+            &pid,
+            "--subprocesses",
+            "--flush-every",
+            "0.5",
+            "--format",
+            "json",
+            "-o",
+            "r.json",
+        ],
+        &dir,
+        &[],
+    );
+    let status = tracer.wait();
+    assert!(status.success(), "{status:?}\n{}", tracer.text());
+    let (results, _) = tracer::output::load_results(&dir.join("r.json")).unwrap();
+    let functions: Vec<&str> = results
+        .calledfuncs
+        .iter()
+        .map(|f| f.funcname.as_str())
+        .collect();
+    for expected in ["master_wait", "child_work", "grandchild_work", "late_work"] {
+        assert!(
+            functions.contains(&expected),
+            "{expected} missing: {functions:?}\n{}",
+            tracer.text()
+        );
+    }
+    let records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("r.json.processes.json")).unwrap()).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(
+        records.len(),
+        5,
+        "master, 3 workers, 1 grandchild: {records:#?}"
+    );
+    assert!(records.iter().any(|r| r["pid"] == master.pid()));
+    // The grandchild's parent is a traced worker, whose parent is the master.
+    let parent_of = |pid: &serde_json::Value| {
+        records
+            .iter()
+            .find(|r| &r["pid"] == pid)
+            .map(|r| r["parent"].clone())
+    };
+    assert!(
+        records
+            .iter()
+            .any(|r| parent_of(&r["parent"]) == Some(serde_json::json!(master.pid()))),
+        "{records:#?}"
+    );
+    assert!(
+        records.iter().all(|r| r["samples"].as_u64() > Some(0)),
+        "{records:#?}"
+    );
+}
