@@ -70,3 +70,12 @@ $(BENCH_STAMP):
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check \
 		py-spy==0.4.3 austin-dist==3.7.0
 	touch $@
+
+# Memory over a long run: 10 minutes at 10 kHz against a workload that keeps creating new
+# functions (tests/workloads/churn.py); fails if the tracer's RSS still grows after the
+# warm-up. SOAK_ARGS passes options (--seconds, --rate, --every) to tests/support/soak.py.
+SOAK_ARGS ?=
+
+.PHONY: soak
+soak: build
+	$(PYTHON) tests/support/soak.py --tracer $(TRACER) $(SOAK_ARGS)
