@@ -442,3 +442,34 @@ fn subprocesses_follows_children_grandchildren_and_later_workers() {
         "{records:#?}"
     );
 }
+
+#[test]
+fn on_a_terminal_the_status_line_is_redrawn_in_place() {
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("SKIP: script(1) not found; cannot give the tracer a terminal");
+        return;
+    }
+    let python = pythons_under_test().pop().unwrap();
+    let dir = scratch("sidecar-tty");
+    let target = Workload::start(&python, &workload("mix.py"), 30.0);
+    let command = format!(
+        "{} attach --pid {} --duration 1.2 -o r.pickle",
+        tracer_bin(),
+        target.pid()
+    );
+    // script(1) runs the tracer on a pseudo-terminal and copies what it printed.
+    let out = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", printed(&out));
+    assert!(
+        text.contains("\r\x1b[Ktracer: status: "),
+        "a line redrawn in place:\n{text:?}"
+    );
+    assert!(text.contains("1 process"), "{text:?}");
+    assert!(dir.join("r.pickle").exists());
+}
