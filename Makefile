@@ -82,7 +82,7 @@ AARCH64_ENV := RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
 aarch64:
 	arch/aarch64/setup.sh
 	$(AARCH64_ENV) /usr/bin/cargo build --release --target aarch64-unknown-linux-gnu
-	@file target/aarch64/aarch64-unknown-linux-gnu/release/tracer
+	@ls -l target/aarch64/aarch64-unknown-linux-gnu/release/tracer
 
 # The integration tests with the aarch64 tracer and an arm64 Python, both under qemu-user
 # (the test harness itself runs natively). Ground truth as on x86_64.
@@ -90,3 +90,12 @@ test-aarch64: aarch64
 	TRACER_TEST_BIN=$(CURDIR)/arch/aarch64/tracer \
 	TRACER_TEST_PYTHONS=$(CURDIR)/arch/aarch64/python3.11 \
 	$(CARGO) test --release --test trace_compat --test run_and_report -- --nocapture
+
+# Memory over a long run: 10 minutes at 10 kHz against a workload that keeps creating new
+# functions (tests/workloads/churn.py); fails if the tracer's RSS still grows after the
+# warm-up. SOAK_ARGS passes options (--seconds, --rate, --every) to tests/support/soak.py.
+SOAK_ARGS ?=
+
+.PHONY: soak
+soak: build
+	$(PYTHON) tests/support/soak.py --tracer $(TRACER) $(SOAK_ARGS)

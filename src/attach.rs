@@ -42,9 +42,11 @@ pub enum AttachError {
     Exited(i32),
     #[error(
         "permission denied reading process {pid}: run as root or with CAP_SYS_PTRACE \
-         (or as the target's user with kernel.yama.ptrace_scope=0)"
+         (docker: --cap-add SYS_PTRACE; a Kubernetes sidecar: securityContext.capabilities.add \
+         [SYS_PTRACE] and shareProcessNamespace: true in the pod spec), or as the target's user \
+         with kernel.yama.ptrace_scope=0 (sysctl kernel.yama.ptrace_scope; now {scope})"
     )]
-    PermissionDenied { pid: i32 },
+    PermissionDenied { pid: i32, scope: String },
     #[error("process {pid} ({name}) is not a Python process: no python binary or libpython is mapped in it")]
     NotPython { pid: i32, name: String },
     #[error("cannot find the Python interpreter in process {pid}: {reason}")]
@@ -106,7 +108,10 @@ fn attach_inner(
     let mappings = match process::python_mappings(pid) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            return Err(AttachError::PermissionDenied { pid })
+            return Err(AttachError::PermissionDenied {
+                pid,
+                scope: process::ptrace_scope(),
+            })
         }
         Err(_) if process::state(pid).is_none() => return Err(AttachError::NoSuchProcess(pid)),
         Err(e) => {
@@ -237,7 +242,10 @@ fn classify(pid: i32, err: anyhow::Error) -> AttachError {
             || cause.to_string().contains("Permission denied")
     });
     if permission {
-        return AttachError::PermissionDenied { pid };
+        return AttachError::PermissionDenied {
+            pid,
+            scope: process::ptrace_scope(),
+        };
     }
     match process::state(pid) {
         None => AttachError::NoSuchProcess(pid),

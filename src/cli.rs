@@ -2,18 +2,20 @@
 
 use crate::attach::{self, AttachError, ReaderChoice};
 use crate::filter::{Filter, PathMap};
+use crate::flush::SnapshotWriter;
 use crate::model::CoverageResults;
 use crate::output::{self, cover, Format, RunInfo};
 use crate::sampler;
-use crate::session::{self, SessionOptions};
+use crate::session::{self, SessionOptions, SessionResult};
 use crate::source::Sources;
+use crate::status::{StatusCounters, StatusReporter};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,11 +36,26 @@ pub enum Commands {
     /// Attach to a running Python process and trace it until --duration, Ctrl-C/SIGTERM, or
     /// its exit.
     Attach {
-        /// The process to trace.
-        #[arg(long, short = 'p', value_name = "PID")]
-        pid: i32,
+        #[command(flatten)]
+        target: TargetArgs,
         #[command(flatten)]
         trace: TraceArgs,
+    },
+    /// Print every thread's stack of a running Python once (thread name and id, native tid,
+    /// running or idle), without pausing it unless --blocking: for incident response.
+    Dump {
+        /// The process to dump.
+        #[arg(long, short = 'p', value_name = "PID", env = "TRACER_PID")]
+        pid: i32,
+        /// Also print each frame's local variables (their reprs).
+        #[arg(long)]
+        locals: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Pause the target while its stacks are read.
+        #[arg(long)]
+        blocking: bool,
     },
     /// Start a command and trace it until it exits; exit with its status.
     Run {
@@ -106,6 +123,97 @@ pub enum Commands {
     },
 }
 
+/// Which process `attach` traces.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The process to trace.
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "PID",
+        env = "TRACER_PID",
+        required_unless_present = "name",
+        conflicts_with = "name"
+    )]
+    pub pid: Option<i32>,
+    /// Trace the oldest process whose command line contains PATTERN (this tracer and its
+    /// parents excluded).
+    #[arg(long, value_name = "PATTERN", env = "TRACER_NAME")]
+    pub name: Option<String>,
+    /// When the target exits, wait for the next process matching --name (or the target's
+    /// command line) and go on tracing it into the same results.
+    #[arg(long, env = "TRACER_FOLLOW")]
+    pub follow: bool,
+    /// Also trace the target's Python children and grandchildren, including workers forked
+    /// later (gunicorn, multiprocessing): each process's results are kept apart, merged on
+    /// output, and every traced process is listed in OUTPUT.processes.json.
+    #[arg(long, env = "TRACER_SUBPROCESSES")]
+    pub subprocesses: bool,
+    /// With --name: wait up to SECS for a matching process to appear.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_WAIT")]
+    pub wait: Option<f64>,
+}
+
+impl TargetArgs {
+    /// The pid to trace: --pid, or the process --name finds (waiting up to --wait, or until
+    /// `stop` is set).
+    fn select(&self, stop: &AtomicBool) -> anyhow::Result<i32> {
+        if self.wait.is_some() && self.name.is_none() {
+            anyhow::bail!("--wait waits for a process matching --name PATTERN: give --name");
+        }
+        if let Some(pid) = self.pid {
+            return Ok(pid);
+        }
+        let pattern = self.name.as_deref().unwrap_or_default();
+        if pattern.is_empty() {
+            anyhow::bail!("--name needs a non-empty pattern to look for in command lines");
+        }
+        let wait = Duration::from_secs_f64(self.wait.unwrap_or(0.0));
+        let Some(pid) = wait_for_match(pattern, wait, stop) else {
+            anyhow::bail!(
+                "no process's command line contains {pattern:?}{}: check with `pgrep -af {pattern:?}`, \
+                 or wait for it with --wait SECS",
+                if self.wait.is_some() {
+                    format!(" after waiting {}s", wait.as_secs_f64())
+                } else {
+                    String::new()
+                }
+            );
+        };
+        Ok(pid)
+    }
+}
+
+/// The oldest process whose command line contains `pattern`, polled until `wait` passes or
+/// `stop` is set. Several matches (a pre-fork server's workers) pick the oldest, the master.
+fn wait_for_match(pattern: &str, wait: Duration, stop: &AtomicBool) -> Option<i32> {
+    let start = std::time::Instant::now();
+    let mut announced = false;
+    loop {
+        let found = crate::process::find_by_command_line(pattern);
+        if let Some(&pid) = found.first() {
+            if found.len() > 1 {
+                eprintln!(
+                    "tracer: {} processes match {pattern:?}; tracing the oldest, pid {pid}",
+                    found.len()
+                );
+            }
+            return Some(pid);
+        }
+        if start.elapsed() >= wait || stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if !announced {
+            eprintln!(
+                "tracer: waiting up to {}s for a process matching {pattern:?}",
+                wait.as_secs_f64()
+            );
+            announced = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Filters on line counts, with trace's semantics where trace has them.
 #[derive(Debug, Args, Default)]
 pub struct FilterArgs {
@@ -156,30 +264,44 @@ pub struct PathMapArgs {
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// Samples per second.
-    #[arg(long, default_value_t = 1000.0, value_name = "HZ", value_parser = parse_rate)]
+    #[arg(long, default_value_t = 1000.0, value_name = "HZ", value_parser = parse_rate, env = "TRACER_RATE")]
     pub rate: f64,
     /// Stop sampling after this many seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_DURATION")]
     pub duration: Option<f64>,
     /// Pause the target while reading each sample (as py-spy does by default). Without it the
     /// target is never paused.
-    #[arg(long)]
+    #[arg(long, env = "TRACER_BLOCKING")]
     pub blocking: bool,
     /// Where to write the results (a directory for --format cover). Default: tracer-PID.pickle,
     /// tracer-PID.json or tracer-PID-cover in the current directory.
-    #[arg(long, short = 'o', value_name = "PATH")]
+    #[arg(long, short = 'o', value_name = "PATH", env = "TRACER_OUTPUT")]
     pub output: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Pickle)]
+    #[arg(long, value_enum, default_value_t = Format::Pickle, env = "TRACER_FORMAT")]
     pub format: Format,
     #[command(flatten)]
     pub filters: FilterArgs,
     /// Which stack reader: tracer's own where it knows the version (auto), or py-spy's.
-    #[arg(long, value_enum, default_value_t = ReaderChoice::Auto)]
+    #[arg(long, value_enum, default_value_t = ReaderChoice::Auto, env = "TRACER_READER")]
     pub reader: ReaderChoice,
+    /// Also write a complete snapshot of the results every SECS while sampling, atomically
+    /// (a killed tracer leaves the last full snapshot). A failed write is reported and retried
+    /// at the next flush.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_FLUSH_EVERY")]
+    pub flush_every: Option<f64>,
+    /// When stderr is not a terminal, log a status line (samples, rate, errors, processes)
+    /// every SECS; on a terminal a live status line is always shown.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, default_value_t = 60.0, env = "TRACER_STATUS_EVERY")]
+    pub status_every: f64,
 }
 
 impl TraceArgs {
+    /// How often a status line is logged when stderr is not a terminal.
+    fn status_every(&self) -> Duration {
+        Duration::from_secs_f64(self.status_every)
+    }
+
     fn session_options(
         &self,
         library_dirs: &[String],
@@ -189,6 +311,7 @@ impl TraceArgs {
             rate_hz: self.rate,
             duration: self.duration.map(Duration::from_secs_f64),
             filter: self.filters.filter(library_dirs, stdlib)?,
+            snapshot_every: self.flush_every.map(Duration::from_secs_f64),
         })
     }
 }
@@ -238,8 +361,22 @@ impl StopSignals {
 /// Run the parsed command; the returned code is the process's exit status.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Commands::Attach { pid, trace } => attach_command(pid, &trace),
+        Commands::Attach { target, trace } => attach_command(&target, &trace),
         Commands::Run { trace, command } => run_command(&trace, &command),
+        Commands::Dump {
+            pid,
+            locals,
+            json,
+            blocking,
+        } => {
+            let dump = crate::dump::dump(pid, locals, blocking)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&dump)?);
+            } else {
+                print!("{}", crate::dump::to_text(&dump));
+            }
+            Ok(0)
+        }
         Commands::Report {
             file,
             coverdir,
@@ -275,15 +412,179 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
+fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> {
     let signals = StopSignals::install()?;
+    let pid = target.select(&signals.stop)?;
     let attached = attach::attach_with(pid, args.blocking, args.reader)?;
     let path = session::output_path(args.output.as_ref(), args.format, pid);
     session::check_output_writable(&path, args.format)?;
+    // What --follow looks for once the target exits: --name's pattern, else the target's own
+    // command line.
+    let follow_pattern = target.follow.then(|| {
+        target
+            .name
+            .clone()
+            .unwrap_or_else(|| attached.info.command_line.clone())
+    });
+    let version = attached.info.version_tuple().unwrap_or((3, 12));
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let counters = Arc::new(StatusCounters::default());
+    let status = StatusReporter::start(counters.clone(), Some(args.status_every()));
+    let mut snapshots =
+        SnapshotWriter::new(path.clone(), args.format, Sources::of_process(pid, version));
+    snapshots.log_each = !status.on_terminal;
+    let mut gathered: Option<SessionResult> = None;
+    let mut traced_pids = Vec::new();
+    let mut next = Some(attached);
+    let mut last_pid = pid;
+    while let Some(attached) = next.take() {
+        last_pid = attached.info.pid;
+        traced_pids.push(last_pid);
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if remaining.is_some_and(|r| r.is_zero()) {
+            break;
+        }
+        let traced = if target.subprocesses {
+            trace_family(
+                attached,
+                args,
+                &path,
+                &signals,
+                &counters,
+                deadline,
+                &mut snapshots,
+            )
+        } else {
+            counters.processes.store(1, Ordering::Relaxed);
+            let traced = trace_one(
+                attached,
+                args,
+                remaining,
+                &signals,
+                &counters.sampler,
+                &mut |snapshot| {
+                    match &gathered {
+                        None => snapshots.write(snapshot),
+                        Some(earlier) => snapshots.write(merged_copy(earlier, &snapshot)),
+                    }
+                    counters
+                        .snapshots
+                        .store(snapshots.written, Ordering::Relaxed);
+                },
+            );
+            counters.processes.store(0, Ordering::Relaxed);
+            traced
+        };
+        let result = match traced {
+            Ok(result) => result,
+            Err(e) if gathered.is_some() => {
+                eprintln!("tracer: warning: pid {last_pid} could not be traced: {e:#}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let exited = result.stop_reason == sampler::StopReason::TargetExited;
+        gathered = Some(merge_sessions(gathered, result));
+        if let (true, Some(pattern)) = (exited, follow_pattern.as_deref()) {
+            eprintln!(
+                "tracer: pid {last_pid} exited; --follow: waiting for the next process matching \
+                 {pattern:?} (Ctrl-C to stop)"
+            );
+            next = wait_to_follow(pattern, &traced_pids, args, &signals.stop, deadline);
+        }
+    }
+    status.stop();
+    let result = gathered.context("no process was traced")?;
+    if traced_pids.len() > 1 {
+        let pids: Vec<String> = traced_pids.iter().map(i32::to_string).collect();
+        eprintln!(
+            "tracer: results of pids {} merged into one",
+            pids.join(", ")
+        );
+    }
+    report_stop(&result);
+    let version = result.info.target.version_tuple().unwrap_or((3, 12));
+    let sources = Sources::of_process(last_pid, version);
+    let message = session::write_results(&result, args.format, &path, &sources)?;
+    println!("{message}");
+    Ok(0)
+}
+
+/// Add a finished session's results to those gathered before it (--follow).
+fn merge_sessions(gathered: Option<SessionResult>, result: SessionResult) -> SessionResult {
+    match gathered {
+        None => result,
+        Some(mut all) => {
+            all.results.update(&result.results);
+            all.info.update(&result.info);
+            all.stop_reason = result.stop_reason;
+            all.first_error = all.first_error.or(result.first_error);
+            all
+        }
+    }
+}
+
+/// Wait for the next Python process matching `pattern` that was not traced yet, and attach
+/// to it; `None` once stopped by a signal or past `deadline`.
+fn wait_to_follow(
+    pattern: &str,
+    traced: &[i32],
+    args: &TraceArgs,
+    stop: &AtomicBool,
+    deadline: Option<Instant>,
+) -> Option<attach::Attached> {
+    let mut refused: Vec<i32> = Vec::new();
+    // Bounded by the stop signal and the deadline; a sidecar waits as long as it runs.
+    loop {
+        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let candidate = crate::process::find_by_command_line(pattern)
+            .into_iter()
+            .find(|pid| !traced.contains(pid) && !refused.contains(pid));
+        if let Some(pid) = candidate {
+            // Just started: its interpreter may need a moment.
+            match attach::attach_when_ready(
+                pid,
+                args.blocking,
+                args.reader,
+                Duration::from_secs(10),
+            ) {
+                Ok(attached) => {
+                    eprintln!(
+                        "tracer: following pid {pid} (Python {})",
+                        attached.info.python_version
+                    );
+                    return Some(attached);
+                }
+                Err(e) => {
+                    eprintln!("tracer: not following pid {pid}: {e}");
+                    refused.push(pid);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Trace one process until it exits, the duration passes or a signal comes, handing each
+/// snapshot (library directories filled in) to `on_snapshot`.
+fn trace_one(
+    attached: attach::Attached,
+    args: &TraceArgs,
+    duration: Option<Duration>,
+    signals: &StopSignals,
+    live: &Arc<crate::sampler::LiveCounters>,
+    on_snapshot: &mut dyn FnMut(SessionResult),
+) -> anyhow::Result<SessionResult> {
+    let pid = attached.info.pid;
     let version = attached.info.version_tuple().unwrap_or((3, 12));
     let library_dirs = crate::library_dirs::of_process(pid, version);
     let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
-    let options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
+    let mut options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
+    options.duration = duration;
     eprintln!(
         "tracer: tracing pid {pid} (Python {}) at {} Hz{}; Ctrl-C to stop",
         attached.info.python_version,
@@ -294,7 +595,17 @@ fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
             ""
         }
     );
-    let mut result = session::sample(attached, &options, signals.stop.clone())?;
+    let mut result = session::sample_with_snapshots(
+        attached,
+        &options,
+        signals.stop.clone(),
+        live,
+        &mut |mut snapshot| {
+            snapshot.info.library_dirs = library_dirs.clone();
+            snapshot.info.stdlib_dir = stdlib_dir.clone();
+            on_snapshot(snapshot)
+        },
+    )?;
     // Extension modules loaded while sampling show more library directories.
     let mut library_dirs = library_dirs;
     if crate::process::is_alive(pid) {
@@ -310,11 +621,285 @@ fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
     }
     result.info.library_dirs = library_dirs;
     result.info.stdlib_dir = stdlib_dir;
-    report_stop(&result);
-    let sources = Sources::of_process(pid, version);
-    let message = session::write_results(&result, args.format, &path, &sources)?;
-    println!("{message}");
-    Ok(0)
+    Ok(result)
+}
+
+/// `earlier` plus `later`, for snapshots of several sessions (copies; both stay).
+fn merged_copy(earlier: &SessionResult, later: &SessionResult) -> SessionResult {
+    let mut all = SessionResult {
+        results: earlier.results.clone(),
+        info: earlier.info.clone(),
+        stop_reason: later.stop_reason,
+        first_error: None,
+    };
+    all.results.update(&later.results);
+    all.info.update(&later.info);
+    all
+}
+
+/// One traced process of a `--subprocesses` run, as recorded beside the results.
+#[derive(Debug, serde::Serialize)]
+struct ProcessRecord {
+    pid: i32,
+    parent: Option<i32>,
+    command_line: String,
+    python_version: String,
+    samples: u64,
+    errors: u64,
+    duration_s: f64,
+    /// `target_exited`, `duration`, `signal`, or the error that ended it.
+    ended: String,
+}
+
+impl ProcessRecord {
+    fn of_result(pid: i32, parent: Option<i32>, r: &SessionResult, ended: String) -> ProcessRecord {
+        ProcessRecord {
+            pid,
+            parent,
+            command_line: r.info.target.command_line.clone(),
+            python_version: r.info.target.python_version.clone(),
+            samples: r.info.stats.samples,
+            errors: r.info.stats.errors,
+            duration_s: r.info.stats.duration_s,
+            ended,
+        }
+    }
+
+    fn of(pid: i32, parent: Option<i32>, result: &anyhow::Result<SessionResult>) -> ProcessRecord {
+        match result {
+            Ok(r) => {
+                let ended = serde_json::to_value(r.stop_reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                ProcessRecord::of_result(pid, parent, r, ended)
+            }
+            Err(e) => ProcessRecord {
+                pid,
+                parent,
+                command_line: crate::process::command_line(pid).unwrap_or_default(),
+                python_version: String::new(),
+                samples: 0,
+                errors: 0,
+                duration_s: 0.0,
+                ended: format!("{e:#}"),
+            },
+        }
+    }
+}
+
+/// Where `--subprocesses` records the traced processes: `PATH.processes.json`.
+fn processes_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tracer".to_owned());
+    path.with_file_name(format!("{name}.processes.json"))
+}
+
+fn write_process_records(path: &Path, records: &[ProcessRecord]) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(records)?;
+    output::write_atomically(&processes_path(path), |w| {
+        use std::io::Write;
+        Ok(w.write_all(&json)?)
+    })
+}
+
+/// How often `--subprocesses` looks for new descendants.
+const FAMILY_POLL: Duration = Duration::from_millis(100);
+
+/// `--subprocesses`: trace `root` and every Python descendant (children, grandchildren, workers
+/// forked later), each in its own session with its own results; merge them for snapshots and
+/// at the end, and record every process in `PATH.processes.json`.
+fn trace_family(
+    root: attach::Attached,
+    args: &TraceArgs,
+    path: &Path,
+    signals: &StopSignals,
+    counters: &Arc<StatusCounters>,
+    deadline: Option<Instant>,
+    snapshots: &mut SnapshotWriter,
+) -> anyhow::Result<SessionResult> {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+    let root_pid = root.info.pid;
+    let latest: Mutex<BTreeMap<i32, SessionResult>> = Mutex::new(BTreeMap::new());
+    let finished: Mutex<Vec<(i32, anyhow::Result<SessionResult>)>> = Mutex::new(Vec::new());
+    let parents: Mutex<HashMap<i32, Option<i32>>> = Mutex::new(HashMap::new());
+    let running = AtomicUsize::new(0);
+    let flush_every = args.flush_every.map(Duration::from_secs_f64);
+    let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    std::thread::scope(|scope| {
+        let session = |pid: i32, attached: Option<attach::Attached>| {
+            let (latest, finished, running) = (&latest, &finished, &running);
+            parents
+                .lock()
+                .unwrap()
+                .insert(pid, crate::process::parent(pid));
+            running.fetch_add(1, Ordering::SeqCst);
+            let duration = remaining();
+            scope.spawn(move || {
+                let attached = match attached {
+                    Some(a) => Ok(a),
+                    // Forked a moment ago: its interpreter is its parent's copy, readable
+                    // at once; one that exec'd needs a moment.
+                    None => attach::attach_when_ready(
+                        pid,
+                        args.blocking,
+                        args.reader,
+                        Duration::from_secs(2),
+                    )
+                    .map_err(anyhow::Error::from),
+                };
+                let result = attached.and_then(|attached| {
+                    counters.processes.fetch_add(1, Ordering::SeqCst);
+                    let result = trace_one(
+                        attached,
+                        args,
+                        duration,
+                        signals,
+                        &counters.sampler,
+                        &mut |snapshot| {
+                            latest.lock().unwrap().insert(pid, snapshot);
+                        },
+                    );
+                    counters.processes.fetch_sub(1, Ordering::SeqCst);
+                    result
+                });
+                latest.lock().unwrap().remove(&pid);
+                finished.lock().unwrap().push((pid, result));
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
+        };
+        session(root_pid, Some(root));
+        let mut known: HashSet<i32> = HashSet::from([root_pid]);
+        // A descendant is attached once seen twice with the same executable and command line
+        // (a fork about to exec would be read as its parent's copy).
+        let mut first_seen: HashMap<i32, (String, String)> = HashMap::new();
+        let mut next_flush = flush_every.map(|every| Instant::now() + every);
+        // Bounded: ends when every session has ended (each ends on its target's exit, the
+        // duration or a signal).
+        while running.load(Ordering::SeqCst) > 0 {
+            if !signals.stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d)
+            {
+                for pid in crate::process::descendants(root_pid) {
+                    if known.contains(&pid) {
+                        continue;
+                    }
+                    let identity = (
+                        crate::process::executable(pid)
+                            .map(|p| p.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        crate::process::command_line(pid).unwrap_or_default(),
+                    );
+                    if first_seen.get(&pid) != Some(&identity) {
+                        first_seen.insert(pid, identity);
+                        continue;
+                    }
+                    first_seen.remove(&pid);
+                    known.insert(pid);
+                    if crate::process::python_mappings(pid).is_ok_and(|m| !m.is_empty()) {
+                        eprintln!(
+                            "tracer: --subprocesses: pid {pid} ({})",
+                            crate::process::command_line(pid).unwrap_or_default()
+                        );
+                        session(pid, None);
+                    }
+                }
+            }
+            if let (Some(every), Some(due)) = (flush_every, next_flush) {
+                if Instant::now() >= due {
+                    next_flush = Some(Instant::now() + every);
+                    let merged = merge_family(&finished, &latest);
+                    if let Some(merged) = merged {
+                        snapshots.write(merged);
+                        counters
+                            .snapshots
+                            .store(snapshots.written, Ordering::Relaxed);
+                    }
+                    let records = family_records(&finished, &latest, &parents);
+                    if let Err(e) = write_process_records(path, &records) {
+                        eprintln!("tracer: warning: process list not written ({e:#})");
+                    }
+                }
+            }
+            std::thread::sleep(FAMILY_POLL);
+        }
+    });
+    let records = family_records(&finished, &latest, &parents);
+    if let Err(e) = write_process_records(path, &records) {
+        eprintln!("tracer: warning: process list not written ({e:#})");
+    }
+    let mut finished = finished.into_inner().unwrap();
+    finished.sort_by_key(|(pid, _)| (*pid != root_pid, *pid));
+    let mut merged: Option<SessionResult> = None;
+    let mut pids = Vec::new();
+    for (pid, result) in finished {
+        match result {
+            Ok(result) => {
+                pids.push(pid.to_string());
+                merged = Some(merge_sessions(merged, result));
+            }
+            Err(e) if pid == root_pid => return Err(e),
+            Err(e) => eprintln!("tracer: warning: pid {pid} could not be traced: {e:#}"),
+        }
+    }
+    eprintln!(
+        "tracer: --subprocesses: results of pids {} merged; each listed in {}",
+        pids.join(", "),
+        processes_path(path).display()
+    );
+    merged.context("no process was traced")
+}
+
+/// The finished sessions' results plus the running ones' latest snapshots, merged.
+fn merge_family(
+    finished: &std::sync::Mutex<Vec<(i32, anyhow::Result<SessionResult>)>>,
+    latest: &std::sync::Mutex<std::collections::BTreeMap<i32, SessionResult>>,
+) -> Option<SessionResult> {
+    let finished = finished.lock().unwrap();
+    let latest = latest.lock().unwrap();
+    let mut parts = finished
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .chain(latest.values());
+    let first = parts.next()?;
+    let mut merged = SessionResult {
+        results: first.results.clone(),
+        info: first.info.clone(),
+        stop_reason: first.stop_reason,
+        first_error: None,
+    };
+    for part in parts {
+        merged = merged_copy(&merged, part);
+    }
+    Some(merged)
+}
+
+fn family_records(
+    finished: &std::sync::Mutex<Vec<(i32, anyhow::Result<SessionResult>)>>,
+    latest: &std::sync::Mutex<std::collections::BTreeMap<i32, SessionResult>>,
+    parents: &std::sync::Mutex<std::collections::HashMap<i32, Option<i32>>>,
+) -> Vec<ProcessRecord> {
+    let parents = parents.lock().unwrap();
+    let parent = |pid: i32| parents.get(&pid).copied().flatten();
+    let mut records: Vec<ProcessRecord> = finished
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(pid, r)| ProcessRecord::of(*pid, parent(*pid), r))
+        .collect();
+    for (pid, snapshot) in latest.lock().unwrap().iter() {
+        records.push(ProcessRecord::of_result(
+            *pid,
+            parent(*pid),
+            snapshot,
+            "running".to_owned(),
+        ));
+    }
+    records.sort_by_key(|r| r.pid);
+    records
 }
 
 fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
@@ -343,7 +928,31 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
                 let library_dirs = crate::library_dirs::of_process(pid, version);
                 let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
                 let options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
-                let mut result = match session::sample(attached, &options, signals.stop.clone()) {
+                let mut snapshots = SnapshotWriter::new(
+                    path.clone(),
+                    args.format,
+                    Sources::of_process(pid, version),
+                );
+                let counters = Arc::new(StatusCounters::default());
+                counters.processes.store(1, Ordering::Relaxed);
+                let status = StatusReporter::start(counters.clone(), Some(args.status_every()));
+                snapshots.log_each = !status.on_terminal;
+                let sampled = session::sample_with_snapshots(
+                    attached,
+                    &options,
+                    signals.stop.clone(),
+                    &counters.sampler,
+                    &mut |mut snapshot| {
+                        snapshot.info.library_dirs = library_dirs.clone();
+                        snapshot.info.stdlib_dir = stdlib_dir.clone();
+                        snapshots.write(snapshot);
+                        counters
+                            .snapshots
+                            .store(snapshots.written, Ordering::Relaxed);
+                    },
+                );
+                status.stop();
+                let mut result = match sampled {
                     Ok(result) => result,
                     Err(e) => {
                         let _ = child.kill();

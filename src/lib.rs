@@ -9,7 +9,9 @@
 pub mod aggregate;
 pub mod attach;
 pub mod cli;
+pub mod dump;
 pub mod filter;
+pub mod flush;
 pub mod library_dirs;
 pub mod model;
 pub mod output;
@@ -19,3 +21,4 @@ pub mod sample;
 pub mod sampler;
 pub mod session;
 pub mod source;
+pub mod status;

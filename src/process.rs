@@ -36,6 +36,90 @@ pub fn is_alive(pid: i32) -> bool {
     state(pid) == Some(ProcState::Live)
 }
 
+/// The fields of `/proc/PID/stat` after the command name: `[0]` is the state, `[1]` the
+/// parent pid, `[19]` the start time in clock ticks since boot.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    Some(after.split_whitespace().map(str::to_owned).collect())
+}
+
+/// When `pid` started, in clock ticks since boot (orders processes by age).
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// The parent of `pid`.
+pub fn parent(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// Every pid visible in `/proc` (in this pid namespace).
+pub fn all_pids() -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Live processes whose command line contains `pattern`, oldest first, leaving out this
+/// process and its ancestors (whose command lines may name the pattern too: `sh -c 'tracer
+/// attach --name app'`).
+pub fn find_by_command_line(pattern: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut ancestors = vec![me];
+    let mut cursor = me;
+    for _ in 0..64 {
+        match parent(cursor) {
+            Some(p) if p > 0 && !ancestors.contains(&p) => {
+                ancestors.push(p);
+                cursor = p;
+            }
+            _ => break,
+        }
+    }
+    let mut found: Vec<(u64, i32)> = all_pids()
+        .into_iter()
+        .filter(|pid| !ancestors.contains(pid))
+        .filter(|pid| is_alive(*pid))
+        .filter(|pid| command_line(*pid).is_ok_and(|c| c.contains(pattern)))
+        .map(|pid| (start_time(pid).unwrap_or(u64::MAX), pid))
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, pid)| pid).collect()
+}
+
+/// The live descendants of `pid` (children, grandchildren...), found from every process's
+/// parent in `/proc`.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = all_pids()
+        .into_iter()
+        .filter_map(|p| Some((p, parent(p)?)))
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let of = found[i];
+        for &(child, parent) in &parents {
+            if parent == of && !found.contains(&child) && is_alive(child) {
+                found.push(child);
+            }
+        }
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// `kernel.yama.ptrace_scope` as this machine has it (`0`..`3`), or `not set` without Yama.
+pub fn ptrace_scope() -> String {
+    fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "not set".to_owned())
+}
+
 /// The command line of `pid`, arguments joined by spaces (empty for kernel threads).
 pub fn command_line(pid: i32) -> io::Result<String> {
     let raw = fs::read(format!("/proc/{pid}/cmdline"))?;
@@ -111,5 +195,31 @@ mod tests {
         assert!(is_alive(me));
         assert!(python_mappings(me).unwrap().is_empty());
         assert!(state(i32::MAX).is_none());
+    }
+
+    #[test]
+    fn finds_children_and_command_lines_but_not_itself() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("17.123")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        // Until it has exec'd, the child's command line is still this test's.
+        let mut found = Vec::new();
+        for _ in 0..200 {
+            found = find_by_command_line("sleep 17.123");
+            if !found.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let descendants = descendants(std::process::id() as i32);
+        let started = start_time(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found, vec![pid]);
+        assert!(descendants.contains(&pid), "{descendants:?}");
+        assert!(find_by_command_line("finds_children_and_command_lines").is_empty());
+        assert!(started.is_some());
     }
 }

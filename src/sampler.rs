@@ -10,7 +10,7 @@ use crate::reader::{ReadError, StackReader};
 use crate::sample::{CodeId, CodeInfo, Message, Sample};
 use crossbeam_channel::Sender;
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How to sample.
@@ -62,6 +62,28 @@ const SPIN_WINDOW: Duration = Duration::from_micros(60);
 /// How often the target's liveness is checked while reads succeed.
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The sampler's counters as it goes, readable from other threads (the status line, and the
+/// stats of periodic snapshots). Several sessions may add into one.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub samples: AtomicU64,
+    pub errors: AtomicU64,
+    pub missed: AtomicU64,
+}
+
+impl LiveCounters {
+    /// The stats of a run still going, `elapsed` into it.
+    pub fn stats_so_far(&self, elapsed: Duration) -> SamplerStats {
+        SamplerStats {
+            samples: self.samples.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            missed: self.missed.load(Ordering::Relaxed),
+            duration_s: elapsed.as_secs_f64(),
+            ..SamplerStats::default()
+        }
+    }
+}
+
 /// Run the sampler loop until the duration passes, `stop` is set, or `is_alive()` says the
 /// target is gone. Samples and new code ids go to `tx`.
 pub fn run(
@@ -71,6 +93,19 @@ pub fn run(
     stop: &AtomicBool,
     is_alive: &dyn Fn() -> bool,
     tx: &Sender<Message>,
+) -> SamplerStats {
+    run_observed(reader, pending_codes, config, stop, is_alive, tx, None)
+}
+
+/// [`run`], adding every sample, error and missed tick to `live` as well as it goes.
+pub fn run_observed(
+    reader: &mut dyn StackReader,
+    pending_codes: Vec<(CodeId, CodeInfo)>,
+    config: &SamplerConfig,
+    stop: &AtomicBool,
+    is_alive: &dyn Fn() -> bool,
+    tx: &Sender<Message>,
+    live: Option<&LiveCounters>,
 ) -> SamplerStats {
     let mut stats = SamplerStats::default();
     let mut new_codes = pending_codes;
@@ -104,6 +139,9 @@ pub fn run(
                 skipped = skipped.min(limit - tick);
             }
             stats.missed += skipped;
+            if let Some(live) = live {
+                live.missed.fetch_add(skipped, Ordering::Relaxed);
+            }
             tick += skipped;
             if tick_limit == Some(tick) {
                 continue;
@@ -124,6 +162,9 @@ pub fn run(
         match result {
             Ok(()) => {
                 stats.samples += 1;
+                if let Some(live) = live {
+                    live.samples.fetch_add(1, Ordering::Relaxed);
+                }
                 stats.truncated += sample.truncated_threads() as u64;
                 let full = std::mem::take(&mut sample);
                 if tx.send(Message::Sample(full)).is_err() {
@@ -135,6 +176,9 @@ pub fn run(
                     break StopReason::TargetExited;
                 }
                 stats.errors += 1;
+                if let Some(live) = live {
+                    live.errors.fetch_add(1, Ordering::Relaxed);
+                }
                 if stats.first_error.is_none() {
                     stats.first_error = Some(message);
                 }

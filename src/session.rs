@@ -12,7 +12,7 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Samples buffered between sampler and aggregator: a full channel blocks the sampler, which
 /// then shows up as late and missed ticks rather than lost samples.
@@ -24,6 +24,9 @@ pub struct SessionOptions {
     pub rate_hz: f64,
     pub duration: Option<Duration>,
     pub filter: Filter,
+    /// Hand a complete snapshot of the results to the caller this often while sampling goes
+    /// on (`--flush-every`); `None` only at the end.
+    pub snapshot_every: Option<Duration>,
 }
 
 /// What a session gathered.
@@ -34,11 +37,36 @@ pub struct SessionResult {
     pub first_error: Option<String>,
 }
 
+/// Counters the sampler updates as it goes, for the status line and snapshots.
+pub type LiveCounters = sampler::LiveCounters;
+
+/// A request to the aggregator thread for a snapshot of its results so far.
+type SnapshotRequest = crossbeam_channel::Sender<CoverageResults>;
+
 /// Sample `attached` until the duration passes, `stop` is set, or the target exits.
 pub fn sample(
     attached: Attached,
     options: &SessionOptions,
     stop: Arc<AtomicBool>,
+) -> anyhow::Result<SessionResult> {
+    sample_with_snapshots(
+        attached,
+        options,
+        stop,
+        &Arc::new(LiveCounters::default()),
+        &mut |_| {},
+    )
+}
+
+/// Like [`sample`], and every [`SessionOptions::snapshot_every`] hand `on_snapshot` the
+/// results gathered so far (their stats partial: samples, errors and time so far) while
+/// sampling goes on. `live` is kept up to date by the sampler.
+pub fn sample_with_snapshots(
+    attached: Attached,
+    options: &SessionOptions,
+    stop: Arc<AtomicBool>,
+    live: &Arc<LiveCounters>,
+    on_snapshot: &mut dyn FnMut(SessionResult),
 ) -> anyhow::Result<SessionResult> {
     let Attached {
         mut reader,
@@ -47,39 +75,75 @@ pub fn sample(
     } = attached;
     let pid = target.pid;
     let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
+    let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded::<SnapshotRequest>(1);
+    let filter = options.filter.clone();
     let aggregator = std::thread::Builder::new()
         .name("tracer-aggregator".into())
-        .spawn(move || Aggregator::new().run(rx))
+        .spawn(move || aggregate_until_closed(rx, snapshot_rx, &filter))
         .context("cannot start the aggregator thread")?;
     let config = SamplerConfig {
         rate_hz: options.rate_hz,
         duration: options.duration,
     };
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let sampler_live = live.clone();
     let sampler = std::thread::Builder::new()
         .name("tracer-sampler".into())
         .spawn(move || {
             let is_alive = move || crate::process::is_alive(pid);
             // `tx` moves in and drops when sampling ends, which closes the channel and lets
             // the aggregator finish.
-            sampler::run(
+            let stats = sampler::run_observed(
                 reader.as_mut(),
                 pending_codes,
                 &config,
                 &stop,
                 &is_alive,
                 &tx,
-            )
+                Some(&sampler_live),
+            );
+            let _ = done_tx.send(());
+            stats
         })
         .context("cannot start the sampler thread")?;
+    if let Some(every) = options.snapshot_every {
+        let started = Instant::now();
+        let mut next = started + every;
+        // Ends when the sampler says it is done, or its thread failed (the sender dropped).
+        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = done_rx.recv_deadline(next) {
+            next += every;
+            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+            if snapshot_tx.send(reply_tx).is_err() {
+                break;
+            }
+            let Ok(results) = reply_rx.recv() else {
+                break;
+            };
+            let snapshot = SessionResult {
+                results,
+                stop_reason: StopReason::Signal,
+                first_error: None,
+                info: RunInfo {
+                    target: target.clone(),
+                    stats: live.stats_so_far(started.elapsed()),
+                    rate_requested: options.rate_hz,
+                    ..RunInfo::default()
+                },
+            };
+            on_snapshot(snapshot);
+            // A slow write must not queue up flushes: the next one is a period after this.
+            next = next.max(Instant::now() + every / 2);
+        }
+    }
+    drop(snapshot_tx);
     // A sampler that failed still leaves what it sent; an aggregator that failed leaves nothing.
     let stats = sampler.join().unwrap_or_else(|_| {
         eprintln!("tracer: warning: the sampler thread failed; writing what it gathered");
         Default::default()
     });
-    let aggregator = aggregator
+    let results = aggregator
         .join()
         .map_err(|_| anyhow::anyhow!("the aggregator thread failed: no results to write"))?;
-    let results = aggregator.results(&options.filter);
     Ok(SessionResult {
         results,
         stop_reason: stats.stop_reason.unwrap_or(StopReason::Signal),
@@ -91,6 +155,33 @@ pub fn sample(
             ..RunInfo::default()
         },
     })
+}
+
+/// The aggregator thread: fold in every sample until the sampler closes the channel, answering
+/// snapshot requests in between, and return the final results.
+fn aggregate_until_closed(
+    samples: crossbeam_channel::Receiver<crate::sample::Message>,
+    snapshot_requests: crossbeam_channel::Receiver<SnapshotRequest>,
+    filter: &Filter,
+) -> CoverageResults {
+    let mut aggregator = Aggregator::new();
+    let mut requests = snapshot_requests;
+    loop {
+        crossbeam_channel::select! {
+            recv(samples) -> message => match message {
+                Ok(message) => aggregator.handle(message),
+                Err(_) => break,
+            },
+            recv(requests) -> request => match request {
+                Ok(reply) => {
+                    let _ = reply.send(aggregator.results(filter));
+                }
+                // No more requests will come: wait on samples alone.
+                Err(_) => requests = crossbeam_channel::never(),
+            },
+        }
+    }
+    aggregator.results(filter)
 }
 
 /// Write `result` in `format` to `path`, and return a one-line description of what was

@@ -91,7 +91,43 @@ fn permission_denied_names_the_fix() {
         return;
     };
     let _ = target.child.kill();
-    assert_one_line_error(&out, &["permission denied", &pid, "CAP_SYS_PTRACE", "root"]);
+    assert_one_line_error(
+        &out,
+        &[
+            "permission denied",
+            &pid,
+            "CAP_SYS_PTRACE",
+            "root",
+            "shareProcessNamespace: true",
+            "kernel.yama.ptrace_scope",
+        ],
+    );
+}
+
+#[test]
+fn name_without_a_match_says_how_to_wait() {
+    let out = run_tracer(
+        &["attach", "--name", "no-such-process-tracer-test"],
+        &scratch("err-noname"),
+        TIMEOUT,
+    );
+    assert_one_line_error(&out, &["no-such-process-tracer-test", "pgrep", "--wait"]);
+    let out = run_tracer(
+        &["attach", "--pid", "1", "--wait", "3"],
+        &scratch("err-wait"),
+        TIMEOUT,
+    );
+    assert_one_line_error(&out, &["--wait", "--name"]);
+}
+
+#[test]
+fn dump_of_a_process_that_is_not_python() {
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id().to_string();
+    let out = run_tracer(&["dump", "--pid", &pid], &scratch("err-dump"), TIMEOUT);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_one_line_error(&out, &["not a Python process", &pid]);
 }
 
 #[test]
@@ -115,6 +151,8 @@ fn usage_errors_are_refused_by_the_parser() {
         &["attach", "--pid", "1", "--duration", "-3"][..],
         &["attach", "--pid", "1", "--format", "xml"][..],
         &["attach"][..],
+        &["attach", "--pid", "1", "--name", "x"][..],
+        &["attach", "--pid", "1", "--flush-every", "0"][..],
         &["run"][..],
     ] {
         let out = run_tracer(args, &scratch("err-usage"), TIMEOUT);

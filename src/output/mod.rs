@@ -228,7 +228,21 @@ pub fn write_atomically_via_path(
     fs::rename(&tmp, path).with_context(|| {
         let _ = fs::remove_file(&tmp);
         format!("cannot move {} into place", path.display())
-    })
+    })?;
+    sync_directory_of(path);
+    Ok(())
+}
+
+/// Flush the directory entry of a file just renamed into place, so that the rename itself
+/// survives a crash of the machine. Best effort: some filesystems refuse to sync a directory.
+fn sync_directory_of(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
 }
 
 fn temporary_beside(path: &Path) -> anyhow::Result<PathBuf> {
@@ -276,7 +290,9 @@ pub fn write_atomically(
     fs::rename(&tmp, path).with_context(|| {
         let _ = fs::remove_file(&tmp);
         format!("cannot move {} into place", path.display())
-    })
+    })?;
+    sync_directory_of(path);
+    Ok(())
 }
 
 /// Read a results file written by us or by `python -m trace --file`: JSON or pickle, told

@@ -1,0 +1,60 @@
+//! Periodic snapshots (`--flush-every`): each one a complete results file written atomically
+//! (temporary file beside it, fsync, rename), so that a sidecar killed at any moment leaves
+//! the last full snapshot and never a torn file. A failed write is reported and retried at the
+//! next flush; it never stops sampling.
+
+use crate::output::Format;
+use crate::session::{self, SessionResult};
+use crate::source::Sources;
+use std::path::PathBuf;
+
+/// Writes snapshots of a running session to the session's output path.
+pub struct SnapshotWriter {
+    pub path: PathBuf,
+    pub format: Format,
+    pub sources: Sources,
+    /// Print a line for every snapshot written (plain log mode); failures are always printed.
+    pub log_each: bool,
+    /// Snapshots written, and failed writes, so far.
+    pub written: u64,
+    pub failed: u64,
+}
+
+impl SnapshotWriter {
+    /// A writer of snapshots to `path` in `format`.
+    pub fn new(path: PathBuf, format: Format, sources: Sources) -> SnapshotWriter {
+        SnapshotWriter {
+            path,
+            format,
+            sources,
+            log_each: true,
+            written: 0,
+            failed: 0,
+        }
+    }
+
+    /// Write one snapshot; report a failure on stderr and carry on (the next flush retries).
+    pub fn write(&mut self, snapshot: SessionResult) {
+        match session::write_results(&snapshot, self.format, &self.path, &self.sources) {
+            Ok(_) => {
+                self.written += 1;
+                if self.log_each {
+                    eprintln!(
+                        "tracer: snapshot written to {} ({} samples, {} errors)",
+                        self.path.display(),
+                        snapshot.info.stats.samples,
+                        snapshot.info.stats.errors
+                    );
+                }
+            }
+            Err(e) => {
+                self.failed += 1;
+                let message = format!("{e:#}").replace('\n', " ");
+                eprintln!(
+                    "tracer: warning: snapshot not written ({message}); sampling goes on and \
+                     the next flush retries"
+                );
+            }
+        }
+    }
+}
