@@ -28,6 +28,10 @@ def main():
         return tracer.globaltrace_lt(frame, why, arg)
 
     def dump():
+        # Handlers registered before this one (e.g. certifi's at startup) run after it: run
+        # them now, still traced, so that what they execute is in the truth too.
+        atexit.unregister(dump)
+        atexit._run_exitfuncs()
         sys.settrace(None)
         threading.settrace(None)
         results = tracer.results()
