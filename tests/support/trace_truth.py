@@ -23,7 +23,11 @@ def main():
 
     def globaltrace(frame, why, arg):
         if why == "call":
-            tracer.globaltrace_trackcallers(frame, why, arg)
+            # A call from C with no Python caller (threading._shutdown at exit, an atexit
+            # handler) has no edge; trace's own method would fail on it, and a trace function
+            # that raises is removed for good.
+            if frame.f_back is not None:
+                tracer.globaltrace_trackcallers(frame, why, arg)
             tracer.globaltrace_countfuncs(frame, why, arg)
         return tracer.globaltrace_lt(frame, why, arg)
 
