@@ -40,10 +40,16 @@ const MAX_CHUNK_BYTES: usize = 8 << 20;
 /// Code objects cached at most; past that the cache is cleared (new code is being created
 /// without bound, e.g. by exec in a loop).
 const MAX_CACHED_CODES: usize = 1 << 16;
+/// Every this many samples, cached code objects not seen on any stack since the previous
+/// sweep are dropped: with code created and freed all the time (exec, lambdas in a loop) the
+/// cache then holds what runs lately, not everything that ever ran.
+const CODE_SWEEP_SAMPLES: u64 = 8192;
 
 /// What a cached code object is, and what must still hold for the cache entry to be valid.
 #[derive(Debug, Clone)]
 struct CodeEntry {
+    /// The sample that last saw this code on a stack (for the sweep).
+    last_seen: u64,
     /// Identity fields as read when the entry was made: compared on every use.
     identity: CodeIdentity,
     id: CodeId,
@@ -135,6 +141,9 @@ pub struct DirectReader {
     /// Scratch for a frame read on its own, and for code addresses.
     frame_scratch: Vec<u8>,
     code_scratch: Vec<usize>,
+    /// Samples read, stamping cache entries; and the sample of the last sweep.
+    samples_read: u64,
+    last_sweep: u64,
 }
 
 impl DirectReader {
@@ -154,6 +163,8 @@ impl DirectReader {
             frames: [Vec::new(), Vec::new()],
             frame_scratch: Vec::new(),
             code_scratch: Vec::new(),
+            samples_read: 0,
+            last_sweep: 0,
         }
     }
 
@@ -622,6 +633,7 @@ impl DirectReader {
             .collect();
         let id = self.interner.intern(&filename, &name, new_codes);
         Ok(CodeEntry {
+            last_seen: self.samples_read,
             identity,
             id,
             lines,
@@ -720,6 +732,12 @@ impl StackReader for DirectReader {
         new_codes: &mut Vec<(CodeId, CodeInfo)>,
     ) -> Result<(), ReadError> {
         sample.clear();
+        self.samples_read += 1;
+        if self.samples_read - self.last_sweep >= CODE_SWEEP_SAMPLES {
+            let since = self.last_sweep;
+            self.codes.retain(|_, entry| entry.last_seen > since);
+            self.last_sweep = self.samples_read;
+        }
         let _paused = match &self.pause {
             Some(process) => Some(
                 process
