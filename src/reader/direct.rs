@@ -22,7 +22,7 @@ use super::layout::Layout;
 use super::linetable::{
     lookup_offset, InstructionOffset, LineRange, LineTable, LineTableFormat, RawFramePosition,
 };
-use super::memory::{MemoryError, ReadRequest, TargetMemory};
+use super::memory::{MemoryError, MemoryReader, ReadRequest};
 use super::{CodeInterner, ReadError, StackReader};
 use crate::sample::{CodeId, CodeInfo, FrameRef, Sample};
 use std::collections::HashMap;
@@ -85,7 +85,8 @@ struct RawFrame {
 
 /// Where the interpreter's structures are, once found.
 pub struct Target {
-    pub memory: TargetMemory,
+    /// Read access to its memory: the live process's, or an image in tests.
+    pub memory: Box<dyn MemoryReader>,
     pub layout: Layout,
     /// `PyInterpreterState*` of the main interpreter.
     pub interpreter: usize,
@@ -164,7 +165,7 @@ impl DirectReader {
 
     /// System calls made so far.
     pub fn calls(&self) -> u64 {
-        self.target.memory.calls
+        self.target.memory.calls()
     }
 
     /// Read the thread list into `threads` and `thread_spans`; returns the number of threads.
@@ -418,9 +419,12 @@ impl DirectReader {
             if out.len() >= MAX_DEPTH {
                 return Err(MemoryError::Unmapped(frame)); // a cycle or garbage: drop
             }
-            let chunk = &self.chunk_copies[copy];
-            let bytes: &[u8] = if frame >= data_start && frame + span <= data_start + chunk.len() {
-                &chunk[frame - data_start..frame - data_start + span]
+            // Checked: a garbage pointer near the top of the address space must not wrap.
+            let in_chunk = frame
+                .checked_sub(data_start)
+                .and_then(|at| self.chunk_copies[copy].get(at..at.checked_add(span)?));
+            let bytes: &[u8] = if let Some(in_chunk) = in_chunk {
+                in_chunk
             } else {
                 outside_used.push(frame);
                 match self.outside[copy].iter().find(|(a, _)| *a == frame) {

@@ -78,7 +78,7 @@ pub fn find_target(pid: i32) -> anyhow::Result<Discovered> {
         version,
         target: Some((
             Target {
-                memory,
+                memory: Box::new(memory),
                 layout,
                 interpreter,
                 code_type,
