@@ -284,6 +284,8 @@ fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
     let library_dirs = crate::library_dirs::of_process(pid, version);
     let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
     let options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
+    // The target's root and rights, taken now: it may be gone when the results are written.
+    let sources = Sources::of_process(pid, version);
     eprintln!(
         "tracer: tracing pid {pid} (Python {}) at {} Hz{}; Ctrl-C to stop",
         attached.info.python_version,
@@ -311,7 +313,6 @@ fn attach_command(pid: i32, args: &TraceArgs) -> anyhow::Result<i32> {
     result.info.library_dirs = library_dirs;
     result.info.stdlib_dir = stdlib_dir;
     report_stop(&result);
-    let sources = Sources::of_process(pid, version);
     let message = session::write_results(&result, args.format, &path, &sources)?;
     println!("{message}");
     Ok(0)
@@ -343,6 +344,7 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
                 let library_dirs = crate::library_dirs::of_process(pid, version);
                 let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
                 let options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
+                let sources = Sources::of_process(pid, version);
                 let mut result = match session::sample(attached, &options, signals.stop.clone()) {
                     Ok(result) => result,
                     Err(e) => {
@@ -358,7 +360,7 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
                     // through the terminal's process group.)
                     unsafe { libc::kill(pid, libc::SIGTERM) };
                 }
-                Some((result, version))
+                Some((result, sources))
             }
             Err(e @ (AttachError::Exited(_) | AttachError::NoSuchProcess(_))) => {
                 eprintln!("tracer: {command:?} exited before it could be traced ({e})");
@@ -375,9 +377,8 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
             }
         };
     let status = child.wait().context("waiting for the traced command")?;
-    if let Some((result, version)) = result {
+    if let Some((result, sources)) = result {
         report_stop(&result);
-        let sources = Sources::of_process(pid, version);
         let message = session::write_results(&result, args.format, &path, &sources)?;
         println!("{message}");
     }
