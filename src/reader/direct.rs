@@ -136,6 +136,9 @@ pub struct DirectReader {
     /// Scratch for a frame read on its own, and for code addresses.
     frame_scratch: Vec<u8>,
     code_scratch: Vec<usize>,
+    /// Set by a walk that met a frame of its thread's chunk beyond the copied part (the stack
+    /// grew since `datastack_top` was read): the live top, to copy again up to it.
+    stack_grew_to: Option<usize>,
 }
 
 impl DirectReader {
@@ -155,6 +158,7 @@ impl DirectReader {
             frames: [Vec::new(), Vec::new()],
             frame_scratch: Vec::new(),
             code_scratch: Vec::new(),
+            stack_grew_to: None,
         }
     }
 
@@ -244,7 +248,16 @@ impl DirectReader {
         if layout.iframe_previous.is_some() {
             let chunk = layout.tstate_datastack_chunk.and_then(field).unwrap_or(0);
             let top = layout.tstate_datastack_top.and_then(field).unwrap_or(0);
-            self.read_interpreter_frames(tstate, frame_slot, chunk, top)?;
+            self.stack_grew_to = None;
+            let first = self.read_interpreter_frames(tstate, frame_slot, chunk, top);
+            match (first, self.stack_grew_to.take()) {
+                // Copy again, up to the top read with the frame pointer; a stack still growing
+                // past that drops the thread from this sample.
+                (Err(_), Some(grown)) => {
+                    self.read_interpreter_frames(tstate, frame_slot, chunk, grown)?
+                }
+                (first, _) => first?,
+            }
         } else {
             self.identities.clear();
             self.read_frame_objects(frame_slot)?;
@@ -287,11 +300,22 @@ impl DirectReader {
         copy_a.resize(chunk_len, 0);
         copy_b.resize(chunk_len, 0);
         let (mut frame_a, mut frame_b) = ([0u8; 8], [0u8; 8]);
+        // `datastack_top` read with each frame pointer: frames of the chunk below it and past
+        // the copy must not be read one by one (a stack torn over time could then look whole
+        // to both copies).
+        let top_slot = layout
+            .tstate_datastack_top
+            .map_or(frame_slot, |o| tstate + o);
+        let (mut top_a, mut top_b) = ([0u8; 8], [0u8; 8]);
         let [outside_a, outside_b] = &mut self.outside;
         let mut requests = Vec::with_capacity(4 + 2 * plan.outside.len() + plan.codes.len());
         requests.push(ReadRequest {
             address: frame_slot,
             buf: &mut frame_a,
+        });
+        requests.push(ReadRequest {
+            address: top_slot,
+            buf: &mut top_a,
         });
         requests.push(ReadRequest {
             address: data_start,
@@ -306,6 +330,10 @@ impl DirectReader {
         requests.push(ReadRequest {
             address: frame_slot,
             buf: &mut frame_b,
+        });
+        requests.push(ReadRequest {
+            address: top_slot,
+            buf: &mut top_b,
         });
         requests.push(ReadRequest {
             address: data_start,
@@ -337,6 +365,10 @@ impl DirectReader {
                     buf: &mut frame_a,
                 },
                 ReadRequest {
+                    address: top_slot,
+                    buf: &mut top_a,
+                },
+                ReadRequest {
                     address: data_start,
                     buf: copy_a,
                 },
@@ -345,18 +377,23 @@ impl DirectReader {
                     buf: &mut frame_b,
                 },
                 ReadRequest {
+                    address: top_slot,
+                    buf: &mut top_b,
+                },
+                ReadRequest {
                     address: data_start,
                     buf: copy_b,
                 },
             ])?;
         }
         let mut outside_used = Vec::new();
-        for (copy, first) in [(0, frame_a), (1, frame_b)] {
+        for (copy, first, live_top) in [(0, frame_a, top_a), (1, frame_b, top_b)] {
             let mut frames = std::mem::take(&mut self.frames[copy]);
             frames.clear();
             let walked = self.walk_interpreter_frames(
                 usize::from_le_bytes(first),
                 data_start,
+                usize::from_le_bytes(live_top),
                 copy,
                 &mut frames,
                 &mut outside_used,
@@ -379,11 +416,13 @@ impl DirectReader {
 
     /// Walk `_PyInterpreterFrame`s from `frame`, reading from chunk copy `copy` where the frame
     /// lies inside it, from the planned outside frames of that copy, or else from memory.
-    /// Addresses of frames outside the chunk are pushed to `outside_used`.
+    /// Addresses of frames outside the chunk are pushed to `outside_used`. A frame between the
+    /// copy's end and `live_top` fails the walk and sets `stack_grew_to`.
     fn walk_interpreter_frames(
         &mut self,
         frame: usize,
         data_start: usize,
+        live_top: usize,
         copy: usize,
         out: &mut Vec<RawFrame>,
         outside_used: &mut Vec<usize>,
@@ -395,6 +434,7 @@ impl DirectReader {
         let walked = self.walk_interpreter_frames_with(
             frame,
             data_start,
+            live_top,
             copy,
             out,
             outside_used,
@@ -404,10 +444,12 @@ impl DirectReader {
         walked
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn walk_interpreter_frames_with(
         &mut self,
         mut frame: usize,
         data_start: usize,
+        live_top: usize,
         copy: usize,
         out: &mut Vec<RawFrame>,
         outside_used: &mut Vec<usize>,
@@ -423,8 +465,15 @@ impl DirectReader {
             let in_chunk = frame
                 .checked_sub(data_start)
                 .and_then(|at| self.chunk_copies[copy].get(at..at.checked_add(span)?));
+            let copied_end = data_start.saturating_add(self.chunk_copies[copy].len());
             let bytes: &[u8] = if let Some(in_chunk) = in_chunk {
                 in_chunk
+            } else if (copied_end..live_top).contains(&frame)
+                && live_top - data_start <= MAX_CHUNK_BYTES
+            {
+                // The stack grew past the copy: copy again rather than read frames one by one.
+                self.stack_grew_to = Some(live_top);
+                return Err(MemoryError::Unmapped(frame));
             } else {
                 outside_used.push(frame);
                 match self.outside[copy].iter().find(|(a, _)| *a == frame) {
