@@ -304,3 +304,131 @@ fn truncated_result_files_are_refused_with_one_line() {
         }
     }
 }
+
+/// A minimal static i386 ELF executable that spins (`jmp $`): a 32-bit process without a
+/// 32-bit toolchain.
+fn elf32_spinner() -> Vec<u8> {
+    let base: u32 = 0x0804_8000;
+    let code = [0xeb, 0xfe];
+    let size = (52 + 32 + code.len()) as u32;
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let u16s = |v: u16| v.to_le_bytes().to_vec();
+    let u32s = |v: u32| v.to_le_bytes().to_vec();
+    for part in [
+        u16s(2),         // e_type: EXEC
+        u16s(3),         // e_machine: i386
+        u32s(1),         // e_version
+        u32s(base + 84), // e_entry
+        u32s(52),        // e_phoff
+        u32s(0),         // e_shoff
+        u32s(0),         // e_flags
+        u16s(52),        // e_ehsize
+        u16s(32),        // e_phentsize
+        u16s(1),         // e_phnum
+        u16s(0),         // e_shentsize
+        u16s(0),         // e_shnum
+        u16s(0),         // e_shstrndx
+        u32s(1),         // p_type: LOAD
+        u32s(0),         // p_offset
+        u32s(base),      // p_vaddr
+        u32s(base),      // p_paddr
+        u32s(size),      // p_filesz
+        u32s(size),      // p_memsz
+        u32s(5),         // p_flags: R X
+        u32s(0x1000),    // p_align
+    ] {
+        elf.extend(part);
+    }
+    elf.extend(code);
+    elf
+}
+
+/// A 32-bit process is refused with one line, also when its binary is named like Python's
+/// (then the ELF parser of discovery sees a 32-bit python binary).
+#[test]
+fn a_32_bit_process_is_refused_even_when_named_python() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = scratch("bad-32-bit");
+    for name in ["spin32", "python3.12"] {
+        let path = work.join(name);
+        std::fs::write(&path, elf32_spinner()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let Ok(mut child) = Command::new(&path).spawn() else {
+            println!("SKIP: this kernel does not run i386 executables");
+            return;
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let pid = child.id().to_string();
+        let out = run_tracer(&["attach", "--pid", &pid], &work, TIMEOUT);
+        let _ = child.kill();
+        let _ = child.wait();
+        println!("{name}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        assert_one_line_error(&out, &[&pid]);
+    }
+}
+
+/// A minimal static aarch64 ELF executable that spins (`b .`).
+fn elf64_aarch64_spinner() -> Vec<u8> {
+    let base: u64 = 0x40_0000;
+    let code = 0x1400_0000u32.to_le_bytes();
+    let size = (64 + 56 + code.len()) as u64;
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let u16s = |v: u16| v.to_le_bytes().to_vec();
+    let u32s = |v: u32| v.to_le_bytes().to_vec();
+    let u64s = |v: u64| v.to_le_bytes().to_vec();
+    for part in [
+        u16s(2),          // e_type: EXEC
+        u16s(183),        // e_machine: AArch64
+        u32s(1),          // e_version
+        u64s(base + 120), // e_entry
+        u64s(64),         // e_phoff
+        u64s(0),          // e_shoff
+        u32s(0),          // e_flags
+        u16s(64),         // e_ehsize
+        u16s(56),         // e_phentsize
+        u16s(1),          // e_phnum
+        u16s(0),          // e_shentsize
+        u16s(0),          // e_shnum
+        u16s(0),          // e_shstrndx
+        u32s(1),          // p_type: LOAD
+        u32s(5),          // p_flags: R X
+        u64s(0),          // p_offset
+        u64s(base),       // p_vaddr
+        u64s(base),       // p_paddr
+        u64s(size),       // p_filesz
+        u64s(size),       // p_memsz
+        u64s(0x1000),     // p_align
+    ] {
+        elf.extend(part);
+    }
+    elf.extend(code);
+    elf
+}
+
+/// A foreign-architecture process (aarch64 under qemu-user) is refused with one line, also when
+/// its binary is named like Python's.
+#[test]
+fn a_foreign_architecture_process_is_refused_even_when_named_python() {
+    use std::os::unix::fs::PermissionsExt;
+    let qemu = ["qemu-aarch64-static", "qemu-aarch64"]
+        .into_iter()
+        .find(|q| Command::new(q).arg("--version").output().is_ok());
+    let Some(qemu) = qemu else {
+        println!("SKIP: no qemu-aarch64 to run a foreign-architecture process");
+        return;
+    };
+    let work = scratch("bad-foreign-arch");
+    for name in ["spin-aarch64", "python3.12"] {
+        let path = work.join(name);
+        std::fs::write(&path, elf64_aarch64_spinner()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut child = Command::new(qemu).arg(&path).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let pid = child.id().to_string();
+        let out = run_tracer(&["attach", "--pid", &pid], &work, TIMEOUT);
+        let _ = child.kill();
+        let _ = child.wait();
+        println!("{name}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        assert_one_line_error(&out, &[&pid]);
+    }
+}
