@@ -176,7 +176,10 @@ impl DirectReader {
     fn thread_states(&mut self) -> Result<usize, MemoryError> {
         let layout = self.target.layout;
         let span = tstate_span(&layout);
-        let head_slot = self.target.interpreter + layout.interp_threads_head;
+        let head_slot = self
+            .target
+            .interpreter
+            .wrapping_add(layout.interp_threads_head);
         let known = self.threads.len();
         if known > 0 && known < 63 {
             let mut head = [0u8; 8];
@@ -238,11 +241,13 @@ impl DirectReader {
             layout.tstate_current_frame,
         ) {
             // 3.8–3.10: tstate->frame.
-            (Some(frame), _, _, _) => tstate + frame,
+            (Some(frame), _, _, _) => tstate.wrapping_add(frame),
             // 3.11/3.12: tstate->cframe->current_frame.
-            (None, Some(cframe), Some(current), _) => field(cframe).unwrap_or(0) + current,
+            (None, Some(cframe), Some(current), _) => {
+                field(cframe).unwrap_or(0).wrapping_add(current)
+            }
             // 3.13: tstate->current_frame.
-            (None, _, _, Some(current)) => tstate + current,
+            (None, _, _, Some(current)) => tstate.wrapping_add(current),
             _ => return Err(MemoryError::Unmapped(tstate)),
         };
         if layout.iframe_previous.is_some() {
@@ -275,7 +280,7 @@ impl DirectReader {
         top: usize,
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
-        let data_start = chunk + layout.stack_chunk_data.unwrap_or(0);
+        let data_start = chunk.wrapping_add(layout.stack_chunk_data.unwrap_or(0));
         let chunk_len = if chunk != 0 && top > data_start && top - data_start <= MAX_CHUNK_BYTES {
             top - data_start
         } else {
@@ -305,7 +310,7 @@ impl DirectReader {
         // to both copies).
         let top_slot = layout
             .tstate_datastack_top
-            .map_or(frame_slot, |o| tstate + o);
+            .map_or(frame_slot, |o| tstate.wrapping_add(o));
         let (mut top_a, mut top_b) = ([0u8; 8], [0u8; 8]);
         let [outside_a, outside_b] = &mut self.outside;
         let mut requests = Vec::with_capacity(4 + 2 * plan.outside.len() + plan.codes.len());
@@ -499,7 +504,8 @@ impl DirectReader {
                     code,
                     position: RawFramePosition::InstructionPointer {
                         pointer: instruction as u64,
-                        code_start: (code + layout.code_code_adaptive.unwrap_or(0)) as u64,
+                        code_start: code.wrapping_add(layout.code_code_adaptive.unwrap_or(0))
+                            as u64,
                     },
                 });
             }
@@ -697,12 +703,11 @@ impl DirectReader {
         {
             return Err(MemoryError::Unmapped(object));
         }
-        let data = object
-            + if ascii {
-                layout.unicode_ascii_size
-            } else {
-                layout.unicode_compact_size
-            };
+        let data = object.wrapping_add(if ascii {
+            layout.unicode_ascii_size
+        } else {
+            layout.unicode_compact_size
+        });
         let mut raw = vec![0u8; length * kind];
         self.target.memory.read(data, &mut raw)?;
         let text: Option<String> = match kind {
@@ -726,7 +731,7 @@ impl DirectReader {
         let length = self
             .target
             .memory
-            .read_usize(object + layout.var_object_size)?;
+            .read_usize(object.wrapping_add(layout.var_object_size))?;
         if length > isize::MAX as usize {
             return Err(MemoryError::Unmapped(object));
         }
@@ -740,9 +745,10 @@ impl DirectReader {
             return Err(MemoryError::Unmapped(object));
         }
         let mut data = vec![0u8; length];
-        self.target
-            .memory
-            .read(object + self.target.layout.bytes_sval, &mut data)?;
+        self.target.memory.read(
+            object.wrapping_add(self.target.layout.bytes_sval),
+            &mut data,
+        )?;
         Ok(data)
     }
 
