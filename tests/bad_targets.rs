@@ -109,7 +109,12 @@ fn a_target_killed_mid_sample_still_gives_its_results() {
         let out = wait_output(tracer, TIMEOUT);
         assert_eq!(out.status.code(), Some(0), "{format}: {}", printed(&out));
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
-        let report = run_tracer(&["report", "--file", file, "--summary"], &work, TIMEOUT);
+        // --coverdir: without it, .cover files would land beside the workload's source.
+        let report = run_tracer(
+            &["report", "--file", file, "--summary", "--coverdir", "cover"],
+            &work,
+            TIMEOUT,
+        );
         assert_eq!(report.status.code(), Some(0), "{}", printed(&report));
         assert!(
             String::from_utf8_lossy(&report.stdout).contains("mix"),
