@@ -95,7 +95,8 @@ pub struct Target {
 }
 
 /// Outside-chunk frames and code objects of a thread read speculatively, at most: with the
-/// four ranges of the double copy this keeps a thread's batch within one system call.
+/// six ranges of the double copy (frame pointer, top, chunk, twice) this keeps a thread's
+/// batch within one system call (64 ranges).
 const MAX_PLANNED_FRAMES: usize = 8;
 const MAX_PLANNED_CODES: usize = 40;
 
@@ -313,7 +314,7 @@ impl DirectReader {
             .map_or(frame_slot, |o| tstate.wrapping_add(o));
         let (mut top_a, mut top_b) = ([0u8; 8], [0u8; 8]);
         let [outside_a, outside_b] = &mut self.outside;
-        let mut requests = Vec::with_capacity(4 + 2 * plan.outside.len() + plan.codes.len());
+        let mut requests = Vec::with_capacity(6 + 2 * plan.outside.len() + plan.codes.len());
         requests.push(ReadRequest {
             address: frame_slot,
             buf: &mut frame_a,
@@ -360,7 +361,7 @@ impl DirectReader {
         drop(requests);
         if !planned_ok {
             // Something planned is gone (a generator finished, a code object freed): read the
-            // four ranges alone.
+            // six ranges alone.
             self.outside.iter_mut().for_each(Vec::clear);
             self.identities.clear();
             let [copy_a, copy_b] = &mut self.chunk_copies;
