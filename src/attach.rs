@@ -49,6 +49,8 @@ pub enum AttachError {
     PermissionDenied { pid: i32, scope: String },
     #[error("process {pid} ({name}) is not a Python process: no python binary or libpython is mapped in it")]
     NotPython { pid: i32, name: String },
+    #[error("process {pid} ({name}) is a kernel thread, not a Python process")]
+    KernelThread { pid: i32, name: String },
     #[error("cannot find the Python interpreter in process {pid}: {reason}")]
     NoInterpreter { pid: i32, reason: String },
 }
@@ -104,6 +106,12 @@ fn attach_inner(
         None => return Err(AttachError::NoSuchProcess(pid)),
         Some(ProcState::Zombie) | Some(ProcState::Dead) => return Err(AttachError::Exited(pid)),
         Some(ProcState::Live) => {}
+    }
+    if process::is_kernel_thread(pid) {
+        return Err(AttachError::KernelThread {
+            pid,
+            name: process::comm(pid),
+        });
     }
     let mappings = match process::python_mappings(pid) {
         Ok(m) => m,

@@ -505,8 +505,13 @@ fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> 
         );
     }
     report_stop(&result);
-    let version = result.info.target.version_tuple().unwrap_or((3, 12));
-    let sources = Sources::of_process(last_pid, version);
+    // The target's root and rights as taken at attach time: it may be gone by now.
+    let sources = if last_pid == pid {
+        snapshots.sources.clone()
+    } else {
+        let version = result.info.target.version_tuple().unwrap_or((3, 12));
+        Sources::of_process(last_pid, version)
+    };
     let message = session::write_results(&result, args.format, &path, &sources)?;
     println!("{message}");
     Ok(0)
@@ -928,11 +933,10 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
                 let library_dirs = crate::library_dirs::of_process(pid, version);
                 let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
                 let options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
-                let mut snapshots = SnapshotWriter::new(
-                    path.clone(),
-                    args.format,
-                    Sources::of_process(pid, version),
-                );
+                // The target's root and rights, taken now: it may be gone when the results are
+                // written.
+                let sources = Sources::of_process(pid, version);
+                let mut snapshots = SnapshotWriter::new(path.clone(), args.format, sources.clone());
                 let counters = Arc::new(StatusCounters::default());
                 counters.processes.store(1, Ordering::Relaxed);
                 let status = StatusReporter::start(counters.clone(), Some(args.status_every()));
@@ -967,7 +971,7 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
                     // through the terminal's process group.)
                     unsafe { libc::kill(pid, libc::SIGTERM) };
                 }
-                Some((result, version))
+                Some((result, sources))
             }
             Err(e @ (AttachError::Exited(_) | AttachError::NoSuchProcess(_))) => {
                 eprintln!("tracer: {command:?} exited before it could be traced ({e})");
@@ -984,9 +988,8 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
             }
         };
     let status = child.wait().context("waiting for the traced command")?;
-    if let Some((result, version)) = result {
+    if let Some((result, sources)) = result {
         report_stop(&result);
-        let sources = Sources::of_process(pid, version);
         let message = session::write_results(&result, args.format, &path, &sources)?;
         println!("{message}");
     }

@@ -57,9 +57,10 @@ impl Stacks {
     /// Sum the samples of `other` into `self`.
     pub fn update(&mut self, other: &Stacks) {
         for (stack, count) in &other.samples {
-            *self.samples.entry(stack.clone()).or_default() += count;
+            let total = self.samples.entry(stack.clone()).or_default();
+            *total = total.saturating_add(*count);
         }
-        self.dropped += other.dropped;
+        self.dropped = self.dropped.saturating_add(other.dropped);
     }
 }
 
@@ -83,12 +84,14 @@ impl CoverageResults {
     pub fn update(&mut self, other: &CoverageResults) {
         for (key, hits) in &other.counts {
             let entry = self.counts.entry(key.clone()).or_default();
-            entry.hits += hits.hits;
-            entry.self_hits += hits.self_hits;
+            // Saturating: counts read back from a file may be anything.
+            entry.hits = entry.hits.saturating_add(hits.hits);
+            entry.self_hits = entry.self_hits.saturating_add(hits.self_hits);
         }
         self.calledfuncs.extend(other.calledfuncs.iter().cloned());
         for (edge, hits) in &other.callers {
-            *self.callers.entry(edge.clone()).or_default() += hits;
+            let total = self.callers.entry(edge.clone()).or_default();
+            *total = total.saturating_add(*hits);
         }
         // Stacks survive a merge only if both sides have them: a partial flame graph would
         // look complete.
@@ -112,12 +115,14 @@ impl CoverageResults {
         };
         for ((file, line), hits) in &self.counts {
             let entry = out.counts.entry((map(file), *line)).or_default();
-            entry.hits += hits.hits;
-            entry.self_hits += hits.self_hits;
+            // Saturating: counts read back from a file may be anything.
+            entry.hits = entry.hits.saturating_add(hits.hits);
+            entry.self_hits = entry.self_hits.saturating_add(hits.self_hits);
         }
         out.calledfuncs = self.calledfuncs.iter().map(func).collect();
         for ((a, b), hits) in &self.callers {
-            *out.callers.entry((func(a), func(b))).or_default() += hits;
+            let total = out.callers.entry((func(a), func(b))).or_default();
+            *total = total.saturating_add(*hits);
         }
         if let (Some(theirs), Some(mine)) = (&self.stacks, &mut out.stacks) {
             mine.dropped = theirs.dropped;
@@ -129,7 +134,8 @@ impl CoverageResults {
                         line: frame.line,
                     })
                     .collect();
-                *mine.samples.entry(mapped).or_default() += count;
+                let total = mine.samples.entry(mapped).or_default();
+                *total = total.saturating_add(*count);
             }
         }
         out

@@ -31,6 +31,23 @@ pub fn state(pid: i32) -> Option<ProcState> {
     })
 }
 
+/// True if `pid` is a kernel thread (`PF_KTHREAD` in its flags): it has no user memory.
+pub fn is_kernel_thread(pid: i32) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    // After the command: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    stat[close + 1..]
+        .split_whitespace()
+        .nth(6)
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_KTHREAD != 0)
+}
+
 /// True while `pid` exists and has not exited.
 pub fn is_alive(pid: i32) -> bool {
     state(pid) == Some(ProcState::Live)

@@ -89,9 +89,10 @@ pub fn write(results: &CoverageResults, options: &CoverOptions, sources: &Source
         let bytes = match sources.read(&filename) {
             Ok(b) => b,
             Err(e) => {
-                report
-                    .skipped
-                    .push(format!("not reporting {filename}: cannot read it: {e}"));
+                report.skipped.push(format!(
+                    "not reporting {}: cannot read it: {e}",
+                    printable_name(&filename)
+                ));
                 continue;
             }
         };
@@ -145,6 +146,25 @@ pub fn write(results: &CoverageResults, options: &CoverOptions, sources: &Source
         }
     }
     report
+}
+
+/// A file name the target chose, fit for a terminal: control characters escaped (no escape
+/// sequences reach the user's terminal), at most 300 characters.
+pub fn printable_name(filename: &str) -> String {
+    const MAX_CHARS: usize = 300;
+    let mut out = String::new();
+    for (count, c) in filename.chars().enumerate() {
+        if count == MAX_CHARS {
+            out.push_str(&format!("… ({} characters)", filename.chars().count()));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `os.path.dirname(os.path.abspath(filename))`.
@@ -203,6 +223,13 @@ pub fn full_module_name(filename: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_names_escape_controls_and_stay_short() {
+        assert_eq!(printable_name("a\0b\x1b[2J.py"), "a\\u{0}b\\u{1b}[2J.py");
+        let long = printable_name(&"x".repeat(10_000));
+        assert!(long.ends_with("… (10000 characters)") && long.chars().count() < 330);
+    }
 
     #[test]
     fn full_module_names() {

@@ -79,7 +79,11 @@ pub fn numbits_to_lines(bits: &[u8]) -> Vec<u32> {
     for (byte_index, byte) in bits.iter().enumerate() {
         for bit in 0..8 {
             if byte & (1 << bit) != 0 {
-                lines.push(byte_index as u32 * 8 + bit);
+                // A blob longer than any line number can be (512 MiB) ends there.
+                let Ok(line) = u32::try_from(byte_index * 8 + bit) else {
+                    return lines;
+                };
+                lines.push(line);
             }
         }
     }

@@ -169,8 +169,9 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             .counts
             .entry((file, line))
             .or_insert(LineHits::default());
-        entry.hits += hits;
-        entry.self_hits += self_hits;
+        // A file may repeat a key with any counts: saturate, never overflow.
+        entry.hits = entry.hits.saturating_add(hits);
+        entry.self_hits = entry.self_hits.saturating_add(self_hits);
     }
     let funcs: Vec<FuncKey> = doc.calledfuncs.into_iter().map(func_key).collect();
     if let Some(doc_stacks) = doc.stacks {
@@ -189,16 +190,18 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
                     line,
                 });
             }
-            *stacks.samples.entry(stack).or_default() += count;
+            let total = stacks.samples.entry(stack).or_default();
+            *total = total.saturating_add(count);
         }
         results.stacks = Some(stacks);
     }
     results.calledfuncs = funcs.into_iter().collect();
     for (a, b, hits) in doc.callers {
-        *results
+        let total = results
             .callers
             .entry((func_key(a), func_key(b)))
-            .or_default() += hits;
+            .or_default();
+        *total = total.saturating_add(hits);
     }
     let info = RunInfo {
         target: TargetInfo {

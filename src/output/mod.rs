@@ -323,3 +323,35 @@ pub fn load_results(path: &Path) -> anyhow::Result<(CoverageResults, Option<RunI
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Symlinks pre-placed at the output path or at its temporary name are replaced, and the
+    /// files they point to are left alone.
+    #[test]
+    fn pre_placed_symlinks_are_never_followed() {
+        let dir = std::env::temp_dir().join(format!("tracer-symlinks-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        fs::write(&victim, "keep").unwrap();
+        for (i, via_path) in [false, true].into_iter().enumerate() {
+            let path = dir.join(format!("out{i}"));
+            let tmp = temporary_beside(&path).unwrap();
+            std::os::unix::fs::symlink(&victim, &path).unwrap();
+            std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+            if via_path {
+                write_atomically_via_path(&path, |p| Ok(fs::write(p, "new")?)).unwrap();
+            } else {
+                write_atomically(&path, |w| Ok(w.write_all(b"new")?)).unwrap();
+            }
+            assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+            assert!(fs::symlink_metadata(&path).unwrap().file_type().is_file());
+            assert_eq!(fs::read_to_string(&path).unwrap(), "new");
+            assert!(!tmp.exists());
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

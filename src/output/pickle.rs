@@ -99,7 +99,7 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<CoverageResults> {
             .counts
             .entry((file, line as u32))
             .or_insert(LineHits::default());
-        entry.hits += hits as u64;
+        entry.hits = entry.hits.saturating_add(hits as u64);
     }
     for (key, _) in calledfuncs {
         results

@@ -22,7 +22,7 @@ use super::layout::Layout;
 use super::linetable::{
     lookup_offset, InstructionOffset, LineRange, LineTable, LineTableFormat, RawFramePosition,
 };
-use super::memory::{MemoryError, ReadRequest, TargetMemory};
+use super::memory::{MemoryError, MemoryReader, ReadRequest};
 use super::{CodeInterner, ReadError, StackReader};
 use crate::sample::{CodeId, CodeInfo, FrameRef, Sample};
 use rustc_hash::FxHashMap as HashMap;
@@ -91,7 +91,8 @@ struct RawFrame {
 
 /// Where the interpreter's structures are, once found.
 pub struct Target {
-    pub memory: TargetMemory,
+    /// Read access to its memory: the live process's, or an image in tests.
+    pub memory: Box<dyn MemoryReader>,
     pub layout: Layout,
     /// `PyInterpreterState*` of the main interpreter.
     pub interpreter: usize,
@@ -100,8 +101,9 @@ pub struct Target {
 }
 
 /// Outside-chunk frames and code objects of a thread read speculatively, at most: with the
-/// four ranges of the double copy this keeps a thread's batch within one system call.
-const MAX_PLANNED_FRAMES: usize = 8;
+/// six ranges of the double copy (frame pointer, top, chunk, twice) this keeps a thread's
+/// batch within one system call (64 ranges).
+const MAX_PLANNED_FRAMES: usize = 4096;
 const MAX_PLANNED_CODES: usize = 40;
 
 /// What a thread's last sample needed besides its chunk: read in the same call next time.
@@ -138,12 +140,19 @@ pub struct DirectReader {
     /// Planned code identity fields as read this sample: (address, bytes).
     identities: Vec<(usize, Vec<u8>)>,
     frames: [Vec<RawFrame>; 2],
-    /// Scratch for a frame read on its own, and for code addresses.
+    /// Scratch for a frame read to discover a chain, and for code addresses.
     frame_scratch: Vec<u8>,
     code_scratch: Vec<usize>,
     /// Samples read, stamping cache entries; and the sample of the last sweep.
     samples_read: u64,
     last_sweep: u64,
+    /// Set by a walk that met a frame of its thread's chunk beyond the copied part (the stack
+    /// grew since `datastack_top` was read): the live top, to copy again up to it.
+    stack_grew_to: Option<usize>,
+    /// Set by a walk that met a frame outside the chunk that the batch did not read: it is
+    /// added to the thread's plan and the batch read again, never read on its own afterwards
+    /// (a late read could pair a newer frame with older copies, alike in both).
+    needs_replan: bool,
 }
 
 impl DirectReader {
@@ -165,6 +174,8 @@ impl DirectReader {
             code_scratch: Vec::new(),
             samples_read: 0,
             last_sweep: 0,
+            stack_grew_to: None,
+            needs_replan: false,
         }
     }
 
@@ -175,14 +186,17 @@ impl DirectReader {
 
     /// System calls made so far.
     pub fn calls(&self) -> u64 {
-        self.target.memory.calls
+        self.target.memory.calls()
     }
 
     /// Read the thread list into `threads` and `thread_spans`; returns the number of threads.
     fn thread_states(&mut self) -> Result<usize, MemoryError> {
         let layout = self.target.layout;
         let span = tstate_span(&layout);
-        let head_slot = self.target.interpreter + layout.interp_threads_head;
+        let head_slot = self
+            .target
+            .interpreter
+            .wrapping_add(layout.interp_threads_head);
         let known = self.threads.len();
         if known > 0 && known < 63 {
             let mut head = [0u8; 8];
@@ -244,17 +258,37 @@ impl DirectReader {
             layout.tstate_current_frame,
         ) {
             // 3.8–3.10: tstate->frame.
-            (Some(frame), _, _, _) => tstate + frame,
+            (Some(frame), _, _, _) => tstate.wrapping_add(frame),
             // 3.11/3.12: tstate->cframe->current_frame.
-            (None, Some(cframe), Some(current), _) => field(cframe).unwrap_or(0) + current,
+            (None, Some(cframe), Some(current), _) => {
+                field(cframe).unwrap_or(0).wrapping_add(current)
+            }
             // 3.13: tstate->current_frame.
-            (None, _, _, Some(current)) => tstate + current,
+            (None, _, _, Some(current)) => tstate.wrapping_add(current),
             _ => return Err(MemoryError::Unmapped(tstate)),
         };
         if layout.iframe_previous.is_some() {
             let chunk = layout.tstate_datastack_chunk.and_then(field).unwrap_or(0);
-            let top = layout.tstate_datastack_top.and_then(field).unwrap_or(0);
-            self.read_interpreter_frames(tstate, frame_slot, chunk, top)?;
+            let mut top = layout.tstate_datastack_top.and_then(field).unwrap_or(0);
+            let limit = layout.tstate_datastack_limit.and_then(field).unwrap_or(0);
+            // Copy again, up to the top read with the frame pointer, or with frames outside the
+            // chunk added to the batch; a stack that keeps changing drops the thread from this
+            // sample.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                self.stack_grew_to = None;
+                self.needs_replan = false;
+                match self.read_interpreter_frames(tstate, frame_slot, chunk, top, limit) {
+                    Ok(()) => break,
+                    Err(e) if attempt >= 3 => return Err(e),
+                    Err(e) => match self.stack_grew_to.take() {
+                        Some(grown) => top = grown,
+                        None if self.needs_replan => {}
+                        None => return Err(e),
+                    },
+                }
+            }
         } else {
             self.identities.clear();
             self.read_frame_objects(frame_slot)?;
@@ -270,15 +304,16 @@ impl DirectReader {
         frame_slot: usize,
         chunk: usize,
         top: usize,
+        limit: usize,
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
-        let data_start = chunk + layout.stack_chunk_data.unwrap_or(0);
+        let data_start = chunk.wrapping_add(layout.stack_chunk_data.unwrap_or(0));
         let chunk_len = if chunk != 0 && top > data_start && top - data_start <= MAX_CHUNK_BYTES {
             top - data_start
         } else {
             0
         };
-        let plan = self.plans.remove(&tstate).unwrap_or_default();
+        let mut plan = self.plans.remove(&tstate).unwrap_or_default();
         let (frame_span, identity_span) = (iframe_span(&layout), code_identity_span(&layout));
         for copy in &mut self.outside {
             copy.resize_with(plan.outside.len(), || (0, Vec::new()));
@@ -297,11 +332,22 @@ impl DirectReader {
         copy_a.resize(chunk_len, 0);
         copy_b.resize(chunk_len, 0);
         let (mut frame_a, mut frame_b) = ([0u8; 8], [0u8; 8]);
+        // `datastack_top` read with each frame pointer: frames of the chunk below it and past
+        // the copy must not be read one by one (a stack torn over time could then look whole
+        // to both copies).
+        let top_slot = layout
+            .tstate_datastack_top
+            .map_or(frame_slot, |o| tstate.wrapping_add(o));
+        let (mut top_a, mut top_b) = ([0u8; 8], [0u8; 8]);
         let [outside_a, outside_b] = &mut self.outside;
-        let mut requests = Vec::with_capacity(4 + 2 * plan.outside.len() + plan.codes.len());
+        let mut requests = Vec::with_capacity(6 + 2 * plan.outside.len() + plan.codes.len());
         requests.push(ReadRequest {
             address: frame_slot,
             buf: &mut frame_a,
+        });
+        requests.push(ReadRequest {
+            address: top_slot,
+            buf: &mut top_a,
         });
         requests.push(ReadRequest {
             address: data_start,
@@ -316,6 +362,10 @@ impl DirectReader {
         requests.push(ReadRequest {
             address: frame_slot,
             buf: &mut frame_b,
+        });
+        requests.push(ReadRequest {
+            address: top_slot,
+            buf: &mut top_b,
         });
         requests.push(ReadRequest {
             address: data_start,
@@ -336,15 +386,21 @@ impl DirectReader {
         let planned_ok = self.target.memory.read_many(&mut requests).is_ok();
         drop(requests);
         if !planned_ok {
-            // Something planned is gone (a generator finished, a code object freed): read the
-            // four ranges alone.
+            // Something planned is gone (a generator finished, a chunk or code object freed):
+            // read the six ranges alone, and let the walks find the outside frames anew.
             self.outside.iter_mut().for_each(Vec::clear);
             self.identities.clear();
+            plan.outside.clear();
+            plan.codes.clear();
             let [copy_a, copy_b] = &mut self.chunk_copies;
             self.target.memory.read_many(&mut [
                 ReadRequest {
                     address: frame_slot,
                     buf: &mut frame_a,
+                },
+                ReadRequest {
+                    address: top_slot,
+                    buf: &mut top_a,
                 },
                 ReadRequest {
                     address: data_start,
@@ -355,24 +411,50 @@ impl DirectReader {
                     buf: &mut frame_b,
                 },
                 ReadRequest {
+                    address: top_slot,
+                    buf: &mut top_b,
+                },
+                ReadRequest {
                     address: data_start,
                     buf: copy_b,
                 },
             ])?;
         }
+        // The chunk's whole address range: a frame in it must come from the copies.
+        let chunk_end = if limit > data_start && limit - data_start <= MAX_CHUNK_BYTES {
+            limit
+        } else {
+            data_start.saturating_add(chunk_len)
+        };
         let mut outside_used = Vec::new();
-        for (copy, first) in [(0, frame_a), (1, frame_b)] {
+        for (copy, first, live_top) in [(0, frame_a, top_a), (1, frame_b, top_b)] {
             let mut frames = std::mem::take(&mut self.frames[copy]);
             frames.clear();
             let walked = self.walk_interpreter_frames(
                 usize::from_le_bytes(first),
-                data_start,
+                (data_start, chunk_end),
+                usize::from_le_bytes(live_top),
                 copy,
                 &mut frames,
                 &mut outside_used,
             );
             self.frames[copy] = frames;
-            walked?;
+            if let Err(e) = walked {
+                // Keep what the batch should read next time, with what this walk needed.
+                let mut outside = plan.outside;
+                outside.extend(outside_used);
+                outside.sort_unstable();
+                outside.dedup();
+                outside.truncate(MAX_PLANNED_FRAMES);
+                self.plans.insert(
+                    tstate,
+                    ThreadPlan {
+                        outside,
+                        codes: plan.codes,
+                    },
+                );
+                return Err(e);
+            }
         }
         outside_used.sort_unstable();
         outside_used.dedup();
@@ -387,41 +469,19 @@ impl DirectReader {
         Ok(())
     }
 
-    /// Walk `_PyInterpreterFrame`s from `frame`, reading from chunk copy `copy` where the frame
-    /// lies inside it, from the planned outside frames of that copy, or else from memory.
-    /// Addresses of frames outside the chunk are pushed to `outside_used`.
+    /// Walk `_PyInterpreterFrame`s from `frame` in copy `copy`: from the chunk copy where the
+    /// frame lies inside it, else from the planned outside frames read with that copy. Nothing
+    /// is read afterwards: a frame between the copy's end and `live_top` sets `stack_grew_to`,
+    /// an outside frame not in the batch sets `needs_replan`, and either fails the walk, to be
+    /// read again whole. Addresses of frames outside the chunk are pushed to `outside_used`.
     fn walk_interpreter_frames(
         &mut self,
-        frame: usize,
-        data_start: usize,
-        copy: usize,
-        out: &mut Vec<RawFrame>,
-        outside_used: &mut Vec<usize>,
-    ) -> Result<(), MemoryError> {
-        let layout = self.target.layout;
-        let span = iframe_span(&layout);
-        let mut outside = std::mem::take(&mut self.frame_scratch);
-        outside.resize(span, 0);
-        let walked = self.walk_interpreter_frames_with(
-            frame,
-            data_start,
-            copy,
-            out,
-            outside_used,
-            &mut outside,
-        );
-        self.frame_scratch = outside;
-        walked
-    }
-
-    fn walk_interpreter_frames_with(
-        &mut self,
         mut frame: usize,
-        data_start: usize,
+        (data_start, chunk_end): (usize, usize),
+        live_top: usize,
         copy: usize,
         out: &mut Vec<RawFrame>,
         outside_used: &mut Vec<usize>,
-        outside: &mut [u8],
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
         let span = iframe_span(&layout);
@@ -429,16 +489,33 @@ impl DirectReader {
             if out.len() >= MAX_DEPTH {
                 return Err(MemoryError::Unmapped(frame)); // a cycle or garbage: drop
             }
-            let chunk = &self.chunk_copies[copy];
-            let bytes: &[u8] = if frame >= data_start && frame + span <= data_start + chunk.len() {
-                &chunk[frame - data_start..frame - data_start + span]
+            // Checked: a garbage pointer near the top of the address space must not wrap.
+            let in_chunk = frame
+                .checked_sub(data_start)
+                .and_then(|at| self.chunk_copies[copy].get(at..at.checked_add(span)?));
+            let copied_end = data_start.saturating_add(self.chunk_copies[copy].len());
+            let bytes: &[u8] = if let Some(in_chunk) = in_chunk {
+                in_chunk
+            } else if (copied_end..live_top).contains(&frame)
+                && live_top - data_start <= MAX_CHUNK_BYTES
+            {
+                // The stack grew past the copy: copy again rather than read frames one by one.
+                self.stack_grew_to = Some(live_top);
+                return Err(MemoryError::Unmapped(frame));
+            } else if (data_start..chunk_end).contains(&frame) {
+                // In this chunk but neither copied nor below the live top: torn.
+                return Err(MemoryError::Unmapped(frame));
             } else {
                 outside_used.push(frame);
                 match self.outside[copy].iter().find(|(a, _)| *a == frame) {
                     Some((_, planned)) => planned,
                     None => {
-                        self.target.memory.read(frame, outside)?;
-                        &*outside
+                        // Not in this batch: read it now only to find the rest of the chain
+                        // (this walk will fail); the next batch reads it with both copies.
+                        self.needs_replan = true;
+                        self.frame_scratch.resize(span, 0);
+                        self.target.memory.read(frame, &mut self.frame_scratch)?;
+                        &self.frame_scratch
                     }
                 }
             };
@@ -457,11 +534,15 @@ impl DirectReader {
                     code,
                     position: RawFramePosition::InstructionPointer {
                         pointer: instruction as u64,
-                        code_start: (code + layout.code_code_adaptive.unwrap_or(0)) as u64,
+                        code_start: code.wrapping_add(layout.code_code_adaptive.unwrap_or(0))
+                            as u64,
                     },
                 });
             }
             frame = previous;
+        }
+        if self.needs_replan {
+            return Err(MemoryError::Unmapped(0));
         }
         Ok(())
     }
@@ -656,12 +737,11 @@ impl DirectReader {
         {
             return Err(MemoryError::Unmapped(object));
         }
-        let data = object
-            + if ascii {
-                layout.unicode_ascii_size
-            } else {
-                layout.unicode_compact_size
-            };
+        let data = object.wrapping_add(if ascii {
+            layout.unicode_ascii_size
+        } else {
+            layout.unicode_compact_size
+        });
         let mut raw = vec![0u8; length * kind];
         self.target.memory.read(data, &mut raw)?;
         let text: Option<String> = match kind {
@@ -685,7 +765,7 @@ impl DirectReader {
         let length = self
             .target
             .memory
-            .read_usize(object + layout.var_object_size)?;
+            .read_usize(object.wrapping_add(layout.var_object_size))?;
         if length > isize::MAX as usize {
             return Err(MemoryError::Unmapped(object));
         }
@@ -699,9 +779,10 @@ impl DirectReader {
             return Err(MemoryError::Unmapped(object));
         }
         let mut data = vec![0u8; length];
-        self.target
-            .memory
-            .read(object + self.target.layout.bytes_sval, &mut data)?;
+        self.target.memory.read(
+            object.wrapping_add(self.target.layout.bytes_sval),
+            &mut data,
+        )?;
         Ok(data)
     }
 
@@ -814,6 +895,7 @@ fn tstate_span(layout: &Layout) -> usize {
         (layout.tstate_current_frame, 8),
         (layout.tstate_datastack_chunk, 8),
         (layout.tstate_datastack_top, 8),
+        (layout.tstate_datastack_limit, 8),
     ])
 }
 

@@ -111,7 +111,7 @@ pub fn find_target_with(pid: i32, method: DiscoveryMethod) -> anyhow::Result<Dis
         version,
         target: Some((
             Target {
-                memory,
+                memory: Box::new(memory),
                 layout,
                 interpreter,
                 code_type,

@@ -34,6 +34,29 @@ pub struct ReadRequest<'a> {
     pub buf: &'a mut [u8],
 }
 
+/// Read access to a target's memory, as the stack reader uses it: [`TargetMemory`] for a live
+/// process, [`ImageMemory`] for an in-memory image (tests and fuzzing drive the reader with
+/// recorded, mutated or random memory through it). Nothing here can write.
+pub trait MemoryReader: Send {
+    /// Fill every request; all or nothing (an error names the first range that failed).
+    fn read_many(&mut self, requests: &mut [ReadRequest]) -> Result<(), MemoryError>;
+
+    /// System calls (or, for an image, batches) made so far.
+    fn calls(&self) -> u64;
+
+    /// Fill `buf` from `address`.
+    fn read(&mut self, address: usize, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.read_many(&mut [ReadRequest { address, buf }])
+    }
+
+    /// Read a pointer-sized little-endian value.
+    fn read_usize(&mut self, address: usize) -> Result<usize, MemoryError> {
+        let mut bytes = [0u8; 8];
+        self.read(address, &mut bytes)?;
+        Ok(usize::from_le_bytes(bytes))
+    }
+}
+
 /// How reads reach the target.
 enum Channel {
     VmReadv,
@@ -177,6 +200,95 @@ impl TargetMemory {
     }
 }
 
+impl MemoryReader for TargetMemory {
+    fn read_many(&mut self, requests: &mut [ReadRequest]) -> Result<(), MemoryError> {
+        TargetMemory::read_many(self, requests)
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls
+    }
+}
+
+/// A memory image: byte regions at addresses, everything else unmapped. Reads that do not fall
+/// wholly inside one region fail as [`MemoryError::Unmapped`], as they would in a process.
+#[derive(Debug, Clone, Default)]
+pub struct ImageMemory {
+    /// Regions sorted by start address, not overlapping.
+    regions: Vec<(usize, Vec<u8>)>,
+    /// Batches served (one per `read_many`).
+    pub batches: u64,
+    /// Ranges requested, served or not.
+    pub ranges: u64,
+}
+
+impl ImageMemory {
+    /// An image of `regions` (start address, bytes); overlapping regions are merged, later
+    /// bytes winning.
+    pub fn new(regions: impl IntoIterator<Item = (usize, Vec<u8>)>) -> ImageMemory {
+        let mut sorted: Vec<(usize, Vec<u8>)> = regions
+            .into_iter()
+            .filter(|(start, bytes)| !bytes.is_empty() && start.checked_add(bytes.len()).is_some())
+            .collect();
+        sorted.sort_by_key(|(start, _)| *start);
+        let mut merged: Vec<(usize, Vec<u8>)> = Vec::with_capacity(sorted.len());
+        for (start, bytes) in sorted {
+            match merged.last_mut() {
+                Some((last_start, last)) if start <= *last_start + last.len() => {
+                    let at = start - *last_start;
+                    let end = at + bytes.len();
+                    if last.len() < end {
+                        last.resize(end, 0);
+                    }
+                    last[at..end].copy_from_slice(&bytes);
+                }
+                _ => merged.push((start, bytes)),
+            }
+        }
+        ImageMemory {
+            regions: merged,
+            batches: 0,
+            ranges: 0,
+        }
+    }
+
+    /// The regions, sorted by address.
+    pub fn regions(&self) -> &[(usize, Vec<u8>)] {
+        &self.regions
+    }
+
+    /// The regions, to mutate in place.
+    pub fn regions_mut(&mut self) -> &mut [(usize, Vec<u8>)] {
+        &mut self.regions
+    }
+
+    fn slice(&self, address: usize, len: usize) -> Option<&[u8]> {
+        let end = address.checked_add(len)?;
+        let index = self.regions.partition_point(|(start, _)| *start <= address);
+        let (start, bytes) = self.regions.get(index.checked_sub(1)?)?;
+        let from = address - start;
+        (end - start <= bytes.len()).then(|| &bytes[from..from + len])
+    }
+}
+
+impl MemoryReader for ImageMemory {
+    fn read_many(&mut self, requests: &mut [ReadRequest]) -> Result<(), MemoryError> {
+        self.batches += 1;
+        for request in requests.iter_mut() {
+            self.ranges += 1;
+            match self.slice(request.address, request.buf.len()) {
+                Some(bytes) => request.buf.copy_from_slice(bytes),
+                None => return Err(MemoryError::Unmapped(request.address)),
+            }
+        }
+        Ok(())
+    }
+
+    fn calls(&self) -> u64 {
+        self.batches
+    }
+}
+
 fn open_proc_mem(pid: i32) -> Result<File, MemoryError> {
     // Read-only: this file can never be used to write to the target.
     File::open(format!("/proc/{pid}/mem")).map_err(|e| match e.kind() {
@@ -253,6 +365,40 @@ mod tests {
                 value
             );
         }
+    }
+
+    #[test]
+    fn an_image_serves_its_regions_and_nothing_else() {
+        let mut image = ImageMemory::new([(0x1000, vec![1u8; 16]), (0x1008, vec![2u8; 16])]);
+        assert_eq!(image.regions().len(), 1, "overlapping regions merge");
+        let mut buf = [0u8; 4];
+        image.read(0x1006, &mut buf).unwrap();
+        assert_eq!(buf, [1, 1, 2, 2]);
+        assert!(matches!(
+            image.read(0x1016, &mut buf),
+            Err(MemoryError::Unmapped(0x1016))
+        ));
+        assert!(image.read(usize::MAX - 1, &mut buf).is_err());
+        assert!(image.read(0xfff, &mut buf).is_err());
+    }
+
+    /// The fallback channel opens `/proc/PID/mem` read-only: the kernel's own record of the
+    /// descriptor's flags says so.
+    #[test]
+    fn proc_mem_is_opened_read_only() {
+        use std::os::fd::AsRawFd;
+        let memory = TargetMemory::open_proc_mem(std::process::id() as i32).unwrap();
+        let Channel::ProcMem(file) = &memory.channel else {
+            panic!("not the /proc/PID/mem channel");
+        };
+        let fdinfo =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", file.as_raw_fd())).unwrap();
+        let flags = fdinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| i32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        assert_eq!(flags & libc::O_ACCMODE, libc::O_RDONLY, "{fdinfo}");
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! them, split into lines as `linecache` does, and analysed for executable lines.
 
 pub mod executable_lines;
+pub mod target_files;
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+use target_files::TargetRoot;
 
 /// Sources larger than this are not read: a report is no place for them, and a hostile target
 /// could name any file.
@@ -16,9 +19,12 @@ pub const MAX_SOURCE_BYTES: u64 = 64 << 20;
 /// Where source files are read from, and which Python's rules apply to them.
 #[derive(Debug, Clone)]
 pub struct Sources {
-    /// The target's root and working directory (`/proc/PID/root`, `/proc/PID/cwd`) while it
-    /// is attached; `None` reads paths as they are.
-    target: Option<(PathBuf, PathBuf)>,
+    /// The target's root, working directory and credentials, taken while it was alive: its
+    /// files are read as it could read them (see [`target_files`]). `None` reads paths as
+    /// they are, with tracer's own rights (`report`, on files the user names).
+    target: Option<Arc<TargetRoot>>,
+    /// Set when the target's root could not be taken (it had exited): nothing is read.
+    target_lost: bool,
     /// The `(major, minor)` Python whose compiler decides which lines are executable.
     pub version: (u8, u8),
 }
@@ -28,34 +34,41 @@ impl Sources {
     pub fn local(version: (u8, u8)) -> Sources {
         Sources {
             target: None,
+            target_lost: false,
             version,
         }
     }
 
-    /// Read paths as the live process `pid` sees them, falling back to local paths once it
-    /// has gone.
+    /// Read paths as live process `pid` sees them and with its rights only. Call it while the
+    /// target is alive: its root is held open and outlives it. If `pid` is already gone, no
+    /// source is read (the target's files cannot be told apart from ours any more).
     pub fn of_process(pid: i32, version: (u8, u8)) -> Sources {
-        Sources {
-            target: Some((
-                PathBuf::from(format!("/proc/{pid}/root")),
-                PathBuf::from(format!("/proc/{pid}/cwd")),
-            )),
-            version,
+        match TargetRoot::of_process(pid) {
+            Ok(root) => Sources {
+                target: Some(Arc::new(root)),
+                target_lost: false,
+                version,
+            },
+            Err(_) => Sources {
+                target: None,
+                target_lost: true,
+                version,
+            },
         }
     }
 
     /// The raw bytes of `filename`, a regular file of at most [`MAX_SOURCE_BYTES`].
     pub fn read(&self, filename: &str) -> io::Result<Vec<u8>> {
-        if let Some((root, cwd)) = &self.target {
-            let through = match filename.strip_prefix('/') {
-                Some(relative) => root.join(relative),
-                None => cwd.join(filename),
-            };
-            if let Ok(bytes) = read_regular_file(&through) {
-                return Ok(bytes);
-            }
+        if self.target_lost {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the traced process had exited before its files could be opened",
+            ));
         }
-        read_regular_file(Path::new(filename))
+        match &self.target {
+            Some(root) => root.read(filename, MAX_SOURCE_BYTES),
+            None => read_regular_file(Path::new(filename)),
+        }
     }
 
     /// The lines of `source` trace would mark executable (`_find_executable_linenos`); empty
@@ -79,7 +92,12 @@ fn analysed_version(version: (u8, u8)) -> (u8, u8) {
 }
 
 fn read_regular_file(path: &Path) -> io::Result<Vec<u8>> {
-    let file = fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: opening a FIFO must not wait for a writer (it is refused just below).
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(

@@ -1,6 +1,8 @@
 //! Shared by the integration tests: finding interpreters, starting workloads, ground truth.
 #![allow(dead_code)]
 
+pub mod fuzz;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

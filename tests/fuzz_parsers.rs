@@ -1,0 +1,402 @@
+//! Fuzzing every parser of bytes that come from outside: line tables of every format, the
+//! debug offsets of 3.13+, the executable-line analysis of Python sources, and the results files
+//! `report` and `merge` read back (trace's pickle, our JSON, coverage.py's SQLite database).
+//!
+//! Each target runs `TRACER_FUZZ_CASES` cases (2,000 by default; `make fuzz` runs 1,000,000):
+//! random bytes, and real inputs mutated (bytes replaced, inserted, deleted, truncated). A
+//! case passes if the parser returns, with a value or an error: no panic, and no case runs
+//! longer than the watchdog's limit (tests/common/fuzz.rs).
+
+mod common;
+
+use common::fuzz::{fuzz_cases, CaseCounter};
+use common::*;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use std::sync::OnceLock;
+use tracer::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
+use tracer::reader::linetable::{lookup_offset, LineTable, LineTableFormat, RawFramePosition};
+
+/// One edit of a seed input.
+#[derive(Debug, Clone)]
+enum Edit {
+    Set(usize, u8),
+    Insert(usize, Vec<u8>),
+    Delete(usize, usize),
+    Truncate(usize),
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    let edit = prop_oneof![
+        4 => (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Edit::Set(at, b)),
+        1 => (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(at, bytes)| Edit::Insert(at, bytes)),
+        1 => (any::<usize>(), 1usize..32).prop_map(|(at, n)| Edit::Delete(at, n)),
+        1 => any::<usize>().prop_map(Edit::Truncate),
+    ];
+    prop::collection::vec(edit, 1..8)
+}
+
+fn apply(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
+    let mut bytes = seed.to_vec();
+    for edit in edits {
+        let len = bytes.len();
+        match edit {
+            Edit::Set(at, b) if len > 0 => bytes[at % len] = *b,
+            Edit::Insert(at, more) => {
+                let at = at % (len + 1);
+                bytes.splice(at..at, more.iter().copied());
+            }
+            Edit::Delete(at, n) if len > 0 => {
+                let at = at % len;
+                bytes.drain(at..(at + n).min(len));
+            }
+            Edit::Truncate(at) => bytes.truncate(at % (len + 1)),
+            _ => {}
+        }
+    }
+    bytes
+}
+
+/// Random bytes, or one of `seeds` (chosen by index) edited.
+fn inputs(seeds: Vec<Vec<u8>>, max_random: usize) -> BoxedStrategy<Vec<u8>> {
+    let random = prop::collection::vec(any::<u8>(), 0..max_random);
+    if seeds.is_empty() {
+        return random.boxed();
+    }
+    let count = seeds.len();
+    let mutated = (0..count, edits()).prop_map(move |(i, e)| apply(&seeds[i], &e));
+    prop_oneof![1 => random, 3 => mutated].boxed()
+}
+
+fn runner() -> TestRunner {
+    TestRunner::new(Config {
+        cases: fuzz_cases(),
+        failure_persistence: None,
+        max_shrink_iters: 2_000,
+        ..Config::default()
+    })
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or(0))
+        .collect()
+}
+
+/// A real line table: its format, bytes, first line and code length in bytes.
+type SeedTable = (LineTableFormat, Vec<u8>, u32, u32);
+
+/// Real line tables (hex, first line, code length) of each Python found, by format: every
+/// code object of mix.py and a few stdlib modules.
+fn real_line_tables() -> &'static Vec<SeedTable> {
+    static TABLES: OnceLock<Vec<SeedTable>> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        const DUMP: &str = r#"
+import sys, types, json, dis, argparse, difflib
+def walk(code):
+    yield code
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            yield from walk(c)
+sources = [sys.argv[1], json.__file__, dis.__file__, argparse.__file__, difflib.__file__]
+for path in sources:
+    code = compile(open(path, encoding="utf-8").read(), path, "exec")
+    for c in walk(code):
+        table = c.co_linetable if sys.version_info >= (3, 10) else c.co_lnotab
+        print(table.hex(), c.co_firstlineno, len(c.co_code))
+"#;
+        let mut tables = Vec::new();
+        for python in pythons_under_test() {
+            let Some(format) = LineTableFormat::for_version(python.version) else {
+                continue;
+            };
+            let mix = workload("mix.py");
+            let out = run_python(
+                &python,
+                &["-c", DUMP, mix.to_str().unwrap()],
+                &repo_root(),
+                60.0,
+            );
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let fields: Vec<&str> = line.split(' ').collect();
+                if let [table, first, len] = fields[..] {
+                    tables.push((
+                        format,
+                        unhex(table),
+                        first.parse().unwrap_or(1),
+                        len.parse().unwrap_or(0),
+                    ));
+                }
+            }
+        }
+        println!("fuzz seeds: {} real line tables", tables.len());
+        tables
+    })
+}
+
+/// Every query of the decoder on one table: nothing may panic, and the ranges stay in order,
+/// non-empty and within the code.
+fn exercise_line_table(format: LineTableFormat, bytes: &[u8], first_line: u32, code_len: u32) {
+    let table = LineTable::new(format, bytes, first_line);
+    let mut previous_end = 0;
+    for range in table.ranges(code_len).take(1 << 20) {
+        assert!(range.start < range.end, "{range:?}");
+        assert!(
+            range.start >= previous_end && range.end <= code_len,
+            "{range:?}"
+        );
+        previous_end = range.end;
+    }
+    let _ = table.line_range(code_len);
+    for offset in [
+        0,
+        2,
+        code_len / 2,
+        code_len.saturating_sub(2),
+        code_len,
+        u32::MAX,
+    ] {
+        let _ = table.line_for_offset(offset);
+    }
+    if let Some(positions) = table.positions() {
+        for _ in positions.take(1 << 20) {}
+    }
+    for version in [(3, 8), (3, 10), (3, 11), (3, 12), (3, 13), (3, 14), (2, 7)] {
+        for raw in [
+            RawFramePosition::Lasti(first_line as i32),
+            RawFramePosition::Lasti(-(code_len as i32)),
+            RawFramePosition::InstructionPointer {
+                pointer: u64::from(code_len),
+                code_start: u64::from(first_line),
+            },
+        ] {
+            if let Some(at) = lookup_offset(version, raw) {
+                let _ = table.line_at(at);
+            }
+        }
+    }
+}
+
+#[test]
+fn fuzz_line_tables_of_every_format() {
+    static COUNT: CaseCounter = CaseCounter::new("line tables");
+    let seeds = real_line_tables();
+    for format in [
+        LineTableFormat::Lnotab,
+        LineTableFormat::Linetable310,
+        LineTableFormat::Locations,
+    ] {
+        let of_format: Vec<&SeedTable> = seeds.iter().filter(|s| s.0 == format).collect();
+        let seed_bytes: Vec<Vec<u8>> = of_format.iter().map(|s| s.1.clone()).collect();
+        let strategy = (
+            inputs(seed_bytes, 512),
+            any::<u32>(),
+            prop_oneof![any::<u32>(), 0u32..4096],
+        );
+        runner()
+            .run(&strategy, |(bytes, first_line, code_len)| {
+                COUNT.case();
+                exercise_line_table(format, &bytes, first_line, code_len);
+                exercise_line_table(format, &bytes, first_line % 100_000, code_len % 65_536);
+                Ok(())
+            })
+            .unwrap();
+    }
+    COUNT.report();
+}
+
+#[test]
+fn fuzz_debug_offsets() {
+    use tracer::reader::layout::debug_offsets::{bytes_to_read, layout_from_debug_offsets};
+    static COUNT: CaseCounter = CaseCounter::new("debug offsets");
+    let size = bytes_to_read();
+    // A real one when a 3.13 runs here; a cookie and a 3.13 version otherwise.
+    let mut seed = vec![0u8; size];
+    seed[..8].copy_from_slice(b"xdebugpy");
+    seed[8..16].copy_from_slice(&0x030d_00f0u64.to_le_bytes());
+    let mut seeds = vec![seed];
+    if let Some(real) = real_debug_offsets() {
+        seeds.push(real);
+    }
+    runner()
+        .run(&inputs(seeds, size + 64), |bytes| {
+            COUNT.case();
+            if let Ok(layout) = layout_from_debug_offsets(&bytes) {
+                assert!(layout.check_plausible().is_ok());
+            }
+            Ok(())
+        })
+        .unwrap();
+    COUNT.report();
+}
+
+/// The start of `_PyRuntime` of a live 3.13, if one is found.
+fn real_debug_offsets() -> Option<Vec<u8>> {
+    use tracer::reader::discover::scan_for_cookie;
+    use tracer::reader::layout::debug_offsets::bytes_to_read;
+    use tracer::reader::memory::TargetMemory;
+    let python = pythons_under_test()
+        .into_iter()
+        .find(|p| p.version == (3, 13))?;
+    let target = Workload::start(&python, &workload("mix.py"), 20.0);
+    let mut memory = TargetMemory::open(target.pid()).ok()?;
+    let address = scan_for_cookie(target.pid(), &mut memory).ok()??;
+    let mut bytes = vec![0u8; bytes_to_read()];
+    memory.read(address, &mut bytes).ok()?;
+    println!("fuzz seeds: the debug offsets of {}", python.label());
+    Some(bytes)
+}
+
+#[test]
+fn fuzz_executable_lines_of_python_sources() {
+    use tracer::source::executable_lines::executable_lines;
+    static COUNT: CaseCounter = CaseCounter::new("executable lines");
+    let seeds: Vec<Vec<u8>> = ["mix.py", "shapes.py", "demo.py"]
+        .iter()
+        .filter_map(|w| std::fs::read(workload(w)).ok())
+        .chain([
+            b"def f(\n    x):\n    return [y\n for y in x if y]\n".to_vec(),
+            b"class C:\n    '''doc'''\n    @d\n    def m(self): pass\n".to_vec(),
+            b"x = f'{a!r:>{w}}' \\\n  'b'\nmatch x:\n  case [1, *_]: pass\n".to_vec(),
+            "(".repeat(300).into_bytes(),
+        ])
+        .collect();
+    let versions = prop::sample::select(vec![(3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]);
+    runner()
+        .run(&(inputs(seeds, 256), versions), |(bytes, version)| {
+            COUNT.case();
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = executable_lines(&text, version);
+            let _ = tracer::source::SourceText::decode(&bytes).lines();
+            Ok(())
+        })
+        .unwrap();
+    COUNT.report();
+}
+
+/// Results with every kind of entry: counts, functions, edges, stacks, odd names.
+fn sample_results() -> CoverageResults {
+    let mut r = CoverageResults::default();
+    let f = FuncKey::new("/srv/app/mod.py", "work");
+    let g = FuncKey::new("/srv/app/é.py", "<lambda>");
+    for (file, line) in [
+        ("/srv/app/mod.py", 3),
+        ("/srv/app/é.py", 70000),
+        ("<string>", 1),
+    ] {
+        r.counts.insert(
+            (file.into(), line),
+            LineHits {
+                hits: 7,
+                self_hits: 2,
+            },
+        );
+    }
+    r.calledfuncs.insert(f.clone());
+    r.calledfuncs.insert(g.clone());
+    r.callers.insert((f.clone(), g.clone()), 5);
+    let mut stacks = Stacks::default();
+    stacks.samples.insert(
+        vec![
+            StackFrame { func: f, line: 3 },
+            StackFrame {
+                func: g,
+                line: 70000,
+            },
+        ],
+        4,
+    );
+    r.stacks = Some(stacks);
+    r
+}
+
+/// What `merge` and `report` do with results read back: merge them, map paths, render every
+/// output that needs no source file.
+fn exercise_results(results: &CoverageResults) {
+    use tracer::output::{callgraph, flame, trace_text};
+    let mut merged = results.clone();
+    merged.update(results);
+    merged.update(&sample_results());
+    let _ = merged.map_paths(|p| p.replacen("/srv", "/home", 1));
+    let _ = trace_text::functions_called(&merged);
+    let _ = trace_text::calling_relationships(&merged);
+    let _ = callgraph::dot(&merged);
+    if let Some(stacks) = &results.stacks {
+        let _ = flame::collapsed(stacks);
+    }
+}
+
+#[test]
+fn fuzz_pickle_results() {
+    use tracer::output::pickle;
+    static COUNT: CaseCounter = CaseCounter::new("pickle results");
+    let results = sample_results();
+    let seeds = vec![
+        pickle::to_vec(&results, true).unwrap(),
+        pickle::to_vec(&results, false).unwrap(),
+    ];
+    runner()
+        .run(&inputs(seeds, 256), |bytes| {
+            COUNT.case();
+            if let Ok(results) = pickle::from_slice(&bytes) {
+                exercise_results(&results);
+            }
+            Ok(())
+        })
+        .unwrap();
+    COUNT.report();
+}
+
+#[test]
+fn fuzz_json_results() {
+    use tracer::output::{json, RunInfo};
+    static COUNT: CaseCounter = CaseCounter::new("json results");
+    let results = sample_results();
+    let seeds = vec![json::to_vec(&results, &RunInfo::default()).unwrap()];
+    runner()
+        .run(&inputs(seeds, 256), |bytes| {
+            COUNT.case();
+            if let Ok((results, _)) = json::from_slice(&bytes) {
+                exercise_results(&results);
+            }
+            Ok(())
+        })
+        .unwrap();
+    COUNT.report();
+}
+
+#[test]
+fn fuzz_coverage_databases() {
+    use tracer::output::coverage_db;
+    static COUNT: CaseCounter = CaseCounter::new("coverage.py databases");
+    let dir = scratch("fuzz-coverage-db");
+    let seed_path = dir.join("seed.coverage");
+    coverage_db::write(&sample_results(), &seed_path).unwrap();
+    let seeds = vec![std::fs::read(&seed_path).unwrap()];
+    let case_path = dir.join("case.coverage");
+    runner()
+        .run(&inputs(seeds, 256), |bytes| {
+            COUNT.case();
+            std::fs::write(&case_path, &bytes).unwrap();
+            let _ = coverage_db::read_line_sets(&case_path);
+            let _ = tracer::output::load_results(&case_path);
+            Ok(())
+        })
+        .unwrap();
+    COUNT.report();
+}
+
+#[test]
+fn fuzz_numbits() {
+    use tracer::output::coverage_db::numbits_to_lines;
+    static COUNT: CaseCounter = CaseCounter::new("numbits");
+    runner()
+        .run(&prop::collection::vec(any::<u8>(), 0..4096), |bits| {
+            COUNT.case();
+            let _ = numbits_to_lines(&bits);
+            Ok(())
+        })
+        .unwrap();
+    COUNT.report();
+}
