@@ -10,23 +10,6 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One line on stderr starting `tracer: error:` with every needle, exit status 1.
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(out.status.code(), Some(1), "{}", printed(out));
-    assert!(!stderr.contains("panicked"), "{}", printed(out));
-    assert_eq!(lines.len(), 1, "expected one line\n{}", printed(out));
-    assert!(lines[0].starts_with("tracer: error: "), "{}", printed(out));
-    for needle in needles {
-        assert!(
-            lines[0].contains(needle),
-            "missing {needle:?}\n{}",
-            printed(out)
-        );
-    }
-}
-
 fn newest_python() -> Python {
     pythons_under_test().pop().expect("a Python")
 }

@@ -299,3 +299,21 @@ pub fn report_tools() -> &'static ReportTools {
         ReportTools { venv }
     })
 }
+
+/// The error output is exactly one line starting `tracer: error:` and containing every one of
+/// `needles`, the exit status is 1, and nothing panicked.
+pub fn assert_one_line_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(out.status.code(), Some(1), "{}", printed(out));
+    assert!(!stderr.contains("panicked"), "{}", printed(out));
+    assert_eq!(lines.len(), 1, "expected one line\n{}", printed(out));
+    assert!(lines[0].starts_with("tracer: error: "), "{}", printed(out));
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "missing {needle:?}\n{}",
+            printed(out)
+        );
+    }
+}
