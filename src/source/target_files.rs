@@ -218,16 +218,155 @@ fn open_path(dir: i32, path: &str, resolve: u64, directory: bool) -> io::Result<
         )
     };
     if fd < 0 {
-        return Err(io::Error::last_os_error());
+        let err = io::Error::last_os_error();
+        // openat2 is missing before Linux 5.6 and under qemu-user before 9.0: resolve the
+        // path ourselves, with the same confinement.
+        if err.raw_os_error() == Some(libc::ENOSYS) {
+            return if resolve & libc::RESOLVE_IN_ROOT != 0 {
+                resolve_in_root(dir, path, directory)
+            } else {
+                open_at(dir, &c_path, flags)
+            };
+        }
+        return Err(err);
     }
     // SAFETY: a fresh descriptor returned by the kernel.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Symbolic links followed in one path at most (the kernel's own limit).
+const MAX_SYMLINKS: usize = 40;
+/// Path components handled at most, symlink targets included.
+const MAX_COMPONENTS: usize = 4096;
+
+fn open_at(dir: i32, path: &std::ffi::CStr, flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated; the returned descriptor is owned by us alone.
+    let fd = unsafe { libc::openat(dir, path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor returned by the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat2(root, path, O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` done by hand: one
+/// component at a time with `O_NOFOLLOW`; a symlink's text is resolved again inside the root
+/// (an absolute one from the root, `..` never above it), so nothing leads out of the root and
+/// no kernel "magic" link is followed.
+fn resolve_in_root(root: i32, path: &str, directory: bool) -> io::Result<OwnedFd> {
+    use std::collections::VecDeque;
+    let dot = std::ffi::CString::new(".").map_err(|_| refused("a NUL byte"))?;
+    let mut dirs: Vec<OwnedFd> = vec![open_at(root, &dot, libc::O_PATH | libc::O_CLOEXEC)?];
+    let mut pending: VecDeque<Vec<u8>> = path
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .map(<[u8]>::to_vec)
+        .collect();
+    let (mut links, mut handled) = (0usize, 0usize);
+    let mut last: Option<OwnedFd> = None;
+    while let Some(component) = pending.pop_front() {
+        handled += 1;
+        if handled > MAX_COMPONENTS {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
+        if let Some(fd) = last.take() {
+            dirs.push(fd); // the previous component was a directory on the way
+        }
+        match component.as_slice() {
+            b"" | b"." => continue,
+            b".." => {
+                if dirs.len() > 1 {
+                    dirs.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let name = std::ffi::CString::new(component.clone()).map_err(|_| refused("a NUL byte"))?;
+        let current = dirs.last().map_or(root, |d| d.as_raw_fd());
+        let fd = open_at(
+            current,
+            &name,
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )?;
+        let meta = File::from(fd.try_clone()?).metadata()?;
+        if meta.file_type().is_symlink() {
+            links += 1;
+            if links > MAX_SYMLINKS {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            let mut target = vec![0u8; libc::PATH_MAX as usize];
+            // SAFETY: `target` is a writable buffer of the length given.
+            let n = unsafe {
+                libc::readlinkat(
+                    current,
+                    name.as_ptr(),
+                    target.as_mut_ptr().cast(),
+                    target.len(),
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            target.truncate(n as usize);
+            if target.starts_with(b"/") {
+                dirs.truncate(1);
+            }
+            for part in target.split(|b| *b == b'/').rev() {
+                pending.push_front(part.to_vec());
+            }
+            continue;
+        }
+        last = Some(fd);
+    }
+    let fd = match last {
+        Some(fd) => fd,
+        None => dirs.pop().ok_or_else(|| refused("an empty path"))?,
+    };
+    if directory && !File::from(fd.try_clone()?).metadata()?.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    Ok(fd)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// The fallback for kernels and emulators without openat2 keeps paths inside the root.
+    #[test]
+    fn resolving_by_hand_stays_in_the_root() {
+        let base = std::env::temp_dir().join(format!("tracer-resolve-{}", std::process::id()));
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("app/lib")).unwrap();
+        std::fs::write(root.join("app/lib/m.py"), "x = 1\n").unwrap();
+        std::fs::write(base.join("outside.txt"), "secret\n").unwrap();
+        std::os::unix::fs::symlink("/app/lib", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../outside.txt", root.join("app/escape")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        let root_fd = open_at(
+            libc::AT_FDCWD,
+            &std::ffi::CString::new(root.to_str().unwrap()).unwrap(),
+            libc::O_PATH | libc::O_DIRECTORY,
+        )
+        .unwrap();
+        let read = |path: &str| -> io::Result<String> {
+            let fd = resolve_in_root(root_fd.as_raw_fd(), path, false)?;
+            std::fs::read_to_string(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        };
+        assert_eq!(read("app/lib/m.py").unwrap(), "x = 1\n");
+        assert_eq!(read("abs/m.py").unwrap(), "x = 1\n"); // absolute link: from the root
+        assert_eq!(read("../../app/lib/m.py").unwrap(), "x = 1\n"); // .. stops at the root
+        assert!(
+            read("app/escape").is_err(),
+            "a link out of the root resolves inside it"
+        );
+        assert!(read("loop").is_err());
+        assert!(resolve_in_root(root_fd.as_raw_fd(), "app", true).is_ok());
+        assert!(resolve_in_root(root_fd.as_raw_fd(), "app/lib/m.py", true).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     fn nobody() -> Credentials {
         Credentials {
