@@ -38,7 +38,9 @@ def main():
                     frame = frame.f_back
                 depth = 0
                 while frame is not None and depth < 10000:
-                    seen.add((frame.f_code.co_filename, frame.f_lineno))
+                    # f_lineno is None where the code has no line (3.10+): nothing to count.
+                    if frame.f_lineno is not None:
+                        seen.add((frame.f_code.co_filename, frame.f_lineno))
                     frame = frame.f_back
                     depth += 1
             for key in seen:
