@@ -175,8 +175,8 @@ pub fn python_mappings(pid: i32) -> io::Result<Vec<String>> {
 }
 
 /// `python`, `python3.12`, `libpython3.12.so.1.0`, `python2.7d`: the interpreter's binary or
-/// shared library by its file name.
-fn looks_like_python(path: &str) -> bool {
+/// shared library by its file name (for attach's checks and the reader's own discovery).
+pub fn looks_like_python(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     let rest = name
         .strip_prefix("libpython")

@@ -10,6 +10,7 @@
 use super::direct::Target;
 use super::layout::{self, Layout};
 use super::memory::TargetMemory;
+use crate::process;
 use anyhow::{anyhow, bail, Context};
 use py_spy::python_process_info::{get_python_version, PythonProcessInfo};
 
@@ -160,15 +161,17 @@ pub fn symbols_from_maps(pid: i32) -> anyhow::Result<Symbols> {
             Some((start, offset, *f.get(5)?))
         })
         .collect();
-    let file_name = |path: &str| path.rsplit('/').next().unwrap_or(path).to_owned();
-    let mut candidates: Vec<&str> = mappings
+    // The interpreter by file name alone (process::looks_like_python), libpython first: with
+    // a shared build the symbols are there, not in the small python binary.
+    let is_libpython = |p: &&str| p.rsplit('/').next().unwrap_or(p).starts_with("libpython");
+    let pythons = mappings
         .iter()
         .map(|m| m.2)
-        .filter(|p| file_name(p).starts_with("libpython"))
-        .chain(mappings.iter().map(|m| m.2).filter(|p| {
-            let name = file_name(p);
-            name.starts_with("python") && name[6..].chars().all(|c| c.is_ascii_digit() || c == '.')
-        }))
+        .filter(|p| process::looks_like_python(p));
+    let mut candidates: Vec<&str> = pythons
+        .clone()
+        .filter(is_libpython)
+        .chain(pythons.filter(|p| !is_libpython(p)))
         .collect();
     candidates.dedup();
     let mut errors = Vec::new();
