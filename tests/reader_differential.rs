@@ -78,9 +78,12 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
     let mut target = Workload::start(python, &workload(script), 30.0);
     let pid = target.pid();
     // Both readers are set up on the paused target: py-spy checks the interpreter it finds with
-    // one read, which threads starting and ending can tear.
+    // one read of the thread list, which a thread caught half-created tears even when paused.
+    // py-spy then gives up ("Failed to find a python interpreter"), so its setup is retried on
+    // a later pause; ours must succeed the first time.
     let process = remoteprocess::Process::new(pid).map_err(|e| e.to_string())?;
-    let (mut reader, found_by, mut spy) = {
+    let mut pyspy_setup_retries = 0usize;
+    let (mut reader, found_by, mut spy) = loop {
         let _paused = process.lock().map_err(|e| e.to_string())?;
         let discovered = find_target(pid).map_err(|e| format!("{e:#}"))?;
         let (found, found_by) = discovered.target.ok_or("no layout for this version")?;
@@ -88,8 +91,16 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
             blocking: py_spy::config::LockingStrategy::NonBlocking,
             ..py_spy::Config::default()
         };
-        let spy = py_spy::PythonSpy::new(pid, &config).map_err(|e| format!("{e:#}"))?;
-        (DirectReader::new(found, None), found_by, spy)
+        match py_spy::PythonSpy::new(pid, &config) {
+            Ok(spy) => break (DirectReader::new(found, None), found_by, spy),
+            Err(e) if pyspy_setup_retries < 5 => {
+                eprintln!("py-spy setup failed ({e:#}); retrying on a later pause");
+                pyspy_setup_retries += 1;
+            }
+            Err(e) => return Err(format!("py-spy setup failed 6 times: {e:#}")),
+        }
+        drop(_paused);
+        std::thread::sleep(Duration::from_millis(50));
     };
     let mut names = HashMap::new();
     let (mut frames_compared, mut threads_compared, mut prologue) = (0usize, 0usize, 0usize);
@@ -151,7 +162,7 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
     Ok(format!(
         "{script}: {threads_compared} thread stacks, {frames_compared} frames identical (max depth {max_depth}, \
          {prologue} not-started frames left out; {pyspy_bug} stacks where py-spy misreads 3.10 line tables; \
-         {pyspy_failed} rounds py-spy could not read; \
+         {pyspy_failed} rounds py-spy could not read; {pyspy_setup_retries} py-spy setup retries; \
          _PyRuntime by {found_by:?}; {} reads)",
         reader.calls()
     ))
