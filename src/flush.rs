@@ -35,15 +35,19 @@ impl SnapshotWriter {
 
     /// Write one snapshot; report a failure on stderr and carry on (the next flush retries).
     pub fn write(&mut self, snapshot: SessionResult) {
-        match session::write_results(&snapshot, self.format, &self.path, &self.sources) {
+        let (samples, errors) = (snapshot.info.stats.samples, snapshot.info.stats.errors);
+        let outcome = session::write_results(&snapshot, self.format, &self.path, &self.sources);
+        drop(snapshot);
+        release_freed_memory();
+        match outcome {
             Ok(_) => {
                 self.written += 1;
                 if self.log_each {
                     eprintln!(
                         "tracer: snapshot written to {} ({} samples, {} errors)",
                         self.path.display(),
-                        snapshot.info.stats.samples,
-                        snapshot.info.stats.errors
+                        samples,
+                        errors
                     );
                 }
             }
@@ -56,5 +60,19 @@ impl SnapshotWriter {
                 );
             }
         }
+    }
+}
+
+/// Hand the memory a snapshot used back to the system.
+///
+/// A snapshot is a full copy of the results as strings plus the encoded file, freed as soon as
+/// it is written. glibc keeps freed memory in its arenas, and the aggregator's own tables,
+/// growing between snapshots, pin the arena tops: without a trim a sidecar's RSS ratchets up
+/// by about a snapshot's size every few flushes (measured by `make soak`).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's arenas to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

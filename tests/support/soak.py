@@ -33,6 +33,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--rate", type=float, default=10000)
     parser.add_argument("--every", type=float, default=10)
+    parser.add_argument("--flush-every", type=float, default=60)
     parser.add_argument(
         "--allowed-growth-kib",
         type=int,
@@ -47,7 +48,7 @@ def main():
     assert target.stdout.readline().strip() == b"ready"
     tracer = subprocess.Popen(
         [args.tracer, "attach", "--pid", str(target.pid), "--rate", str(args.rate),
-         "--duration", str(args.seconds), "--format", "json", "--flush-every", "60",
+         "--duration", str(args.seconds), "--format", "json", "--flush-every", str(args.flush_every),
          "-o", os.path.join(out_dir, "soak.json")],
         stderr=subprocess.PIPE,
         text=True,
