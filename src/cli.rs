@@ -1,6 +1,7 @@
 //! The command line: `tracer attach`, `tracer run`, `tracer report`.
 
 use crate::attach::{self, AttachError, ReaderChoice};
+use crate::family;
 use crate::filter::{Filter, PathMap};
 use crate::flush::SnapshotWriter;
 use crate::model::CoverageResults;
@@ -149,6 +150,11 @@ pub struct TargetArgs {
     /// output, and every traced process is listed in OUTPUT.processes.json.
     #[arg(long, env = "TRACER_SUBPROCESSES")]
     pub subprocesses: bool,
+    /// With --subprocesses: trace at most N processes at once (a fork storm must not make a
+    /// thread per process); further ones are listed in OUTPUT.processes.json as not traced.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..), env = "TRACER_MAX_PROCESSES")]
+    pub max_processes: u16,
     /// With --name: wait up to SECS for a matching process to appear.
     #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_WAIT")]
     pub wait: Option<f64>,
@@ -447,14 +453,44 @@ fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> 
             break;
         }
         let traced = if target.subprocesses {
-            trace_family(
-                attached,
-                args,
-                &path,
-                &signals,
-                &counters,
+            let trace = |pid: i32,
+                         attached: Option<attach::Attached>,
+                         duration: Option<Duration>,
+                         on_snapshot: &mut dyn FnMut(SessionResult)|
+             -> anyhow::Result<SessionResult> {
+                let attached = match attached {
+                    Some(attached) => attached,
+                    // Forked a moment ago: its interpreter is its parent's copy, readable at
+                    // once; one that exec'd needs a moment.
+                    None => attach::attach_when_ready(
+                        pid,
+                        args.blocking,
+                        args.reader,
+                        Duration::from_secs(2),
+                    )?,
+                };
+                trace_one(
+                    attached,
+                    args,
+                    duration,
+                    &signals,
+                    &counters.sampler,
+                    on_snapshot,
+                )
+            };
+            let options = family::FamilyOptions {
+                max_processes: usize::from(target.max_processes),
+                flush_every: args.flush_every.map(Duration::from_secs_f64),
                 deadline,
+            };
+            family::trace_family(
+                attached,
+                &options,
+                &path,
+                &signals.stop,
+                &counters,
                 &mut snapshots,
+                &trace,
             )
         } else {
             counters.processes.store(1, Ordering::Relaxed);
@@ -467,7 +503,11 @@ fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> 
                 &mut |snapshot| {
                     match &gathered {
                         None => snapshots.write(snapshot),
-                        Some(earlier) => snapshots.write(merged_copy(earlier, &snapshot)),
+                        Some(earlier) => {
+                            let mut merged = earlier.copy();
+                            merged.absorb(&snapshot);
+                            snapshots.write(merged)
+                        }
                     }
                     counters
                         .snapshots
@@ -486,7 +526,13 @@ fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> 
             Err(e) => return Err(e),
         };
         let exited = result.stop_reason == sampler::StopReason::TargetExited;
-        gathered = Some(merge_sessions(gathered, result));
+        gathered = Some(match gathered {
+            Some(mut all) => {
+                all.absorb(&result);
+                all
+            }
+            None => result,
+        });
         if let (true, Some(pattern)) = (exited, follow_pattern.as_deref()) {
             eprintln!(
                 "tracer: pid {last_pid} exited; --follow: waiting for the next process matching \
@@ -515,20 +561,6 @@ fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> 
     let message = session::write_results(&result, args.format, &path, &sources)?;
     println!("{message}");
     Ok(0)
-}
-
-/// Add a finished session's results to those gathered before it (--follow).
-fn merge_sessions(gathered: Option<SessionResult>, result: SessionResult) -> SessionResult {
-    match gathered {
-        None => result,
-        Some(mut all) => {
-            all.results.update(&result.results);
-            all.info.update(&result.info);
-            all.stop_reason = result.stop_reason;
-            all.first_error = all.first_error.or(result.first_error);
-            all
-        }
-    }
 }
 
 /// Wait for the next Python process matching `pattern` that was not traced yet, and attach
@@ -627,284 +659,6 @@ fn trace_one(
     result.info.library_dirs = library_dirs;
     result.info.stdlib_dir = stdlib_dir;
     Ok(result)
-}
-
-/// `earlier` plus `later`, for snapshots of several sessions (copies; both stay).
-fn merged_copy(earlier: &SessionResult, later: &SessionResult) -> SessionResult {
-    let mut all = SessionResult {
-        results: earlier.results.clone(),
-        info: earlier.info.clone(),
-        stop_reason: later.stop_reason,
-        first_error: None,
-    };
-    all.results.update(&later.results);
-    all.info.update(&later.info);
-    all
-}
-
-/// One traced process of a `--subprocesses` run, as recorded beside the results.
-#[derive(Debug, serde::Serialize)]
-struct ProcessRecord {
-    pid: i32,
-    parent: Option<i32>,
-    command_line: String,
-    python_version: String,
-    samples: u64,
-    errors: u64,
-    duration_s: f64,
-    /// `target_exited`, `duration`, `signal`, or the error that ended it.
-    ended: String,
-}
-
-impl ProcessRecord {
-    fn of_result(pid: i32, parent: Option<i32>, r: &SessionResult, ended: String) -> ProcessRecord {
-        ProcessRecord {
-            pid,
-            parent,
-            command_line: r.info.target.command_line.clone(),
-            python_version: r.info.target.python_version.clone(),
-            samples: r.info.stats.samples,
-            errors: r.info.stats.errors,
-            duration_s: r.info.stats.duration_s,
-            ended,
-        }
-    }
-
-    fn of(pid: i32, parent: Option<i32>, result: &anyhow::Result<SessionResult>) -> ProcessRecord {
-        match result {
-            Ok(r) => {
-                let ended = serde_json::to_value(r.stop_reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                ProcessRecord::of_result(pid, parent, r, ended)
-            }
-            Err(e) => ProcessRecord {
-                pid,
-                parent,
-                command_line: crate::process::command_line(pid).unwrap_or_default(),
-                python_version: String::new(),
-                samples: 0,
-                errors: 0,
-                duration_s: 0.0,
-                ended: format!("{e:#}"),
-            },
-        }
-    }
-}
-
-/// Where `--subprocesses` records the traced processes: `PATH.processes.json`.
-fn processes_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "tracer".to_owned());
-    path.with_file_name(format!("{name}.processes.json"))
-}
-
-fn write_process_records(path: &Path, records: &[ProcessRecord]) -> anyhow::Result<()> {
-    let json = serde_json::to_vec_pretty(records)?;
-    output::write_atomically(&processes_path(path), |w| {
-        use std::io::Write;
-        Ok(w.write_all(&json)?)
-    })
-}
-
-/// How often `--subprocesses` looks for new descendants.
-const FAMILY_POLL: Duration = Duration::from_millis(100);
-
-/// `--subprocesses`: trace `root` and every Python descendant (children, grandchildren, workers
-/// forked later), each in its own session with its own results; merge them for snapshots and
-/// at the end, and record every process in `PATH.processes.json`.
-fn trace_family(
-    root: attach::Attached,
-    args: &TraceArgs,
-    path: &Path,
-    signals: &StopSignals,
-    counters: &Arc<StatusCounters>,
-    deadline: Option<Instant>,
-    snapshots: &mut SnapshotWriter,
-) -> anyhow::Result<SessionResult> {
-    use std::collections::{BTreeMap, HashMap, HashSet};
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Mutex;
-    let root_pid = root.info.pid;
-    let latest: Mutex<BTreeMap<i32, SessionResult>> = Mutex::new(BTreeMap::new());
-    let finished: Mutex<Vec<(i32, anyhow::Result<SessionResult>)>> = Mutex::new(Vec::new());
-    let parents: Mutex<HashMap<i32, Option<i32>>> = Mutex::new(HashMap::new());
-    let running = AtomicUsize::new(0);
-    let flush_every = args.flush_every.map(Duration::from_secs_f64);
-    let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    std::thread::scope(|scope| {
-        let session = |pid: i32, attached: Option<attach::Attached>| {
-            let (latest, finished, running) = (&latest, &finished, &running);
-            parents
-                .lock()
-                .unwrap()
-                .insert(pid, crate::process::parent(pid));
-            running.fetch_add(1, Ordering::SeqCst);
-            let duration = remaining();
-            scope.spawn(move || {
-                let attached = match attached {
-                    Some(a) => Ok(a),
-                    // Forked a moment ago: its interpreter is its parent's copy, readable
-                    // at once; one that exec'd needs a moment.
-                    None => attach::attach_when_ready(
-                        pid,
-                        args.blocking,
-                        args.reader,
-                        Duration::from_secs(2),
-                    )
-                    .map_err(anyhow::Error::from),
-                };
-                let result = attached.and_then(|attached| {
-                    counters.processes.fetch_add(1, Ordering::SeqCst);
-                    let result = trace_one(
-                        attached,
-                        args,
-                        duration,
-                        signals,
-                        &counters.sampler,
-                        &mut |snapshot| {
-                            latest.lock().unwrap().insert(pid, snapshot);
-                        },
-                    );
-                    counters.processes.fetch_sub(1, Ordering::SeqCst);
-                    result
-                });
-                latest.lock().unwrap().remove(&pid);
-                finished.lock().unwrap().push((pid, result));
-                running.fetch_sub(1, Ordering::SeqCst);
-            });
-        };
-        session(root_pid, Some(root));
-        let mut known: HashSet<i32> = HashSet::from([root_pid]);
-        // A descendant is attached once seen twice with the same executable and command line
-        // (a fork about to exec would be read as its parent's copy).
-        let mut first_seen: HashMap<i32, (String, String)> = HashMap::new();
-        let mut next_flush = flush_every.map(|every| Instant::now() + every);
-        // Bounded: ends when every session has ended (each ends on its target's exit, the
-        // duration or a signal).
-        while running.load(Ordering::SeqCst) > 0 {
-            if !signals.stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d)
-            {
-                for pid in crate::process::descendants(root_pid) {
-                    if known.contains(&pid) {
-                        continue;
-                    }
-                    let identity = (
-                        crate::process::executable(pid)
-                            .map(|p| p.to_string_lossy().into_owned())
-                            .unwrap_or_default(),
-                        crate::process::command_line(pid).unwrap_or_default(),
-                    );
-                    if first_seen.get(&pid) != Some(&identity) {
-                        first_seen.insert(pid, identity);
-                        continue;
-                    }
-                    first_seen.remove(&pid);
-                    known.insert(pid);
-                    if crate::process::python_mappings(pid).is_ok_and(|m| !m.is_empty()) {
-                        eprintln!(
-                            "tracer: --subprocesses: pid {pid} ({})",
-                            crate::process::command_line(pid).unwrap_or_default()
-                        );
-                        session(pid, None);
-                    }
-                }
-            }
-            if let (Some(every), Some(due)) = (flush_every, next_flush) {
-                if Instant::now() >= due {
-                    next_flush = Some(Instant::now() + every);
-                    let merged = merge_family(&finished, &latest);
-                    if let Some(merged) = merged {
-                        snapshots.write(merged);
-                        counters
-                            .snapshots
-                            .store(snapshots.written, Ordering::Relaxed);
-                    }
-                    let records = family_records(&finished, &latest, &parents);
-                    if let Err(e) = write_process_records(path, &records) {
-                        eprintln!("tracer: warning: process list not written ({e:#})");
-                    }
-                }
-            }
-            std::thread::sleep(FAMILY_POLL);
-        }
-    });
-    let records = family_records(&finished, &latest, &parents);
-    if let Err(e) = write_process_records(path, &records) {
-        eprintln!("tracer: warning: process list not written ({e:#})");
-    }
-    let mut finished = finished.into_inner().unwrap();
-    finished.sort_by_key(|(pid, _)| (*pid != root_pid, *pid));
-    let mut merged: Option<SessionResult> = None;
-    let mut pids = Vec::new();
-    for (pid, result) in finished {
-        match result {
-            Ok(result) => {
-                pids.push(pid.to_string());
-                merged = Some(merge_sessions(merged, result));
-            }
-            Err(e) if pid == root_pid => return Err(e),
-            Err(e) => eprintln!("tracer: warning: pid {pid} could not be traced: {e:#}"),
-        }
-    }
-    eprintln!(
-        "tracer: --subprocesses: results of pids {} merged; each listed in {}",
-        pids.join(", "),
-        processes_path(path).display()
-    );
-    merged.context("no process was traced")
-}
-
-/// The finished sessions' results plus the running ones' latest snapshots, merged.
-fn merge_family(
-    finished: &std::sync::Mutex<Vec<(i32, anyhow::Result<SessionResult>)>>,
-    latest: &std::sync::Mutex<std::collections::BTreeMap<i32, SessionResult>>,
-) -> Option<SessionResult> {
-    let finished = finished.lock().unwrap();
-    let latest = latest.lock().unwrap();
-    let mut parts = finished
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().ok())
-        .chain(latest.values());
-    let first = parts.next()?;
-    let mut merged = SessionResult {
-        results: first.results.clone(),
-        info: first.info.clone(),
-        stop_reason: first.stop_reason,
-        first_error: None,
-    };
-    for part in parts {
-        merged = merged_copy(&merged, part);
-    }
-    Some(merged)
-}
-
-fn family_records(
-    finished: &std::sync::Mutex<Vec<(i32, anyhow::Result<SessionResult>)>>,
-    latest: &std::sync::Mutex<std::collections::BTreeMap<i32, SessionResult>>,
-    parents: &std::sync::Mutex<std::collections::HashMap<i32, Option<i32>>>,
-) -> Vec<ProcessRecord> {
-    let parents = parents.lock().unwrap();
-    let parent = |pid: i32| parents.get(&pid).copied().flatten();
-    let mut records: Vec<ProcessRecord> = finished
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(pid, r)| ProcessRecord::of(*pid, parent(*pid), r))
-        .collect();
-    for (pid, snapshot) in latest.lock().unwrap().iter() {
-        records.push(ProcessRecord::of_result(
-            *pid,
-            parent(*pid),
-            snapshot,
-            "running".to_owned(),
-        ));
-    }
-    records.sort_by_key(|r| r.pid);
-    records
 }
 
 fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {

@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod attach;
 pub mod cli;
 pub mod dump;
+pub mod family;
 pub mod filter;
 pub mod flush;
 pub mod library_dirs;

@@ -37,6 +37,30 @@ pub struct SessionResult {
     pub first_error: Option<String>,
 }
 
+impl SessionResult {
+    /// Add a later session's results to these (`--follow`, `--subprocesses`): counts summed,
+    /// functions and edges unioned as `CoverageResults.update` does; the target described
+    /// stays this session's, the stop reason becomes the later one's.
+    pub fn absorb(&mut self, later: &SessionResult) {
+        self.results.update(&later.results);
+        self.info.update(&later.info);
+        self.stop_reason = later.stop_reason;
+        if self.first_error.is_none() {
+            self.first_error = later.first_error.clone();
+        }
+    }
+
+    /// A copy of these results (snapshots merge copies; the originals go on).
+    pub fn copy(&self) -> SessionResult {
+        SessionResult {
+            results: self.results.clone(),
+            info: self.info.clone(),
+            stop_reason: self.stop_reason,
+            first_error: self.first_error.clone(),
+        }
+    }
+}
+
 /// Counters the sampler updates as it goes, for the status line and snapshots.
 pub type LiveCounters = sampler::LiveCounters;
 

@@ -420,3 +420,130 @@ fn a_foreign_architecture_process_is_refused_even_when_named_python() {
         assert_one_line_error(&out, &[&pid]);
     }
 }
+
+/// The thread count of a live process.
+fn thread_count(pid: u32) -> Option<usize> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A fork storm under `--subprocesses` (tests/workloads/fork_storm.py: a child forked every
+/// 5 ms, about fifty alive at once, grandchildren too): the tracer stays within
+/// `--max-processes` (its thread count stays bounded), lists the processes it did not trace,
+/// exits 0 when the storm ends, and every line it reports really ran in some process of the
+/// storm (ground truth: the same storm run again with each process recording its lines).
+#[test]
+fn a_fork_storm_under_subprocesses_stays_bounded_and_precise() {
+    const MAX_PROCESSES: usize = 6;
+    let python = newest_python();
+    let work = scratch("bad-fork-storm");
+    let script = workload("fork_storm.py");
+    let mut storm = Command::new(&python.path)
+        .arg(&script)
+        .env("WORKLOAD_SECONDS", "4")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut storm_out = std::io::BufReader::new(storm.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut storm_out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut tracer = Command::new(tracer_bin())
+        .args(["attach", "--pid", &storm.id().to_string(), "--subprocesses"])
+        .args(["--max-processes", &MAX_PROCESSES.to_string()])
+        .args(["--rate", "1000", "--format", "json", "-o", "storm.json"])
+        .current_dir(&work)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tracer_pid = tracer.id();
+    let mut peak_threads = 0;
+    let start = std::time::Instant::now();
+    while let Ok(None) = tracer.try_wait() {
+        peak_threads = peak_threads.max(thread_count(tracer_pid).unwrap_or(0));
+        if start.elapsed() > TIMEOUT {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = wait_output(tracer, TIMEOUT);
+    let _ = storm.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{}", printed(&out));
+    assert!(
+        stderr.contains("--max-processes limit"),
+        "the storm never reached the limit: {}",
+        printed(&out)
+    );
+    // Each traced process costs a few threads (its session, sampler, aggregator).
+    let thread_bound = 4 * MAX_PROCESSES + 8;
+    assert!(
+        peak_threads <= thread_bound,
+        "{peak_threads} threads at peak, more than {thread_bound}: {}",
+        printed(&out)
+    );
+
+    let records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("storm.json.processes.json")).unwrap())
+            .unwrap();
+    let records = records.as_array().unwrap();
+    let untraced = records
+        .iter()
+        .filter(|r| r["ended"].as_str().unwrap().starts_with("not traced"))
+        .count();
+    let traced = records
+        .iter()
+        .filter(|r| r["samples"].as_u64() > Some(0))
+        .count();
+    assert!(untraced > 0, "{records:?}");
+    assert!(traced >= 2, "only {traced} processes sampled: {records:?}");
+
+    let ours = lines_reported_in(&work.join("storm.json"), "fork_storm.py");
+    let truth_dir = work.join("truth");
+    std::fs::create_dir_all(&truth_dir).unwrap();
+    let truth_run = Command::new(&python.path)
+        .arg(&script)
+        .env("WORKLOAD_SECONDS", "4")
+        .env("STORM_TRUTH", &truth_dir)
+        .output()
+        .unwrap();
+    assert!(truth_run.status.success(), "{}", printed(&truth_run));
+    let mut truth = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&truth_dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        truth.extend(text.lines().filter_map(|l| l.parse::<u64>().ok()));
+    }
+    let phantom: Vec<_> = ours.difference(&truth).collect();
+    assert!(
+        phantom.is_empty(),
+        "lines reported that never ran: {phantom:?}\nours {ours:?}\ntruth {truth:?}"
+    );
+    assert!(!ours.is_empty());
+    println!(
+        "fork storm: {} processes listed, {traced} sampled, {untraced} not traced (limit \
+         {MAX_PROCESSES}); peak {peak_threads} tracer threads; {} of {} executed lines seen, \
+         precision 1.000",
+        records.len(),
+        ours.len(),
+        truth.len()
+    );
+}
+
+/// The lines of files ending in `suffix` in a JSON results file.
+fn lines_reported_in(path: &std::path::Path, suffix: &str) -> std::collections::BTreeSet<u64> {
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    json["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c[0].as_str().is_some_and(|f| f.ends_with(suffix)))
+        .map(|c| c[1].as_u64().unwrap())
+        .collect()
+}
