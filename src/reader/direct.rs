@@ -341,14 +341,11 @@ impl DirectReader {
         let (mut top_a, mut top_b) = ([0u8; 8], [0u8; 8]);
         let [outside_a, outside_b] = &mut self.outside;
         let mut requests = Vec::with_capacity(6 + 2 * plan.outside.len() + plan.codes.len());
-        requests.push(ReadRequest {
-            address: frame_slot,
-            buf: &mut frame_a,
-        });
-        requests.push(ReadRequest {
-            address: top_slot,
-            buf: &mut top_a,
-        });
+        push_words(
+            &mut requests,
+            (frame_slot, &mut frame_a),
+            (top_slot, &mut top_a),
+        );
         requests.push(ReadRequest {
             address: data_start,
             buf: copy_a,
@@ -359,14 +356,11 @@ impl DirectReader {
                 buf,
             });
         }
-        requests.push(ReadRequest {
-            address: frame_slot,
-            buf: &mut frame_b,
-        });
-        requests.push(ReadRequest {
-            address: top_slot,
-            buf: &mut top_b,
-        });
+        push_words(
+            &mut requests,
+            (frame_slot, &mut frame_b),
+            (top_slot, &mut top_b),
+        );
         requests.push(ReadRequest {
             address: data_start,
             buf: copy_b,
@@ -877,6 +871,23 @@ impl DirectReader {
 
 /// Bytes to read from the start of a structure so that every field at `offsets` (each
 /// `size` bytes wide) is included.
+/// Push two word reads in address order, so that the memory reader can merge them into one
+/// range when they are close.
+fn push_words<'a>(
+    requests: &mut Vec<ReadRequest<'a>>,
+    first: (usize, &'a mut [u8; 8]),
+    second: (usize, &'a mut [u8; 8]),
+) {
+    let (low, high) = if first.0 <= second.0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    for (address, buf) in [low, high] {
+        requests.push(ReadRequest { address, buf });
+    }
+}
+
 fn span_of(fields: &[(Option<usize>, usize)]) -> usize {
     fields
         .iter()

@@ -14,6 +14,9 @@ use std::os::unix::fs::FileExt;
 /// the stack, so the hot path allocates nothing.
 const MAX_IOVECS: usize = 64;
 
+/// The most bytes between two requests read as one remote range (see `vm_readv`).
+const MERGE_GAP: usize = 1024;
+
 /// Why a read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -69,6 +72,10 @@ pub struct TargetMemory {
     channel: Channel,
     /// System calls made, for measurement.
     pub calls: u64,
+    /// Where the bytes between merged requests go.
+    gap_scratch: Box<[u8; MERGE_GAP]>,
+    /// Whether the last batch merged requests.
+    last_merged: bool,
 }
 
 impl TargetMemory {
@@ -79,6 +86,8 @@ impl TargetMemory {
             pid,
             channel: Channel::VmReadv,
             calls: 0,
+            gap_scratch: Box::new([0; MERGE_GAP]),
+            last_merged: false,
         };
         // Probe with a range that is always mapped: the vDSO or the stack of the target would
         // do, but any failure other than EFAULT tells us what we need to know.
@@ -105,6 +114,8 @@ impl TargetMemory {
             pid,
             channel: Channel::ProcMem(open_proc_mem(pid)?),
             calls: 0,
+            gap_scratch: Box::new([0; MERGE_GAP]),
+            last_merged: false,
         })
     }
 
@@ -144,36 +155,83 @@ impl TargetMemory {
         Ok(usize::from_le_bytes(bytes))
     }
 
+    /// Read `batch` in one `process_vm_readv`. Requests that follow the previous one in
+    /// memory within [`MERGE_GAP`] bytes share its remote range, the bytes between them going
+    /// to a scratch buffer: the kernel's cost is mostly per remote range (a VMA lookup and
+    /// page pinning each), so one range with a gap is cheaper than two. Order is kept: the
+    /// ranges are still read one after the other, as asked. If a merged read fails (a gap
+    /// that is not mapped), the batch is read again unmerged, which also names the range
+    /// that failed.
     fn vm_readv(&mut self, batch: &mut [ReadRequest]) -> Result<(), MemoryError> {
+        match self.vm_readv_merged(batch, true) {
+            Err(MemoryError::Unmapped(_)) if self.last_merged => self.vm_readv_merged(batch, false),
+            result => result,
+        }
+    }
+
+    fn vm_readv_merged(
+        &mut self,
+        batch: &mut [ReadRequest],
+        merge: bool,
+    ) -> Result<(), MemoryError> {
         debug_assert!(batch.len() <= MAX_IOVECS);
         let empty = libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         };
-        let mut local = [empty; MAX_IOVECS];
+        let mut local = [empty; 2 * MAX_IOVECS];
         let mut remote = [empty; MAX_IOVECS];
-        let count = batch.len().min(MAX_IOVECS);
-        for (i, r) in batch.iter_mut().take(count).enumerate() {
-            local[i] = libc::iovec {
+        let (mut locals, mut remotes) = (0, 0);
+        let mut range_end: Option<usize> = None;
+        let gap_buf = self.gap_scratch.as_mut_ptr();
+        for r in batch.iter_mut().take(MAX_IOVECS) {
+            let end = r.address.checked_add(r.buf.len());
+            let gap = match (range_end, end) {
+                (Some(previous_end), Some(_)) if merge && !r.buf.is_empty() => r
+                    .address
+                    .checked_sub(previous_end)
+                    .filter(|gap| *gap <= MERGE_GAP),
+                _ => None,
+            };
+            match gap {
+                Some(gap) => {
+                    if gap > 0 {
+                        local[locals] = libc::iovec {
+                            iov_base: gap_buf.cast(),
+                            iov_len: gap,
+                        };
+                        locals += 1;
+                    }
+                    remote[remotes - 1].iov_len += gap + r.buf.len();
+                }
+                None => {
+                    remote[remotes] = libc::iovec {
+                        iov_base: r.address as *mut libc::c_void,
+                        iov_len: r.buf.len(),
+                    };
+                    remotes += 1;
+                }
+            }
+            local[locals] = libc::iovec {
                 iov_base: r.buf.as_mut_ptr().cast(),
                 iov_len: r.buf.len(),
             };
-            remote[i] = libc::iovec {
-                iov_base: r.address as *mut libc::c_void,
-                iov_len: r.buf.len(),
-            };
+            locals += 1;
+            range_end = end;
         }
-        let wanted: usize = batch.iter().map(|r| r.buf.len()).sum();
+        self.last_merged = remotes < batch.len();
+        let wanted: usize = remote[..remotes].iter().map(|r| r.iov_len).sum();
         self.calls += 1;
         // SAFETY: every local iovec points into a live, exclusively borrowed buffer of the given
-        // length; the remote iovecs are only read by the kernel, in the other process.
+        // length, or into the gap scratch buffer (at most MERGE_GAP bytes, written only by the
+        // kernel); the remote iovecs are only read by the kernel, in the other process.
         let got = unsafe {
             libc::process_vm_readv(
                 self.pid,
                 local.as_ptr(),
-                count as libc::c_ulong,
+                locals as libc::c_ulong,
                 remote.as_ptr(),
-                count as libc::c_ulong,
+                remotes as libc::c_ulong,
                 0,
             )
         };
@@ -188,11 +246,11 @@ impl TargetMemory {
         if got as usize != wanted {
             // Transfers stop at the first range that fails: name it.
             let mut done = got as usize;
-            for r in batch.iter() {
-                if done < r.buf.len() {
-                    return Err(MemoryError::Unmapped(r.address + done));
+            for r in remote[..remotes].iter() {
+                if done < r.iov_len {
+                    return Err(MemoryError::Unmapped(r.iov_base as usize + done));
                 }
-                done -= r.buf.len();
+                done -= r.iov_len;
             }
             return Err(MemoryError::Unmapped(0));
         }
