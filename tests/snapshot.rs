@@ -201,8 +201,8 @@ fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
 fn attach_with_snapshot_adds_code_run_before_sampling() {
     let Some(python) = pythons_under_test()
         .into_iter()
-        .filter(|p| p.version >= (3, 12))
-        .last()
+        .rev()
+        .find(|p| p.version >= (3, 12))
     else {
         println!("SKIP: no Python 3.12+ found: attach --snapshot not tested");
         return;
