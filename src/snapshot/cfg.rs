@@ -22,6 +22,8 @@ use super::opcodes::flags::{BACKWARD, JUMP, MULTI_TARGET, NO_FALLTHROUGH};
 
 /// Entries read from one exception table at most.
 const MAX_EXCEPTION_ENTRIES: usize = 1 << 16;
+/// Code units the exception-table entries of one code object may cover in all.
+const MAX_HANDLER_UNITS: usize = 16 << 20;
 
 /// One exception-table entry, in bytes: instructions in `start..end` go to `target`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,10 +133,17 @@ impl Cfg {
                 }
             }
         }
+        // Real tables cover each code unit once at most; hostile ones could overlap without
+        // end, so the units visited are bounded.
+        let mut budget = MAX_HANDLER_UNITS;
         for entry in exceptions {
             let h = index_of(entry.target)?;
-            for (k, ins) in instrs.iter().enumerate() {
-                if entry.start <= ins.offset && ins.offset < entry.end {
+            let start = (entry.start / 2) as usize;
+            let end = ((entry.end / 2) as usize).min(code_units);
+            let units = end.saturating_sub(start);
+            budget = budget.checked_sub(units).ok_or(MalformedCode)?;
+            for unit in start..end {
+                if let Some(&k) = index_at.get(unit).filter(|&&k| k != usize::MAX) {
                     handler[k] = Some(h);
                 }
             }
