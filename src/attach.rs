@@ -91,14 +91,9 @@ pub fn attach_with(
     attach_inner(pid, blocking, choice, true)
 }
 
-/// Attach; with `auto`, fall back to py-spy's reader when ours cannot read the interpreter only
-/// if `fallback` (a starting interpreter is retried with ours first).
-fn attach_inner(
-    pid: i32,
-    blocking: bool,
-    choice: ReaderChoice,
-    fallback: bool,
-) -> Result<Attached, AttachError> {
+/// The checks made before reading a process, in the order a user wants them explained: it
+/// exists, it has not exited, it is no kernel thread, its maps can be read, it runs Python.
+pub fn check_target(pid: i32) -> Result<(), AttachError> {
     if pid <= 0 {
         return Err(AttachError::NoSuchProcess(pid));
     }
@@ -135,6 +130,18 @@ fn attach_inner(
             name: process::comm(pid),
         });
     }
+    Ok(())
+}
+
+/// Attach; with `auto`, fall back to py-spy's reader when ours cannot read the interpreter only
+/// if `fallback` (a starting interpreter is retried with ours first).
+fn attach_inner(
+    pid: i32,
+    blocking: bool,
+    choice: ReaderChoice,
+    fallback: bool,
+) -> Result<Attached, AttachError> {
+    check_target(pid)?;
     let (reader, python_version, reader_name) = open_reader(pid, blocking, choice, fallback)?;
     let info = TargetInfo {
         pid,

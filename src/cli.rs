@@ -8,6 +8,7 @@ use crate::model::CoverageResults;
 use crate::output::{self, cover, Format, RunInfo};
 use crate::sampler;
 use crate::session::{self, SessionOptions, SessionResult};
+use crate::snapshot;
 use crate::source::Sources;
 use crate::status::{StatusCounters, StatusReporter};
 use anyhow::Context;
@@ -104,6 +105,27 @@ pub enum Commands {
         #[command(flatten)]
         paths: PathMapArgs,
     },
+    /// Read once what a running Python 3.12+ has run since it started, from its adaptive
+    /// bytecode, without sampling: the lines and functions proven to have run (counts of 1),
+    /// in any format (docs/snapshot.md).
+    Snapshot {
+        /// The process to read.
+        #[arg(long, short = 'p', value_name = "PID", env = "TRACER_PID")]
+        pid: i32,
+        /// Where to write the results (a directory for --format cover). Default:
+        /// tracer-PID.pickle, tracer-PID.json or tracer-PID-cover in the current directory.
+        #[arg(long, short = 'o', value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Pickle)]
+        format: Format,
+        /// Report only the instructions whose own bytes prove they ran, without inference
+        /// (to measure the rule alone).
+        #[arg(long)]
+        evidence_only: bool,
+        #[command(flatten)]
+        filters: FilterArgs,
+    },
     /// Merge results files (trace pickles and tracer JSON, in any mix) as
     /// `CoverageResults.update` does, and write the sum in any format.
     Merge {
@@ -158,6 +180,10 @@ pub struct TargetArgs {
     /// With --name: wait up to SECS for a matching process to appear.
     #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_WAIT")]
     pub wait: Option<f64>,
+    /// When sampling ends, also add a snapshot of what the target has run since it started
+    /// (Python 3.12+, read from its adaptive bytecode; see `tracer snapshot`).
+    #[arg(long, env = "TRACER_SNAPSHOT")]
+    pub snapshot: bool,
 }
 
 impl TargetArgs {
@@ -408,6 +434,19 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             filters,
             path_map: paths.path_map,
         }),
+        Commands::Snapshot {
+            pid,
+            output,
+            format,
+            evidence_only,
+            filters,
+        } => snapshot_command(
+            pid,
+            output.as_ref(),
+            format,
+            snapshot::SnapshotOptions { evidence_only },
+            &filters,
+        ),
         Commands::Merge {
             inputs,
             output,
@@ -551,6 +590,10 @@ fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> 
         );
     }
     report_stop(&result);
+    let mut result = result;
+    if target.snapshot {
+        add_snapshot(&mut result, last_pid, &args.filters);
+    }
     // The target's root and rights as taken at attach time: it may be gone by now.
     let sources = if last_pid == pid {
         snapshots.sources.clone()
@@ -560,6 +603,93 @@ fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> 
     };
     let message = session::write_results(&result, args.format, &path, &sources)?;
     println!("{message}");
+    Ok(0)
+}
+
+/// `attach --snapshot`: add what the target has run since it started to the sampled results.
+/// A target gone or too old is a warning: the sampled results are still written.
+fn add_snapshot(result: &mut SessionResult, pid: i32, filters: &FilterArgs) {
+    let taken = snapshot::take(pid, snapshot::SnapshotOptions::default()).and_then(|taken| {
+        let info = &result.info;
+        let filter = filters.filter(&info.library_dirs, info.stdlib_dir.as_deref())?;
+        let mut results = taken.results;
+        if !filter.is_empty() {
+            results.retain_counts(|file| filter.ignores(file));
+        }
+        Ok(results)
+    });
+    match taken {
+        Ok(results) => {
+            eprintln!(
+                "tracer: snapshot of pid {pid} added: {} proven lines, {} functions",
+                results.counts.len(),
+                results.calledfuncs.len()
+            );
+            result.results.update(&results);
+        }
+        Err(e) => eprintln!("tracer: warning: no snapshot of pid {pid}: {e:#}"),
+    }
+}
+
+/// `tracer snapshot`: read once what `pid` has run and write it in `format`.
+fn snapshot_command(
+    pid: i32,
+    output: Option<&PathBuf>,
+    format: Format,
+    options: snapshot::SnapshotOptions,
+    filters: &FilterArgs,
+) -> anyhow::Result<i32> {
+    let path = session::output_path(output, format, pid);
+    session::check_output_writable(&path, format)?;
+    let taken = snapshot::take(pid, options)?;
+    let version = taken
+        .stats
+        .walk_version()
+        .unwrap_or(snapshot::FIRST_VERSION);
+    let library_dirs = crate::library_dirs::of_process(pid, version);
+    let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
+    let filter = filters.filter(&library_dirs, stdlib_dir.as_deref())?;
+    let mut results = taken.results;
+    if !filter.is_empty() {
+        results.retain_counts(|file| filter.ignores(file));
+    }
+    let info = RunInfo {
+        target: crate::attach::TargetInfo {
+            pid,
+            python_version: taken.stats.python_version.clone(),
+            executable: crate::process::executable(pid)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            command_line: crate::process::command_line(pid).unwrap_or_default(),
+            reader: "snapshot".to_owned(),
+        },
+        library_dirs,
+        stdlib_dir,
+        ..RunInfo::default()
+    };
+    let sources = Sources::of_process(pid, version);
+    if let Some(report) = output::write(&results, &info, format, &path, &sources)? {
+        for line in &report.skipped {
+            eprintln!("tracer: {line}");
+        }
+        print!("{}", report.summary_text());
+    }
+    let s = &taken.stats;
+    println!(
+        "tracer: wrote snapshot to {} ({} lines in {} files, {} functions; {} code objects \
+         read, {} analysed, {} skipped, {} unstable; {} lines from evidence alone, {} with \
+         inference)",
+        path.display(),
+        results.counts.len(),
+        results.files().len(),
+        results.calledfuncs.len(),
+        s.walk.code_objects,
+        s.analysed,
+        s.skipped,
+        s.walk.unstable_codes,
+        s.evidence_lines,
+        s.proven_lines
+    );
     Ok(0)
 }
 

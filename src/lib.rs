@@ -21,5 +21,6 @@ pub mod reader;
 pub mod sample;
 pub mod sampler;
 pub mod session;
+pub mod snapshot;
 pub mod source;
 pub mod status;

@@ -400,3 +400,53 @@ fn fuzz_numbits() {
         .unwrap();
     COUNT.report();
 }
+
+#[test]
+fn fuzz_snapshot_bytecode_and_exception_tables() {
+    use tracer::snapshot::cfg::{parse_exception_table, Cfg};
+    use tracer::snapshot::evidence::decode;
+    use tracer::snapshot::opcodes::{Opcodes, TABLES};
+    static COUNT: CaseCounter = CaseCounter::new("snapshot bytecode");
+    let tables: Vec<Opcodes> = TABLES.iter().map(|t| Opcodes::new(t)).collect();
+    // A code of RESUME, a conditional jump, a loop back, a return; one handler entry.
+    let seed = vec![
+        149,
+        0,
+        97,
+        2,
+        0x55,
+        0x55,
+        1,
+        0,
+        77,
+        3,
+        4,
+        1,
+        36,
+        0,
+        0x80 | 1,
+        3,
+        6,
+        1,
+    ];
+    runner()
+        .run(&inputs(vec![seed], 256), |bytes| {
+            COUNT.case();
+            let split = (bytes.len() / 2) & !1;
+            let (code, table) = bytes.split_at(split);
+            let exceptions = parse_exception_table(table).unwrap_or_default();
+            for ops in &tables {
+                if let Ok(instrs) = decode(code, ops) {
+                    if let Ok(graph) = Cfg::build(&instrs, &exceptions) {
+                        let mut ran = vec![true; instrs.len()];
+                        graph.infer(&mut ran);
+                        let mut ran: Vec<bool> = instrs.iter().map(|i| i.evidence).collect();
+                        graph.infer(&mut ran);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    COUNT.report();
+}

@@ -167,6 +167,35 @@ FIELDS = [
     ("unicode_compact", "bits", all_versions("compact")),
     ("unicode_ascii", "bits", all_versions("ascii")),
     ("unicode_ready", "bits?", [(8, 11, "ready")]),
+    # ---- snapshot (src/snapshot/): walking sys.modules to every live code object, 3.12+ ----
+    # Kept together at the end so that merging with branches adding other fields stays easy.
+    ("interp_imports_modules", "option",
+     [(12, 13, "offsetof(PyInterpreterState, imports.modules)")]),
+    ("object_refcnt", "offset", all_versions("offsetof(PyObject, ob_refcnt)")),
+    ("object_head_size", "offset", all_versions("sizeof(PyObject)")),
+    ("type_flags", "offset", all_versions("offsetof(PyTypeObject, tp_flags)")),
+    ("type_dict", "offset", all_versions("offsetof(PyTypeObject, tp_dict)")),
+    ("tpflags_type_subclass", "option", [(12, 13, "Py_TPFLAGS_TYPE_SUBCLASS")]),
+    ("tpflags_dict_subclass", "option", [(12, 13, "Py_TPFLAGS_DICT_SUBCLASS")]),
+    ("module_dict", "option", [(12, 13, "offsetof(PyModuleObject, md_dict)")]),
+    ("function_code", "option", [(12, 13, "offsetof(PyFunctionObject, func_code)")]),
+    ("dict_keys", "option", [(12, 13, "offsetof(PyDictObject, ma_keys)")]),
+    ("dict_values", "option", [(12, 13, "offsetof(PyDictObject, ma_values)")]),
+    ("dict_keys_log2_size", "option", [(12, 13, "offsetof(PyDictKeysObject, dk_log2_size)")]),
+    ("dict_keys_log2_index_bytes", "option",
+     [(12, 13, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
+    ("dict_keys_kind", "option", [(12, 13, "offsetof(PyDictKeysObject, dk_kind)")]),
+    ("dict_keys_nentries", "option", [(12, 13, "offsetof(PyDictKeysObject, dk_nentries)")]),
+    ("dict_keys_indices", "option", [(12, 13, "offsetof(PyDictKeysObject, dk_indices)")]),
+    ("dict_keys_general", "enum", [(12, 13, "DICT_KEYS_GENERAL")]),
+    ("dict_entry_size", "option", [(12, 13, "sizeof(PyDictKeyEntry)")]),
+    ("dict_entry_value", "option", [(12, 13, "offsetof(PyDictKeyEntry, me_value)")]),
+    ("dict_unicode_entry_size", "option", [(12, 13, "sizeof(PyDictUnicodeEntry)")]),
+    ("dict_unicode_entry_value", "option",
+     [(12, 13, "offsetof(PyDictUnicodeEntry, me_value)")]),
+    ("code_consts", "option", [(12, 13, "offsetof(PyCodeObject, co_consts)")]),
+    ("code_exceptiontable", "option", [(12, 13, "offsetof(PyCodeObject, co_exceptiontable)")]),
+    # ---- end of snapshot fields ----
 ]
 
 # _Py_DebugOffsets members read by debug_offsets.rs, 3.13+: (DebugField variant, member path).
@@ -218,9 +247,14 @@ def includes(minor):
         internal = ["internal/pycore_pystate.h"]
     elif minor <= 10:
         internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h"]
-    else:
+    elif minor == 11:
         internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h",
                     "internal/pycore_frame.h"]
+    else:
+        # pycore_dict.h and pycore_moduleobject.h: the snapshot's dict and module fields.
+        internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h",
+                    "internal/pycore_frame.h", "internal/pycore_dict.h",
+                    "internal/pycore_moduleobject.h"]
     # code.h is public up to 3.10; from 3.11 Python.h includes cpython/code.h itself.
     public = ["frameobject.h", "code.h"] if minor <= 10 else ["frameobject.h"]
     return ["Python.h"] + internal + public

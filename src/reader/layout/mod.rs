@@ -219,6 +219,57 @@ pub struct Layout {
     pub unicode_ascii: Bitfield,
     /// `state.ready` (3.8–3.11): the canonical representation exists.
     pub unicode_ready: Option<Bitfield>,
+
+    // ---- snapshot (src/snapshot/): from sys.modules to every live code object, 3.12+ ----
+    /// `PyInterpreterState.imports.modules` (3.12+): the `sys.modules` dict.
+    pub interp_imports_modules: Option<usize>,
+    /// `PyObject.ob_refcnt`.
+    pub object_refcnt: usize,
+    /// `sizeof(PyObject)`: where the first member of a fixed object follows its header
+    /// (`staticmethod`/`classmethod`'s callable, `property`'s getter).
+    pub object_head_size: usize,
+    /// `PyTypeObject.tp_flags` (`unsigned long`).
+    pub type_flags: usize,
+    /// `PyTypeObject.tp_dict`: a class's namespace (NULL for static builtin types on 3.12+).
+    pub type_dict: usize,
+    /// `Py_TPFLAGS_TYPE_SUBCLASS` (3.12+): set on `type` and every metaclass.
+    pub tpflags_type_subclass: Option<usize>,
+    /// `Py_TPFLAGS_DICT_SUBCLASS` (3.12+): set on `dict` and its subclasses.
+    pub tpflags_dict_subclass: Option<usize>,
+    /// `PyModuleObject.md_dict` (3.12+).
+    pub module_dict: Option<usize>,
+    /// `PyFunctionObject.func_code` (3.12+).
+    pub function_code: Option<usize>,
+    /// `PyDictObject.ma_keys` (3.12+).
+    pub dict_keys: Option<usize>,
+    /// `PyDictObject.ma_values` (3.12+): non-NULL for a split (instance) dict.
+    pub dict_values: Option<usize>,
+    /// `PyDictKeysObject.dk_log2_size` (`uint8_t`, 3.12+).
+    pub dict_keys_log2_size: Option<usize>,
+    /// `PyDictKeysObject.dk_log2_index_bytes` (`uint8_t`, 3.12+): the entries follow
+    /// `dk_indices` after `1 << dk_log2_index_bytes` bytes.
+    pub dict_keys_log2_index_bytes: Option<usize>,
+    /// `PyDictKeysObject.dk_kind` (`uint8_t`, 3.12+).
+    pub dict_keys_kind: Option<usize>,
+    /// `PyDictKeysObject.dk_nentries` (`Py_ssize_t`, 3.12+): entries used, deleted ones included.
+    pub dict_keys_nentries: Option<usize>,
+    /// `PyDictKeysObject.dk_indices` (3.12+): the hash index, then the entries.
+    pub dict_keys_indices: Option<usize>,
+    /// `DICT_KEYS_GENERAL` (3.12+): entries are `PyDictKeyEntry`, else `PyDictUnicodeEntry`.
+    pub dict_keys_general: Option<u8>,
+    /// `sizeof(PyDictKeyEntry)` (3.12+).
+    pub dict_entry_size: Option<usize>,
+    /// `PyDictKeyEntry.me_value` (3.12+).
+    pub dict_entry_value: Option<usize>,
+    /// `sizeof(PyDictUnicodeEntry)` (3.12+).
+    pub dict_unicode_entry_size: Option<usize>,
+    /// `PyDictUnicodeEntry.me_value` (3.12+).
+    pub dict_unicode_entry_value: Option<usize>,
+    /// `PyCodeObject.co_consts` (tuple, 3.12+): nested code objects live here.
+    pub code_consts: Option<usize>,
+    /// `PyCodeObject.co_exceptiontable` (bytes, 3.12+).
+    pub code_exceptiontable: Option<usize>,
+    // ---- end of snapshot fields ----
 }
 
 /// The generated layout of CPython `version` (major, minor), if there is one.
@@ -575,6 +626,12 @@ mod tests {
             assert_eq!(layout.frame_owned_by_interpreter, None);
             assert_eq!(layout.interp_code_object_generation, None);
             assert_eq!(layout.iframe_code_tag_mask, 0);
+            let snapshot = minor >= 12;
+            assert_eq!(layout.interp_imports_modules.is_some(), snapshot);
+            assert_eq!(layout.dict_keys_indices.is_some(), snapshot);
+            assert_eq!(layout.function_code.is_some(), snapshot);
+            assert_eq!(layout.code_consts.is_some(), snapshot);
+            assert_eq!(layout.code_exceptiontable.is_some(), snapshot);
         }
     }
 

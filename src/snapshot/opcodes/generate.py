@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Generate src/snapshot/opcodes/generated.rs: each CPython 3.12+'s opcodes, from its own metadata.
+
+For every installed CPython 3.12 or later, this runs a probe *under that interpreter* which reads
+its own opcode metadata and prints it as JSON:
+  - names and numbers of every opcode, specialized forms included (`dis._all_opname`);
+  - the base of each specialized form (`dis._specializations`), its inline-cache size
+    (`opcode._inline_cache_entries`), and the jumps (`dis.hasjrel`/`hasjabs`/`hasjump`);
+  - what quickening leaves in fresh code: every code object of a corpus (the interpreter's own
+    top-level standard library modules, compiled, never run) is read back through
+    `_co_code_adaptive`, recording per base opcode the first inline-cache word it starts with
+    (the adaptive counter, or the POP_JUMP_IF_* branch history) and every opcode present.
+The probe fails if a base opcode starts with two different first cache words.
+
+From that, per opcode: its base, cache units, the initial first cache word of its base (None if
+the corpus never showed it), and flags:
+  EVIDENCE        a specialized form that fresh code never holds and that only execution makes
+                  (its base has an inline cache, whose counter triggers it, or it is RESUME's:
+                  3.13's RESUME_CHECK). 3.12's quickening-time superinstructions
+                  (LOAD_FAST__LOAD_FAST...) are seen in fresh code and so are not evidence.
+  JUMP, BACKWARD  a relative jump (backward when "JUMP_BACKWARD" is in its name, as dis decides).
+  NO_FALLTHROUGH  never continues with the next instruction (returns, raises, unconditional jumps).
+  MULTI_TARGET    FOR_ITER/SEND: an exhausted iterator or a finished sub-generator also lands one
+                  or two instructions past the target (END_FOR/POP_TOP skipped).
+  UNREADABLE      instrumented forms and ENTER_EXECUTOR: the original opcode is elsewhere, so a
+                  code object holding one is left out of the snapshot.
+  EXTENDED_ARG, RESUME, LOAD_CONST: the opcodes the analysis needs to recognise by name.
+The name lists below are the only per-name knowledge; numbers, sizes and forms come from the
+version itself, so a new version is covered by running this again with it installed.
+
+Which interpreters: TRACER_TEST_PYTHONS if set (':' or space separated), else
+$PYENV_ROOT/versions/3.*/bin/python (PYENV_ROOT defaults to /root/.pyenv); one per minor >= 12.
+
+Usage:
+  python3 src/snapshot/opcodes/generate.py              # rewrite generated.rs in place
+  python3 src/snapshot/opcodes/generate.py -o OUT.rs    # elsewhere (tests/snapshot.rs does)
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUTPUT = os.path.join(HERE, "generated.rs")
+FIRST_MINOR = 12
+
+NO_FALLTHROUGH = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE", "JUMP_FORWARD",
+                  "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP_BACKWARD_NO_JIT",
+                  "JUMP_BACKWARD_JIT"}
+MULTI_TARGET = {"FOR_ITER", "SEND"}
+
+PROBE = r'''
+import dis, json, opcode, os, sys, sysconfig, types, warnings
+warnings.simplefilter("ignore")
+names = {}
+for code, name in enumerate(dis._all_opname):
+    if not name.startswith("<"):
+        names[code] = name
+opmap = {name: code for code, name in names.items()}
+caches = opcode._inline_cache_entries
+if isinstance(caches, dict):
+    cache_of = lambda name: caches.get(name, 0)
+else:
+    cache_of = lambda name: caches[opmap[name]] if opmap[name] < len(caches) else 0
+base = {}
+for b, forms in dis._specializations.items():
+    for form in forms:
+        base[form] = b
+jumps = set(getattr(dis, "hasjrel", [])) | set(getattr(dis, "hasjump", []))
+absolute = [names[c] for c in getattr(dis, "hasjabs", []) if c in names and c < 256]
+
+def walk(co, out):
+    out.append(co)
+    for c in co.co_consts:
+        if isinstance(c, types.CodeType):
+            walk(c, out)
+
+codes = []
+lib = sysconfig.get_paths()["stdlib"]
+for name in sorted(os.listdir(lib)):
+    if name.endswith(".py"):
+        try:
+            with open(os.path.join(lib, name), "rb") as f:
+                walk(compile(f.read(), name, "exec"), codes)
+        except (SyntaxError, ValueError, OSError):
+            pass
+initial, present = {}, set()
+for co in codes:
+    raw = co._co_code_adaptive
+    i = 0
+    while i < len(raw):
+        op = raw[i]
+        present.add(op)
+        name = names[op]
+        b = base.get(name, name)
+        n = cache_of(b)
+        if n:
+            word = int.from_bytes(raw[i + 2:i + 4], sys.byteorder)
+            initial.setdefault(b, set()).add(word)
+        i += 2 + 2 * n
+bad = {b: sorted(v) for b, v in initial.items() if len(v) != 1}
+if bad:
+    sys.exit("several initial cache words: %r" % bad)
+print(json.dumps(dict(
+    version=sys.version.split()[0], minor=sys.version_info[1],
+    names={str(c): n for c, n in names.items()},
+    base=base, caches={n: cache_of(base.get(n, n)) for n in names.values()},
+    jumps=[names[c] for c in jumps if c in names and c < 256], absolute=absolute,
+    initial={b: v.pop() for b, v in initial.items()},
+    present=sorted(names[c] for c in present), codes=len(codes))))
+'''
+
+
+def find_pythons():
+    listed = os.environ.get("TRACER_TEST_PYTHONS", "").strip()
+    if listed:
+        candidates = [p for p in re.split(r"[: \n]", listed) if p]
+    else:
+        root = os.environ.get("PYENV_ROOT", "/root/.pyenv")
+        candidates = sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python")))
+    found = {}
+    for python in candidates:
+        try:
+            out = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30, check=True)
+        except (OSError, subprocess.SubprocessError) as error:
+            print(f"generate.py: skipping {python}: {error}", file=sys.stderr)
+            continue
+        major, minor = map(int, out.stdout.split())
+        if major == 3 and minor >= FIRST_MINOR and minor not in found:
+            found[minor] = python
+    return found
+
+
+def probe(python):
+    out = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        sys.exit(f"generate.py: probing {python} failed:\n{out.stderr}")
+    return json.loads(out.stdout)
+
+
+def table(data):
+    minor = data["minor"]
+    if data["absolute"]:
+        sys.exit(f"generate.py: 3.{minor} has absolute jumps {data['absolute']}: not handled")
+    names = {int(c): n for c, n in data["names"].items()}
+    opmap = {n: c for c, n in names.items()}
+    present = set(data["present"])
+    jumps = set(data["jumps"])
+    rows = []
+    for code in sorted(names):
+        if code > 255:
+            continue
+        name = names[code]
+        base = data["base"].get(name, name)
+        caches = data["caches"][name]
+        flags = []
+        if name in data["base"]:
+            runtime_only = caches > 0 or base == "RESUME"
+            if runtime_only and name not in present:
+                flags.append("EVIDENCE")
+            elif not runtime_only and name not in present:
+                print(f"generate.py: 3.{minor}: {name} is neither seen in fresh code nor made "
+                      "by execution; left without evidence", file=sys.stderr)
+        if base in jumps:
+            flags.append("JUMP")
+            if "JUMP_BACKWARD" in base:
+                flags.append("BACKWARD")
+        if base in NO_FALLTHROUGH:
+            flags.append("NO_FALLTHROUGH")
+        if base in MULTI_TARGET:
+            flags.append("MULTI_TARGET")
+        if name.startswith("INSTRUMENTED_") or name == "ENTER_EXECUTOR":
+            flags.append("UNREADABLE")
+        for special in ("EXTENDED_ARG", "RESUME", "LOAD_CONST"):
+            if base == special:
+                flags.append(special)
+        initial = data["initial"].get(base)
+        rows.append(
+            f"        Op {{ code: {code}, name: \"{name}\", base: {opmap[base]}, "
+            f"caches: {caches}, initial_cache: "
+            f"{'None' if initial is None or caches == 0 else f'Some({initial:#06x})'}, "
+            f"flags: {' | '.join(flags) if flags else '0'} }},")
+    lines = [f"/// CPython 3.{minor}, from the {data['version']} interpreter's own metadata "
+             f"({data['codes']} fresh code objects measured).",
+             f"pub static PY3_{minor}: OpcodeTable = OpcodeTable {{",
+             f"    version: (3, {minor}),",
+             "    ops: &["] + rows + ["    ],", "};"]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-o", "--output", default=DEFAULT_OUTPUT)
+    args = parser.parse_args()
+    found = find_pythons()
+    if not found:
+        sys.exit("generate.py: no CPython 3.12+ found")
+    probed = {minor: probe(python) for minor, python in sorted(found.items())}
+    versions = ", ".join(d["version"] for d in probed.values())
+    out = ["// @generated by src/snapshot/opcodes/generate.py from each CPython's own opcode "
+           "metadata.",
+           "// Do not edit: regenerate with",
+           "//     python3 src/snapshot/opcodes/generate.py",
+           f"// Measured from: {versions}.",
+           "",
+           "use super::flags::*;",
+           "use super::{Op, OpcodeTable};",
+           ""]
+    for minor in sorted(probed):
+        out.append(table(probed[minor]))
+        out.append("")
+    out.append("/// Every generated table, oldest version first.")
+    out.append("pub static TABLES: &[&OpcodeTable] = &[" +
+               ", ".join(f"&PY3_{m}" for m in sorted(probed)) + "];")
+    text = "\n".join(out) + "\n"
+    rustfmt = shutil.which("rustfmt")
+    if rustfmt is None:
+        sys.exit("generate.py: rustfmt not found (the committed file is rustfmt-formatted)")
+    formatted = subprocess.run([rustfmt, "--edition", "2021", "--emit", "stdout", "--quiet"],
+                               input=text, capture_output=True, text=True)
+    if formatted.returncode != 0:
+        sys.exit(f"generate.py: rustfmt failed:\n{formatted.stderr}")
+    with open(args.output, "w") as f:
+        f.write(formatted.stdout)
+    print(f"generate.py: wrote {args.output} ({versions})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

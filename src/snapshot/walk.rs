@@ -1,0 +1,546 @@
+//! From the interpreter to every live code object, read-only and bounded.
+//!
+//! Roots: `sys.modules` (`interp->imports.modules`) → each module's dict → functions, classes
+//! (their `tp_dict`, nested classes), `staticmethod`/`classmethod`/`property`/bound methods →
+//! the functions' code objects → code objects nested in `co_consts`; and the code of every
+//! frame on every thread's stack (the running `__main__` module, functions in flight).
+//!
+//! Target memory is hostile data: every dict, tuple, string and table length is bounded, every
+//! object is visited once, nesting depth is bounded, and a code object is only taken if its
+//! `ob_type` is `PyCode_Type`, its reference count is plausible, and two reads of the whole
+//! object (header and adaptive bytecode) agree (see `read_code`).
+
+use crate::reader::direct::{read_bytes, read_unicode, Target};
+use crate::reader::layout::Layout;
+use crate::reader::memory::{MemoryError, MemoryReader, ReadRequest};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
+/// Objects visited at most (modules, dicts' values, classes, functions, code objects).
+const MAX_OBJECTS: usize = 4 << 20;
+/// Entries read from one dict at most.
+const MAX_DICT_ENTRIES: usize = 1 << 20;
+/// Items read from one `co_consts` tuple at most.
+const MAX_CONSTS: usize = 1 << 16;
+/// Classes nested in classes, and code objects nested in `co_consts`, followed this deep.
+const MAX_DEPTH: usize = 64;
+/// Largest bytecode read (bytes), line table and exception table.
+const MAX_CODE_BYTES: usize = 4 << 20;
+const MAX_TABLE_BYTES: usize = 4 << 20;
+/// Threads and frames per thread followed at most.
+const MAX_THREADS: usize = 8192;
+const MAX_FRAMES: usize = 16384;
+/// Reads of a code object tried before giving up on getting two equal copies.
+const CODE_READ_ATTEMPTS: usize = 3;
+/// A live object's reference count is at least 1 and, even immortal (3.12+: 2^32 - 1 plus
+/// increments), far below a pointer: a freed block's first word usually holds one.
+const MAX_PLAUSIBLE_REFCNT: usize = 1 << 40;
+
+/// One code object as read from the target.
+#[derive(Debug, Clone)]
+pub struct CodeObject {
+    pub address: usize,
+    pub filename: String,
+    /// `co_qualname`.
+    pub qualname: String,
+    pub first_line: u32,
+    /// `co_code_adaptive`, as two reads agreed on it.
+    pub code: Vec<u8>,
+    pub line_table: Vec<u8>,
+    pub exception_table: Vec<u8>,
+    /// `_co_firsttraceable`: index (code units) of the first RESUME.
+    pub first_traceable: u32,
+    /// `co_consts`: the address of each item that is a code object, else 0.
+    pub const_codes: Vec<usize>,
+}
+
+/// What the walk saw, for the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WalkStats {
+    pub modules: usize,
+    pub classes: usize,
+    pub functions: usize,
+    pub code_objects: usize,
+    /// Code objects whose two reads never agreed (being changed while read): left out.
+    pub unstable_codes: usize,
+    /// Objects that could not be read (freed meanwhile, or not what their type said).
+    pub unreadable: usize,
+    /// Dicts left out: split (instance) dicts, or over the bound.
+    pub skipped_dicts: usize,
+    /// True if a bound on objects was reached and the walk stopped early.
+    pub truncated: bool,
+}
+
+/// What a type's name and flags say its instances are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Code,
+    Module,
+    Class,
+    Function,
+    /// `staticmethod`, `classmethod`, bound `method`: one callable right after the header.
+    Wraps1,
+    /// `property`: getter, setter, deleter right after the header.
+    Wraps3,
+    Other,
+}
+
+/// The walk over one target.
+pub struct Walker<'a> {
+    memory: &'a mut dyn MemoryReader,
+    layout: Layout,
+    code_type: usize,
+    interpreter: usize,
+    kinds: HashMap<usize, Kind>,
+    visited: HashSet<usize>,
+    codes: Vec<CodeObject>,
+    /// Code addresses already read (or refused).
+    code_seen: HashSet<usize>,
+    pub stats: WalkStats,
+}
+
+impl<'a> Walker<'a> {
+    /// A walker over `target`'s memory. Needs a 3.12+ layout (the snapshot fields).
+    pub fn new(target: &'a mut Target) -> Walker<'a> {
+        Walker {
+            layout: target.layout,
+            code_type: target.code_type,
+            interpreter: target.interpreter,
+            memory: &mut *target.memory,
+            kinds: HashMap::default(),
+            visited: HashSet::default(),
+            codes: Vec::new(),
+            code_seen: HashSet::default(),
+            stats: WalkStats::default(),
+        }
+    }
+
+    /// Walk every root; the code objects found, parents before the children in their
+    /// `co_consts`.
+    pub fn walk(mut self) -> Result<(Vec<CodeObject>, WalkStats), MemoryError> {
+        let modules_slot = self
+            .layout
+            .interp_imports_modules
+            .ok_or(MemoryError::Unmapped(self.interpreter))?;
+        let modules = self
+            .memory
+            .read_usize(self.interpreter.wrapping_add(modules_slot))?;
+        for module in self.dict_values(modules)? {
+            if self.kind_of(module) == Kind::Module && self.visit(module) {
+                self.stats.modules += 1;
+                let Some(dict_offset) = self.layout.module_dict else {
+                    break;
+                };
+                match self.memory.read_usize(module.wrapping_add(dict_offset)) {
+                    Ok(dict) => self.namespace(dict, 0),
+                    Err(_) => self.stats.unreadable += 1,
+                }
+            }
+        }
+        for code in self.stack_codes() {
+            self.code(code, 0);
+        }
+        Ok((self.codes, self.stats))
+    }
+
+    /// Mark `object` visited; false if it was already, or the walk is over its bound.
+    fn visit(&mut self, object: usize) -> bool {
+        if self.visited.len() >= MAX_OBJECTS {
+            self.stats.truncated = true;
+            return false;
+        }
+        object != 0 && self.visited.insert(object)
+    }
+
+    /// Follow what a module's or class's namespace holds.
+    fn namespace(&mut self, dict: usize, depth: usize) {
+        let values = match self.dict_values(dict) {
+            Ok(values) => values,
+            Err(_) => {
+                self.stats.unreadable += 1;
+                return;
+            }
+        };
+        for value in values {
+            self.object(value, depth);
+        }
+    }
+
+    /// Follow one object found in a namespace.
+    fn object(&mut self, object: usize, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        match self.kind_of(object) {
+            Kind::Function => {
+                if self.visit(object) {
+                    self.stats.functions += 1;
+                    self.pointer_field(object, self.layout.function_code, depth, true);
+                }
+            }
+            Kind::Class => {
+                if self.visit(object) {
+                    self.stats.classes += 1;
+                    match self
+                        .memory
+                        .read_usize(object.wrapping_add(self.layout.type_dict))
+                    {
+                        Ok(0) => {}
+                        Ok(dict) => self.namespace(dict, depth + 1),
+                        Err(_) => self.stats.unreadable += 1,
+                    }
+                }
+            }
+            Kind::Wraps1 | Kind::Wraps3 => {
+                let fields = if self.kind_of(object) == Kind::Wraps3 {
+                    3
+                } else {
+                    1
+                };
+                if self.visit(object) {
+                    for i in 0..fields {
+                        let at = Some(self.layout.object_head_size + 8 * i);
+                        self.pointer_field(object, at, depth + 1, false);
+                    }
+                }
+            }
+            Kind::Code => self.code(object, depth),
+            Kind::Module | Kind::Other => {}
+        }
+    }
+
+    /// Follow the pointer at `object + offset`: to a code object if `code`, else any object.
+    fn pointer_field(&mut self, object: usize, offset: Option<usize>, depth: usize, code: bool) {
+        let Some(offset) = offset else { return };
+        match self.memory.read_usize(object.wrapping_add(offset)) {
+            Ok(0) => {}
+            Ok(target) if code => self.code(target, depth),
+            Ok(target) => self.object(target, depth),
+            Err(_) => self.stats.unreadable += 1,
+        }
+    }
+
+    /// Read a code object and the code objects nested in its constants.
+    fn code(&mut self, address: usize, depth: usize) {
+        if depth > MAX_DEPTH || address == 0 || !self.code_seen.insert(address) {
+            return;
+        }
+        if self.code_seen.len() > MAX_OBJECTS {
+            self.stats.truncated = true;
+            return;
+        }
+        match self.read_code(address) {
+            Ok(Some(code)) => {
+                let children: Vec<usize> = code
+                    .const_codes
+                    .iter()
+                    .copied()
+                    .filter(|&c| c != 0)
+                    .collect();
+                self.stats.code_objects += 1;
+                self.codes.push(code);
+                for child in children {
+                    self.code(child, depth + 1);
+                }
+            }
+            Ok(None) => self.stats.unstable_codes += 1,
+            Err(_) => self.stats.unreadable += 1,
+        }
+    }
+
+    /// Read the code object at `address`: `Ok(None)` if no two reads agreed.
+    ///
+    /// The header and the adaptive bytecode are copied twice in one `process_vm_readv` call
+    /// and kept only if both copies are equal: an instruction being specialized while it is
+    /// copied (opcode and cache words are written one after the other) cannot leave a state
+    /// that both copies show unless it stood still between them. Every change the
+    /// interpreter makes to these bytes is made by executing them, so an agreeing copy holds
+    /// only real evidence; the double read keeps the copy consistent with its own header.
+    fn read_code(&mut self, address: usize) -> Result<Option<CodeObject>, MemoryError> {
+        let layout = self.layout;
+        let adaptive = layout
+            .code_code_adaptive
+            .ok_or(MemoryError::Unmapped(address))?;
+        let mut header = vec![0u8; layout.code_size];
+        self.memory.read(address, &mut header)?;
+        let word = |bytes: &[u8], offset: usize| read_usize_at(bytes, offset).unwrap_or(0);
+        if word(&header, layout.object_type) != self.code_type {
+            return Err(MemoryError::Unmapped(address));
+        }
+        let units = word(&header, layout.var_object_size);
+        let code_bytes = units.saturating_mul(2);
+        if code_bytes == 0 || code_bytes > MAX_CODE_BYTES {
+            return Err(MemoryError::Unmapped(address));
+        }
+        let span = adaptive + code_bytes;
+        let mut copies = [vec![0u8; span], vec![0u8; span]];
+        let mut agreed = false;
+        for _ in 0..CODE_READ_ATTEMPTS {
+            let [first, second] = &mut copies;
+            let mut requests = [
+                ReadRequest {
+                    address,
+                    buf: first.as_mut_slice(),
+                },
+                ReadRequest {
+                    address,
+                    buf: second.as_mut_slice(),
+                },
+            ];
+            self.memory.read_many(&mut requests)?;
+            if copies[0] == copies[1] {
+                agreed = true;
+                break;
+            }
+        }
+        if !agreed {
+            return Ok(None);
+        }
+        let bytes = &copies[0];
+        let refcnt = word(bytes, layout.object_refcnt);
+        if word(bytes, layout.object_type) != self.code_type
+            || word(bytes, layout.var_object_size) != units
+            || refcnt == 0
+            || refcnt > MAX_PLAUSIBLE_REFCNT
+        {
+            return Err(MemoryError::Unmapped(address));
+        }
+        let field = |offset: Option<usize>| offset.map(|o| word(bytes, o)).unwrap_or(0);
+        let filename = read_unicode(self.memory, &layout, word(bytes, layout.code_filename))?;
+        let qualname = read_unicode(
+            self.memory,
+            &layout,
+            field(layout.code_qualname.or(Some(layout.code_name))),
+        )?;
+        let line_table = read_bytes(
+            self.memory,
+            &layout,
+            field(layout.code_linetable),
+            MAX_TABLE_BYTES,
+        )?;
+        let exception_table = read_bytes(
+            self.memory,
+            &layout,
+            field(layout.code_exceptiontable),
+            MAX_TABLE_BYTES,
+        )?;
+        let first_line = read_i32_at(bytes, layout.code_firstlineno)
+            .unwrap_or(0)
+            .max(0) as u32;
+        let first_traceable = layout
+            .code_firsttraceable
+            .and_then(|o| read_i32_at(bytes, o))
+            .unwrap_or(0)
+            .max(0) as u32;
+        let const_codes = self.const_codes(field(layout.code_consts))?;
+        Ok(Some(CodeObject {
+            address,
+            filename,
+            qualname,
+            first_line,
+            code: bytes[adaptive..].to_vec(),
+            line_table,
+            exception_table,
+            first_traceable,
+            const_codes,
+        }))
+    }
+
+    /// The items of a `co_consts` tuple that are code objects (0 for the others).
+    fn const_codes(&mut self, tuple: usize) -> Result<Vec<usize>, MemoryError> {
+        let layout = self.layout;
+        let len = self
+            .memory
+            .read_usize(tuple.wrapping_add(layout.var_object_size))?;
+        if len > MAX_CONSTS {
+            return Err(MemoryError::Unmapped(tuple));
+        }
+        let mut items = vec![0u8; len * 8];
+        self.memory
+            .read(tuple.wrapping_add(layout.tuple_items), &mut items)?;
+        let mut out = Vec::with_capacity(len);
+        for chunk in items.chunks_exact(8) {
+            let item = usize::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+            let is_code = item != 0
+                && self
+                    .memory
+                    .read_usize(item.wrapping_add(layout.object_type))
+                    .is_ok_and(|t| t == self.code_type);
+            out.push(if is_code { item } else { 0 });
+        }
+        Ok(out)
+    }
+
+    /// The values of a (combined-table) dict; split dicts are left out.
+    fn dict_values(&mut self, dict: usize) -> Result<Vec<usize>, MemoryError> {
+        let l = self.layout;
+        let (
+            Some(keys_at),
+            Some(values_at),
+            Some(log2_size_at),
+            Some(log2_index_at),
+            Some(kind_at),
+            Some(nentries_at),
+            Some(indices_at),
+            Some(general),
+        ) = (
+            l.dict_keys,
+            l.dict_values,
+            l.dict_keys_log2_size,
+            l.dict_keys_log2_index_bytes,
+            l.dict_keys_kind,
+            l.dict_keys_nentries,
+            l.dict_keys_indices,
+            l.dict_keys_general,
+        )
+        else {
+            return Err(MemoryError::Unmapped(dict));
+        };
+        let type_ptr = self.memory.read_usize(dict.wrapping_add(l.object_type))?;
+        let flags = self.type_flags(type_ptr)?;
+        if flags & l.tpflags_dict_subclass.unwrap_or(0) == 0 {
+            return Err(MemoryError::Unmapped(dict));
+        }
+        if self.memory.read_usize(dict.wrapping_add(values_at))? != 0 {
+            self.stats.skipped_dicts += 1;
+            return Ok(Vec::new());
+        }
+        let keys = self.memory.read_usize(dict.wrapping_add(keys_at))?;
+        let mut head = vec![0u8; indices_at];
+        self.memory.read(keys, &mut head)?;
+        let log2_size = *head.get(log2_size_at).unwrap_or(&64);
+        let log2_index_bytes = *head.get(log2_index_at).unwrap_or(&64);
+        let kind = *head.get(kind_at).unwrap_or(&255);
+        let nentries = read_usize_at(&head, nentries_at).unwrap_or(usize::MAX);
+        if log2_size > 30 || log2_index_bytes > 33 || nentries > (1usize << log2_size) {
+            return Err(MemoryError::Unmapped(keys));
+        }
+        if nentries > MAX_DICT_ENTRIES {
+            self.stats.skipped_dicts += 1;
+            return Ok(Vec::new());
+        }
+        let (entry_size, value_at) = if kind == general {
+            (l.dict_entry_size, l.dict_entry_value)
+        } else {
+            (l.dict_unicode_entry_size, l.dict_unicode_entry_value)
+        };
+        let (Some(entry_size), Some(value_at)) = (entry_size, value_at) else {
+            return Err(MemoryError::Unmapped(keys));
+        };
+        let entries = keys
+            .wrapping_add(indices_at)
+            .wrapping_add(1usize << log2_index_bytes);
+        let mut table = vec![0u8; nentries * entry_size];
+        self.memory.read(entries, &mut table)?;
+        Ok(table
+            .chunks_exact(entry_size)
+            .filter_map(|entry| read_usize_at(entry, value_at))
+            .filter(|&value| value != 0)
+            .collect())
+    }
+
+    /// The code object of every frame on every thread's stack.
+    fn stack_codes(&mut self) -> Vec<usize> {
+        let l = self.layout;
+        let mut codes = Vec::new();
+        let Ok(mut tstate) = self
+            .memory
+            .read_usize(self.interpreter.wrapping_add(l.interp_threads_head))
+        else {
+            return codes;
+        };
+        let mut threads = 0;
+        while tstate != 0 && threads < MAX_THREADS {
+            threads += 1;
+            let frame = match (
+                l.tstate_current_frame,
+                l.tstate_cframe,
+                l.cframe_current_frame,
+            ) {
+                (Some(current), _, _) => self.memory.read_usize(tstate.wrapping_add(current)),
+                (None, Some(cframe), Some(current)) => self
+                    .memory
+                    .read_usize(tstate.wrapping_add(cframe))
+                    .and_then(|c| self.memory.read_usize(c.wrapping_add(current))),
+                _ => Ok(0),
+            };
+            let mut frame = frame.unwrap_or(0);
+            let mut depth = 0;
+            while frame != 0 && depth < MAX_FRAMES {
+                depth += 1;
+                if let Some(code_at) = l.iframe_code {
+                    if let Ok(code) = self.memory.read_usize(frame.wrapping_add(code_at)) {
+                        codes.push(code & !l.iframe_code_tag_mask);
+                    }
+                }
+                frame = match l.iframe_previous {
+                    Some(previous) => self
+                        .memory
+                        .read_usize(frame.wrapping_add(previous))
+                        .unwrap_or(0),
+                    None => 0,
+                };
+            }
+            tstate = self
+                .memory
+                .read_usize(tstate.wrapping_add(l.tstate_next))
+                .unwrap_or(0);
+        }
+        codes
+    }
+
+    fn type_flags(&mut self, type_ptr: usize) -> Result<usize, MemoryError> {
+        self.memory
+            .read_usize(type_ptr.wrapping_add(self.layout.type_flags))
+    }
+
+    /// What `object` is, from its type (cached per type).
+    fn kind_of(&mut self, object: usize) -> Kind {
+        let Ok(type_ptr) = self
+            .memory
+            .read_usize(object.wrapping_add(self.layout.object_type))
+        else {
+            return Kind::Other;
+        };
+        if type_ptr == self.code_type {
+            return Kind::Code;
+        }
+        if let Some(kind) = self.kinds.get(&type_ptr) {
+            return *kind;
+        }
+        let kind = self.classify_type(type_ptr).unwrap_or(Kind::Other);
+        if self.kinds.len() < MAX_OBJECTS {
+            self.kinds.insert(type_ptr, kind);
+        }
+        kind
+    }
+
+    fn classify_type(&mut self, type_ptr: usize) -> Result<Kind, MemoryError> {
+        let flags = self.type_flags(type_ptr)?;
+        if flags & self.layout.tpflags_type_subclass.unwrap_or(0) != 0 {
+            return Ok(Kind::Class);
+        }
+        let name_ptr = self
+            .memory
+            .read_usize(type_ptr.wrapping_add(self.layout.type_name))?;
+        let mut name = [0u8; 16];
+        self.memory.read(name_ptr, &mut name)?;
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        Ok(match &name[..end] {
+            b"function" => Kind::Function,
+            b"module" => Kind::Module,
+            b"staticmethod" | b"classmethod" | b"method" => Kind::Wraps1,
+            b"property" => Kind::Wraps3,
+            _ => Kind::Other,
+        })
+    }
+}
+
+fn read_usize_at(bytes: &[u8], offset: usize) -> Option<usize> {
+    let raw = bytes.get(offset..offset.checked_add(8)?)?;
+    Some(usize::from_ne_bytes(raw.try_into().ok()?))
+}
+
+fn read_i32_at(bytes: &[u8], offset: usize) -> Option<i32> {
+    let raw = bytes.get(offset..offset.checked_add(4)?)?;
+    Some(i32::from_ne_bytes(raw.try_into().ok()?))
+}
