@@ -1,7 +1,7 @@
 """Soak workload: keeps creating new functions. Every round exec()s a fresh module-like
 namespace defining functions (new code objects at new addresses, names drawn from a bounded
-set of 1000 templates), builds lambdas and nested closures, and calls them all. Runs for
-WORKLOAD_SECONDS; prints "ready" once started.
+set of CHURN_TEMPLATES templates, 1000 by default), builds lambdas and nested closures, and
+calls them all. Runs for WORKLOAD_SECONDS; prints "ready" once started.
 """
 import os
 import time
@@ -20,11 +20,15 @@ def outer_{n}(x):
 """
 
 
+TEMPLATES = int(os.environ.get("CHURN_TEMPLATES", "1000"))
+
+
 def round_of_churn(i):
+    n = i % TEMPLATES
     namespace = {}
-    exec(compile(TEMPLATE.format(n=i % 1000), "<churn-%d>" % (i % 1000), "exec"), namespace)
+    exec(compile(TEMPLATE.format(n=n), "<churn-%d>" % n, "exec"), namespace)
     made = [lambda k=k: k + i for k in range(5)]
-    return namespace["outer_%d" % (i % 1000)](20) + sum(f() for f in made)
+    return namespace["outer_%d" % n](20) + sum(f() for f in made)
 
 
 def main():
