@@ -16,7 +16,7 @@ demo: build
 
 # Unit tests and the integration tests against every Python 3.8-3.13 found (see
 # tests/common/mod.rs; TRACER_TEST_PYTHONS overrides the discovery).
-test: report-venv
+test: report-venv i386-python
 	$(CARGO) test --release -- --nocapture
 
 # The pinned real consumers of our formats (coverage.py, pydot), for tests/reports.rs: a venv
@@ -27,6 +27,13 @@ REPORT_VENV := target/report-venv
 REPORT_PYTHON ?= $(shell for v in 3.13 3.12 3.11 3.10 3.9; do \
 	for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python /usr/bin/python$$v; do \
 	$$p -c '' 2>/dev/null && { echo $$p; exit 0; }; done; done; echo python3)
+
+# A real 32-bit Python for tests/bad_targets.rs (Debian's i386 packages, unpacked; x86_64 only).
+.PHONY: i386-python
+i386-python:
+	@if [ "$$(uname -m)" = x86_64 ]; then \
+		arch/i386/setup.sh || echo "no i386 Python (the 32-bit test will print SKIP)"; \
+	fi
 
 .PHONY: report-venv
 report-venv:
@@ -101,6 +108,9 @@ test-aarch64: aarch64
 	TRACER_TEST_BIN=$(CURDIR)/arch/aarch64/tracer \
 	TRACER_TEST_PYTHONS=$(CURDIR)/arch/aarch64/python3.11 \
 	$(CARGO) test --release --test trace_compat --test run_and_report -- --nocapture
+	@echo "A foreign-architecture Python: the x86_64 tracer against the arm64 CPython under qemu-user"
+	TRACER_TEST_PYTHONS=$(CURDIR)/arch/aarch64/python3.11 \
+	$(CARGO) test --release --test trace_compat -- --nocapture
 
 # Memory over a long run: 10 minutes at 10 kHz against a workload that keeps creating new
 # functions (tests/workloads/churn.py); fails if the tracer's RSS still grows after the

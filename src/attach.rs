@@ -49,6 +49,15 @@ pub enum AttachError {
     PermissionDenied { pid: i32, scope: String },
     #[error("process {pid} ({name}) is not a Python process: no python binary or libpython is mapped in it")]
     NotPython { pid: i32, name: String },
+    #[error(
+        "process {pid} runs a {kind} Python ({path}): tracer reads 64-bit little-endian \
+         interpreters only; trace a 64-bit build of the program"
+    )]
+    UnsupportedBinary {
+        pid: i32,
+        path: String,
+        kind: &'static str,
+    },
     #[error("process {pid} ({name}) is a kernel thread, not a Python process")]
     KernelThread { pid: i32, name: String },
     #[error("cannot find the Python interpreter in process {pid}: {reason}")]
@@ -128,6 +137,21 @@ pub fn check_target(pid: i32) -> Result<(), AttachError> {
         return Err(AttachError::NotPython {
             pid,
             name: process::comm(pid),
+        });
+    }
+    // Every layout is for LP64 little-endian: a 32-bit or big-endian interpreter would be
+    // found, and then read as garbage. (Another 64-bit little-endian CPU under qemu-user is
+    // fine: its memory is mapped 1:1 and its structures are laid out the same.)
+    for path in &mappings {
+        let kind = match process::elf_class(pid, path) {
+            Some(process::ElfClass::Elf32) => "32-bit",
+            Some(process::ElfClass::BigEndian64) => "big-endian",
+            _ => continue,
+        };
+        return Err(AttachError::UnsupportedBinary {
+            pid,
+            path: path.clone(),
+            kind,
         });
     }
     Ok(())

@@ -174,6 +174,34 @@ pub fn python_mappings(pid: i32) -> io::Result<Vec<String>> {
     Ok(found)
 }
 
+/// The word size and byte order of an ELF file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElfClass {
+    Elf32,
+    LittleEndian64,
+    BigEndian64,
+}
+
+/// The ELF class of `path` as process `pid` sees it (through its root), from the file's
+/// identification bytes; `None` if it cannot be read or is no ELF file.
+pub fn elf_class(pid: i32, path: &str) -> Option<ElfClass> {
+    use std::io::Read;
+    let mut ident = [0u8; 6];
+    fs::File::open(format!("/proc/{pid}/root{path}"))
+        .ok()?
+        .read_exact(&mut ident)
+        .ok()?;
+    if ident[..4] != *b"\x7fELF" {
+        return None;
+    }
+    match (ident[4], ident[5]) {
+        (1, _) => Some(ElfClass::Elf32),
+        (2, 1) => Some(ElfClass::LittleEndian64),
+        (2, 2) => Some(ElfClass::BigEndian64),
+        _ => None,
+    }
+}
+
 /// `python`, `python3.12`, `libpython3.12.so.1.0`, `python2.7d`: the interpreter's binary or
 /// shared library by its file name (for attach's checks and the reader's own discovery).
 pub fn looks_like_python(path: &str) -> bool {

@@ -547,3 +547,58 @@ fn lines_reported_in(path: &std::path::Path, suffix: &str) -> std::collections::
         .map(|c| c[1].as_u64().unwrap())
         .collect()
 }
+
+/// A real 32-bit Python (Debian's i386 CPython 3.11, unpacked by arch/i386/setup.sh, which
+/// `make test` runs) is refused with one line naming it, by either reader: the layouts are
+/// for 64-bit interpreters, and reading one as such would give only garbage.
+#[test]
+fn a_real_32_bit_python_is_refused_with_one_line() {
+    let python = repo_root().join("arch/i386/python3.11");
+    if !repo_root()
+        .join("arch/i386/root/usr/bin/python3.11")
+        .exists()
+    {
+        println!("SKIP: no i386 Python (arch/i386/setup.sh, run by `make test` on x86_64)");
+        return;
+    }
+    let mut target = Command::new(&python)
+        .args([
+            "-c",
+            "import time\nprint('ready', flush=True)\nwhile True: sum(range(100))",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(target.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let pid = target.id().to_string();
+    let work = scratch("bad-real-32-bit");
+    for reader in ["auto", "py-spy"] {
+        let out = run_tracer(
+            &[
+                "attach",
+                "--pid",
+                &pid,
+                "--reader",
+                reader,
+                "--duration",
+                "1",
+            ],
+            &work,
+            TIMEOUT,
+        );
+        println!(
+            "--reader {reader}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", printed(&out));
+        assert_one_line_error(&out, &[&pid, "32-bit", "python3.11"]);
+    }
+    let _ = target.kill();
+    let _ = target.wait();
+}

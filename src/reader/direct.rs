@@ -888,8 +888,6 @@ pub fn read_bytes(
     Ok(data)
 }
 
-/// Bytes to read from the start of a structure so that every field at `offsets` (each
-/// `size` bytes wide) is included.
 /// Push two word reads in address order, so that the memory reader can merge them into one
 /// range when they are close.
 fn push_words<'a>(
@@ -907,6 +905,8 @@ fn push_words<'a>(
     }
 }
 
+/// Bytes to read from the start of a structure so that every field at `offsets` (each
+/// `size` bytes wide) is included.
 fn span_of(fields: &[(Option<usize>, usize)]) -> usize {
     fields
         .iter()
