@@ -113,8 +113,9 @@ test-aarch64: aarch64
 	$(CARGO) test --release --test trace_compat -- --nocapture
 
 # Memory over a long run: 10 minutes at 10 kHz against a workload that keeps creating new
-# functions (tests/workloads/churn.py); fails if the tracer's RSS still grows after the
-# warm-up. SOAK_ARGS passes options (--seconds, --rate, --every) to tests/support/soak.py.
+# functions (tests/workloads/churn.py, 100 distinct sources, new code objects every round);
+# fails if the tracer's RSS floor grows by more than 1 MiB after the warm-up. SOAK_ARGS passes
+# options (--seconds, --rate, --every, --templates, --flush-every) to tests/support/soak.py.
 SOAK_ARGS ?=
 
 .PHONY: soak
