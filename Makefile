@@ -19,9 +19,13 @@ demo: build
 test: report-venv i386-python
 	$(CARGO) test --release -- --nocapture
 
-# The pinned real consumers of our formats (coverage.py, pydot), for tests/reports.rs: a venv
-# under target/, rebuilt only when tests/support/report-requirements.txt changes.
+# The pinned real consumers of our formats (coverage.py, pydot), for tests/reports.rs, and our
+# coverage.py plugin (python/tracer_coverage): a venv under target/, rebuilt only when
+# tests/support/report-requirements.txt or the plugin changes (tests/common/mod.rs does the same).
 REPORT_VENV := target/report-venv
+REPORT_PLUGIN := python/tracer_coverage
+REPORT_INPUTS := tests/support/report-requirements.txt $(REPORT_PLUGIN)/pyproject.toml \
+	$(REPORT_PLUGIN)/tracer_coverage.py
 # The newest Python 3.9-3.13 that runs (pyenv's shims name versions that are not selected):
 # coverage.py must parse the newest target's standard library.
 REPORT_PYTHON ?= $(shell for v in 3.13 3.12 3.11 3.10 3.9; do \
@@ -37,12 +41,12 @@ i386-python:
 
 .PHONY: report-venv
 report-venv:
-	@if ! cmp -s tests/support/report-requirements.txt $(REPORT_VENV)/installed-requirements.txt; then \
+	@if ! cat $(REPORT_INPUTS) | cmp -s - $(REPORT_VENV)/installed-inputs.txt; then \
 		rm -rf $(REPORT_VENV) && \
 		$(REPORT_PYTHON) -m venv $(REPORT_VENV) && \
 		$(REPORT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
-			-r tests/support/report-requirements.txt && \
-		cp tests/support/report-requirements.txt $(REPORT_VENV)/installed-requirements.txt; \
+			-r tests/support/report-requirements.txt ./$(REPORT_PLUGIN) && \
+		cat $(REPORT_INPUTS) > $(REPORT_VENV)/installed-inputs.txt; \
 	fi
 
 # Every fuzz target (tests/fuzz_*.rs) with 1,000,000 cases each (FUZZ_CASES overrides), built

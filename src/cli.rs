@@ -5,7 +5,7 @@ use crate::family;
 use crate::filter::{Filter, PathMap};
 use crate::flush::SnapshotWriter;
 use crate::model::CoverageResults;
-use crate::output::{self, cover, Format, RunInfo};
+use crate::output::{self, cover, Format, RunInfo, WriteOptions};
 use crate::sampler;
 use crate::session::{self, SessionOptions, SessionResult};
 use crate::snapshot;
@@ -101,6 +101,8 @@ pub enum Commands {
         #[arg(long, value_name = "X.Y", value_parser = parse_version)]
         python_version: Option<(u8, u8)>,
         #[command(flatten)]
+        plugin: CoveragePluginArg,
+        #[command(flatten)]
         filters: FilterArgs,
         #[command(flatten)]
         paths: PathMapArgs,
@@ -124,6 +126,8 @@ pub enum Commands {
         #[arg(long)]
         evidence_only: bool,
         #[command(flatten)]
+        plugin: CoveragePluginArg,
+        #[command(flatten)]
         filters: FilterArgs,
     },
     /// Merge results files (trace pickles and tracer JSON, in any mix) as
@@ -140,10 +144,31 @@ pub enum Commands {
         #[arg(long, value_enum)]
         format: Option<Format>,
         #[command(flatten)]
+        plugin: CoveragePluginArg,
+        #[command(flatten)]
         filters: FilterArgs,
         #[command(flatten)]
         paths: PathMapArgs,
     },
+}
+
+/// `--coverage-plugin`, for every command that can write coverage.py's data file.
+#[derive(Debug, Args)]
+pub struct CoveragePluginArg {
+    /// With --format coverage: also store our executable lines in the data file and mark its
+    /// files for the tracer_coverage coverage.py plugin, so that coverage.py's statements and
+    /// missing lines are ours (docs/reports.md). coverage.py then needs the plugin
+    /// configured (`[run] plugins = tracer_coverage`) to read the file.
+    #[arg(long, env = "TRACER_COVERAGE_PLUGIN")]
+    pub coverage_plugin: bool,
+}
+
+impl CoveragePluginArg {
+    fn write_options(&self) -> WriteOptions {
+        WriteOptions {
+            coverage_plugin: self.coverage_plugin,
+        }
+    }
 }
 
 /// Which process `attach` traces.
@@ -313,6 +338,8 @@ pub struct TraceArgs {
     #[arg(long, value_enum, default_value_t = Format::Pickle, env = "TRACER_FORMAT")]
     pub format: Format,
     #[command(flatten)]
+    pub plugin: CoveragePluginArg,
+    #[command(flatten)]
     pub filters: FilterArgs,
     /// Which stack reader: tracer's own where it knows the version (auto), or py-spy's.
     #[arg(long, value_enum, default_value_t = ReaderChoice::Auto, env = "TRACER_READER")]
@@ -419,6 +446,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             format,
             output,
             python_version,
+            plugin,
             filters,
             paths,
         } => report_command(&ReportRequest {
@@ -431,6 +459,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             format,
             output,
             python_version,
+            write_options: plugin.write_options(),
             filters,
             path_map: paths.path_map,
         }),
@@ -439,11 +468,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             output,
             format,
             evidence_only,
+            plugin,
             filters,
         } => snapshot_command(
             pid,
             output.as_ref(),
-            format,
+            (format, plugin.write_options()),
             snapshot::SnapshotOptions { evidence_only },
             &filters,
         ),
@@ -451,9 +481,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             inputs,
             output,
             format,
+            plugin,
             filters,
             paths,
-        } => merge_command(&inputs, &output, format, &filters, &paths.path_map),
+        } => merge_command(
+            &inputs,
+            &output,
+            (format, plugin.write_options()),
+            &filters,
+            &paths.path_map,
+        ),
     }
 }
 
@@ -463,6 +500,7 @@ fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> 
     let attached = attach::attach_with(pid, args.blocking, args.reader)?;
     let path = session::output_path(args.output.as_ref(), args.format, pid);
     session::check_output_writable(&path, args.format)?;
+    args.plugin.write_options().check(args.format)?;
     // What --follow looks for once the target exits: --name's pattern, else the target's own
     // command line.
     let follow_pattern = target.follow.then(|| {
@@ -477,8 +515,12 @@ fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> 
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let counters = Arc::new(StatusCounters::default());
     let status = StatusReporter::start(counters.clone(), Some(args.status_every()));
-    let mut snapshots =
-        SnapshotWriter::new(path.clone(), args.format, Sources::of_process(pid, version));
+    let mut snapshots = SnapshotWriter::new(
+        path.clone(),
+        args.format,
+        args.plugin.write_options(),
+        Sources::of_process(pid, version),
+    );
     snapshots.log_each = !status.on_terminal;
     let mut gathered: Option<SessionResult> = None;
     let mut traced_pids = Vec::new();
@@ -601,7 +643,13 @@ fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> 
         let version = result.info.target.version_tuple().unwrap_or((3, 12));
         Sources::of_process(last_pid, version)
     };
-    let message = session::write_results(&result, args.format, &path, &sources)?;
+    let message = session::write_results(
+        &result,
+        args.format,
+        &path,
+        &sources,
+        &args.plugin.write_options(),
+    )?;
     println!("{message}");
     Ok(0)
 }
@@ -635,12 +683,13 @@ fn add_snapshot(result: &mut SessionResult, pid: i32, filters: &FilterArgs) {
 fn snapshot_command(
     pid: i32,
     output: Option<&PathBuf>,
-    format: Format,
+    (format, write_options): (Format, WriteOptions),
     options: snapshot::SnapshotOptions,
     filters: &FilterArgs,
 ) -> anyhow::Result<i32> {
     let path = session::output_path(output, format, pid);
     session::check_output_writable(&path, format)?;
+    write_options.check(format)?;
     let taken = snapshot::take(pid, options)?;
     let version = taken
         .stats
@@ -668,7 +717,7 @@ fn snapshot_command(
         ..RunInfo::default()
     };
     let sources = Sources::of_process(pid, version);
-    if let Some(report) = output::write(&results, &info, format, &path, &sources)? {
+    if let Some(report) = output::write(&results, &info, format, &path, &sources, &write_options)? {
         for line in &report.skipped {
             eprintln!("tracer: {line}");
         }
@@ -793,6 +842,7 @@ fn trace_one(
 
 fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
     let signals = StopSignals::install()?;
+    args.plugin.write_options().check(args.format)?;
     let mut child = Command::new(&command[0])
         .args(&command[1..])
         .spawn()
@@ -820,7 +870,12 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
                 // The target's root and rights, taken now: it may be gone when the results are
                 // written.
                 let sources = Sources::of_process(pid, version);
-                let mut snapshots = SnapshotWriter::new(path.clone(), args.format, sources.clone());
+                let mut snapshots = SnapshotWriter::new(
+                    path.clone(),
+                    args.format,
+                    args.plugin.write_options(),
+                    sources.clone(),
+                );
                 let counters = Arc::new(StatusCounters::default());
                 counters.processes.store(1, Ordering::Relaxed);
                 let status = StatusReporter::start(counters.clone(), Some(args.status_every()));
@@ -874,7 +929,13 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
     let status = child.wait().context("waiting for the traced command")?;
     if let Some((result, sources)) = result {
         report_stop(&result);
-        let message = session::write_results(&result, args.format, &path, &sources)?;
+        let message = session::write_results(
+            &result,
+            args.format,
+            &path,
+            &sources,
+            &args.plugin.write_options(),
+        )?;
         println!("{message}");
     }
     use std::os::unix::process::ExitStatusExt;
@@ -908,6 +969,7 @@ struct ReportRequest {
     format: Option<Format>,
     output: Option<PathBuf>,
     python_version: Option<(u8, u8)>,
+    write_options: WriteOptions,
     filters: FilterArgs,
     path_map: Vec<PathMap>,
 }
@@ -988,13 +1050,23 @@ fn report_command(request: &ReportRequest) -> anyhow::Result<i32> {
         })?),
         (None, None) => None,
     };
+    request
+        .write_options
+        .check(format.unwrap_or(Format::Cover))?;
     if let Some(format) = format.filter(|f| *f != Format::Cover || request.output.is_some()) {
         let path = request
             .output
             .as_ref()
             .with_context(|| format!("--format {} needs -o PATH to write to", format.name()))?;
         let info = info.unwrap_or_default();
-        if let Some(report) = output::write(&results, &info, format, path, &sources)? {
+        if let Some(report) = output::write(
+            &results,
+            &info,
+            format,
+            path,
+            &sources,
+            &request.write_options,
+        )? {
             for line in &report.skipped {
                 eprintln!("tracer: {line}");
             }
@@ -1033,13 +1105,14 @@ fn report_command(request: &ReportRequest) -> anyhow::Result<i32> {
 fn merge_command(
     inputs: &[PathBuf],
     output_path: &Path,
-    format: Option<Format>,
+    (format, write_options): (Option<Format>, WriteOptions),
     filters: &FilterArgs,
     path_map: &[PathMap],
 ) -> anyhow::Result<i32> {
     let format = format
         .or_else(|| Format::from_path(output_path))
         .unwrap_or(Format::Pickle);
+    write_options.check(format)?;
     let mut merged: Option<(CoverageResults, RunInfo)> = None;
     let mut without_stacks = Vec::new();
     for input in inputs {
@@ -1074,6 +1147,7 @@ fn merge_command(
         format,
         output_path,
         &Sources::local(version),
+        &write_options,
     )? {
         for line in &report.skipped {
             eprintln!("tracer: {line}");

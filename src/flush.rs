@@ -3,7 +3,7 @@
 //! the last full snapshot and never a torn file. A failed write is reported and retried at the
 //! next flush; it never stops sampling.
 
-use crate::output::Format;
+use crate::output::{Format, WriteOptions};
 use crate::session::{self, SessionResult};
 use crate::source::Sources;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use std::path::PathBuf;
 pub struct SnapshotWriter {
     pub path: PathBuf,
     pub format: Format,
+    pub options: WriteOptions,
     pub sources: Sources,
     /// Print a line for every snapshot written (plain log mode); failures are always printed.
     pub log_each: bool,
@@ -22,10 +23,16 @@ pub struct SnapshotWriter {
 
 impl SnapshotWriter {
     /// A writer of snapshots to `path` in `format`.
-    pub fn new(path: PathBuf, format: Format, sources: Sources) -> SnapshotWriter {
+    pub fn new(
+        path: PathBuf,
+        format: Format,
+        options: WriteOptions,
+        sources: Sources,
+    ) -> SnapshotWriter {
         SnapshotWriter {
             path,
             format,
+            options,
             sources,
             log_each: true,
             written: 0,
@@ -36,7 +43,13 @@ impl SnapshotWriter {
     /// Write one snapshot; report a failure on stderr and carry on (the next flush retries).
     pub fn write(&mut self, snapshot: SessionResult) {
         let (samples, errors) = (snapshot.info.stats.samples, snapshot.info.stats.errors);
-        let outcome = session::write_results(&snapshot, self.format, &self.path, &self.sources);
+        let outcome = session::write_results(
+            &snapshot,
+            self.format,
+            &self.path,
+            &self.sources,
+            &self.options,
+        );
         drop(snapshot);
         release_freed_memory();
         match outcome {

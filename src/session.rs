@@ -215,8 +215,16 @@ pub fn write_results(
     format: Format,
     path: &Path,
     sources: &Sources,
+    options: &output::WriteOptions,
 ) -> anyhow::Result<String> {
-    match output::write(&result.results, &result.info, format, path, sources)? {
+    match output::write(
+        &result.results,
+        &result.info,
+        format,
+        path,
+        sources,
+        options,
+    )? {
         Some(report) => {
             for line in &report.skipped {
                 eprintln!("tracer: {line}");

@@ -372,7 +372,17 @@ fn fuzz_coverage_databases() {
     static COUNT: CaseCounter = CaseCounter::new("coverage.py databases");
     let dir = scratch("fuzz-coverage-db");
     let seed_path = dir.join("seed.coverage");
-    coverage_db::write(&sample_results(), &seed_path).unwrap();
+    // A seed with the plugin's table and `tracer` rows too.
+    let results = sample_results();
+    let plugin = coverage_db::ExecutableLines {
+        python: (3, 12),
+        by_file: coverage_db::line_sets(&results)
+            .into_iter()
+            .map(|(file, lines)| (file.to_owned(), lines.into_iter().collect()))
+            .collect(),
+        skipped: Vec::new(),
+    };
+    coverage_db::write(&results, &seed_path, Some(&plugin)).unwrap();
     let seeds = vec![std::fs::read(&seed_path).unwrap()];
     let case_path = dir.join("case.coverage");
     runner()
@@ -380,6 +390,7 @@ fn fuzz_coverage_databases() {
             COUNT.case();
             std::fs::write(&case_path, &bytes).unwrap();
             let _ = coverage_db::read_line_sets(&case_path);
+            let _ = coverage_db::read_plugin_data(&case_path);
             let _ = tracer::output::load_results(&case_path);
             Ok(())
         })

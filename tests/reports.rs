@@ -174,6 +174,332 @@ fn coverage_combine_joins_our_file_with_a_real_coverage_run() {
     run_ok(&tools.coverage(), &["report", "-m"], &dir);
 }
 
+/// The `[run] plugins = tracer_coverage` configuration, in `dir`.
+fn enable_coverage_plugin(dir: &Path) {
+    std::fs::write(
+        dir.join(".coveragerc"),
+        "[run]\nplugins = tracer_coverage\n",
+    )
+    .unwrap();
+}
+
+/// What `tracer_coverage` reads from a data file: our executable lines, by file, after checking
+/// that coverage.py's `tracer` table names the plugin for exactly those files.
+fn plugin_lines(data_file: &Path) -> BTreeMap<String, Vec<u32>> {
+    let tracer::output::coverage_db::PluginData {
+        executable_lines: lines,
+        tracers,
+    } = tracer::output::coverage_db::read_plugin_data(data_file).unwrap();
+    let marked: BTreeSet<&String> = tracers
+        .iter()
+        .filter(|(_, t)| *t == tracer::output::coverage_db::PLUGIN_NAME)
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(marked, lines.keys().collect(), "{tracers:?}");
+    lines
+}
+
+/// The stdlib's `trace._find_executable_linenos` of each file, run by `python` (line 0, which
+/// no report shows, and 3.13's `None` left out).
+fn trace_executable_lines(
+    python: &Path,
+    files: &[&String],
+    dir: &Path,
+) -> BTreeMap<String, Vec<u32>> {
+    std::fs::write(dir.join("files.json"), serde_json::to_vec(files).unwrap()).unwrap();
+    let out = run_ok(
+        python,
+        &[
+            "-c",
+            "import json, sys, trace\n\
+             files = json.load(open(sys.argv[1]))\n\
+             print(json.dumps({f: sorted(n for n in trace._find_executable_linenos(f) if n)\n\
+                               for f in files}))",
+            "files.json",
+        ],
+        dir,
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn coverage_py_plugin_reports_our_executable_lines() {
+    let t = traced();
+    let tools = report_tools();
+    let dir = workdir("reports-coverage-plugin");
+    tracer_ok(
+        &[
+            "report",
+            "--file",
+            "mix.json",
+            "--format",
+            "coverage",
+            "--coverage-plugin",
+            "-o",
+            ".coverage",
+        ],
+        &dir,
+    );
+    let executed = our_line_sets(&dir.join("mix.json"));
+    let executable = plugin_lines(&dir.join(".coverage"));
+    assert_eq!(
+        executable.keys().collect::<Vec<_>>(),
+        executed.keys().collect::<Vec<_>>(),
+        "every file of the data file analysed"
+    );
+    // Our executable lines are the stdlib trace's, by the traced Python itself.
+    let files: Vec<&String> = executable.keys().collect();
+    assert_eq!(
+        trace_executable_lines(&t.python.path, &files, &dir),
+        executable,
+        "tracer's executable lines = trace._find_executable_linenos"
+    );
+    std::fs::write(
+        dir.join("executable.json"),
+        serde_json::to_vec(&executable).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("executed.json"),
+        serde_json::to_vec(&executed).unwrap(),
+    )
+    .unwrap();
+
+    // Without the plugin configured coverage.py cannot read a marked file (it looks the
+    // plugin up by name and stops with a KeyError): why --coverage-plugin is opt-in.
+    let coverage = tools.coverage();
+    let out = Command::new(&coverage)
+        .args(["report", "-m"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("tracer_coverage"),
+        "{}",
+        printed(&out)
+    );
+
+    enable_coverage_plugin(&dir);
+    let report = run_ok(&coverage, &["report", "-m"], &dir);
+    std::fs::write(dir.join("report.txt"), &report.stdout).unwrap();
+    let debug = run_ok(&coverage, &["report", "--debug=sys"], &dir);
+    let debug = String::from_utf8_lossy(&debug.stderr);
+    assert!(
+        debug.contains("sys: tracer_coverage.TracerPlugin")
+            && debug.contains(&format!("executable_lines_files: {}", executable.len())),
+        "{debug}"
+    );
+    run_ok(&coverage, &["json", "-o", "coverage.json"], &dir);
+    run_ok(&coverage, &["html", "-d", "html"], &dir);
+    assert!(dir.join("html/index.html").is_file());
+    run_ok(&coverage, &["lcov", "-o", "coverage.lcov"], &dir);
+    run_ok(&coverage, &["xml", "-o", "coverage.xml"], &dir);
+    let check = run_ok(
+        &tools.python(),
+        &[
+            support("coverage_plugin_check.py").to_str().unwrap(),
+            "executable.json",
+            "executed.json",
+            "coverage.json",
+            "report.txt",
+        ],
+        &dir,
+    );
+    println!("{}", String::from_utf8_lossy(&check.stdout).trim());
+
+    // A file written without --coverage-plugin reads as before, plugin configured or not.
+    tracer_ok(
+        &[
+            "report",
+            "--file",
+            "mix.json",
+            "--format",
+            "coverage",
+            "-o",
+            "plain.coverage",
+        ],
+        &dir,
+    );
+    assert_eq!(
+        tracer::output::coverage_db::read_plugin_data(&dir.join("plain.coverage")).unwrap(),
+        Default::default()
+    );
+    std::fs::write(
+        dir.join("ours.json"),
+        serde_json::to_vec(&executed).unwrap(),
+    )
+    .unwrap();
+    run_ok(
+        &coverage,
+        &["json", "--data-file=plain.coverage", "-o", "plain.json"],
+        &dir,
+    );
+    run_ok(
+        &coverage,
+        &["lcov", "--data-file=plain.coverage", "-o", "plain.lcov"],
+        &dir,
+    );
+    run_ok(
+        &tools.python(),
+        &[
+            support("coverage_check.py").to_str().unwrap(),
+            "plain.coverage",
+            "ours.json",
+            "plain.json",
+            "plain.lcov",
+        ],
+        &dir,
+    );
+
+    // A file whose source cannot be read is left to coverage.py's parser, with a warning.
+    let workloads = workload("");
+    let map = format!(
+        "{}=/nonexistent",
+        workloads.to_str().unwrap().trim_end_matches('/')
+    );
+    let out = tracer_ok(
+        &[
+            "report",
+            "--file",
+            "mix.json",
+            "--format",
+            "coverage",
+            "--coverage-plugin",
+            "--path-map",
+            &map,
+            "-o",
+            "moved.coverage",
+        ],
+        &dir,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/nonexistent/mix.py: No such file or directory (os error 2): not marked"),
+        "{}",
+        printed(&out)
+    );
+    let moved = plugin_lines(&dir.join("moved.coverage"));
+    let mix = workload("mix.py").to_string_lossy().into_owned();
+    let mut expected = executable.clone();
+    expected.remove(&mix);
+    assert_eq!(moved, expected);
+}
+
+#[test]
+fn coverage_combine_and_the_plugin_lines() {
+    let tools = report_tools();
+    let dir = workdir("reports-combine-plugin");
+    tracer_ok(
+        &[
+            "report",
+            "--file",
+            "mix.json",
+            "--format",
+            "coverage",
+            "--coverage-plugin",
+            "-o",
+            ".coverage.tracer",
+        ],
+        &dir,
+    );
+    let executable = plugin_lines(&dir.join(".coverage.tracer"));
+    let mix = workload("mix.py").to_string_lossy().into_owned();
+    std::fs::write(
+        dir.join("small.py"),
+        "def f(x):\n    return x + 1\n\n\nif f(1) > 5:\n    print('never')\nprint('done')\n",
+    )
+    .unwrap();
+    let coverage = tools.coverage();
+    run_ok(
+        &coverage,
+        &["run", "--data-file=.coverage.real", "small.py"],
+        &dir,
+    );
+    enable_coverage_plugin(&dir);
+    // coverage.py's statements of a file, with the plugin configured: `coverage json`.
+    let statements = |data_file: &str| -> BTreeMap<String, u64> {
+        run_ok(
+            &coverage,
+            &["json", &format!("--data-file={data_file}"), "-o", "c.json"],
+            &dir,
+        );
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("c.json")).unwrap()).unwrap();
+        doc["files"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(f, e)| (f.clone(), e["summary"]["num_statements"].as_u64().unwrap()))
+            .collect()
+    };
+    let coverage_own = statements(".coverage.real")["small.py"];
+
+    // Appending a real run to our file keeps our table: our statements, and coverage.py's
+    // own for the real run's file.
+    std::fs::copy(dir.join(".coverage.tracer"), dir.join("appended")).unwrap();
+    run_ok(
+        &coverage,
+        &[
+            "combine",
+            "--append",
+            "--keep",
+            "--data-file=appended",
+            ".coverage.real",
+        ],
+        &dir,
+    );
+    assert_eq!(plugin_lines(&dir.join("appended")), executable);
+    let appended = statements("appended");
+    assert_eq!(appended[&mix], executable[&mix].len() as u64);
+    assert_eq!(appended["small.py"], coverage_own);
+
+    // A plain combine copies coverage.py's own tables only: the files stay marked for the
+    // plugin, which then hands them to coverage.py's parser, with a warning.
+    run_ok(
+        &coverage,
+        &[
+            "combine",
+            "--keep",
+            "--data-file=combined",
+            ".coverage.tracer",
+            ".coverage.real",
+        ],
+        &dir,
+    );
+    let combined = tracer::output::coverage_db::read_plugin_data(&dir.join("combined")).unwrap();
+    assert!(combined.executable_lines.is_empty());
+    let marked: Vec<&String> = combined
+        .tracers
+        .iter()
+        .filter(|(_, t)| *t == tracer::output::coverage_db::PLUGIN_NAME)
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(marked, executable.keys().collect::<Vec<_>>());
+    let out = run_ok(&coverage, &["report", "--data-file=combined"], &dir);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no executable lines from tracer"),
+        "{}",
+        printed(&out)
+    );
+    // coverage.py's own statements: as for a file written without --coverage-plugin.
+    tracer_ok(
+        &[
+            "report",
+            "--file",
+            "mix.json",
+            "--format",
+            "coverage",
+            "-o",
+            "plain.coverage",
+        ],
+        &dir,
+    );
+    let combined = statements("combined");
+    let parser = statements("plain.coverage");
+    assert_eq!(combined[&mix], parser[&mix]);
+    assert_eq!(combined["small.py"], coverage_own);
+}
+
 #[test]
 fn merge_follows_coverage_results_update() {
     let t = traced();
@@ -679,7 +1005,7 @@ fn attach_writes_every_format_directly() {
     let python = pythons_under_test().pop().unwrap();
     let dir = scratch("reports-direct");
     for (format, file, filter) in [
-        ("coverage", "run.coverage", "--ignore-module=nothing"),
+        ("coverage", "run.coverage", "--coverage-plugin"),
         ("flamegraph", "run.svg", "--ignore-module=nothing"),
         ("json", "ignored.json", "--ignore-stdlib"),
     ] {
@@ -698,6 +1024,15 @@ fn attach_writes_every_format_directly() {
     let lines = tracer::output::coverage_db::read_line_sets(&dir.join("run.coverage")).unwrap();
     let script = workload("exit_with.py");
     assert!(lines[script.to_str().unwrap()].contains(&12), "{lines:?}");
+    // --coverage-plugin while tracing: the target's sources analysed for the plugin.
+    let executable = tracer::output::coverage_db::read_plugin_data(&dir.join("run.coverage"))
+        .unwrap()
+        .executable_lines;
+    assert_eq!(
+        executable.keys().collect::<Vec<_>>(),
+        lines.keys().collect::<Vec<_>>()
+    );
+    assert!(executable[script.to_str().unwrap()].contains(&12));
     // --ignore-stdlib while tracing: the target's library dirs, from its maps, are dropped.
     let (results, info) = tracer::output::load_results(&dir.join("ignored.json")).unwrap();
     let dirs = info.unwrap().library_dirs;
@@ -761,6 +1096,20 @@ fn bad_report_input_gets_one_line() {
         TIMEOUT,
     );
     assert_one_line_error(&out, &["needs -o"]);
+    for args in [
+        &[
+            "report",
+            "--file",
+            "mix.json",
+            "--coverage-plugin",
+            "-o",
+            "x.json",
+        ][..],
+        &["merge", "mix.json", "--coverage-plugin", "-o", "m.pickle"],
+    ] {
+        let out = run_tracer(args, &dir, TIMEOUT);
+        assert_one_line_error(&out, &["--coverage-plugin", "--format coverage"]);
+    }
     tracer_ok(
         &[
             "report", "--file", "mix.json", "--format", "pickle", "-o", "p.pickle",

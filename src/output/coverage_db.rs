@@ -5,11 +5,19 @@
 //! sets are stored as "numbits": a blob in which bit `n % 8` of byte `n / 8` is set for each
 //! line `n` (coverage/numbits.py). Files named `<...>` (frozen modules, `<string>`) are left
 //! out: coverage.py has no source to report them by and would stop with "No source for code".
+//!
+//! For the `tracer_coverage` coverage.py plugin (python/tracer_coverage, docs/reports.md), the
+//! file can also carry our executable lines ([`ExecutableLines`]): a table of our own,
+//! [`EXECUTABLE_LINES_TABLE`], which coverage.py never reads, and a row in coverage.py's
+//! `tracer` table naming the plugin for each of those files, which makes coverage.py ask the
+//! plugin for the file's statements. coverage.py stops with a `KeyError` on a file whose
+//! `tracer` row names a plugin that is not configured, so this is opt-in (`--coverage-plugin`).
 
 use crate::model::CoverageResults;
+use crate::source::{SourceText, Sources};
 use anyhow::Context;
-use rusqlite::Connection;
-use std::collections::BTreeMap;
+use rusqlite::{Connection, OptionalExtension};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The schema version coverage.py checks before reading anything else.
@@ -59,6 +67,66 @@ CREATE TABLE tracer (
 );
 ";
 
+/// Our table of executable lines, one numbits blob per file, for the `tracer_coverage` plugin.
+pub const EXECUTABLE_LINES_TABLE: &str = "tracer_executable_lines";
+
+/// The name coverage.py gives the plugin (`module.Class`), as its `tracer` table records it.
+pub const PLUGIN_NAME: &str = "tracer_coverage.TracerPlugin";
+
+/// The `meta` key recording the Python version whose compiler the executable lines model.
+pub const PLUGIN_PYTHON_KEY: &str = "tracer_executable_lines_python";
+
+const EXECUTABLE_LINES_SCHEMA: &str = "
+CREATE TABLE tracer_executable_lines (
+    file_id integer primary key,
+    numbits blob,
+    foreign key (file_id) references file (id)
+);
+";
+
+/// Our executable lines (`trace._find_executable_linenos`, docstrings excluded) of the files
+/// in a coverage.py data file, for the `tracer_coverage` plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutableLines {
+    /// The `(major, minor)` Python whose compiler the analysis modelled.
+    pub python: (u8, u8),
+    /// Each analysed file's executable lines.
+    pub by_file: BTreeMap<String, BTreeSet<u32>>,
+    /// Files left to coverage.py's own parser, with why (unreadable source, not Python).
+    pub skipped: Vec<String>,
+}
+
+impl ExecutableLines {
+    /// Analyse every file of `results` that goes into the data file, reading its source
+    /// through `sources` and with its Python version's rules.
+    pub fn of(results: &CoverageResults, sources: &Sources) -> ExecutableLines {
+        let mut lines = ExecutableLines {
+            python: sources.analysed_version(),
+            ..ExecutableLines::default()
+        };
+        for file in line_sets(results).into_keys() {
+            let analysed = sources
+                .read(file)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    sources
+                        .checked_executable_lines(&SourceText::decode(&bytes))
+                        .map_err(|e| e.to_string())
+                });
+            match analysed {
+                Ok(mut set) => {
+                    // Line 0 (3.11+'s module RESUME) is in trace's set but not a line of the
+                    // file: coverage.py would count a statement no report can show.
+                    set.remove(&0);
+                    lines.by_file.insert(file.to_owned(), set);
+                }
+                Err(why) => lines.skipped.push(format!("{file}: {why}")),
+            }
+        }
+        lines
+    }
+}
+
 /// coverage.py's numbits: bit `n % 8` of byte `n / 8` set for each number `n`; empty for no
 /// numbers.
 pub fn numbits(lines: impl IntoIterator<Item = u32>) -> Vec<u8> {
@@ -103,8 +171,13 @@ pub fn line_sets(results: &CoverageResults) -> BTreeMap<&str, Vec<u32>> {
     files
 }
 
-/// Write `results` as a coverage.py data file at `path`, atomically.
-pub fn write(results: &CoverageResults, path: &Path) -> anyhow::Result<()> {
+/// Write `results` as a coverage.py data file at `path`, atomically; with `plugin`, also our
+/// executable lines of its files, marked for the `tracer_coverage` plugin.
+pub fn write(
+    results: &CoverageResults,
+    path: &Path,
+    plugin: Option<&ExecutableLines>,
+) -> anyhow::Result<()> {
     super::write_atomically_via_path(path, |tmp| {
         let mut db = Connection::open(tmp)
             .with_context(|| format!("cannot create the database {}", tmp.display()))?;
@@ -132,9 +205,84 @@ pub fn write(results: &CoverageResults, path: &Path) -> anyhow::Result<()> {
                 add_lines.execute(rusqlite::params![id, numbits(lines)])?;
             }
         }
+        if let Some(plugin) = plugin {
+            write_executable_lines(&tx, plugin)?;
+        }
         tx.commit()?;
         db.close().map_err(|(_, e)| e)?;
         Ok(())
+    })
+}
+
+/// Our table, its rows for the files already in the `file` table, and their `tracer` rows.
+fn write_executable_lines(
+    tx: &rusqlite::Transaction<'_>,
+    plugin: &ExecutableLines,
+) -> anyhow::Result<()> {
+    tx.execute_batch(EXECUTABLE_LINES_SCHEMA)?;
+    let (major, minor) = plugin.python;
+    tx.execute(
+        "insert into meta (key, value) values (?1, ?2)",
+        [PLUGIN_PYTHON_KEY, &format!("{major}.{minor}")],
+    )?;
+    let mut file_id = tx.prepare("select id from file where path = ?1")?;
+    let mut add_lines =
+        tx.prepare("insert into tracer_executable_lines (file_id, numbits) values (?1, ?2)")?;
+    let mut add_tracer = tx.prepare("insert into tracer (file_id, tracer) values (?1, ?2)")?;
+    for (file, lines) in &plugin.by_file {
+        // A file with no counted line is not in the data file: nothing to mark.
+        let Some(id) = file_id
+            .query_row([file], |row| row.get::<_, i64>(0))
+            .optional()?
+        else {
+            continue;
+        };
+        add_lines.execute(rusqlite::params![id, numbits(lines.iter().copied())])?;
+        add_tracer.execute(rusqlite::params![id, PLUGIN_NAME])?;
+    }
+    Ok(())
+}
+
+/// What a data file carries for coverage.py plugins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginData {
+    /// Our executable lines, by file (empty when the file carries none).
+    pub executable_lines: BTreeMap<String, Vec<u32>>,
+    /// coverage.py's `tracer` rows: the plugin named for each file.
+    pub tracers: BTreeMap<String, String>,
+}
+
+/// Read what a data file (ours or coverage.py's) carries for plugins.
+pub fn read_plugin_data(path: &Path) -> anyhow::Result<PluginData> {
+    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut lines = BTreeMap::new();
+    let has_table: bool = db.query_row(
+        "select count(*) > 0 from sqlite_master where type = 'table' and name = ?1",
+        [EXECUTABLE_LINES_TABLE],
+        |row| row.get(0),
+    )?;
+    if has_table {
+        let mut query = db.prepare(
+            "select file.path, numbits from tracer_executable_lines \
+             join file on file.id = tracer_executable_lines.file_id",
+        )?;
+        let rows = query.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })?;
+        for row in rows {
+            let (file, bits) = row?;
+            lines.insert(file, numbits_to_lines(&bits));
+        }
+    }
+    let mut query =
+        db.prepare("select file.path, tracer from tracer join file on file.id = tracer.file_id")?;
+    let tracers = query
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(PluginData {
+        executable_lines: lines,
+        tracers,
     })
 }
 
@@ -189,11 +337,44 @@ mod tests {
         for (file, line) in [("/a.py", 3), ("/a.py", 100), ("/b.py", 1), ("<string>", 1)] {
             r.counts.insert((file.into(), line), LineHits::default());
         }
-        write(&r, &path).unwrap();
+        write(&r, &path, None).unwrap();
         let back = read_line_sets(&path).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back["/a.py"], vec![3, 100]);
         assert_eq!(back["/b.py"], vec![1]);
+        assert_eq!(read_plugin_data(&path).unwrap(), PluginData::default());
+
+        // With the plugin's lines: our table and coverage.py's `tracer` rows, for the
+        // analysed files only.
+        let plugin = ExecutableLines {
+            python: (3, 12),
+            by_file: [
+                ("/a.py".to_owned(), BTreeSet::from([1, 3, 100])),
+                ("/never-counted.py".to_owned(), BTreeSet::from([1])),
+            ]
+            .into(),
+            skipped: vec!["/b.py: no such file".to_owned()],
+        };
+        write(&r, &path, Some(&plugin)).unwrap();
+        assert_eq!(read_line_sets(&path).unwrap(), back);
+        let data = read_plugin_data(&path).unwrap();
+        assert_eq!(
+            data.executable_lines,
+            [("/a.py".to_owned(), vec![1, 3, 100])].into()
+        );
+        assert_eq!(
+            data.tracers,
+            [("/a.py".to_owned(), PLUGIN_NAME.to_owned())].into()
+        );
+        let python: String = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "select value from meta where key = ?1",
+                [PLUGIN_PYTHON_KEY],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(python, "3.12");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -149,6 +149,25 @@ impl RunInfo {
     }
 }
 
+/// How a format is written, beyond the format itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// [`Format::Coverage`]: also store our executable lines and mark the files for the
+    /// `tracer_coverage` coverage.py plugin (docs/reports.md).
+    pub coverage_plugin: bool,
+}
+
+impl WriteOptions {
+    /// Refuse options that do not apply to `format`.
+    pub fn check(&self, format: Format) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.coverage_plugin || format == Format::Coverage,
+            "--coverage-plugin marks a coverage.py data file: use it with --format coverage"
+        );
+        Ok(())
+    }
+}
+
 /// Write `results` in `format` to `path` (a directory for [`Format::Cover`]). Stack formats
 /// fail with one line when the results hold no stacks. Returns the `.cover` report for
 /// [`Format::Cover`] (its summary and skipped files are the caller's to print).
@@ -158,7 +177,9 @@ pub fn write(
     format: Format,
     path: &Path,
     sources: &crate::source::Sources,
+    options: &WriteOptions,
 ) -> anyhow::Result<Option<cover::CoverReport>> {
+    options.check(format)?;
     let bytes = match format {
         Format::Cover => {
             let options = cover::CoverOptions {
@@ -175,7 +196,18 @@ pub fn write(
             return Ok(Some(report));
         }
         Format::Coverage => {
-            coverage_db::write(results, path)?;
+            let plugin = options
+                .coverage_plugin
+                .then(|| coverage_db::ExecutableLines::of(results, sources));
+            if let Some(plugin) = &plugin {
+                for why in &plugin.skipped {
+                    eprintln!(
+                        "tracer: warning: {why}: not marked for the coverage.py plugin \
+                         (coverage.py's own parser reports it)"
+                    );
+                }
+            }
+            coverage_db::write(results, path, plugin.as_ref())?;
             return Ok(None);
         }
         Format::Pickle => {

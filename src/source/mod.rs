@@ -75,8 +75,21 @@ impl Sources {
     /// when the file does not parse. Versions outside the analysed 3.8–3.13 use the nearest
     /// one's rules (an approximation: 2.7–3.7 and 3.14+ are not measured).
     pub fn executable_lines(&self, source: &SourceText) -> BTreeSet<u32> {
-        executable_lines::executable_lines(&source.text, analysed_version(self.version))
-            .unwrap_or_default()
+        self.checked_executable_lines(source).unwrap_or_default()
+    }
+
+    /// Like [`Sources::executable_lines`], with why a file gave none.
+    pub fn checked_executable_lines(
+        &self,
+        source: &SourceText,
+    ) -> Result<BTreeSet<u32>, executable_lines::ExecutableLinesError> {
+        executable_lines::executable_lines(&source.text, self.analysed_version())
+    }
+
+    /// The version whose rules [`Sources::executable_lines`] applies: ours, or the nearest
+    /// one analysed.
+    pub fn analysed_version(&self) -> (u8, u8) {
+        analysed_version(self.version)
     }
 }
 

@@ -242,8 +242,9 @@ pub fn printed(out: &Output) -> String {
 }
 
 /// The virtual environment holding the pinned consumers of our formats (coverage.py, pydot:
-/// tests/support/report-requirements.txt), created under target/ when missing or stale.
-/// `make report-venv` does the same; both are idempotent and fast once installed.
+/// tests/support/report-requirements.txt) and our coverage.py plugin (python/tracer_coverage),
+/// created under target/ when missing or stale. `make report-venv` does the same; both are
+/// idempotent and fast once installed.
 pub struct ReportTools {
     pub venv: PathBuf,
 }
@@ -266,8 +267,17 @@ pub fn report_tools() -> &'static ReportTools {
     TOOLS.get_or_init(|| {
         let venv = repo_root().join("target/report-venv");
         let requirements = support("report-requirements.txt");
-        let wanted = std::fs::read_to_string(&requirements).unwrap();
-        let stamp = venv.join("installed-requirements.txt");
+        let plugin = repo_root().join("python/tracer_coverage");
+        // What the venv was built from, as the Makefile's REPORT_INPUTS.
+        let wanted: String = [
+            requirements.clone(),
+            plugin.join("pyproject.toml"),
+            plugin.join("tracer_coverage.py"),
+        ]
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+        let stamp = venv.join("installed-inputs.txt");
         if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
             // The newest Python found that the pinned versions support (3.9+).
             let python = all_pythons()
@@ -291,6 +301,7 @@ pub fn report_tools() -> &'static ReportTools {
                     "-r",
                 ])
                 .arg(&requirements)
+                .arg(&plugin)
                 .output()
                 .unwrap();
             assert!(out.status.success(), "pip install: {}", printed(&out));
