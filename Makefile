@@ -20,10 +20,10 @@ test: report-venv i386-python
 	$(CARGO) test --release -- --nocapture
 
 # The pinned real consumers of our formats (coverage.py, pydot), for tests/reports.rs, and our
-# coverage.py plugin (python/tracer_coverage): a venv under target/, rebuilt only when
+# coverage.py plugin (src/coverage_plugin): a venv under target/, rebuilt only when
 # tests/support/report-requirements.txt or the plugin changes (tests/common/mod.rs does the same).
 REPORT_VENV := target/report-venv
-REPORT_PLUGIN := python/tracer_coverage
+REPORT_PLUGIN := src/coverage_plugin
 REPORT_INPUTS := tests/support/report-requirements.txt $(REPORT_PLUGIN)/pyproject.toml \
 	$(REPORT_PLUGIN)/tracer_coverage.py
 # The newest Python 3.9-3.13 that runs (pyenv's shims name versions that are not selected):

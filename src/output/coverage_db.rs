@@ -6,7 +6,7 @@
 //! line `n` (coverage/numbits.py). Files named `<...>` (frozen modules, `<string>`) are left
 //! out: coverage.py has no source to report them by and would stop with "No source for code".
 //!
-//! For the `tracer_coverage` coverage.py plugin (python/tracer_coverage, docs/reports.md), the
+//! For the `tracer_coverage` coverage.py plugin (src/coverage_plugin, docs/reports.md), the
 //! file can also carry our executable lines ([`ExecutableLines`]): a table of our own,
 //! [`EXECUTABLE_LINES_TABLE`], which coverage.py never reads, and a row in coverage.py's
 //! `tracer` table naming the plugin for each of those files, which makes coverage.py ask the

@@ -242,7 +242,7 @@ pub fn printed(out: &Output) -> String {
 }
 
 /// The virtual environment holding the pinned consumers of our formats (coverage.py, pydot:
-/// tests/support/report-requirements.txt) and our coverage.py plugin (python/tracer_coverage),
+/// tests/support/report-requirements.txt) and our coverage.py plugin (src/coverage_plugin),
 /// created under target/ when missing or stale. `make report-venv` does the same; both are
 /// idempotent and fast once installed.
 pub struct ReportTools {
@@ -267,7 +267,7 @@ pub fn report_tools() -> &'static ReportTools {
     TOOLS.get_or_init(|| {
         let venv = repo_root().join("target/report-venv");
         let requirements = support("report-requirements.txt");
-        let plugin = repo_root().join("python/tracer_coverage");
+        let plugin = repo_root().join("src/coverage_plugin");
         // What the venv was built from, as the Makefile's REPORT_INPUTS.
         let wanted: String = [
             requirements.clone(),
