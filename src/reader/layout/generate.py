@@ -167,6 +167,40 @@ FIELDS = [
     ("unicode_compact", "bits", all_versions("compact")),
     ("unicode_ascii", "bits", all_versions("ascii")),
     ("unicode_ready", "bits?", [(8, 11, "ready")]),
+    # --- Function view (--function --locals): a frame's locals and the values they hold. ---
+    ("frame_object_localsplus", "option", [(8, 10, "offsetof(PyFrameObject, f_localsplus)")]),
+    ("code_cellvars", "option", [(8, 10, "offsetof(PyCodeObject, co_cellvars)")]),
+    ("code_freevars", "option", [(8, 10, "offsetof(PyCodeObject, co_freevars)")]),
+    ("cell_ref", "offset", all_versions("offsetof(PyCellObject, ob_ref)")),
+    ("list_items", "offset", all_versions("offsetof(PyListObject, ob_item)")),
+    ("float_value", "offset", all_versions("offsetof(PyFloatObject, ob_fval)")),
+    ("long_digits", "offset", [
+        (8, 11, "offsetof(PyLongObject, ob_digit)"),
+        (12, 13, "offsetof(PyLongObject, long_value.ob_digit)"),
+    ]),
+    ("long_tag", "option", [(12, 13, "offsetof(PyLongObject, long_value.lv_tag)")]),
+    ("long_digit_bits", "offset", all_versions("PyLong_SHIFT")),
+    ("long_digit_size", "offset", all_versions("sizeof(digit)")),
+    ("dict_used", "offset", all_versions("offsetof(PyDictObject, ma_used)")),
+    ("dict_keys", "offset", all_versions("offsetof(PyDictObject, ma_keys)")),
+    ("dict_values", "offset", all_versions("offsetof(PyDictObject, ma_values)")),
+    # PyDictKeysObject is in the installed headers from 3.11 on only (Objects/dict-common.h
+    # before): dict contents are decoded on 3.11+.
+    ("dict_keys_log2_size", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_log2_size)")]),
+    ("dict_keys_log2_index_bytes", "option",
+     [(11, 13, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
+    ("dict_keys_kind", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_kind)")]),
+    ("dict_keys_nentries", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_nentries)")]),
+    ("dict_keys_indices", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_indices)")]),
+    ("dict_entry_size", "option", [(11, 13, "sizeof(PyDictKeyEntry)")]),
+    ("dict_entry_key", "option", [(11, 13, "offsetof(PyDictKeyEntry, me_key)")]),
+    ("dict_entry_value", "option", [(11, 13, "offsetof(PyDictKeyEntry, me_value)")]),
+    ("dict_unicode_entry_size", "option", [(11, 13, "sizeof(PyDictUnicodeEntry)")]),
+    ("dict_unicode_entry_key", "option", [(11, 13, "offsetof(PyDictUnicodeEntry, me_key)")]),
+    ("dict_unicode_entry_value", "option",
+     [(11, 13, "offsetof(PyDictUnicodeEntry, me_value)")]),
+    ("dict_kind_general", "enum", [(11, 13, "DICT_KEYS_GENERAL")]),
+    # --- end of the function view's block ---
 ]
 
 # _Py_DebugOffsets members read by debug_offsets.rs, 3.13+: (DebugField variant, member path).
@@ -223,6 +257,8 @@ def includes(minor):
                     "internal/pycore_frame.h"]
     # code.h is public up to 3.10; from 3.11 Python.h includes cpython/code.h itself.
     public = ["frameobject.h", "code.h"] if minor <= 10 else ["frameobject.h"]
+    # Function view: PyLongObject (public longintrepr.h up to 3.10), PyDictKeysObject (3.11+).
+    public += ["longintrepr.h"] if minor <= 10 else ["internal/pycore_dict.h"]
     return ["Python.h"] + internal + public
 
 

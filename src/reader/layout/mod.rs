@@ -219,6 +219,60 @@ pub struct Layout {
     pub unicode_ascii: Bitfield,
     /// `state.ready` (3.8–3.11): the canonical representation exists.
     pub unicode_ready: Option<Bitfield>,
+
+    // --- Function view (`--function --locals`): a frame's locals and the values they hold. ---
+    /// `PyFrameObject.f_localsplus` (3.8–3.10): locals, cells, free variables, value stack.
+    pub frame_object_localsplus: Option<usize>,
+    /// `PyCodeObject.co_cellvars` (tuple of str, 3.8–3.10).
+    pub code_cellvars: Option<usize>,
+    /// `PyCodeObject.co_freevars` (tuple of str, 3.8–3.10).
+    pub code_freevars: Option<usize>,
+    /// `PyCellObject.ob_ref`: the cell's content.
+    pub cell_ref: usize,
+    /// `PyListObject.ob_item`: pointer to the item pointers.
+    pub list_items: usize,
+    /// `PyFloatObject.ob_fval` (a C double).
+    pub float_value: usize,
+    /// `PyLongObject`'s digits: `ob_digit` up to 3.11, `long_value.ob_digit` 3.12+.
+    pub long_digits: usize,
+    /// `PyLongObject.long_value.lv_tag` (3.12+): digit count << 3 | sign bits. Up to 3.11 the
+    /// signed digit count is `ob_size`.
+    pub long_tag: Option<usize>,
+    /// `PyLong_SHIFT`: bits per digit.
+    pub long_digit_bits: usize,
+    /// `sizeof(digit)`.
+    pub long_digit_size: usize,
+    /// `PyDictObject.ma_used`: items in the dict.
+    pub dict_used: usize,
+    /// `PyDictObject.ma_keys`.
+    pub dict_keys: usize,
+    /// `PyDictObject.ma_values`: non-NULL for a split table.
+    pub dict_values: usize,
+    /// `PyDictKeysObject.dk_log2_size` (3.11+, one byte).
+    pub dict_keys_log2_size: Option<usize>,
+    /// `PyDictKeysObject.dk_log2_index_bytes` (3.11+, one byte).
+    pub dict_keys_log2_index_bytes: Option<usize>,
+    /// `PyDictKeysObject.dk_kind` (3.11+, one byte).
+    pub dict_keys_kind: Option<usize>,
+    /// `PyDictKeysObject.dk_nentries` (3.11+): entries used, deleted ones included.
+    pub dict_keys_nentries: Option<usize>,
+    /// `PyDictKeysObject.dk_indices` (3.11+): the index table; the entries follow it.
+    pub dict_keys_indices: Option<usize>,
+    /// `sizeof(PyDictKeyEntry)` (3.11+).
+    pub dict_entry_size: Option<usize>,
+    /// `PyDictKeyEntry.me_key` (3.11+).
+    pub dict_entry_key: Option<usize>,
+    /// `PyDictKeyEntry.me_value` (3.11+).
+    pub dict_entry_value: Option<usize>,
+    /// `sizeof(PyDictUnicodeEntry)` (3.11+).
+    pub dict_unicode_entry_size: Option<usize>,
+    /// `PyDictUnicodeEntry.me_key` (3.11+).
+    pub dict_unicode_entry_key: Option<usize>,
+    /// `PyDictUnicodeEntry.me_value` (3.11+).
+    pub dict_unicode_entry_value: Option<usize>,
+    /// `DICT_KEYS_GENERAL` (3.11+): a `dk_kind` whose entries are `PyDictKeyEntry`.
+    pub dict_kind_general: Option<u8>,
+    // --- end of the function view's block ---
 }
 
 /// The generated layout of CPython `version` (major, minor), if there is one.
