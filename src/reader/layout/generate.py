@@ -171,6 +171,7 @@ FIELDS = [
     ("frame_object_localsplus", "option", [(8, 10, "offsetof(PyFrameObject, f_localsplus)")]),
     ("code_cellvars", "option", [(8, 10, "offsetof(PyCodeObject, co_cellvars)")]),
     ("code_freevars", "option", [(8, 10, "offsetof(PyCodeObject, co_freevars)")]),
+    ("type_flags", "offset", all_versions("offsetof(PyTypeObject, tp_flags)")),
     ("cell_ref", "offset", all_versions("offsetof(PyCellObject, ob_ref)")),
     ("list_items", "offset", all_versions("offsetof(PyListObject, ob_item)")),
     ("float_value", "offset", all_versions("offsetof(PyFloatObject, ob_fval)")),
@@ -200,6 +201,9 @@ FIELDS = [
     ("dict_unicode_entry_value", "option",
      [(11, 13, "offsetof(PyDictUnicodeEntry, me_value)")]),
     ("dict_kind_general", "enum", [(11, 13, "DICT_KEYS_GENERAL")]),
+    ("code_fast_cell", "enum", [(11, 13, "CO_FAST_CELL")]),
+    ("code_fast_free", "enum", [(11, 13, "CO_FAST_FREE")]),
+    ("code_fast_hidden", "enum", [(12, 13, "CO_FAST_HIDDEN")]),
     # --- end of the function view's block ---
 ]
 

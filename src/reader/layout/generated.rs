@@ -83,6 +83,7 @@ pub const PY3_8: Layout = Layout {
     frame_object_localsplus: Some(360),
     code_cellvars: Some(88),
     code_freevars: Some(80),
+    type_flags: 168,
     cell_ref: 16,
     list_items: 24,
     float_value: 16,
@@ -105,6 +106,9 @@ pub const PY3_8: Layout = Layout {
     dict_unicode_entry_key: None,
     dict_unicode_entry_value: None,
     dict_kind_general: None,
+    code_fast_cell: None,
+    code_fast_free: None,
+    code_fast_hidden: None,
 };
 
 /// CPython 3.9, measured from the 3.9.18 headers.
@@ -183,6 +187,7 @@ pub const PY3_9: Layout = Layout {
     frame_object_localsplus: Some(360),
     code_cellvars: Some(88),
     code_freevars: Some(80),
+    type_flags: 168,
     cell_ref: 16,
     list_items: 24,
     float_value: 16,
@@ -205,6 +210,9 @@ pub const PY3_9: Layout = Layout {
     dict_unicode_entry_key: None,
     dict_unicode_entry_value: None,
     dict_kind_general: None,
+    code_fast_cell: None,
+    code_fast_free: None,
+    code_fast_hidden: None,
 };
 
 /// CPython 3.10, measured from the 3.10.13 headers.
@@ -283,6 +291,7 @@ pub const PY3_10: Layout = Layout {
     frame_object_localsplus: Some(352),
     code_cellvars: Some(88),
     code_freevars: Some(80),
+    type_flags: 168,
     cell_ref: 16,
     list_items: 24,
     float_value: 16,
@@ -305,6 +314,9 @@ pub const PY3_10: Layout = Layout {
     dict_unicode_entry_key: None,
     dict_unicode_entry_value: None,
     dict_kind_general: None,
+    code_fast_cell: None,
+    code_fast_free: None,
+    code_fast_hidden: None,
 };
 
 /// CPython 3.11, measured from the 3.11.7 headers.
@@ -383,6 +395,7 @@ pub const PY3_11: Layout = Layout {
     frame_object_localsplus: None,
     code_cellvars: None,
     code_freevars: None,
+    type_flags: 168,
     cell_ref: 16,
     list_items: 24,
     float_value: 16,
@@ -405,6 +418,9 @@ pub const PY3_11: Layout = Layout {
     dict_unicode_entry_key: Some(0),
     dict_unicode_entry_value: Some(8),
     dict_kind_general: Some(0),
+    code_fast_cell: Some(64),
+    code_fast_free: Some(128),
+    code_fast_hidden: None,
 };
 
 /// CPython 3.12, measured from the 3.12.1 headers.
@@ -483,6 +499,7 @@ pub const PY3_12: Layout = Layout {
     frame_object_localsplus: None,
     code_cellvars: None,
     code_freevars: None,
+    type_flags: 168,
     cell_ref: 16,
     list_items: 24,
     float_value: 16,
@@ -505,6 +522,9 @@ pub const PY3_12: Layout = Layout {
     dict_unicode_entry_key: Some(0),
     dict_unicode_entry_value: Some(8),
     dict_kind_general: Some(0),
+    code_fast_cell: Some(64),
+    code_fast_free: Some(128),
+    code_fast_hidden: Some(16),
 };
 
 /// CPython 3.13, measured from the 3.13.0 headers.
@@ -583,6 +603,7 @@ pub const PY3_13: Layout = Layout {
     frame_object_localsplus: None,
     code_cellvars: None,
     code_freevars: None,
+    type_flags: 168,
     cell_ref: 16,
     list_items: 24,
     float_value: 16,
@@ -605,6 +626,9 @@ pub const PY3_13: Layout = Layout {
     dict_unicode_entry_key: Some(0),
     dict_unicode_entry_value: Some(8),
     dict_kind_general: Some(0),
+    code_fast_cell: Some(64),
+    code_fast_free: Some(128),
+    code_fast_hidden: Some(16),
 };
 
 /// Every generated layout, oldest version first.

@@ -227,6 +227,9 @@ pub struct Layout {
     pub code_cellvars: Option<usize>,
     /// `PyCodeObject.co_freevars` (tuple of str, 3.8–3.10).
     pub code_freevars: Option<usize>,
+    /// `PyTypeObject.tp_flags` (`unsigned long`): `Py_TPFLAGS_HEAPTYPE` tells a class made at
+    /// run time (whose name anyone can choose) from a built-in type.
+    pub type_flags: usize,
     /// `PyCellObject.ob_ref`: the cell's content.
     pub cell_ref: usize,
     /// `PyListObject.ob_item`: pointer to the item pointers.
@@ -272,6 +275,12 @@ pub struct Layout {
     pub dict_unicode_entry_value: Option<usize>,
     /// `DICT_KEYS_GENERAL` (3.11+): a `dk_kind` whose entries are `PyDictKeyEntry`.
     pub dict_kind_general: Option<u8>,
+    /// `CO_FAST_CELL` (3.11+): a `co_localspluskinds` bit, the slot holds a cell (once made).
+    pub code_fast_cell: Option<u8>,
+    /// `CO_FAST_FREE` (3.11+): the slot holds a free variable's cell.
+    pub code_fast_free: Option<u8>,
+    /// `CO_FAST_HIDDEN` (3.12+): an inlined comprehension's variable, not a local of its own.
+    pub code_fast_hidden: Option<u8>,
     // --- end of the function view's block ---
 }
 
