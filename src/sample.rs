@@ -48,7 +48,7 @@ pub struct Sample {
 }
 
 /// Where in its source a frame of the followed function stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourcePoint {
     pub line: u32,
     /// The instruction's start column (UTF-8 bytes) from the 3.11+ location table; `None`
