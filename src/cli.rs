@@ -87,6 +87,10 @@ pub enum Commands {
         /// Print trace's "calling relationships:" list.
         #[arg(long, short = 'T')]
         trackcalls: bool,
+        /// Print the function view (traced with --function) as text: per call its stack, then
+        /// per statement `- 'snippet' hits` and the values of its variables.
+        #[arg(long)]
+        function: bool,
         /// Convert to this format instead of writing .cover files (with -o).
         #[arg(long, value_enum)]
         format: Option<Format>,
@@ -294,6 +298,16 @@ pub struct TraceArgs {
     /// every SECS; on a terminal a live status line is always shown.
     #[arg(long, value_name = "SECS", value_parser = parse_duration, default_value_t = 60.0, env = "TRACER_STATUS_EVERY")]
     pub status_every: f64,
+    /// Follow every call of this function (its qualified name, e.g. `Server.handle`; before
+    /// 3.11 the part after the last dot is matched with the function's name): per call, its
+    /// stack and per statement the samples that found it there. Written with --format json;
+    /// shown by `tracer report --function` (docs/function-view.md).
+    #[arg(long, value_name = "QUALNAME", env = "TRACER_FUNCTION")]
+    pub function: Option<String>,
+    /// With --function: also read the values of the local variables each statement uses
+    /// (type and a bounded repr, read from memory; nothing runs in the target).
+    #[arg(long, requires = "function", env = "TRACER_LOCALS")]
+    pub locals: bool,
 }
 
 impl TraceArgs {
@@ -312,6 +326,22 @@ impl TraceArgs {
             duration: self.duration.map(Duration::from_secs_f64),
             filter: self.filters.filter(library_dirs, stdlib)?,
             snapshot_every: self.flush_every.map(Duration::from_secs_f64),
+            function: self
+                .function
+                .as_ref()
+                .inspect(|_| {
+                    if self.format != Format::Json {
+                        eprintln!(
+                            "tracer: warning: the function view is written with --format json \
+                             only; {} leaves it out",
+                            self.format.name()
+                        );
+                    }
+                })
+                .map(|qualname| crate::reader::FunctionFilter {
+                    qualname: qualname.clone(),
+                    locals: self.locals,
+                }),
         })
     }
 }
@@ -384,6 +414,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             summary,
             listfuncs,
             trackcalls,
+            function,
             format,
             output,
             python_version,
@@ -396,6 +427,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             summary,
             listfuncs,
             trackcalls,
+            function,
             format,
             output,
             python_version,
@@ -1021,6 +1053,7 @@ struct ReportRequest {
     summary: bool,
     listfuncs: bool,
     trackcalls: bool,
+    function: bool,
     format: Option<Format>,
     output: Option<PathBuf>,
     python_version: Option<(u8, u8)>,
@@ -1092,6 +1125,18 @@ fn report_command(request: &ReportRequest) -> anyhow::Result<i32> {
     }
     if request.trackcalls {
         print!("{}", output::trace_text::calling_relationships(&results));
+    }
+    if request.function {
+        let Some(function) = &results.function else {
+            anyhow::bail!(
+                "{} holds no function view: trace with --function QUALNAME --format json",
+                request.file.display()
+            );
+        };
+        print!("{}", crate::function_view::render_text(function));
+        if request.format.is_none() && request.output.is_none() && request.coverdir.is_none() {
+            return Ok(0);
+        }
     }
     // -o without --format: the format the name tells.
     let format = match (request.format, &request.output) {

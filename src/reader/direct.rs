@@ -24,7 +24,7 @@ use super::linetable::{
     RawFramePosition,
 };
 use super::memory::{MemoryError, MemoryReader, ReadRequest};
-use super::values::ValueReader;
+use super::values::{TypeCache, ValueReader};
 use super::{CodeInterner, FunctionFilter, ReadError, StackReader};
 use crate::sample::{CodeId, CodeInfo, FrameRef, LocalSample, Sample, SourcePoint, TargetFrame};
 use rustc_hash::FxHashMap as HashMap;
@@ -194,6 +194,8 @@ pub struct DirectReader {
     needs_replan: bool,
     /// The function followed with `--function`, if any.
     function: Option<FunctionFilter>,
+    /// Type names of the values read for `--locals`.
+    types: TypeCache,
 }
 
 impl DirectReader {
@@ -218,6 +220,7 @@ impl DirectReader {
             stack_grew_to: None,
             needs_replan: false,
             function: None,
+            types: TypeCache::default(),
         }
     }
 
@@ -902,16 +905,30 @@ impl DirectReader {
         let read_state = |memory: &mut dyn MemoryReader| {
             let mut values = vec![0u8; slots.len() * 8];
             let mut position = [0u8; 8];
-            memory.read(frame.address.wrapping_add(slots_at), &mut values)?;
-            if let Some(at) = position_at {
-                memory.read(frame.address.wrapping_add(at), &mut position)?;
-            }
+            memory.read_many(&mut [
+                ReadRequest {
+                    address: frame.address.wrapping_add(slots_at),
+                    buf: &mut values,
+                },
+                ReadRequest {
+                    address: frame.address.wrapping_add(position_at.unwrap_or(0)),
+                    buf: &mut position,
+                },
+            ])?;
             Ok::<_, MemoryError>((values, position))
         };
         let before = read_state(self.target.memory.as_mut())?;
         let mut locals: Vec<LocalSample> = Vec::new();
         {
-            let mut values = ValueReader::new(self.target.memory.as_mut(), &layout);
+            let mut values = ValueReader::new(self.target.memory.as_mut(), &layout, &mut self.types);
+            let objects: Vec<usize> = before
+                .0
+                .chunks_exact(8)
+                .zip(slots)
+                .filter(|(_, slot)| !slot.hidden)
+                .map(|(raw, _)| usize::from_le_bytes(raw.try_into().unwrap_or_default()))
+                .collect();
+            values.prefetch(&objects);
             for (slot, raw) in slots.iter().zip(before.0.chunks_exact(8)) {
                 let object = usize::from_le_bytes(raw.try_into().unwrap_or_default());
                 if object == 0 || slot.hidden || locals.iter().any(|l| l.name == slot.name) {

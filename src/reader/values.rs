@@ -12,7 +12,7 @@
 //! repr stops being built as soon as it is long enough to be cut.
 
 use super::layout::Layout;
-use super::memory::{MemoryError, MemoryReader};
+use super::memory::{MemoryError, MemoryReader, ReadRequest};
 
 /// Characters of a repr kept, as tracefunc cuts them.
 pub const MAX_REPR_CHARS: usize = 50;
@@ -52,7 +52,7 @@ impl From<MemoryError> for Refused {
 
 /// The built-in types we decode, told by their type object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Int,
     Bool,
     Float,
@@ -66,15 +66,102 @@ enum Kind {
     Other,
 }
 
+/// Type objects seen before: address → (tp_name pointer, tp_flags, `__name__`, kind). An
+/// entry is used only while the type's tp_name pointer and flags still read the same.
+#[derive(Debug, Default)]
+pub struct TypeCache {
+    entries: std::collections::HashMap<usize, (usize, u64, String, Kind)>,
+}
+
+/// Types cached at most; past that the cache starts over.
+const MAX_CACHED_TYPES: usize = 4096;
+
 /// Reads values of one target.
 pub struct ValueReader<'a> {
     memory: &'a mut dyn MemoryReader,
     layout: &'a Layout,
+    types: &'a mut TypeCache,
+    /// Blocks read ahead in one call ([`ValueReader::prefetch`]): (address, bytes).
+    prefetched: Vec<(usize, Vec<u8>)>,
 }
 
+/// Bytes read ahead from each value: enough for small ints, floats, short strings and bytes,
+/// and a few tuple items, so that most values need no read of their own.
+pub const PREFETCH_BYTES: usize = 64;
+
 impl<'a> ValueReader<'a> {
-    pub fn new(memory: &'a mut dyn MemoryReader, layout: &'a Layout) -> ValueReader<'a> {
-        ValueReader { memory, layout }
+    pub fn new(
+        memory: &'a mut dyn MemoryReader,
+        layout: &'a Layout,
+        types: &'a mut TypeCache,
+    ) -> ValueReader<'a> {
+        ValueReader {
+            memory,
+            layout,
+            types,
+            prefetched: Vec::new(),
+        }
+    }
+
+    /// Read the first [`PREFETCH_BYTES`] of every object at `objects`, then the type objects
+    /// they name, in two calls; later reads inside these blocks are served from them. If a
+    /// batch fails (an object at the end of a mapping), values are read one by one instead.
+    pub fn prefetch(&mut self, objects: &[usize]) {
+        let type_span = self.layout.type_name.max(self.layout.type_flags) + 8;
+        let read = |memory: &mut dyn MemoryReader, addresses: &[usize], len: usize| {
+            let mut blocks: Vec<(usize, Vec<u8>)> =
+                addresses.iter().map(|&a| (a, vec![0u8; len])).collect();
+            let mut requests: Vec<ReadRequest> = blocks
+                .iter_mut()
+                .map(|(address, buf)| ReadRequest {
+                    address: *address,
+                    buf,
+                })
+                .collect();
+            let ok = memory.read_many(&mut requests).is_ok();
+            drop(requests);
+            if ok {
+                blocks
+            } else {
+                Vec::new()
+            }
+        };
+        let mut objects: Vec<usize> = objects.iter().copied().filter(|&a| a != 0).collect();
+        objects.sort_unstable();
+        objects.dedup();
+        objects.truncate(60);
+        let blocks = read(self.memory, &objects, PREFETCH_BYTES);
+        let at = self.layout.object_type;
+        let mut types: Vec<usize> = blocks
+            .iter()
+            .filter_map(|(_, b)| b.get(at..at + 8))
+            .map(|b| usize::from_le_bytes(b.try_into().unwrap_or_default()))
+            .filter(|&t| t != 0)
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        types.truncate(60);
+        let type_blocks = read(self.memory, &types, type_span);
+        self.prefetched = blocks;
+        self.prefetched.extend(type_blocks);
+    }
+
+    fn read(&mut self, address: usize, buf: &mut [u8]) -> Result<(), MemoryError> {
+        for (start, block) in &self.prefetched {
+            if let Some(at) = address.checked_sub(*start) {
+                if let Some(bytes) = block.get(at..at.saturating_add(buf.len())) {
+                    buf.copy_from_slice(bytes);
+                    return Ok(());
+                }
+            }
+        }
+        self.memory.read(address, buf)
+    }
+
+    fn read_usize(&mut self, address: usize) -> Result<usize, MemoryError> {
+        let mut bytes = [0u8; 8];
+        self.read(address, &mut bytes)?;
+        Ok(usize::from_le_bytes(bytes))
     }
 
     /// The value at `object`: its type name and repr. A cell (a closure's variable) is
@@ -107,14 +194,21 @@ impl<'a> ValueReader<'a> {
     /// The type's `__name__` and what we know of it.
     fn type_of(&mut self, object: usize) -> Result<(String, Kind), MemoryError> {
         let type_object = self
-            .memory
             .read_usize(object.wrapping_add(self.layout.object_type))?;
-        let name_ptr = self
-            .memory
-            .read_usize(type_object.wrapping_add(self.layout.type_name))?;
-        let flags = self
-            .memory
-            .read_usize(type_object.wrapping_add(self.layout.type_flags))? as u64;
+        // tp_name and tp_flags in one read.
+        let (name_at, flags_at) = (self.layout.type_name, self.layout.type_flags);
+        let mut header = vec![0u8; name_at.max(flags_at) + 8];
+        self.read(type_object, &mut header)?;
+        let word = |at: usize| {
+            usize::from_le_bytes(header[at..at + 8].try_into().unwrap_or_default())
+        };
+        let (name_ptr, flags) = (word(name_at), word(flags_at) as u64);
+        if let Some((cached_name, cached_flags, name, kind)) = self.types.entries.get(&type_object)
+        {
+            if *cached_name == name_ptr && *cached_flags == flags {
+                return Ok((name.clone(), *kind));
+            }
+        }
         let full = self.c_string(name_ptr)?;
         // `__name__` of a static type is tp_name after its last dot; a heap type's tp_name is
         // its `__name__` already.
@@ -141,6 +235,12 @@ impl<'a> ValueReader<'a> {
                 _ => Kind::Other,
             }
         };
+        if self.types.entries.len() >= MAX_CACHED_TYPES {
+            self.types.entries.clear();
+        }
+        self.types
+            .entries
+            .insert(type_object, (name_ptr, flags, short.clone(), kind));
         Ok((short, kind))
     }
 
@@ -153,7 +253,7 @@ impl<'a> ValueReader<'a> {
             // Do not cross a page boundary in one read: the name may end just before one.
             let to_page = 4096 - (at % 4096);
             let n = chunk.len().min(to_page);
-            self.memory.read(at, &mut chunk[..n])?;
+            self.read(at, &mut chunk[..n])?;
             if let Some(end) = chunk[..n].iter().position(|&b| b == 0) {
                 bytes.extend_from_slice(&chunk[..end]);
                 return Ok(String::from_utf8_lossy(&bytes).into_owned());
@@ -189,8 +289,7 @@ impl<'a> ValueReader<'a> {
             }
             Kind::Float => {
                 let mut raw = [0u8; 8];
-                self.memory
-                    .read(object.wrapping_add(self.layout.float_value), &mut raw)?;
+                self.read(object.wrapping_add(self.layout.float_value), &mut raw)?;
                 out.push_str(&float_repr(f64::from_le_bytes(raw)));
             }
             Kind::Str => {
@@ -203,8 +302,7 @@ impl<'a> ValueReader<'a> {
                     return Err(Refused::Opaque);
                 }
                 let mut data = vec![0u8; length];
-                self.memory
-                    .read(object.wrapping_add(self.layout.bytes_sval), &mut data)?;
+                self.read(object.wrapping_add(self.layout.bytes_sval), &mut data)?;
                 out.push_str(&bytes_repr(&data));
             }
             Kind::Tuple | Kind::List => {
@@ -215,8 +313,7 @@ impl<'a> ValueReader<'a> {
                 let items_at = if kind == Kind::Tuple {
                     object.wrapping_add(self.layout.tuple_items)
                 } else {
-                    self.memory
-                        .read_usize(object.wrapping_add(self.layout.list_items))?
+                    self.read_usize(object.wrapping_add(self.layout.list_items))?
                 };
                 let (open, close) = if kind == Kind::Tuple {
                     ("(", ")")
@@ -283,13 +380,13 @@ impl<'a> ValueReader<'a> {
         else {
             return Err(Refused::Opaque);
         };
-        if self.memory.read_usize(object.wrapping_add(l.dict_values))? != 0 {
+        if self.read_usize(object.wrapping_add(l.dict_values))? != 0 {
             return Err(Refused::Opaque); // a split table (an instance's __dict__)
         }
-        let used = self.memory.read_usize(object.wrapping_add(l.dict_used))?;
-        let keys = self.memory.read_usize(object.wrapping_add(l.dict_keys))?;
+        let used = self.read_usize(object.wrapping_add(l.dict_used))?;
+        let keys = self.read_usize(object.wrapping_add(l.dict_keys))?;
         let mut header = vec![0u8; indices_at];
-        self.memory.read(keys, &mut header)?;
+        self.read(keys, &mut header)?;
         let byte = |at: usize| header.get(at).copied().unwrap_or(0);
         let (log2_size, log2_index_bytes, kind) =
             (byte(log2_size_at), byte(log2_index_at), byte(kind_at));
@@ -318,7 +415,7 @@ impl<'a> ValueReader<'a> {
             .wrapping_add(1usize << log2_index_bytes);
         let read_entries = nentries.min(4 * MAX_ITEMS);
         let mut raw = vec![0u8; read_entries * entry_size];
-        self.memory.read(entries, &mut raw)?;
+        self.read(entries, &mut raw)?;
         out.push_str("{");
         let mut shown = 0usize;
         for entry in raw.chunks_exact(entry_size) {
@@ -356,7 +453,6 @@ impl<'a> ValueReader<'a> {
     /// `ob_size`, checked.
     fn size(&mut self, object: usize) -> Result<usize, Refused> {
         let size = self
-            .memory
             .read_usize(object.wrapping_add(self.layout.var_object_size))?;
         if size > isize::MAX as usize {
             return Err(Refused::Opaque);
@@ -366,7 +462,7 @@ impl<'a> ValueReader<'a> {
 
     fn pointers(&mut self, at: usize, count: usize) -> Result<Vec<usize>, Refused> {
         let mut raw = vec![0u8; count * 8];
-        self.memory.read(at, &mut raw)?;
+        self.read(at, &mut raw)?;
         Ok(raw
             .chunks_exact(8)
             .map(|c| usize::from_le_bytes(c.try_into().unwrap_or_default()))
@@ -379,7 +475,7 @@ impl<'a> ValueReader<'a> {
         let (negative, count) = match l.long_tag {
             // 3.12+: lv_tag = digits << 3 | sign (0 positive, 1 zero, 2 negative).
             Some(tag_at) => {
-                let tag = self.memory.read_usize(object.wrapping_add(tag_at))?;
+                let tag = self.read_usize(object.wrapping_add(tag_at))?;
                 match tag & 3 {
                     0 | 1 => (false, tag >> 3),
                     2 => (true, tag >> 3),
@@ -398,8 +494,7 @@ impl<'a> ValueReader<'a> {
             return Err(Refused::Opaque);
         }
         let mut raw = vec![0u8; count * 4];
-        self.memory
-            .read(object.wrapping_add(l.long_digits), &mut raw)?;
+        self.read(object.wrapping_add(l.long_digits), &mut raw)?;
         let limit = 1u32 << l.long_digit_bits;
         let digits: Vec<u32> = raw
             .chunks_exact(4)
@@ -415,7 +510,7 @@ impl<'a> ValueReader<'a> {
     fn unicode(&mut self, object: usize) -> Result<String, Refused> {
         let l = self.layout;
         let mut header = vec![0u8; l.unicode_compact_size];
-        self.memory.read(object, &mut header)?;
+        self.read(object, &mut header)?;
         let field = |at: usize, size: usize| {
             header
                 .get(at..at + size)
@@ -436,7 +531,7 @@ impl<'a> ValueReader<'a> {
             l.unicode_compact_size
         });
         let mut raw = vec![0u8; length * kind];
-        self.memory.read(data, &mut raw)?;
+        self.read(data, &mut raw)?;
         let text: Option<String> = match kind {
             1 => Some(raw.iter().map(|&b| b as char).collect()),
             2 => raw
