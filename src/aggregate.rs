@@ -13,8 +13,8 @@
 //!   most [`MAX_DISTINCT_STACKS`] distinct stacks are kept; samples of further new stacks are
 //!   counted as dropped.
 
-use crate::function_view::FunctionTracker;
 use crate::filter::Filter;
+use crate::function_view::FunctionTracker;
 use crate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
 use crate::sample::{CodeId, CodeInfo, Message, Sample};
 use crossbeam_channel::Receiver;

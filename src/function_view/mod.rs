@@ -263,8 +263,9 @@ impl FunctionTraces {
     /// the line's text. Points of a source that cannot be read or parsed are keyed
     /// `<line N>` and carry no variables (which ones a statement uses is unknown).
     pub fn resolve(&mut self, read_source: &dyn Fn(&str) -> Option<String>) {
-        type Key = (String, u32, String);
-        let mut parsed: HashMap<Key, Option<(Vec<Statement>, Vec<String>)>> = HashMap::default();
+        /// A function's statements and its file's lines, by (file, first line, name).
+        type Parsed = Option<(Vec<Statement>, Vec<String>)>;
+        let mut parsed: HashMap<(String, u32, String), Parsed> = HashMap::default();
         for call in &mut self.calls {
             if call.points.is_empty() {
                 continue;
@@ -294,11 +295,13 @@ impl FunctionTraces {
                     call.unplaced += point.hits;
                     continue;
                 };
-                let trace = by_key.entry(placed.order).or_insert_with(|| StatementTrace {
-                    snippet: placed.snippet.clone(),
-                    line: placed.line,
-                    ..StatementTrace::default()
-                });
+                let trace = by_key
+                    .entry(placed.order)
+                    .or_insert_with(|| StatementTrace {
+                        snippet: placed.snippet.clone(),
+                        line: placed.line,
+                        ..StatementTrace::default()
+                    });
                 trace.hits += point.hits;
                 for name in &placed.names {
                     if let Some(values) = point.locals.get(name) {
@@ -557,6 +560,9 @@ mod tests {
             vec![("int".to_owned(), "1".to_owned())]
         );
         let text = render_text(&traces);
-        assert!(text.contains("- 'y = x' 2\n{'x': [('int', '1')]}"), "{text}");
+        assert!(
+            text.contains("- 'y = x' 2\n{'x': [('int', '1')]}"),
+            "{text}"
+        );
     }
 }

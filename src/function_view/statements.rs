@@ -290,7 +290,10 @@ impl Collector<'_> {
     }
 
     fn push(&mut self, start: TextSize, end: TextSize, names: Vec<String>) {
-        let text = self.source.get(start.to_usize()..end.to_usize()).unwrap_or("");
+        let text = self
+            .source
+            .get(start.to_usize()..end.to_usize())
+            .unwrap_or("");
         let mut snippet = self.dedented(text).trim().to_owned();
         if snippet.is_empty() {
             return;
@@ -385,10 +388,12 @@ fn statement_names(stmt: &Stmt) -> Vec<String> {
         Stmt::Nonlocal(s) => collector
             .names
             .extend(s.names.iter().map(|n| n.id.to_string())),
-        Stmt::Import(s) => collector.names.extend(s.names.iter().map(|a| match &a.asname {
-            Some(asname) => asname.id.to_string(),
-            None => a.name.id.split('.').next().unwrap_or("").to_owned(),
-        })),
+        Stmt::Import(s) => collector
+            .names
+            .extend(s.names.iter().map(|a| match &a.asname {
+                Some(asname) => asname.id.to_string(),
+                None => a.name.id.split('.').next().unwrap_or("").to_owned(),
+            })),
         Stmt::ImportFrom(s) => collector.names.extend(
             s.names
                 .iter()
@@ -502,11 +507,20 @@ def target(n, items):
     fn points_find_the_smallest_statement() {
         let s = statements();
         // `a = 1; b = 2` on line 4: columns 4.. and 11..
-        assert_eq!(statement_at(&s, 4, Some(8)).map(|i| &s[i].snippet[..]), Some("a = 1"));
-        assert_eq!(statement_at(&s, 4, Some(15)).map(|i| &s[i].snippet[..]), Some("b = 2"));
+        assert_eq!(
+            statement_at(&s, 4, Some(8)).map(|i| &s[i].snippet[..]),
+            Some("a = 1")
+        );
+        assert_eq!(
+            statement_at(&s, 4, Some(15)).map(|i| &s[i].snippet[..]),
+            Some("b = 2")
+        );
         // Without columns, a line with two statements is ambiguous.
         assert_eq!(statement_at(&s, 4, None), None);
-        assert_eq!(statement_at(&s, 5, None).map(|i| &s[i].snippet[..]), Some("total = 0"));
+        assert_eq!(
+            statement_at(&s, 5, None).map(|i| &s[i].snippet[..]),
+            Some("total = 0")
+        );
         // The loop's header.
         assert_eq!(
             statement_at(&s, 6, Some(13)).map(|i| &s[i].snippet[..]),

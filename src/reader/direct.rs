@@ -920,7 +920,8 @@ impl DirectReader {
         let before = read_state(self.target.memory.as_mut())?;
         let mut locals: Vec<LocalSample> = Vec::new();
         {
-            let mut values = ValueReader::new(self.target.memory.as_mut(), &layout, &mut self.types);
+            let mut values =
+                ValueReader::new(self.target.memory.as_mut(), &layout, &mut self.types);
             let objects: Vec<usize> = before
                 .0
                 .chunks_exact(8)
@@ -1083,7 +1084,10 @@ impl StackReader for DirectReader {
                 match self.frame_line(frame) {
                     Some((code, line)) => {
                         if self.function.is_some()
-                            && self.codes.get(&frame.code).is_some_and(|e| e.target.is_some())
+                            && self
+                                .codes
+                                .get(&frame.code)
+                                .is_some_and(|e| e.target.is_some())
                         {
                             followed.push((index, resolved.len()));
                         }

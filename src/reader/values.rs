@@ -193,15 +193,13 @@ impl<'a> ValueReader<'a> {
 
     /// The type's `__name__` and what we know of it.
     fn type_of(&mut self, object: usize) -> Result<(String, Kind), MemoryError> {
-        let type_object = self
-            .read_usize(object.wrapping_add(self.layout.object_type))?;
+        let type_object = self.read_usize(object.wrapping_add(self.layout.object_type))?;
         // tp_name and tp_flags in one read.
         let (name_at, flags_at) = (self.layout.type_name, self.layout.type_flags);
         let mut header = vec![0u8; name_at.max(flags_at) + 8];
         self.read(type_object, &mut header)?;
-        let word = |at: usize| {
-            usize::from_le_bytes(header[at..at + 8].try_into().unwrap_or_default())
-        };
+        let word =
+            |at: usize| usize::from_le_bytes(header[at..at + 8].try_into().unwrap_or_default());
         let (name_ptr, flags) = (word(name_at), word(flags_at) as u64);
         if let Some((cached_name, cached_flags, name, kind)) = self.types.entries.get(&type_object)
         {
@@ -285,7 +283,10 @@ impl<'a> ValueReader<'a> {
                 if negative {
                     out.push_str("-");
                 }
-                out.push_str(&digits_to_decimal(&digits, self.layout.long_digit_bits as u32));
+                out.push_str(&digits_to_decimal(
+                    &digits,
+                    self.layout.long_digit_bits as u32,
+                ));
             }
             Kind::Float => {
                 let mut raw = [0u8; 8];
@@ -452,8 +453,7 @@ impl<'a> ValueReader<'a> {
 
     /// `ob_size`, checked.
     fn size(&mut self, object: usize) -> Result<usize, Refused> {
-        let size = self
-            .read_usize(object.wrapping_add(self.layout.var_object_size))?;
+        let size = self.read_usize(object.wrapping_add(self.layout.var_object_size))?;
         if size > isize::MAX as usize {
             return Err(Refused::Opaque);
         }
@@ -521,8 +521,7 @@ impl<'a> ValueReader<'a> {
         let kind = l.unicode_kind.extract(state) as usize;
         let compact = l.unicode_compact.extract(state) == 1;
         let ascii = l.unicode_ascii.extract(state) == 1;
-        if !compact || !matches!(kind, 1 | 2 | 4) || length.saturating_mul(kind) > MAX_TEXT_BYTES
-        {
+        if !compact || !matches!(kind, 1 | 2 | 4) || length.saturating_mul(kind) > MAX_TEXT_BYTES {
             return Err(Refused::Opaque);
         }
         let data = object.wrapping_add(if ascii {
@@ -643,7 +642,11 @@ pub fn float_repr(value: f64) -> String {
         } else if decpt >= n {
             format!("{}{}.0", digits, "0".repeat((decpt - n) as usize))
         } else {
-            format!("{}.{}", &digits[..decpt as usize], &digits[decpt as usize..])
+            format!(
+                "{}.{}",
+                &digits[..decpt as usize],
+                &digits[decpt as usize..]
+            )
         };
         format!("{sign}{body}")
     } else {
@@ -689,7 +692,7 @@ pub fn str_repr(text: &str) -> Option<String> {
             _ if code < 0x7f => out.push(c),
             // Latin-1: C1 controls, NBSP and the soft hyphen are not printable.
             _ if code <= 0xff => {
-                if code < 0xa0 || code == 0xa0 || code == 0xad {
+                if code <= 0xa0 || code == 0xad {
                     out.push_str(&format!("\\x{code:02x}"));
                 } else {
                     out.push(c);

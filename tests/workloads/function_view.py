@@ -73,6 +73,8 @@ def main():
         with open(sys.argv[2], "w") as f:
             json.dump(out, f, indent=1)
     else:
+        # Let `tracer run` attach before the first call (recall, not precision, needs it).
+        time.sleep(0.5)
         run("main")
 
 
