@@ -609,7 +609,7 @@ fn wait_to_follow(
 /// Trace one process until it exits, the duration passes or a signal comes, handing each
 /// snapshot (library directories filled in) to `on_snapshot`.
 fn trace_one(
-    attached: attach::Attached,
+    mut attached: attach::Attached,
     args: &TraceArgs,
     duration: Option<Duration>,
     signals: &StopSignals,
@@ -622,6 +622,13 @@ fn trace_one(
     let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
     let mut options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
     options.duration = duration;
+    // Refused before anything is announced (the session asks again, harmlessly).
+    if let Some(function) = &options.function {
+        attached
+            .reader
+            .follow_function(function.clone())
+            .map_err(|e| anyhow::anyhow!("cannot follow --function {}: {e}", function.qualname))?;
+    }
     eprintln!(
         "tracer: tracing pid {pid} (Python {}) at {} Hz{}; Ctrl-C to stop",
         attached.info.python_version,

@@ -355,3 +355,52 @@ fn tracefunc_venv(python: &Python) -> Option<PathBuf> {
     }
     Some(venv.join("bin/python"))
 }
+
+/// Bad uses of the function view: one-line errors that name the fix.
+#[test]
+fn function_view_bad_input() {
+    let dir = scratch("function-view-errors");
+    // A results file traced without --function.
+    let plain = dir.join("plain.json");
+    std::fs::write(
+        &plain,
+        r#"{"format":"tracer-coverage","version":1,"counts":[],"calledfuncs":[],"callers":[]}"#,
+    )
+    .unwrap();
+    let out = run_tracer(
+        &["report", "--file", plain.to_str().unwrap(), "--function"],
+        &dir,
+        Duration::from_secs(30),
+    );
+    assert_one_line_error(&out, &["holds no function view", "--function QUALNAME"]);
+    // --locals needs --function: a usage error.
+    let out = run_tracer(
+        &["run", "--locals", "--", "python3", "-c", "pass"],
+        &dir,
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", printed(&out));
+    // py-spy's reader cannot follow a function.
+    let python = pythons_under_test().pop().unwrap();
+    let mut workload = Workload::start(&python, &workload("mix.py"), 30.0);
+    let pid = workload.pid().to_string();
+    let out = run_tracer(
+        &[
+            "attach",
+            "--pid",
+            &pid,
+            "--reader",
+            "py-spy",
+            "--function",
+            "fib",
+            "--format",
+            "json",
+            "-o",
+            dir.join("x.json").to_str().unwrap(),
+        ],
+        &dir,
+        Duration::from_secs(60),
+    );
+    assert_one_line_error(&out, &["--function", "tracer's own reader"]);
+    let _ = workload.child.kill();
+}
