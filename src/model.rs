@@ -107,6 +107,7 @@ impl CoverageResults {
             (Some(mine), Some(theirs)) if mine.qualname == theirs.qualname => {
                 mine.calls.extend(theirs.calls.iter().cloned());
                 mine.dropped_calls = mine.dropped_calls.saturating_add(theirs.dropped_calls);
+                mine.dropped_values = mine.dropped_values.saturating_add(theirs.dropped_values);
             }
             (None, Some(theirs)) => self.function = Some(theirs.clone()),
             _ => {}

@@ -30,6 +30,10 @@ pub const MAX_CALLS: usize = 10_000;
 /// samples per variable and line).
 pub const MAX_VALUES: usize = 10;
 
+/// Values kept in all, over every call and point: past it, further values are counted in
+/// [`FunctionTraces::dropped_values`] (memory stays bounded on any workload: about 20 MB).
+pub const MAX_KEPT_VALUES: usize = 200_000;
+
 /// Values of one variable: `(type name, repr)`, distinct, in the order first seen.
 pub type Values = Vec<(String, String)>;
 
@@ -44,6 +48,8 @@ pub struct FunctionTraces {
     pub calls: Vec<CallTrace>,
     /// Calls met after [`MAX_CALLS`] were recorded.
     pub dropped_calls: u64,
+    /// Values seen after [`MAX_KEPT_VALUES`] were kept.
+    pub dropped_values: u64,
 }
 
 /// One call of the followed function.
@@ -117,6 +123,8 @@ pub struct FunctionTracker {
     /// Calls whose frame was in the latest sample of their thread: (thread, address) → call.
     active: HashMap<(u64, u64), usize>,
     dropped_calls: u64,
+    kept_values: usize,
+    dropped_values: u64,
     samples: u64,
 }
 
@@ -196,7 +204,18 @@ impl FunctionTracker {
         *hits += 1;
         for local in &target.locals {
             let values = locals.entry(local.name.clone()).or_default();
-            add_value(values, (&local.type_name, &local.repr));
+            let known = values
+                .iter()
+                .any(|(t, r)| *t == local.type_name && *r == local.repr);
+            if known || values.len() >= MAX_VALUES {
+                continue;
+            }
+            if self.kept_values >= MAX_KEPT_VALUES {
+                self.dropped_values += 1;
+                continue;
+            }
+            self.kept_values += 1;
+            values.push((local.type_name.clone(), local.repr.clone()));
         }
     }
 
@@ -241,6 +260,7 @@ impl FunctionTracker {
             locals: self.locals,
             calls,
             dropped_calls: self.dropped_calls,
+            dropped_values: self.dropped_values,
         }
     }
 }
@@ -419,6 +439,12 @@ pub fn render_text(traces: &FunctionTraces) -> String {
     ));
     if traces.dropped_calls > 0 {
         out.push_str(&format!(" ({} more not recorded)", traces.dropped_calls));
+    }
+    if traces.dropped_values > 0 {
+        out.push_str(&format!(
+            " ({} values not kept past the limit)",
+            traces.dropped_values
+        ));
     }
     out.push('\n');
     for (n, call) in traces.calls.iter().enumerate() {

@@ -41,6 +41,8 @@ struct FunctionDoc {
     locals: bool,
     #[serde(default)]
     dropped_calls: u64,
+    #[serde(default)]
+    dropped_values: u64,
     calls: Vec<CallDoc>,
 }
 
@@ -77,6 +79,7 @@ fn function_doc(traces: &FunctionTraces) -> FunctionDoc {
         qualname: traces.qualname.clone(),
         locals: traces.locals,
         dropped_calls: traces.dropped_calls,
+        dropped_values: traces.dropped_values,
         calls: traces
             .calls
             .iter()
@@ -110,6 +113,7 @@ fn function_traces(doc: FunctionDoc) -> FunctionTraces {
         qualname: doc.qualname,
         locals: doc.locals,
         dropped_calls: doc.dropped_calls,
+        dropped_values: doc.dropped_values,
         calls: doc
             .calls
             .into_iter()
