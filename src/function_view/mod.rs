@@ -349,7 +349,7 @@ struct Placed {
 fn place(statements: &[Statement], lines: &[String], point: SourcePoint) -> Option<Placed> {
     match point.column {
         Some(column) => {
-            let index = statements::statement_at(statements, point.line, Some(column))?;
+            let index = statements::statement_at(statements, point.line, column)?;
             let statement = &statements[index];
             Some(Placed {
                 order: (statement.start.0, index + 1),
@@ -493,7 +493,9 @@ fn python_str(s: &str) -> String {
                 '\\' => "\\\\".to_owned(),
                 c if c.is_ascii() && !c.is_ascii_control() => c.to_string(),
                 c if c.is_alphanumeric() => c.to_string(),
-                c => format!("\\u{{{:x}}}", c as u32),
+                c if (c as u32) <= 0xff => format!("\\x{:02x}", c as u32),
+                c if (c as u32) <= 0xffff => format!("\\u{:04x}", c as u32),
+                c => format!("\\U{:08x}", c as u32),
             })
             .collect();
         format!("'{escaped}'")

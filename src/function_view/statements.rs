@@ -56,26 +56,15 @@ pub fn function_statements(source: &str, first_line: u32, name: &str) -> Option<
 }
 
 /// The statement holding `(line, column)`: the smallest span containing it, as tracefunc
-/// looks it up. Without a column (before 3.11), the statement must be alone in starting on
-/// that line among those covering it, else the point is ambiguous and `None`.
-pub fn statement_at(statements: &[Statement], line: u32, column: Option<u32>) -> Option<usize> {
+/// looks it up.
+pub fn statement_at(statements: &[Statement], line: u32, column: u32) -> Option<usize> {
     let size = |s: &Statement| (s.end.0 - s.start.0, s.end.1.wrapping_sub(s.start.1));
-    match column {
-        Some(col) => statements
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| contains(s, line, col))
-            .min_by_key(|(_, s)| size(s))
-            .map(|(i, _)| i),
-        None => {
-            let mut starting = statements
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.start.0 == line);
-            let first = starting.next()?;
-            starting.next().is_none().then_some(first.0)
-        }
-    }
+    statements
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| contains(s, line, column))
+        .min_by_key(|(_, s)| size(s))
+        .map(|(i, _)| i)
 }
 
 fn contains(s: &Statement, line: u32, col: u32) -> bool {
@@ -506,26 +495,16 @@ def target(n, items):
     #[test]
     fn points_find_the_smallest_statement() {
         let s = statements();
+        let at = |line, column| statement_at(&s, line, column).map(|i| s[i].snippet.as_str());
         // `a = 1; b = 2` on line 4: columns 4.. and 11..
-        assert_eq!(
-            statement_at(&s, 4, Some(8)).map(|i| &s[i].snippet[..]),
-            Some("a = 1")
-        );
-        assert_eq!(
-            statement_at(&s, 4, Some(15)).map(|i| &s[i].snippet[..]),
-            Some("b = 2")
-        );
-        // Without columns, a line with two statements is ambiguous.
-        assert_eq!(statement_at(&s, 4, None), None);
-        assert_eq!(
-            statement_at(&s, 5, None).map(|i| &s[i].snippet[..]),
-            Some("total = 0")
-        );
+        assert_eq!(at(4, 8), Some("a = 1"));
+        assert_eq!(at(4, 15), Some("b = 2"));
+        assert_eq!(at(4, 10), None); // the `; ` between them
+        assert_eq!(at(5, 4), Some("total = 0"));
         // The loop's header.
-        assert_eq!(
-            statement_at(&s, 6, Some(13)).map(|i| &s[i].snippet[..]),
-            Some("for i in range(n):  # loop")
-        );
+        assert_eq!(at(6, 13), Some("for i in range(n):  # loop"));
+        // Inside the loop's body: the body's statement, not the header's span.
+        assert_eq!(at(7, 8), Some("total += i * a"));
     }
 
     #[test]
