@@ -164,6 +164,23 @@ fn against_tracefunc(python: &Python, venv_python: &Path) {
         "{}: {all:?}",
         python.label()
     );
+    // Values of every decoded type were read (and, above, found in tracefunc's output).
+    let types: BTreeSet<&str> = ours
+        .calls
+        .iter()
+        .flat_map(|c| c.statements.iter())
+        .flat_map(|s| s.vars.values().flatten())
+        .map(|(t, _)| t.as_str())
+        .collect();
+    for wanted in [
+        "int", "float", "bool", "NoneType", "str", "bytes", "tuple", "list", "dict", "Opaque",
+    ] {
+        assert!(
+            types.contains(wanted),
+            "{}: no {wanted} value read: {types:?}",
+            python.label()
+        );
+    }
     let (recall_snippets, recall_values) = recall(&ours, &truth);
     println!(
         "{}: {} calls of {} matched tracefunc's ({} distinct), {snippets} snippets and {values} \
