@@ -395,6 +395,51 @@ mod tests {
     }
 
     #[test]
+    fn the_function_view_round_trips() {
+        use crate::function_view::{CallTrace, FunctionTraces, StatementTrace};
+        let mut vars = std::collections::BTreeMap::new();
+        vars.insert("x".to_owned(), vec![("int".to_owned(), "1".to_owned())]);
+        let results = CoverageResults {
+            function: Some(FunctionTraces {
+                qualname: "f".into(),
+                locals: true,
+                dropped_calls: 1,
+                dropped_values: 2,
+                calls: vec![CallTrace {
+                    thread_id: 7,
+                    frame_address: 0x1000,
+                    filename: "/w/a.py".into(),
+                    funcname: "f".into(),
+                    first_line: 3,
+                    callers: vec![("main".into(), "/w/a.py".into(), 9)],
+                    samples: 5,
+                    unplaced: 1,
+                    points: Vec::new(),
+                    statements: vec![StatementTrace {
+                        snippet: "y = x".into(),
+                        line: 4,
+                        hits: 4,
+                        vars,
+                    }],
+                }],
+            }),
+            ..CoverageResults::default()
+        };
+        let bytes = to_vec(&results, &RunInfo::default()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v["function"]["calls"][0]["stack"],
+            "main (a.py:9)\nf (a.py:3)"
+        );
+        assert_eq!(
+            v["function"]["calls"][0]["statements"][0]["vars"]["x"],
+            serde_json::json!([["int", "1"]])
+        );
+        let (back, _) = from_slice(&bytes).unwrap();
+        assert_eq!(back, results);
+    }
+
+    #[test]
     fn refuses_other_formats_and_versions() {
         assert!(from_slice(
             br#"{"format":"x","version":1,"counts":[],"calledfuncs":[],"callers":[]}"#
