@@ -1140,7 +1140,15 @@ fn report_command(request: &ReportRequest) -> anyhow::Result<i32> {
                 request.file.display()
             );
         };
-        print!("{}", crate::function_view::render_text(function));
+        // Into a pipe that closes early (`| head`), stop quietly as other tools do.
+        let text = crate::function_view::render_text(function);
+        let mut stdout = std::io::stdout().lock();
+        match std::io::Write::write_all(&mut stdout, text.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(e).context("cannot print the function view");
+            }
+            _ => {}
+        }
         if request.format.is_none() && request.output.is_none() && request.coverdir.is_none() {
             return Ok(0);
         }

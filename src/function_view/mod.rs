@@ -457,6 +457,12 @@ pub fn render_text(traces: &FunctionTraces) -> String {
         ));
         out.push_str(&call.stack_string());
         out.push('\n');
+        if call.unplaced > 0 {
+            out.push_str(&format!(
+                "({} samples at the function's entry or in no statement)\n",
+                call.unplaced
+            ));
+        }
         for statement in &call.statements {
             out.push_str(&format!(
                 "- {} {}\n",
