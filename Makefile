@@ -16,7 +16,7 @@ demo: build
 
 # Unit tests and the integration tests against every Python 3.8-3.13 found (see
 # tests/common/mod.rs; TRACER_TEST_PYTHONS overrides the discovery).
-test: report-venv i386-python
+test: report-venv tracefunc-venvs i386-python
 	$(CARGO) test --release -- --nocapture
 
 # The pinned real consumers of our formats (coverage.py, pydot), for tests/reports.rs, and our
@@ -48,6 +48,30 @@ report-venv:
 			-r tests/support/report-requirements.txt ./$(REPORT_PLUGIN) && \
 		cat $(REPORT_INPUTS) > $(REPORT_VENV)/installed-inputs.txt; \
 	fi
+
+# tracefunc, the in-process ground truth of tests/function_view.rs, runs inside the workload's
+# own interpreter: one venv per Python 3.12 and 3.13 found (target/tracefunc-venv-3.X), rebuilt
+# only when tests/support/function-view-requirements.txt changes. The test makes a missing one
+# itself, and prints SKIP if it cannot.
+TRACEFUNC_REQUIREMENTS := tests/support/function-view-requirements.txt
+
+.PHONY: tracefunc-venvs
+tracefunc-venvs:
+	@for v in 3.12 3.13; do \
+		py=""; \
+		for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python /usr/bin/python$$v; do \
+			$$p -c '' 2>/dev/null && { py=$$p; break; }; \
+		done; \
+		if [ -z "$$py" ]; then echo "SKIP: no Python $$v for tracefunc"; continue; fi; \
+		venv=target/tracefunc-venv-$$v; \
+		if ! cmp -s $(TRACEFUNC_REQUIREMENTS) $$venv/installed-requirements.txt; then \
+			rm -rf $$venv && \
+			$$py -m venv $$venv && \
+			$$venv/bin/python -m pip install --quiet --disable-pip-version-check \
+				-r $(TRACEFUNC_REQUIREMENTS) && \
+			cp $(TRACEFUNC_REQUIREMENTS) $$venv/installed-requirements.txt || exit 1; \
+		fi; \
+	done
 
 # Every fuzz target (tests/fuzz_*.rs) with 1,000,000 cases each (FUZZ_CASES overrides), built
 # with overflow checks (Cargo.toml's fuzz profile); `make test` runs the same targets with 2,000.

@@ -14,6 +14,7 @@
 //!   counted as dropped.
 
 use crate::filter::Filter;
+use crate::function_view::FunctionTracker;
 use crate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
 use crate::sample::{CodeId, CodeInfo, Message, Sample};
 use crossbeam_channel::Receiver;
@@ -68,11 +69,20 @@ pub struct Aggregator {
     samples: u64,
     /// Frames naming a code id never announced: a reader bug, counted rather than trusted.
     unknown_codes: u64,
+    /// The function view's per-call tracking, with `--function`.
+    function: Option<FunctionTracker>,
 }
 
 impl Aggregator {
     pub fn new() -> Aggregator {
         Aggregator::default()
+    }
+
+    /// Also follow calls of the function the reader lists in [`Sample::targets`]
+    /// (`--function`).
+    pub fn with_function(mut self, qualname: &str, locals: bool) -> Aggregator {
+        self.function = Some(FunctionTracker::new(qualname, locals));
+        self
     }
 
     /// Fold in every message until the channel closes.
@@ -135,6 +145,9 @@ impl Aggregator {
             if !thread.truncated && !frames.is_empty() {
                 self.count_stack(frames);
             }
+        }
+        if let Some(function) = &mut self.function {
+            function.add_sample(sample);
         }
     }
 
@@ -219,6 +232,15 @@ impl Aggregator {
             stacks.samples.insert(frames, *count);
         }
         results.stacks = Some(stacks);
+        results.function = self.function.as_ref().map(|f| {
+            f.results(|code| {
+                let (file, func) = self.resolve(code)?;
+                Some((
+                    self.files.values[file as usize].clone(),
+                    self.funcs.values[func as usize].1.clone(),
+                ))
+            })
+        });
         results
     }
 }

@@ -89,6 +89,10 @@ pub enum Commands {
         /// Print trace's "calling relationships:" list.
         #[arg(long, short = 'T')]
         trackcalls: bool,
+        /// Print the function view (traced with --function) as text: per call its stack, then
+        /// per statement `- 'snippet' hits` and the values of its variables.
+        #[arg(long)]
+        function: bool,
         /// Convert to this format instead of writing .cover files (with -o).
         #[arg(long, value_enum)]
         format: Option<Format>,
@@ -353,6 +357,16 @@ pub struct TraceArgs {
     /// every SECS; on a terminal a live status line is always shown.
     #[arg(long, value_name = "SECS", value_parser = parse_duration, default_value_t = 60.0, env = "TRACER_STATUS_EVERY")]
     pub status_every: f64,
+    /// Follow every call of this function (its qualified name, e.g. `Server.handle`; before
+    /// 3.11 the part after the last dot is matched with the function's name): per call, its
+    /// stack and per statement the samples that found it there. Written with --format json;
+    /// shown by `tracer report --function` (docs/function-view.md).
+    #[arg(long, value_name = "QUALNAME", env = "TRACER_FUNCTION")]
+    pub function: Option<String>,
+    /// With --function: also read the values of the local variables each statement uses
+    /// (type and a bounded repr, read from memory; nothing runs in the target).
+    #[arg(long, requires = "function", env = "TRACER_LOCALS")]
+    pub locals: bool,
 }
 
 impl TraceArgs {
@@ -371,6 +385,22 @@ impl TraceArgs {
             duration: self.duration.map(Duration::from_secs_f64),
             filter: self.filters.filter(library_dirs, stdlib)?,
             snapshot_every: self.flush_every.map(Duration::from_secs_f64),
+            function: self
+                .function
+                .as_ref()
+                .inspect(|_| {
+                    if self.format != Format::Json {
+                        eprintln!(
+                            "tracer: warning: the function view is written with --format json \
+                             only; {} leaves it out",
+                            self.format.name()
+                        );
+                    }
+                })
+                .map(|qualname| crate::reader::FunctionFilter {
+                    qualname: qualname.clone(),
+                    locals: self.locals,
+                }),
         })
     }
 }
@@ -443,6 +473,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             summary,
             listfuncs,
             trackcalls,
+            function,
             format,
             output,
             python_version,
@@ -456,6 +487,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             summary,
             listfuncs,
             trackcalls,
+            function,
             format,
             output,
             python_version,
@@ -788,7 +820,7 @@ fn wait_to_follow(
 /// Trace one process until it exits, the duration passes or a signal comes, handing each
 /// snapshot (library directories filled in) to `on_snapshot`.
 fn trace_one(
-    attached: attach::Attached,
+    mut attached: attach::Attached,
     args: &TraceArgs,
     duration: Option<Duration>,
     signals: &StopSignals,
@@ -801,6 +833,13 @@ fn trace_one(
     let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
     let mut options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
     options.duration = duration;
+    // Refused before anything is announced (the session asks again, harmlessly).
+    if let Some(function) = &options.function {
+        attached
+            .reader
+            .follow_function(function.clone())
+            .map_err(|e| anyhow::anyhow!("cannot follow --function {}: {e}", function.qualname))?;
+    }
     eprintln!(
         "tracer: tracing pid {pid} (Python {}) at {} Hz{}; Ctrl-C to stop",
         attached.info.python_version,
@@ -966,6 +1005,7 @@ struct ReportRequest {
     summary: bool,
     listfuncs: bool,
     trackcalls: bool,
+    function: bool,
     format: Option<Format>,
     output: Option<PathBuf>,
     python_version: Option<(u8, u8)>,
@@ -1038,6 +1078,26 @@ fn report_command(request: &ReportRequest) -> anyhow::Result<i32> {
     }
     if request.trackcalls {
         print!("{}", output::trace_text::calling_relationships(&results));
+    }
+    if request.function {
+        let Some(function) = &results.function else {
+            anyhow::bail!(
+                "{} holds no function view: trace with --function QUALNAME --format json",
+                request.file.display()
+            );
+        };
+        // Into a pipe that closes early (`| head`), stop quietly as other tools do.
+        let text = crate::function_view::render_text(function);
+        let mut stdout = std::io::stdout().lock();
+        match std::io::Write::write_all(&mut stdout, text.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(e).context("cannot print the function view");
+            }
+            _ => {}
+        }
+        if request.format.is_none() && request.output.is_none() && request.coverdir.is_none() {
+            return Ok(0);
+        }
     }
     // -o without --format: the format the name tells.
     let format = match (request.format, &request.output) {

@@ -2,7 +2,8 @@
 //!
 //! The data path, one module per step:
 //! [`attach`] (find the interpreter) → [`reader`] (read stacks) → [`sampler`] (timer, send
-//! compact [`sample`]s) → [`aggregate`] (fold into counts) → [`model`] (trace's
+//! compact [`sample`]s) → [`aggregate`] (fold into counts; [`function_view`] per call of one
+//! function) → [`model`] (trace's
 //! `CoverageResults`) → [`output`] (pickle, `.cover`, JSON). [`session`] ties them together;
 //! [`cli`] is the command line. See docs/ARCHITECTURE.md.
 
@@ -13,6 +14,7 @@ pub mod dump;
 pub mod family;
 pub mod filter;
 pub mod flush;
+pub mod function_view;
 pub mod library_dirs;
 pub mod model;
 pub mod output;

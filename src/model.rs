@@ -76,6 +76,9 @@ pub struct CoverageResults {
     /// Whole stacks, for flame graphs; `None` when the results came from a format that cannot
     /// hold them (trace's pickle).
     pub stacks: Option<Stacks>,
+    /// The function view (`--function`): per call of one function, statements, hits and
+    /// values of its locals; `None` without `--function`.
+    pub function: Option<crate::function_view::FunctionTraces>,
 }
 
 impl CoverageResults {
@@ -99,6 +102,16 @@ impl CoverageResults {
             (Some(mine), Some(theirs)) => mine.update(theirs),
             _ => self.stacks = None,
         }
+        // Calls of the followed function are each their own: a merge lists both sides' calls.
+        match (&mut self.function, &other.function) {
+            (Some(mine), Some(theirs)) if mine.qualname == theirs.qualname => {
+                mine.calls.extend(theirs.calls.iter().cloned());
+                mine.dropped_calls = mine.dropped_calls.saturating_add(theirs.dropped_calls);
+                mine.dropped_values = mine.dropped_values.saturating_add(theirs.dropped_values);
+            }
+            (None, Some(theirs)) => self.function = Some(theirs.clone()),
+            _ => {}
+        }
     }
 
     /// The same results with every file name passed through `map` (for `--path-map`). Keys
@@ -111,6 +124,16 @@ impl CoverageResults {
         };
         let mut out = CoverageResults {
             stacks: self.stacks.as_ref().map(|_| Stacks::default()),
+            function: self.function.as_ref().map(|f| {
+                let mut f = f.clone();
+                for call in &mut f.calls {
+                    call.filename = map(&call.filename);
+                    for caller in &mut call.callers {
+                        caller.1 = map(&caller.1);
+                    }
+                }
+                f
+            }),
             ..CoverageResults::default()
         };
         for ((file, line), hits) in &self.counts {

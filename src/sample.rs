@@ -42,6 +42,42 @@ pub struct ThreadStack {
 pub struct Sample {
     pub frames: Vec<FrameRef>,
     pub threads: Vec<ThreadStack>,
+    /// Frames of the function followed with `--function`, with what the function view needs;
+    /// empty (and never filled) without it.
+    pub targets: Vec<TargetFrame>,
+}
+
+/// Where in its source a frame of the followed function stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourcePoint {
+    pub line: u32,
+    /// The instruction's start column (UTF-8 bytes) from the 3.11+ location table; `None`
+    /// before 3.11, or for an instruction without columns.
+    pub column: Option<u32>,
+}
+
+/// One local variable of a followed frame, as read in one sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSample {
+    pub name: String,
+    /// `type(v).__name__`.
+    pub type_name: String,
+    /// A bounded repr (see `reader::values`).
+    pub repr: String,
+}
+
+/// A frame of the followed function in one sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFrame {
+    /// The frame's address in the target: with its thread and callers, what tells calls apart.
+    pub address: u64,
+    /// Index of this frame in [`Sample::frames`]; its callers follow it up to its thread's end.
+    pub frame_index: u32,
+    /// `co_firstlineno` of its code.
+    pub first_line: u32,
+    pub point: SourcePoint,
+    /// Bound local variables (`--locals`), in the code's order.
+    pub locals: Vec<LocalSample>,
 }
 
 impl Sample {
@@ -49,6 +85,7 @@ impl Sample {
     pub fn clear(&mut self) {
         self.frames.clear();
         self.threads.clear();
+        self.targets.clear();
     }
 
     /// Close the stack of `thread_id`: the frames pushed since the previous call are its stack,

@@ -6,6 +6,7 @@ use crate::attach::Attached;
 use crate::filter::Filter;
 use crate::model::CoverageResults;
 use crate::output::{self, Format, RunInfo};
+use crate::reader::FunctionFilter;
 use crate::sampler::{self, SamplerConfig, StopReason};
 use crate::source::Sources;
 use anyhow::Context;
@@ -27,6 +28,8 @@ pub struct SessionOptions {
     /// Hand a complete snapshot of the results to the caller this often while sampling goes
     /// on (`--flush-every`); `None` only at the end.
     pub snapshot_every: Option<Duration>,
+    /// The function view's function (`--function`, `--locals`).
+    pub function: Option<FunctionFilter>,
 }
 
 /// What a session gathered.
@@ -98,12 +101,21 @@ pub fn sample_with_snapshots(
         pending_codes,
     } = attached;
     let pid = target.pid;
+    if let Some(function) = &options.function {
+        reader
+            .follow_function(function.clone())
+            .map_err(|e| anyhow::anyhow!("cannot follow --function {}: {e}", function.qualname))?;
+    }
     let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
     let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded::<SnapshotRequest>(1);
     let filter = options.filter.clone();
+    let mut aggregator = Aggregator::new();
+    if let Some(function) = &options.function {
+        aggregator = aggregator.with_function(&function.qualname, function.locals);
+    }
     let aggregator = std::thread::Builder::new()
         .name("tracer-aggregator".into())
-        .spawn(move || aggregate_until_closed(rx, snapshot_rx, &filter))
+        .spawn(move || aggregate_until_closed(aggregator, rx, snapshot_rx, &filter))
         .context("cannot start the aggregator thread")?;
     let config = SamplerConfig {
         rate_hz: options.rate_hz,
@@ -184,11 +196,11 @@ pub fn sample_with_snapshots(
 /// The aggregator thread: fold in every sample until the sampler closes the channel, answering
 /// snapshot requests in between, and return the final results.
 fn aggregate_until_closed(
+    mut aggregator: Aggregator,
     samples: crossbeam_channel::Receiver<crate::sample::Message>,
     snapshot_requests: crossbeam_channel::Receiver<SnapshotRequest>,
     filter: &Filter,
 ) -> CoverageResults {
-    let mut aggregator = Aggregator::new();
     let mut requests = snapshot_requests;
     loop {
         crossbeam_channel::select! {

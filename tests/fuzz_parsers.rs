@@ -1,5 +1,5 @@
 //! Fuzzing every parser of bytes that come from outside: line tables of every format, the
-//! debug offsets of 3.13+, the executable-line analysis of Python sources, and the results files
+//! debug offsets of 3.13+, the values of local variables (`--locals`, reader/values.rs), the executable-line analysis of Python sources, and the results files
 //! `report` and `merge` read back (trace's pickle, our JSON, coverage.py's SQLite database).
 //!
 //! Each target runs `TRACER_FUZZ_CASES` cases (2,000 by default; `make fuzz` runs 1,000,000):
@@ -459,5 +459,116 @@ fn fuzz_snapshot_bytecode_and_exception_tables() {
             Ok(())
         })
         .unwrap();
+    COUNT.report();
+}
+
+/// Where the fuzzed value images live.
+const VALUE_IMAGE_BASE: usize = 0x10_0000;
+
+/// An image of objects for the value decoder: type objects named as the built-in types it
+/// decodes, and objects of those types (plus cells) whose fields are random words, pointers
+/// into the image, or small numbers; the decoder must return for any of them.
+fn value_image(layout: &tracer::reader::layout::Layout, words: &[u64]) -> (Vec<u8>, Vec<usize>) {
+    const NAMES: [&str; 10] = [
+        "int", "bool", "float", "NoneType", "str", "bytes", "tuple", "list", "dict", "cell",
+    ];
+    const TYPE_SPAN: usize = 512;
+    const OBJECT_SPAN: usize = 256;
+    let objects = 24;
+    let size = NAMES.len() * TYPE_SPAN + objects * OBJECT_SPAN + 4096;
+    let mut image = vec![0u8; size];
+    let mut next = 0usize;
+    let mut word = || {
+        next += 1;
+        words.get(next % words.len().max(1)).copied().unwrap_or(0)
+    };
+    let put = |image: &mut Vec<u8>, at: usize, value: u64| {
+        if let Some(slot) = image.get_mut(at..at + 8) {
+            slot.copy_from_slice(&value.to_le_bytes());
+        }
+    };
+    // Type objects, each with its name after it.
+    for (i, name) in NAMES.iter().enumerate() {
+        let at = i * TYPE_SPAN;
+        let name_at = at + TYPE_SPAN - 32;
+        image[name_at..name_at + name.len()].copy_from_slice(name.as_bytes());
+        put(
+            &mut image,
+            at + layout.type_name,
+            (VALUE_IMAGE_BASE + name_at) as u64,
+        );
+        put(&mut image, at + layout.type_flags, 0);
+    }
+    let first_object = NAMES.len() * TYPE_SPAN;
+    let object_addresses: Vec<usize> = (0..objects)
+        .map(|i| VALUE_IMAGE_BASE + first_object + i * OBJECT_SPAN)
+        .collect();
+    for (i, &address) in object_addresses.iter().enumerate() {
+        let at = address - VALUE_IMAGE_BASE;
+        // Fields: random words, pointers to other objects, small counts.
+        for field in (0..OBJECT_SPAN).step_by(8) {
+            let w = word();
+            let value = match w % 4 {
+                0 => w,
+                1 => object_addresses[(w >> 8) as usize % objects] as u64,
+                2 => (w >> 8) % 70,
+                _ => (VALUE_IMAGE_BASE as u64).wrapping_add((w >> 8) % size as u64),
+            };
+            put(&mut image, at + field, value);
+        }
+        let type_index = (word() as usize + i) % NAMES.len();
+        put(
+            &mut image,
+            at + layout.object_type,
+            (VALUE_IMAGE_BASE + type_index * TYPE_SPAN) as u64,
+        );
+    }
+    (image, object_addresses)
+}
+
+#[test]
+fn fuzz_value_decoder() {
+    use tracer::reader::layout::LAYOUTS;
+    use tracer::reader::memory::ImageMemory;
+    use tracer::reader::values::{TypeCache, ValueReader, MAX_REPR_CHARS};
+    static COUNT: CaseCounter = CaseCounter::new("values");
+    // Values decoded (not shown as `<type at 0x…>`): the images must reach the decoders.
+    static DECODED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let strategy = (
+        0..LAYOUTS.len(),
+        prop::collection::vec(any::<u64>(), 1..64),
+        any::<bool>(),
+    );
+    runner()
+        .run(&strategy, |(layout_index, words, prefetch)| {
+            COUNT.case();
+            let layout = &LAYOUTS[layout_index];
+            let (image, objects) = value_image(layout, &words);
+            let mut memory = ImageMemory::new([(VALUE_IMAGE_BASE, image)]);
+            let mut types = TypeCache::default();
+            let mut reader = ValueReader::new(&mut memory, layout, &mut types);
+            if prefetch {
+                reader.prefetch(&objects);
+            }
+            for &object in &objects {
+                for deref in [false, true] {
+                    if let Ok(Some(value)) = reader.describe(object, deref) {
+                        let opaque = value.repr.starts_with('<') && value.repr.contains(" at 0x");
+                        prop_assert!(
+                            opaque || value.repr.chars().count() <= MAX_REPR_CHARS,
+                            "{value:?}"
+                        );
+                        if !opaque {
+                            DECODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let decoded = DECODED.load(std::sync::atomic::Ordering::Relaxed);
+    println!("values: {decoded} decoded (not opaque)");
+    assert!(decoded > 0, "no fuzzed value reached a decoder");
     COUNT.report();
 }

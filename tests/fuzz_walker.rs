@@ -7,6 +7,9 @@
 //! case passes if both return, sample or error, without a panic, within the watchdog's time
 //! limit, with a bounded number of ranges read, and with every frame naming a code id the
 //! reader reported and a line > 0. `TRACER_FUZZ_CASES` cases per run (`make fuzz`: 1,000,000).
+//!
+//! The reader follows mix.py's `worker` (always on its thread's stack) with its locals, as
+//! `--function worker --locals` does, so the function view's reads are recorded and fuzzed too.
 
 mod common;
 
@@ -19,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use tracer::reader::direct::Target;
 use tracer::reader::layout::Layout;
 use tracer::reader::memory::{ImageMemory, MemoryError, MemoryReader, ReadRequest};
-use tracer::reader::{DirectReader, StackReader};
+use tracer::reader::{DirectReader, FunctionFilter, StackReader};
 use tracer::sample::Sample;
 
 /// Ranges one case (two samples) may read at most. The reader's own bounds (threads, depth,
@@ -66,6 +69,14 @@ impl MemoryReader for Counted {
     }
 }
 
+/// The function the reader follows, with its locals: mix.py's `worker`.
+fn followed() -> FunctionFilter {
+    FunctionFilter {
+        qualname: "worker".into(),
+        locals: true,
+    }
+}
+
 /// What a recorded image needs besides its bytes.
 #[derive(Clone)]
 struct Recorded {
@@ -99,23 +110,27 @@ fn record_images() -> Vec<Recorded> {
         // Paused while recording, so that the image is one consistent state.
         let process = remoteprocess::Process::new(target.pid()).ok();
         let mut reader = DirectReader::new(tgt, process);
+        reader.follow_function(followed()).unwrap();
         let (mut sample, mut codes) = (Sample::default(), Vec::new());
-        let mut frames = 0;
+        let (mut frames, mut followed_frames) = (0, 0);
         for _ in 0..5 {
             if reader.read(&mut sample, &mut codes).is_ok() {
                 frames = frames.max(sample.frames.len());
+                followed_frames += sample.targets.len();
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let recorded = std::mem::take(&mut *ranges.lock().unwrap());
         let image = ImageMemory::new(recorded);
         println!(
-            "fuzz image: {}: {} regions, {} bytes, {} frames, {} code objects",
+            "fuzz image: {}: {} regions, {} bytes, {} frames, {} code objects, {} frames of \
+             worker",
             python.label(),
             image.regions().len(),
             image.regions().iter().map(|r| r.1.len()).sum::<usize>(),
             frames,
-            codes.len()
+            codes.len(),
+            followed_frames
         );
         assert!(
             frames > 0,
@@ -238,9 +253,17 @@ fn sample_image(recorded: &Recorded, image: ImageMemory) -> u64 {
         code_type: recorded.code_type,
     };
     let mut reader = DirectReader::new(target, None);
+    reader.follow_function(followed()).unwrap();
     let (mut sample, mut codes) = (Sample::default(), Vec::new());
     for _ in 0..2 {
         if reader.read(&mut sample, &mut codes).is_ok() {
+            for followed in &sample.targets {
+                assert!(
+                    (followed.frame_index as usize) < sample.frames.len(),
+                    "{}: a followed frame outside the sample",
+                    recorded.label
+                );
+            }
             for frame in &sample.frames {
                 assert!(
                     (frame.code as usize) < codes.len(),

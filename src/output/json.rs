@@ -2,6 +2,7 @@
 
 use super::RunInfo;
 use crate::attach::TargetInfo;
+use crate::function_view::{CallTrace, FunctionTraces, StatementTrace};
 use crate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
 use crate::sampler::SamplerStats;
 use anyhow::bail;
@@ -28,6 +29,117 @@ struct Document {
     /// Optional: absent in files converted from formats without stacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stacks: Option<StacksDoc>,
+    /// Optional: the function view, with `--function` (docs/function-view.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    function: Option<FunctionDoc>,
+}
+
+/// The function view: per call of the followed function, its stack and statements.
+#[derive(Serialize, Deserialize, Default)]
+struct FunctionDoc {
+    qualname: String,
+    locals: bool,
+    #[serde(default)]
+    dropped_calls: u64,
+    #[serde(default)]
+    dropped_values: u64,
+    calls: Vec<CallDoc>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct CallDoc {
+    thread_id: u64,
+    frame_address: u64,
+    file: String,
+    function: String,
+    first_line: u32,
+    /// Outermost first: `[function, file, line]`.
+    callers: Vec<(String, String, u32)>,
+    /// tracefunc's stack string (derived from the above; written for readers, not read).
+    #[serde(default)]
+    stack: String,
+    samples: u64,
+    #[serde(default)]
+    unplaced: u64,
+    statements: Vec<StatementDoc>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct StatementDoc {
+    snippet: String,
+    line: u32,
+    hits: u64,
+    /// Variable name → `[[type, repr], ...]`.
+    #[serde(default)]
+    vars: std::collections::BTreeMap<String, Vec<(String, String)>>,
+}
+
+fn function_doc(traces: &FunctionTraces) -> FunctionDoc {
+    FunctionDoc {
+        qualname: traces.qualname.clone(),
+        locals: traces.locals,
+        dropped_calls: traces.dropped_calls,
+        dropped_values: traces.dropped_values,
+        calls: traces
+            .calls
+            .iter()
+            .map(|call| CallDoc {
+                thread_id: call.thread_id,
+                frame_address: call.frame_address,
+                file: call.filename.clone(),
+                function: call.funcname.clone(),
+                first_line: call.first_line,
+                callers: call.callers.clone(),
+                stack: call.stack_string(),
+                samples: call.samples,
+                unplaced: call.unplaced,
+                statements: call
+                    .statements
+                    .iter()
+                    .map(|s| StatementDoc {
+                        snippet: s.snippet.clone(),
+                        line: s.line,
+                        hits: s.hits,
+                        vars: s.vars.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn function_traces(doc: FunctionDoc) -> FunctionTraces {
+    FunctionTraces {
+        qualname: doc.qualname,
+        locals: doc.locals,
+        dropped_calls: doc.dropped_calls,
+        dropped_values: doc.dropped_values,
+        calls: doc
+            .calls
+            .into_iter()
+            .map(|call| CallTrace {
+                thread_id: call.thread_id,
+                frame_address: call.frame_address,
+                filename: call.file,
+                funcname: call.function,
+                first_line: call.first_line,
+                callers: call.callers,
+                samples: call.samples,
+                unplaced: call.unplaced,
+                points: Vec::new(),
+                statements: call
+                    .statements
+                    .into_iter()
+                    .map(|s| StatementTrace {
+                        snippet: s.snippet,
+                        line: s.line,
+                        hits: s.hits,
+                        vars: s.vars,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
 }
 
 /// Whole stacks: `samples` rows are `[count, [[function, line], ...]]`, frames outermost
@@ -145,6 +257,7 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
             .collect(),
         calledfuncs,
         stacks,
+        function: results.function.as_ref().map(function_doc),
     };
     let mut bytes = serde_json::to_vec_pretty(&doc)?;
     bytes.push(b'\n');
@@ -196,6 +309,7 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
         results.stacks = Some(stacks);
     }
     results.calledfuncs = funcs.into_iter().collect();
+    results.function = doc.function.map(function_traces);
     for (a, b, hits) in doc.callers {
         let total = results
             .callers
@@ -278,6 +392,51 @@ mod tests {
         let mut bad = v.clone();
         bad["stacks"]["samples"][0][1][0][0] = serde_json::json!(7);
         assert!(from_slice(&serde_json::to_vec(&bad).unwrap()).is_err());
+    }
+
+    #[test]
+    fn the_function_view_round_trips() {
+        use crate::function_view::{CallTrace, FunctionTraces, StatementTrace};
+        let mut vars = std::collections::BTreeMap::new();
+        vars.insert("x".to_owned(), vec![("int".to_owned(), "1".to_owned())]);
+        let results = CoverageResults {
+            function: Some(FunctionTraces {
+                qualname: "f".into(),
+                locals: true,
+                dropped_calls: 1,
+                dropped_values: 2,
+                calls: vec![CallTrace {
+                    thread_id: 7,
+                    frame_address: 0x1000,
+                    filename: "/w/a.py".into(),
+                    funcname: "f".into(),
+                    first_line: 3,
+                    callers: vec![("main".into(), "/w/a.py".into(), 9)],
+                    samples: 5,
+                    unplaced: 1,
+                    points: Vec::new(),
+                    statements: vec![StatementTrace {
+                        snippet: "y = x".into(),
+                        line: 4,
+                        hits: 4,
+                        vars,
+                    }],
+                }],
+            }),
+            ..CoverageResults::default()
+        };
+        let bytes = to_vec(&results, &RunInfo::default()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v["function"]["calls"][0]["stack"],
+            "main (a.py:9)\nf (a.py:3)"
+        );
+        assert_eq!(
+            v["function"]["calls"][0]["statements"][0]["vars"]["x"],
+            serde_json::json!([["int", "1"]])
+        );
+        let (back, _) = from_slice(&bytes).unwrap();
+        assert_eq!(back, results);
     }
 
     #[test]

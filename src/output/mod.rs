@@ -180,6 +180,22 @@ pub fn write(
     options: &WriteOptions,
 ) -> anyhow::Result<Option<cover::CoverReport>> {
     options.check(format)?;
+    // The function view's source points become statements once, from the target's sources.
+    let resolved;
+    let results = match &results.function {
+        Some(function) if function.needs_resolving() => {
+            let mut copy = results.clone();
+            if let Some(function) = &mut copy.function {
+                function.resolve(&|filename| {
+                    let bytes = sources.read(filename).ok()?;
+                    Some(crate::source::SourceText::decode(&bytes).text)
+                });
+            }
+            resolved = copy;
+            &resolved
+        }
+        _ => results,
+    };
     let bytes = match format {
         Format::Cover => {
             let options = cover::CoverOptions {

@@ -20,11 +20,13 @@
 
 use super::layout::Layout;
 use super::linetable::{
-    lookup_offset, InstructionOffset, LineRange, LineTable, LineTableFormat, RawFramePosition,
+    lookup_offset, InstructionOffset, LineRange, LineTable, LineTableFormat, Position,
+    RawFramePosition,
 };
 use super::memory::{MemoryError, MemoryReader, ReadRequest};
-use super::{CodeInterner, ReadError, StackReader};
-use crate::sample::{CodeId, CodeInfo, FrameRef, Sample};
+use super::values::{TypeCache, ValueReader};
+use super::{CodeInterner, FunctionFilter, ReadError, StackReader};
+use crate::sample::{CodeId, CodeInfo, FrameRef, LocalSample, Sample, SourcePoint, TargetFrame};
 use rustc_hash::FxHashMap as HashMap;
 
 /// Threads followed in one interpreter at most.
@@ -44,6 +46,8 @@ const MAX_CACHED_CODES: usize = 1 << 16;
 /// sweep are dropped: with code created and freed all the time (exec, lambdas in a loop) the
 /// cache then holds what runs lately, not everything that ever ran.
 const CODE_SWEEP_SAMPLES: u64 = 8192;
+/// Local variable slots of a followed function read at most (`--locals`).
+const MAX_LOCALS: usize = 512;
 
 /// What a cached code object is, and what must still hold for the cache entry to be valid.
 #[derive(Debug, Clone)]
@@ -59,6 +63,41 @@ struct CodeEntry {
     code_bytes: u32,
     /// 3.11+: byte offset of the first instruction that runs once the frame has started.
     first_traceable_byte: u32,
+    /// Set for the code of the function followed with `--function`.
+    target: Option<Box<TargetCode>>,
+}
+
+/// What the function view needs of the followed function's code, read once.
+#[derive(Debug, Clone)]
+struct TargetCode {
+    first_line: u32,
+    /// 3.11+: the location table's spans, in offset order; empty before 3.11.
+    positions: Vec<Position>,
+    /// The frame's local slots in order (`--locals`; empty without).
+    slots: Vec<LocalSlot>,
+}
+
+/// One `localsplus` slot of the followed function.
+#[derive(Debug, Clone)]
+struct LocalSlot {
+    name: String,
+    /// The slot holds a cell (a closure's variable): its content is the value.
+    cell: bool,
+    /// An inlined comprehension's variable (3.12+), not a local of the function's own.
+    hidden: bool,
+}
+
+impl TargetCode {
+    /// Line and start column of the instruction at byte `offset`.
+    fn point_at(&self, offset: u32, line: u32) -> SourcePoint {
+        let index = self.positions.partition_point(|p| p.end <= offset);
+        let column = self
+            .positions
+            .get(index)
+            .filter(|p| p.start <= offset && p.line == Some(line))
+            .and_then(|p| p.column);
+        SourcePoint { line, column }
+    }
 }
 
 impl CodeEntry {
@@ -153,6 +192,10 @@ pub struct DirectReader {
     /// added to the thread's plan and the batch read again, never read on its own afterwards
     /// (a late read could pair a newer frame with older copies, alike in both).
     needs_replan: bool,
+    /// The function followed with `--function`, if any.
+    function: Option<FunctionFilter>,
+    /// Type names of the values read for `--locals`.
+    types: TypeCache,
 }
 
 impl DirectReader {
@@ -176,6 +219,8 @@ impl DirectReader {
             last_sweep: 0,
             stack_grew_to: None,
             needs_replan: false,
+            function: None,
+            types: TypeCache::default(),
         }
     }
 
@@ -706,6 +751,19 @@ impl DirectReader {
         let lines: Vec<LineRange> = LineTable::new(format, &line_table, identity.first_line)
             .ranges(code_bytes)
             .collect();
+        let target = match &self.function {
+            Some(filter) if filter.matches(&name, layout.code_qualname.is_some()) => {
+                let locals = filter.locals;
+                Some(Box::new(self.target_code(
+                    &header,
+                    format,
+                    &line_table,
+                    identity.first_line,
+                    locals,
+                )?))
+            }
+            _ => None,
+        };
         let id = self.interner.intern(&filename, &name, new_codes);
         Ok(CodeEntry {
             last_seen: self.samples_read,
@@ -714,7 +772,177 @@ impl DirectReader {
             lines,
             code_bytes,
             first_traceable_byte,
+            target,
         })
+    }
+
+    /// The followed function's positions and local slots, from its code object's `header`.
+    fn target_code(
+        &mut self,
+        header: &[u8],
+        format: LineTableFormat,
+        line_table: &[u8],
+        first_line: u32,
+        locals: bool,
+    ) -> Result<TargetCode, MemoryError> {
+        let layout = self.target.layout;
+        let positions = LineTable::new(format, line_table, first_line)
+            .positions()
+            .map(|p| p.take(1 << 20).collect())
+            .unwrap_or_default();
+        let mut slots = Vec::new();
+        if locals {
+            let pointer = |offset: Option<usize>| offset.and_then(|o| read_usize_at(header, o));
+            if let Some(names) = pointer(layout.code_localsplusnames) {
+                // 3.11+: one tuple of names, one bytes object of kinds.
+                let names = self.read_name_tuple(names)?;
+                let kinds = match pointer(layout.code_localspluskinds) {
+                    Some(kinds) => self.read_bytes(kinds, MAX_LOCALS)?,
+                    None => Vec::new(),
+                };
+                let bit = |kind: u8, flag: Option<u8>| flag.is_some_and(|f| kind & f != 0);
+                for (index, name) in names.into_iter().enumerate() {
+                    let kind = kinds.get(index).copied().unwrap_or(0);
+                    slots.push(LocalSlot {
+                        name,
+                        cell: bit(kind, layout.code_fast_cell) || bit(kind, layout.code_fast_free),
+                        hidden: bit(kind, layout.code_fast_hidden),
+                    });
+                }
+            } else {
+                // 3.8–3.10: co_varnames (co_nlocals of them), then cells, then free variables.
+                for (offset, cell) in [
+                    (layout.code_varnames, false),
+                    (layout.code_cellvars, true),
+                    (layout.code_freevars, true),
+                ] {
+                    if let Some(tuple) = pointer(offset) {
+                        for name in self.read_name_tuple(tuple)? {
+                            slots.push(LocalSlot {
+                                name,
+                                cell,
+                                hidden: false,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(TargetCode {
+            first_line,
+            positions,
+            slots,
+        })
+    }
+
+    /// A tuple of `str` (names of locals), at most [`MAX_LOCALS`] of them.
+    fn read_name_tuple(&mut self, tuple: usize) -> Result<Vec<String>, MemoryError> {
+        let layout = self.target.layout;
+        let size = self
+            .target
+            .memory
+            .read_usize(tuple.wrapping_add(layout.var_object_size))?;
+        if size > MAX_LOCALS {
+            return Err(MemoryError::Unmapped(tuple));
+        }
+        let mut raw = vec![0u8; size * 8];
+        self.target
+            .memory
+            .read(tuple.wrapping_add(layout.tuple_items), &mut raw)?;
+        raw.chunks_exact(8)
+            .map(|c| self.read_unicode(usize::from_le_bytes(c.try_into().unwrap_or_default())))
+            .collect()
+    }
+
+    /// The followed function's frame `frame` as the function view records it: its source
+    /// point and, with `--locals`, its bound local variables.
+    fn target_frame(&mut self, frame: &RawFrame, frame_index: u32) -> Option<TargetFrame> {
+        let entry = self.codes.get(&frame.code)?;
+        let target = entry.target.as_ref()?;
+        let InstructionOffset::At(offset) =
+            lookup_offset(self.target.layout.version, frame.position)?
+        else {
+            return None;
+        };
+        let line = entry.line_at(offset)?;
+        let point = target.point_at(offset, line);
+        let first_line = target.first_line;
+        let slots = target.slots.clone();
+        let mut out = TargetFrame {
+            address: frame.address as u64,
+            frame_index,
+            first_line,
+            point,
+            locals: Vec::new(),
+        };
+        if !slots.is_empty() {
+            out.locals = self.read_locals(frame, &slots).unwrap_or_default();
+        }
+        Some(out)
+    }
+
+    /// The bound locals of `frame`. They are read after the stack copies, so the slots and the
+    /// instruction are read again afterwards: if either changed, the values may belong to
+    /// another moment and none is kept.
+    fn read_locals(
+        &mut self,
+        frame: &RawFrame,
+        slots: &[LocalSlot],
+    ) -> Result<Vec<LocalSample>, MemoryError> {
+        let layout = self.target.layout;
+        let (slots_at, position_at) =
+            match (layout.iframe_localsplus, layout.frame_object_localsplus) {
+                (Some(localsplus), _) => (localsplus, layout.iframe_instr_ptr),
+                (None, Some(localsplus)) => (localsplus, layout.frame_object_lasti),
+                _ => return Ok(Vec::new()),
+            };
+        let read_state = |memory: &mut dyn MemoryReader| {
+            let mut values = vec![0u8; slots.len() * 8];
+            let mut position = [0u8; 8];
+            memory.read_many(&mut [
+                ReadRequest {
+                    address: frame.address.wrapping_add(slots_at),
+                    buf: &mut values,
+                },
+                ReadRequest {
+                    address: frame.address.wrapping_add(position_at.unwrap_or(0)),
+                    buf: &mut position,
+                },
+            ])?;
+            Ok::<_, MemoryError>((values, position))
+        };
+        let before = read_state(self.target.memory.as_mut())?;
+        let mut locals: Vec<LocalSample> = Vec::new();
+        {
+            let mut values =
+                ValueReader::new(self.target.memory.as_mut(), &layout, &mut self.types);
+            let objects: Vec<usize> = before
+                .0
+                .chunks_exact(8)
+                .zip(slots)
+                .filter(|(_, slot)| !slot.hidden)
+                .map(|(raw, _)| usize::from_le_bytes(raw.try_into().unwrap_or_default()))
+                .collect();
+            values.prefetch(&objects);
+            for (slot, raw) in slots.iter().zip(before.0.chunks_exact(8)) {
+                let object = usize::from_le_bytes(raw.try_into().unwrap_or_default());
+                if object == 0 || slot.hidden || locals.iter().any(|l| l.name == slot.name) {
+                    continue;
+                }
+                if let Ok(Some(value)) = values.describe(object, slot.cell) {
+                    locals.push(LocalSample {
+                        name: slot.name.clone(),
+                        type_name: value.type_name,
+                        repr: value.repr,
+                    });
+                }
+            }
+        }
+        let after = read_state(self.target.memory.as_mut())?;
+        if before != after {
+            return Err(MemoryError::Unmapped(frame.address));
+        }
+        Ok(locals)
     }
 
     /// A `str` object's text (compact ASCII or compact 1/2/4-byte kinds).
@@ -753,6 +981,13 @@ impl DirectReader {
 }
 
 impl StackReader for DirectReader {
+    fn follow_function(&mut self, filter: FunctionFilter) -> Result<(), String> {
+        self.function = Some(filter);
+        // Entries cached before were made without knowing which function to follow.
+        self.codes.clear();
+        Ok(())
+    }
+
     fn read(
         &mut self,
         sample: &mut Sample,
@@ -789,16 +1024,36 @@ impl StackReader for DirectReader {
             let mut truncated = agreed < total;
             let kept = &frames[total - agreed..];
             let mut resolved: Vec<FrameRef> = Vec::with_capacity(kept.len());
+            // Followed frames (`--function`): their index in `kept` and in `resolved`.
+            let mut followed: Vec<(usize, usize)> = Vec::new();
             for (index, frame) in kept.iter().enumerate() {
                 match self.frame_line(frame) {
-                    Some((code, line)) => resolved.push(FrameRef { code, line }),
+                    Some((code, line)) => {
+                        if self.function.is_some()
+                            && self
+                                .codes
+                                .get(&frame.code)
+                                .is_some_and(|e| e.target.is_some())
+                        {
+                            followed.push((index, resolved.len()));
+                        }
+                        resolved.push(FrameRef { code, line })
+                    }
                     // The innermost frame not started yet: left out, the stack is truncated.
                     None if index == 0 => truncated = true,
                     // A frame in the middle we cannot place: keep only what lies below it.
                     None => {
                         resolved.clear();
+                        followed.clear();
                         truncated = true;
                     }
+                }
+            }
+            let base = sample.frames.len() as u32;
+            for (kept_index, resolved_index) in followed {
+                let frame = kept[kept_index];
+                if let Some(target) = self.target_frame(&frame, base + resolved_index as u32) {
+                    sample.targets.push(target);
                 }
             }
             self.frames[1] = frames;

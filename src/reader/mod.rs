@@ -12,6 +12,7 @@ pub mod layout;
 pub mod linetable;
 pub mod memory;
 mod pyspy;
+pub mod values;
 
 pub use direct::DirectReader;
 pub use pyspy::PySpyReader;
@@ -34,6 +35,35 @@ pub trait StackReader: Send {
         sample: &mut Sample,
         new_codes: &mut Vec<(CodeId, CodeInfo)>,
     ) -> Result<(), ReadError>;
+
+    /// Follow one function for the function view (`--function`): from now on each sample
+    /// also lists that function's frames in [`Sample::targets`]. Readers that cannot (py-spy's)
+    /// say why.
+    fn follow_function(&mut self, _filter: FunctionFilter) -> Result<(), String> {
+        Err("--function needs tracer's own reader (CPython 3.8 to 3.13)".to_owned())
+    }
+}
+
+/// Which function the function view follows, and whether its locals are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionFilter {
+    /// `co_qualname` on 3.11+; before 3.11 code objects have no qualified name, and the part
+    /// after the last dot is compared with `co_name`.
+    pub qualname: String,
+    /// Read the frame's local variables too (`--locals`).
+    pub locals: bool,
+}
+
+impl FunctionFilter {
+    /// Whether a code object named `name` (its qualname where the version has one) is the one
+    /// followed.
+    pub fn matches(&self, name: &str, has_qualname: bool) -> bool {
+        if has_qualname {
+            name == self.qualname
+        } else {
+            name == self.qualname.rsplit('.').next().unwrap_or(&self.qualname)
+        }
+    }
 }
 
 /// Assigns dense ids to code identities (file name, function name), remembering which were

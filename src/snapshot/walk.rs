@@ -383,14 +383,14 @@ impl<'a> Walker<'a> {
             Some(indices_at),
             Some(general),
         ) = (
-            l.dict_keys,
-            l.dict_values,
+            Some(l.dict_keys),
+            Some(l.dict_values),
             l.dict_keys_log2_size,
             l.dict_keys_log2_index_bytes,
             l.dict_keys_kind,
             l.dict_keys_nentries,
             l.dict_keys_indices,
-            l.dict_keys_general,
+            l.dict_kind_general,
         )
         else {
             return Err(MemoryError::Unmapped(dict));

@@ -173,29 +173,52 @@ FIELDS = [
      [(12, 13, "offsetof(PyInterpreterState, imports.modules)")]),
     ("object_refcnt", "offset", all_versions("offsetof(PyObject, ob_refcnt)")),
     ("object_head_size", "offset", all_versions("sizeof(PyObject)")),
-    ("type_flags", "offset", all_versions("offsetof(PyTypeObject, tp_flags)")),
     ("type_dict", "offset", all_versions("offsetof(PyTypeObject, tp_dict)")),
     ("tpflags_type_subclass", "option", [(12, 13, "Py_TPFLAGS_TYPE_SUBCLASS")]),
     ("tpflags_dict_subclass", "option", [(12, 13, "Py_TPFLAGS_DICT_SUBCLASS")]),
     ("module_dict", "option", [(12, 13, "offsetof(PyModuleObject, md_dict)")]),
     ("function_code", "option", [(12, 13, "offsetof(PyFunctionObject, func_code)")]),
-    ("dict_keys", "option", [(12, 13, "offsetof(PyDictObject, ma_keys)")]),
-    ("dict_values", "option", [(12, 13, "offsetof(PyDictObject, ma_values)")]),
-    ("dict_keys_log2_size", "option", [(12, 13, "offsetof(PyDictKeysObject, dk_log2_size)")]),
-    ("dict_keys_log2_index_bytes", "option",
-     [(12, 13, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
-    ("dict_keys_kind", "option", [(12, 13, "offsetof(PyDictKeysObject, dk_kind)")]),
-    ("dict_keys_nentries", "option", [(12, 13, "offsetof(PyDictKeysObject, dk_nentries)")]),
-    ("dict_keys_indices", "option", [(12, 13, "offsetof(PyDictKeysObject, dk_indices)")]),
-    ("dict_keys_general", "enum", [(12, 13, "DICT_KEYS_GENERAL")]),
-    ("dict_entry_size", "option", [(12, 13, "sizeof(PyDictKeyEntry)")]),
-    ("dict_entry_value", "option", [(12, 13, "offsetof(PyDictKeyEntry, me_value)")]),
-    ("dict_unicode_entry_size", "option", [(12, 13, "sizeof(PyDictUnicodeEntry)")]),
-    ("dict_unicode_entry_value", "option",
-     [(12, 13, "offsetof(PyDictUnicodeEntry, me_value)")]),
     ("code_consts", "option", [(12, 13, "offsetof(PyCodeObject, co_consts)")]),
     ("code_exceptiontable", "option", [(12, 13, "offsetof(PyCodeObject, co_exceptiontable)")]),
-    # ---- end of snapshot fields ----
+    # ---- end of snapshot fields (it also reads tp_flags and the dict fields below) ----
+    # --- Function view (--function --locals): a frame's locals and the values they hold. ---
+    ("frame_object_localsplus", "option", [(8, 10, "offsetof(PyFrameObject, f_localsplus)")]),
+    ("code_cellvars", "option", [(8, 10, "offsetof(PyCodeObject, co_cellvars)")]),
+    ("code_freevars", "option", [(8, 10, "offsetof(PyCodeObject, co_freevars)")]),
+    ("type_flags", "offset", all_versions("offsetof(PyTypeObject, tp_flags)")),
+    ("cell_ref", "offset", all_versions("offsetof(PyCellObject, ob_ref)")),
+    ("list_items", "offset", all_versions("offsetof(PyListObject, ob_item)")),
+    ("float_value", "offset", all_versions("offsetof(PyFloatObject, ob_fval)")),
+    ("long_digits", "offset", [
+        (8, 11, "offsetof(PyLongObject, ob_digit)"),
+        (12, 13, "offsetof(PyLongObject, long_value.ob_digit)"),
+    ]),
+    ("long_tag", "option", [(12, 13, "offsetof(PyLongObject, long_value.lv_tag)")]),
+    ("long_digit_bits", "offset", all_versions("PyLong_SHIFT")),
+    ("long_digit_size", "offset", all_versions("sizeof(digit)")),
+    ("dict_used", "offset", all_versions("offsetof(PyDictObject, ma_used)")),
+    ("dict_keys", "offset", all_versions("offsetof(PyDictObject, ma_keys)")),
+    ("dict_values", "offset", all_versions("offsetof(PyDictObject, ma_values)")),
+    # PyDictKeysObject is in the installed headers from 3.11 on only (Objects/dict-common.h
+    # before): dict contents are decoded on 3.11+.
+    ("dict_keys_log2_size", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_log2_size)")]),
+    ("dict_keys_log2_index_bytes", "option",
+     [(11, 13, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
+    ("dict_keys_kind", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_kind)")]),
+    ("dict_keys_nentries", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_nentries)")]),
+    ("dict_keys_indices", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_indices)")]),
+    ("dict_entry_size", "option", [(11, 13, "sizeof(PyDictKeyEntry)")]),
+    ("dict_entry_key", "option", [(11, 13, "offsetof(PyDictKeyEntry, me_key)")]),
+    ("dict_entry_value", "option", [(11, 13, "offsetof(PyDictKeyEntry, me_value)")]),
+    ("dict_unicode_entry_size", "option", [(11, 13, "sizeof(PyDictUnicodeEntry)")]),
+    ("dict_unicode_entry_key", "option", [(11, 13, "offsetof(PyDictUnicodeEntry, me_key)")]),
+    ("dict_unicode_entry_value", "option",
+     [(11, 13, "offsetof(PyDictUnicodeEntry, me_value)")]),
+    ("dict_kind_general", "enum", [(11, 13, "DICT_KEYS_GENERAL")]),
+    ("code_fast_cell", "enum", [(11, 13, "CO_FAST_CELL")]),
+    ("code_fast_free", "enum", [(11, 13, "CO_FAST_FREE")]),
+    ("code_fast_hidden", "enum", [(12, 13, "CO_FAST_HIDDEN")]),
+    # --- end of the function view's block ---
 ]
 
 # _Py_DebugOffsets members read by debug_offsets.rs, 3.13+: (DebugField variant, member path).
@@ -257,6 +280,8 @@ def includes(minor):
                     "internal/pycore_moduleobject.h"]
     # code.h is public up to 3.10; from 3.11 Python.h includes cpython/code.h itself.
     public = ["frameobject.h", "code.h"] if minor <= 10 else ["frameobject.h"]
+    # Function view: PyLongObject (public longintrepr.h up to 3.10), PyDictKeysObject (3.11+).
+    public += ["longintrepr.h"] if minor <= 10 else ["internal/pycore_dict.h"]
     return ["Python.h"] + internal + public
 
 

@@ -228,8 +228,6 @@ pub struct Layout {
     /// `sizeof(PyObject)`: where the first member of a fixed object follows its header
     /// (`staticmethod`/`classmethod`'s callable, `property`'s getter).
     pub object_head_size: usize,
-    /// `PyTypeObject.tp_flags` (`unsigned long`).
-    pub type_flags: usize,
     /// `PyTypeObject.tp_dict`: a class's namespace (NULL for static builtin types on 3.12+).
     pub type_dict: usize,
     /// `Py_TPFLAGS_TYPE_SUBCLASS` (3.12+): set on `type` and every metaclass.
@@ -240,36 +238,73 @@ pub struct Layout {
     pub module_dict: Option<usize>,
     /// `PyFunctionObject.func_code` (3.12+).
     pub function_code: Option<usize>,
-    /// `PyDictObject.ma_keys` (3.12+).
-    pub dict_keys: Option<usize>,
-    /// `PyDictObject.ma_values` (3.12+): non-NULL for a split (instance) dict.
-    pub dict_values: Option<usize>,
-    /// `PyDictKeysObject.dk_log2_size` (`uint8_t`, 3.12+).
-    pub dict_keys_log2_size: Option<usize>,
-    /// `PyDictKeysObject.dk_log2_index_bytes` (`uint8_t`, 3.12+): the entries follow
-    /// `dk_indices` after `1 << dk_log2_index_bytes` bytes.
-    pub dict_keys_log2_index_bytes: Option<usize>,
-    /// `PyDictKeysObject.dk_kind` (`uint8_t`, 3.12+).
-    pub dict_keys_kind: Option<usize>,
-    /// `PyDictKeysObject.dk_nentries` (`Py_ssize_t`, 3.12+): entries used, deleted ones included.
-    pub dict_keys_nentries: Option<usize>,
-    /// `PyDictKeysObject.dk_indices` (3.12+): the hash index, then the entries.
-    pub dict_keys_indices: Option<usize>,
-    /// `DICT_KEYS_GENERAL` (3.12+): entries are `PyDictKeyEntry`, else `PyDictUnicodeEntry`.
-    pub dict_keys_general: Option<u8>,
-    /// `sizeof(PyDictKeyEntry)` (3.12+).
-    pub dict_entry_size: Option<usize>,
-    /// `PyDictKeyEntry.me_value` (3.12+).
-    pub dict_entry_value: Option<usize>,
-    /// `sizeof(PyDictUnicodeEntry)` (3.12+).
-    pub dict_unicode_entry_size: Option<usize>,
-    /// `PyDictUnicodeEntry.me_value` (3.12+).
-    pub dict_unicode_entry_value: Option<usize>,
     /// `PyCodeObject.co_consts` (tuple, 3.12+): nested code objects live here.
     pub code_consts: Option<usize>,
     /// `PyCodeObject.co_exceptiontable` (bytes, 3.12+).
     pub code_exceptiontable: Option<usize>,
-    // ---- end of snapshot fields ----
+    // ---- end of snapshot fields (it also reads `type_flags` and the dict fields below) ----
+    // --- Function view (`--function --locals`): a frame's locals and the values they hold. ---
+    /// `PyFrameObject.f_localsplus` (3.8–3.10): locals, cells, free variables, value stack.
+    pub frame_object_localsplus: Option<usize>,
+    /// `PyCodeObject.co_cellvars` (tuple of str, 3.8–3.10).
+    pub code_cellvars: Option<usize>,
+    /// `PyCodeObject.co_freevars` (tuple of str, 3.8–3.10).
+    pub code_freevars: Option<usize>,
+    /// `PyTypeObject.tp_flags` (`unsigned long`): `Py_TPFLAGS_HEAPTYPE` tells a class made at
+    /// run time (whose name anyone can choose) from a built-in type.
+    pub type_flags: usize,
+    /// `PyCellObject.ob_ref`: the cell's content.
+    pub cell_ref: usize,
+    /// `PyListObject.ob_item`: pointer to the item pointers.
+    pub list_items: usize,
+    /// `PyFloatObject.ob_fval` (a C double).
+    pub float_value: usize,
+    /// `PyLongObject`'s digits: `ob_digit` up to 3.11, `long_value.ob_digit` 3.12+.
+    pub long_digits: usize,
+    /// `PyLongObject.long_value.lv_tag` (3.12+): digit count << 3 | sign bits. Up to 3.11 the
+    /// signed digit count is `ob_size`.
+    pub long_tag: Option<usize>,
+    /// `PyLong_SHIFT`: bits per digit.
+    pub long_digit_bits: usize,
+    /// `sizeof(digit)`.
+    pub long_digit_size: usize,
+    /// `PyDictObject.ma_used`: items in the dict.
+    pub dict_used: usize,
+    /// `PyDictObject.ma_keys`.
+    pub dict_keys: usize,
+    /// `PyDictObject.ma_values`: non-NULL for a split table.
+    pub dict_values: usize,
+    /// `PyDictKeysObject.dk_log2_size` (3.11+, one byte).
+    pub dict_keys_log2_size: Option<usize>,
+    /// `PyDictKeysObject.dk_log2_index_bytes` (3.11+, one byte).
+    pub dict_keys_log2_index_bytes: Option<usize>,
+    /// `PyDictKeysObject.dk_kind` (3.11+, one byte).
+    pub dict_keys_kind: Option<usize>,
+    /// `PyDictKeysObject.dk_nentries` (3.11+): entries used, deleted ones included.
+    pub dict_keys_nentries: Option<usize>,
+    /// `PyDictKeysObject.dk_indices` (3.11+): the index table; the entries follow it.
+    pub dict_keys_indices: Option<usize>,
+    /// `sizeof(PyDictKeyEntry)` (3.11+).
+    pub dict_entry_size: Option<usize>,
+    /// `PyDictKeyEntry.me_key` (3.11+).
+    pub dict_entry_key: Option<usize>,
+    /// `PyDictKeyEntry.me_value` (3.11+).
+    pub dict_entry_value: Option<usize>,
+    /// `sizeof(PyDictUnicodeEntry)` (3.11+).
+    pub dict_unicode_entry_size: Option<usize>,
+    /// `PyDictUnicodeEntry.me_key` (3.11+).
+    pub dict_unicode_entry_key: Option<usize>,
+    /// `PyDictUnicodeEntry.me_value` (3.11+).
+    pub dict_unicode_entry_value: Option<usize>,
+    /// `DICT_KEYS_GENERAL` (3.11+): a `dk_kind` whose entries are `PyDictKeyEntry`.
+    pub dict_kind_general: Option<u8>,
+    /// `CO_FAST_CELL` (3.11+): a `co_localspluskinds` bit, the slot holds a cell (once made).
+    pub code_fast_cell: Option<u8>,
+    /// `CO_FAST_FREE` (3.11+): the slot holds a free variable's cell.
+    pub code_fast_free: Option<u8>,
+    /// `CO_FAST_HIDDEN` (3.12+): an inlined comprehension's variable, not a local of its own.
+    pub code_fast_hidden: Option<u8>,
+    // --- end of the function view's block ---
 }
 
 /// The generated layout of CPython `version` (major, minor), if there is one.
