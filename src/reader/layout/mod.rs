@@ -663,7 +663,7 @@ mod tests {
             assert_eq!(layout.iframe_code_tag_mask, 0);
             let snapshot = minor >= 12;
             assert_eq!(layout.interp_imports_modules.is_some(), snapshot);
-            assert_eq!(layout.dict_keys_indices.is_some(), snapshot);
+            assert_eq!(layout.dict_keys_indices.is_some(), minor >= 11);
             assert_eq!(layout.function_code.is_some(), snapshot);
             assert_eq!(layout.code_consts.is_some(), snapshot);
             assert_eq!(layout.code_exceptiontable.is_some(), snapshot);
