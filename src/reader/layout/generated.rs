@@ -2,7 +2,7 @@
 // Do not edit: regenerate with
 //     python3 src/reader/layout/generate.py
 // (TRACER_TEST_PYTHONS or $PYENV_ROOT/versions/3.X.* choose the interpreters).
-// Measured from: 3.8.18, 3.9.18, 3.10.13, 3.11.7, 3.12.1, 3.13.0; target x86_64-linux-gnu.
+// Measured from: 3.8.18, 3.9.18, 3.10.13, 3.11.7, 3.12.1, 3.13.0, 3.14.10; target x86_64-linux-gnu.
 
 use super::debug_offsets::{DebugField, DebugOffsetsLayout};
 use super::{Bitfield, Layout};
@@ -457,8 +457,83 @@ pub const PY3_13: Layout = Layout {
     unicode_ready: None,
 };
 
+/// CPython 3.14, measured from the 3.14.10 headers.
+pub const PY3_14: Layout = Layout {
+    version: (3, 14),
+    runtime_size: 316616,
+    runtime_interpreters_head: 808,
+    runtime_interpreters_main: 816,
+    interp_size: 225864,
+    interp_next: 7272,
+    interp_threads_head: 7344,
+    interp_id: 7280,
+    interp_code_object_generation: Some(7992),
+    tstate_size: 832,
+    tstate_next: 8,
+    tstate_interp: 16,
+    tstate_thread_id: 152,
+    tstate_native_thread_id: Some(160),
+    tstate_frame: None,
+    tstate_cframe: None,
+    cframe_current_frame: None,
+    tstate_current_frame: Some(72),
+    tstate_datastack_chunk: Some(232),
+    tstate_datastack_top: Some(240),
+    tstate_datastack_limit: Some(248),
+    stack_chunk_previous: Some(0),
+    stack_chunk_size: Some(8),
+    stack_chunk_top: Some(16),
+    stack_chunk_data: Some(24),
+    frame_object_size: None,
+    frame_object_back: None,
+    frame_object_code: None,
+    frame_object_lasti: None,
+    frame_object_lineno: None,
+    iframe_size: Some(88),
+    iframe_previous: Some(8),
+    iframe_code: Some(0),
+    iframe_instr_ptr: Some(56),
+    iframe_owner: Some(74),
+    iframe_localsplus: Some(80),
+    iframe_code_tag_mask: 3,
+    frame_owned_by_generator: Some(1),
+    frame_owned_by_cstack: Some(4),
+    frame_owned_by_interpreter: Some(3),
+    code_size: 216,
+    code_filename: 112,
+    code_name: 120,
+    code_qualname: Some(128),
+    code_firstlineno: 68,
+    code_lnotab: None,
+    code_linetable: Some(136),
+    code_code: None,
+    code_code_adaptive: Some(208),
+    code_firsttraceable: Some(192),
+    code_flags: 48,
+    code_argcount: 52,
+    code_nlocals: 80,
+    code_nlocalsplus: Some(72),
+    code_varnames: None,
+    code_localsplusnames: Some(96),
+    code_localspluskinds: Some(104),
+    object_type: 8,
+    var_object_size: 16,
+    type_name: 24,
+    bytes_sval: 32,
+    tuple_items: 32,
+    unicode_ascii_size: 40,
+    unicode_compact_size: 56,
+    unicode_length: 16,
+    unicode_state: 32,
+    unicode_state_size: 4,
+    unicode_kind: Bitfield { shift: 2, width: 3 },
+    unicode_compact: Bitfield { shift: 5, width: 1 },
+    unicode_ascii: Bitfield { shift: 6, width: 1 },
+    unicode_ready: None,
+};
+
 /// Every generated layout, oldest version first.
-pub static LAYOUTS: &[Layout] = &[PY3_8, PY3_9, PY3_10, PY3_11, PY3_12, PY3_13];
+pub static LAYOUTS: &[Layout] = &[PY3_8, PY3_9, PY3_10, PY3_11, PY3_12, PY3_13, PY3_14];
 
 /// Where the members of 3.13's `_Py_DebugOffsets` are.
 pub const DEBUG_OFFSETS_PY3_13: DebugOffsetsLayout = DebugOffsetsLayout {
@@ -507,5 +582,54 @@ pub const DEBUG_OFFSETS_PY3_13: DebugOffsetsLayout = DebugOffsetsLayout {
     ],
 };
 
+/// Where the members of 3.14's `_Py_DebugOffsets` are.
+pub const DEBUG_OFFSETS_PY3_14: DebugOffsetsLayout = DebugOffsetsLayout {
+    version: (3, 14),
+    size: 760,
+    free_threaded: 16,
+    fields: &[
+        (DebugField::RuntimeStateSize, 24),
+        (DebugField::RuntimeStateInterpretersHead, 40),
+        (DebugField::InterpreterStateSize, 48),
+        (DebugField::InterpreterStateId, 56),
+        (DebugField::InterpreterStateNext, 64),
+        (DebugField::InterpreterStateThreadsHead, 72),
+        (DebugField::InterpreterStateCodeObjectGeneration, 160),
+        (DebugField::ThreadStateSize, 176),
+        (DebugField::ThreadStateNext, 192),
+        (DebugField::ThreadStateInterp, 200),
+        (DebugField::ThreadStateCurrentFrame, 208),
+        (DebugField::ThreadStateThreadId, 216),
+        (DebugField::ThreadStateNativeThreadId, 224),
+        (DebugField::ThreadStateDatastackChunk, 232),
+        (DebugField::InterpreterFrameSize, 248),
+        (DebugField::InterpreterFramePrevious, 256),
+        (DebugField::InterpreterFrameExecutable, 264),
+        (DebugField::InterpreterFrameInstrPtr, 272),
+        (DebugField::InterpreterFrameLocalsplus, 280),
+        (DebugField::InterpreterFrameOwner, 288),
+        (DebugField::CodeObjectSize, 312),
+        (DebugField::CodeObjectFilename, 320),
+        (DebugField::CodeObjectName, 328),
+        (DebugField::CodeObjectQualname, 336),
+        (DebugField::CodeObjectLinetable, 344),
+        (DebugField::CodeObjectFirstlineno, 352),
+        (DebugField::CodeObjectArgcount, 360),
+        (DebugField::CodeObjectLocalsplusnames, 368),
+        (DebugField::CodeObjectLocalspluskinds, 376),
+        (DebugField::CodeObjectCoCodeAdaptive, 384),
+        (DebugField::PyObjectObType, 408),
+        (DebugField::TypeObjectTpName, 424),
+        (DebugField::TupleObjectObItem, 456),
+        (DebugField::TupleObjectObSize, 464),
+        (DebugField::BytesObjectObSize, 600),
+        (DebugField::BytesObjectObSval, 608),
+        (DebugField::UnicodeObjectState, 624),
+        (DebugField::UnicodeObjectLength, 632),
+        (DebugField::UnicodeObjectAsciiobjectSize, 640),
+    ],
+};
+
 /// Every generated `_Py_DebugOffsets` layout, oldest version first.
-pub static DEBUG_OFFSETS_LAYOUTS: &[DebugOffsetsLayout] = &[DEBUG_OFFSETS_PY3_13];
+pub static DEBUG_OFFSETS_LAYOUTS: &[DebugOffsetsLayout] =
+    &[DEBUG_OFFSETS_PY3_13, DEBUG_OFFSETS_PY3_14];
