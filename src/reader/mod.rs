@@ -14,6 +14,9 @@ pub mod memory;
 mod pyspy;
 
 pub use direct::DirectReader;
+
+/// The py-spy release whose reader `--reader py-spy` uses (as Cargo.lock pins it).
+pub const PY_SPY_VERSION: &str = "0.4.3";
 pub use pyspy::PySpyReader;
 
 /// Why a read produced no sample.
