@@ -10,10 +10,6 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn newest_python() -> Python {
-    pythons_under_test().pop().expect("a Python")
-}
-
 #[test]
 fn a_zombie_is_refused() {
     // A Python parent that forks a child which exits at once, and never reaps it.
