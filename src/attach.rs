@@ -82,8 +82,8 @@ fn newest_direct_version() -> (u8, u8) {
 
 /// Whether `--reader auto` may use py-spy's reader on `version`: below our own reader's range
 /// (2.7, 3.6, 3.7, tested in tests/readers.rs) or inside it (py-spy is compared with ours
-/// there, tests/reader_differential.rs). Never above it: py-spy 0.4.3 carries bindings for
-/// versions newer than any we test (3.15 from a pre-release), which may misread a release.
+/// there, tests/reader_differential.rs). Never above it: py-spy 0.4.3 carries bindings for a
+/// version newer than any we test (3.15.0), which nothing here verifies on a later release.
 fn py_spy_known(version: (u8, u8)) -> bool {
     version <= newest_direct_version()
 }
