@@ -18,8 +18,10 @@
 #   libc6                  sid's glibc: the interpreter needs a newer one than bookworm's
 # are unpacked with dpkg-deb under target/pythons/3.X, and the interpreter is pointed at the
 # unpacked glibc with patchelf (its ELF interpreter and RUNPATH); the other libraries it and its
-# extension modules need (zlib, expat, libffi, ...) are bookworm's, same sonames. The result is
-# tied to its path: move the checkout and delete target/pythons to refetch.
+# extension modules need (zlib, expat, libffi, ...) are bookworm's, same sonames. Not `ssl` and
+# `_hashlib`: they need OpenSSL 3.3+, bookworm has 3.0, so they fail to import (hashlib falls
+# back to its builtin hashes; no test needs either). The result is tied to its path: move the
+# checkout and delete target/pythons to refetch.
 #
 # Cached: a version whose target/pythons/3.X/bin/python3.X runs is left alone. Missing Debian
 # packages the script needs (curl, xz-utils, patchelf, the runtime libraries) are installed with
