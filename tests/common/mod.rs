@@ -140,11 +140,6 @@ pub fn newest_python() -> Python {
         .expect("a Python 3.8-3.13")
 }
 
-/// An interpreter of `(major, minor)` found by [`all_pythons`], whatever the range tested.
-pub fn python_of(version: (u8, u8)) -> Option<Python> {
-    all_pythons().into_iter().find(|p| p.version == version)
-}
-
 /// Debian's statically linked interpreter, if present.
 pub fn debian_python() -> Option<Python> {
     let path = PathBuf::from("/usr/bin/python3.11");
