@@ -6,6 +6,7 @@
 
 use crate::process::{self, ProcState};
 use crate::reader::discover::{self, Discovered};
+use crate::reader::layout::LAYOUTS;
 use crate::reader::{DirectReader, PySpyReader, StackReader};
 use crate::sample::{CodeId, CodeInfo, Sample};
 use std::io;
@@ -62,12 +63,69 @@ pub enum AttachError {
     KernelThread { pid: i32, name: String },
     #[error("cannot find the Python interpreter in process {pid}: {reason}")]
     NoInterpreter { pid: i32, reason: String },
+    #[error(
+        "process {pid} runs Python {version}, which this tracer does not support (its own reader \
+         reads {direct}; py-spy's reader is used for older versions): upgrade tracer{hint}"
+    )]
+    Unsupported {
+        pid: i32,
+        version: String,
+        /// The versions tracer's own reader reads, as `3.8–3.14`.
+        direct: String,
+        /// What else the user may try.
+        hint: String,
+    },
+}
+
+/// The versions tracer's own reader reads: those with a generated layout.
+pub fn direct_versions() -> String {
+    let first = LAYOUTS.first().map(|l| l.version).unwrap_or((3, 8));
+    let last = newest_direct_version();
+    format!("{}.{}–{}.{}", first.0, first.1, last.0, last.1)
+}
+
+/// The newest version tracer's own reader reads.
+fn newest_direct_version() -> (u8, u8) {
+    LAYOUTS.last().map(|l| l.version).unwrap_or((3, 8))
+}
+
+/// Whether `--reader auto` may use py-spy's reader on `version`: below our own reader's range
+/// (2.7, 3.6, 3.7, tested in tests/readers.rs) or inside it (py-spy is compared with ours
+/// there, tests/reader_differential.rs). Never above it: py-spy 0.4.3 carries bindings for a
+/// version newer than any we test (3.15.0), which nothing here verifies on a later release.
+fn py_spy_known(version: (u8, u8)) -> bool {
+    version <= newest_direct_version()
+}
+
+fn unsupported(pid: i32, version_text: &str, choice: ReaderChoice) -> AttachError {
+    let hint = if choice == ReaderChoice::PySpy {
+        String::new()
+    } else {
+        format!(
+            ", or pass --reader py-spy to try py-spy {}'s reader, which tracer does not verify \
+             on Python {version_text}",
+            crate::reader::PY_SPY_VERSION
+        )
+    };
+    AttachError::Unsupported {
+        pid,
+        version: version_text.to_owned(),
+        direct: direct_versions(),
+        hint,
+    }
+}
+
+/// `(major, minor)` of a version text such as `3.15.2`.
+fn version_tuple(text: &str) -> Option<(u8, u8)> {
+    let mut parts = text.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 /// Which stack reader to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReaderChoice {
-    /// Our own reader where the version has a layout (3.8+), py-spy's otherwise.
+    /// Our own reader where the version has a layout (3.8–3.14), py-spy's for older versions;
+    /// newer versions are refused.
     #[default]
     Auto,
     /// Our own reader, or an error.
@@ -208,6 +266,13 @@ fn open_reader(
                     "direct",
                 ));
             }
+            Ok(Discovered {
+                version_text,
+                version,
+                ..
+            }) if version > newest_direct_version() => {
+                return Err(unsupported(pid, &version_text, choice));
+            }
             Ok(Discovered { version_text, .. }) if choice == ReaderChoice::Direct => {
                 return Err(AttachError::NoInterpreter {
                     pid,
@@ -227,6 +292,18 @@ fn open_reader(
     }
     let reader = PySpyReader::new(pid, blocking).map_err(|e| classify(pid, e))?;
     let version = reader.python_version();
+    // Our discovery may have failed before it knew the version: py-spy's answer decides.
+    let known = version_tuple(&version).is_some_and(py_spy_known);
+    if !known && choice != ReaderChoice::PySpy {
+        return Err(unsupported(pid, &version, choice));
+    }
+    if !known {
+        eprintln!(
+            "tracer: warning: reading Python {version} with py-spy {}'s reader, which tracer \
+             does not verify on this version",
+            crate::reader::PY_SPY_VERSION
+        );
+    }
     Ok((Box::new(reader), version, "py-spy"))
 }
 

@@ -63,7 +63,21 @@ pub struct ProcessDump {
 /// Read every thread's stack of `pid` once.
 pub fn dump(pid: i32, locals: bool, blocking: bool) -> anyhow::Result<ProcessDump> {
     // The same checks, in the same order and with the same one-line errors, as `attach`.
-    let attached = attach::attach_with(pid, blocking, ReaderChoice::Auto)?;
+    let attached = attach::attach_with(pid, blocking, ReaderChoice::Auto).map_err(|e| match e {
+        // dump reads through py-spy and has no --reader: no hint to pick one.
+        attach::AttachError::Unsupported {
+            pid,
+            version,
+            direct,
+            ..
+        } => attach::AttachError::Unsupported {
+            pid,
+            version,
+            direct,
+            hint: String::new(),
+        },
+        other => other,
+    })?;
     drop(attached.reader);
     let config = Config {
         blocking: if blocking {

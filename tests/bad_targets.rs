@@ -10,10 +10,6 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn newest_python() -> Python {
-    pythons_under_test().pop().expect("a Python")
-}
-
 #[test]
 fn a_zombie_is_refused() {
     // A Python parent that forks a child which exits at once, and never reaps it.
@@ -601,4 +597,97 @@ fn a_real_32_bit_python_is_refused_with_one_line() {
     }
     let _ = target.kill();
     let _ = target.wait();
+}
+
+/// A Python newer than every version tracer has a layout for (3.15 from `make pythons-new`):
+/// `attach` (every reader choice but an explicit `--reader py-spy`), `dump` and `run` refuse it
+/// in one line naming the fix, exit 1, and `run` stops the command it started. py-spy 0.4.3
+/// carries bindings for 3.15 from a pre-release; `--reader auto` must not fall back to them.
+#[test]
+fn a_python_newer_than_tracer_knows_is_refused_in_one_line() {
+    let newest = tracer::reader::layout::LAYOUTS
+        .last()
+        .expect("generated layouts")
+        .version;
+    let Some(python) = all_pythons().into_iter().find(|p| p.version > newest) else {
+        println!(
+            "SKIP: no Python newer than {}.{} found (make pythons-new installs 3.15): the refusal \
+             of an unsupported version is not tested",
+            newest.0, newest.1
+        );
+        return;
+    };
+    let version = format!("Python {}.{}.", python.version.0, python.version.1);
+    let needles = [
+        version.as_str(),
+        "does not support",
+        "upgrade tracer",
+        "--reader py-spy",
+    ];
+    let work = scratch("bad-unsupported-version");
+
+    let mut target = Command::new(&python.path)
+        .args([
+            "-c",
+            "import time\nprint('ready', flush=True)\ntime.sleep(600)",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(target.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready", "{}", python.label());
+    let pid = target.id().to_string();
+    for reader in ["auto", "direct"] {
+        let out = run_tracer(
+            &[
+                "attach",
+                "--pid",
+                &pid,
+                "--reader",
+                reader,
+                "--duration",
+                "5",
+                "-o",
+                "a.json",
+            ],
+            &work,
+            TIMEOUT,
+        );
+        assert_one_line_error(&out, &needles);
+        assert!(!work.join("a.json").exists(), "{reader}: results written");
+    }
+    let out = run_tracer(&["dump", "--pid", &pid], &work, TIMEOUT);
+    // dump has no --reader: no hint to use one.
+    assert_one_line_error(&out, &needles[..3]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("--reader"));
+    let _ = target.kill();
+    let _ = target.wait();
+
+    // run: the command would sleep ten minutes; refused, it is killed, not waited for (the
+    // timeout of run_tracer turns a wait into a failure).
+    let python_path = python.path.to_string_lossy().into_owned();
+    let out = run_tracer(
+        &[
+            "run",
+            "-o",
+            "r.json",
+            "--",
+            &python_path,
+            "-c",
+            "import time; time.sleep(600)",
+        ],
+        &work,
+        TIMEOUT,
+    );
+    assert_one_line_error(&out, &needles);
+    assert!(!work.join("r.json").exists(), "run: results written");
+    println!(
+        "{}: attach (auto, direct), dump and run refused in one line, exit 1",
+        python.label()
+    );
 }

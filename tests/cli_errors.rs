@@ -40,7 +40,7 @@ fn not_a_python_process() {
 fn permission_denied_names_the_fix() {
     // As root, drop to nobody to attach to a root-owned Python; as anyone else, a root-owned
     // Python is out of reach already.
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let mut target = Workload::start(&python, &workload("mix.py"), 20.0);
     let pid = target.pid().to_string();
     let is_root = unsafe { libc::geteuid() } == 0;
@@ -114,7 +114,7 @@ fn dump_of_a_process_that_is_not_python() {
 
 #[test]
 fn unwritable_output_fails_before_sampling() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let target = Workload::start(&python, &workload("mix.py"), 20.0);
     let pid = target.pid().to_string();
     let out = run_tracer(

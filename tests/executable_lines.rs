@@ -61,11 +61,13 @@ fn workloads_exactly_and_a_stdlib_sample_nearly_always() {
             ));
         }
 
-        // Every 15th stdlib file, by sorted path: about 110 files per version.
+        // Every 15th stdlib file, by sorted path: about 110 files per version (more often in
+        // a smaller stdlib such as Debian's, split across packages: at least 60 files).
         let stdlib = stdlib_dir(&python);
         let mut files: Vec<String> = walk_py(&stdlib);
         files.sort();
-        let sample: Vec<&str> = files.iter().step_by(15).map(String::as_str).collect();
+        let step = (files.len() / 60).clamp(1, 15);
+        let sample: Vec<&str> = files.iter().step_by(step).map(String::as_str).collect();
         let expected = expected(&python, &sample);
         let (compared, differing) = compare(&python, &expected);
         let identical = compared - differing.len();
@@ -83,7 +85,7 @@ fn workloads_exactly_and_a_stdlib_sample_nearly_always() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
-/// `make exec-lines-accuracy`: every stdlib file of every Python 3.8–3.13, ≥ 99% identical.
+/// `make exec-lines-accuracy`: every stdlib file of every Python 3.8–3.14, ≥ 99% identical.
 #[test]
 #[ignore]
 fn whole_stdlib_accuracy() {

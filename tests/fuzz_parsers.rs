@@ -216,8 +216,8 @@ fn fuzz_debug_offsets() {
     seed[..8].copy_from_slice(b"xdebugpy");
     seed[8..16].copy_from_slice(&0x030d_00f0u64.to_le_bytes());
     let mut seeds = vec![seed];
-    if let Some(real) = real_debug_offsets() {
-        seeds.push(real);
+    for minor in [13, 14] {
+        seeds.extend(real_debug_offsets(minor));
     }
     runner()
         .run(&inputs(seeds, size + 64), |bytes| {
@@ -231,14 +231,14 @@ fn fuzz_debug_offsets() {
     COUNT.report();
 }
 
-/// The start of `_PyRuntime` of a live 3.13, if one is found.
-fn real_debug_offsets() -> Option<Vec<u8>> {
+/// The start of `_PyRuntime` of a live 3.`minor`, if one is found.
+fn real_debug_offsets(minor: u8) -> Option<Vec<u8>> {
     use tracer::reader::discover::scan_for_cookie;
     use tracer::reader::layout::debug_offsets::bytes_to_read;
     use tracer::reader::memory::TargetMemory;
     let python = pythons_under_test()
         .into_iter()
-        .find(|p| p.version == (3, 13))?;
+        .find(|p| p.version == (3, minor))?;
     let target = Workload::start(&python, &workload("mix.py"), 20.0);
     let mut memory = TargetMemory::open(target.pid()).ok()?;
     let address = scan_for_cookie(target.pid(), &mut memory).ok()??;
@@ -262,7 +262,15 @@ fn fuzz_executable_lines_of_python_sources() {
             "(".repeat(300).into_bytes(),
         ])
         .collect();
-    let versions = prop::sample::select(vec![(3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]);
+    let versions = prop::sample::select(vec![
+        (3, 8),
+        (3, 9),
+        (3, 10),
+        (3, 11),
+        (3, 12),
+        (3, 13),
+        (3, 14),
+    ]);
     runner()
         .run(&(inputs(seeds, 256), versions), |(bytes, version)| {
             COUNT.case();

@@ -1,6 +1,6 @@
 //! The per-version layouts against the interpreters installed here: the committed table must be
-//! what the generator measures from their headers now, and 3.13's own `_Py_DebugOffsets` (static
-//! data in its libpython) must agree with the generated 3.13 layout.
+//! what the generator measures from their headers now, and the `_Py_DebugOffsets` of 3.13 and
+//! 3.14 (static data in libpython or the executable) must agree with their generated layouts.
 
 mod common;
 
@@ -66,7 +66,7 @@ fn committed_table_is_what_the_generator_measures_now() {
     let committed_items = items(&committed);
     let fresh_items = items(&fresh);
     let mut all_present = true;
-    for minor in 8..=13 {
+    for minor in 8..=14 {
         let layout_name = format!("PY3_{minor}");
         let debug_name = format!("DEBUG_OFFSETS_PY3_{minor}");
         for name in [layout_name, debug_name] {
@@ -104,7 +104,7 @@ fn every_interpreter_under_test_has_a_plausible_layout() {
             .unwrap_or_else(|| panic!("{}: no generated layout", python.label()));
         layout.check_plausible().unwrap();
     }
-    assert_eq!(LAYOUTS.len(), 6, "3.8 to 3.13");
+    assert_eq!(LAYOUTS.len(), 7, "3.8 to 3.14");
 }
 
 /// Candidate ELF files holding the interpreter's `_PyRuntime`: its shared libpython if it has
@@ -141,12 +141,17 @@ fn py_runtime_section(image: &Path) -> Option<Vec<u8>> {
 }
 
 #[test]
-fn debug_offsets_of_installed_3_13_agree_with_the_generated_layout() {
-    let Some(python) = all_pythons().into_iter().find(|p| p.version == (3, 13)) else {
-        println!("SKIP: no Python 3.13 found: its debug offsets are not checked");
-        return;
-    };
-    let found = runtime_images(&python)
+fn debug_offsets_of_installed_3_13_and_3_14_agree_with_the_generated_layouts() {
+    for minor in [13, 14] {
+        match all_pythons().into_iter().find(|p| p.version == (3, minor)) {
+            Some(python) => check_debug_offsets(&python),
+            None => println!("SKIP: no Python 3.{minor} found: its debug offsets are not checked"),
+        }
+    }
+}
+
+fn check_debug_offsets(python: &Python) {
+    let found = runtime_images(python)
         .into_iter()
         .find_map(|image| py_runtime_section(&image).map(|bytes| (image, bytes)));
     let Some((image, bytes)) = found else {
@@ -158,8 +163,8 @@ fn debug_offsets_of_installed_3_13_agree_with_the_generated_layout() {
 
     let offsets =
         DebugOffsets::parse(&bytes).unwrap_or_else(|error| panic!("{}: {error}", image.display()));
-    assert_eq!(offsets.version(), (3, 13));
-    let generated = layout_for((3, 13)).unwrap();
+    assert_eq!(offsets.version(), python.version);
+    let generated = layout_for(python.version).unwrap();
     let mut disagreements = Vec::new();
     for &(field, value) in &offsets.values {
         if field.get(generated) != Some(value) {
@@ -183,10 +188,11 @@ fn debug_offsets_of_installed_3_13_agree_with_the_generated_layout() {
         Ok(generated)
     );
     println!(
-        "{}: {} fields of _Py_DebugOffsets (version {:#x}) agree with the generated 3.13 layout",
+        "{}: {} fields of _Py_DebugOffsets (version {:#x}) agree with the generated 3.{} layout",
         image.display(),
         offsets.values.len(),
-        offsets.version_hex
+        offsets.version_hex,
+        python.version.1
     );
 
     // The section is the whole _PyRuntime: cut short inside the debug offsets, it is refused.
@@ -261,6 +267,10 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
         (
             "frame_owned_by_cstack",
             layout.frame_owned_by_cstack.map(usize::from),
+        ),
+        (
+            "frame_owned_by_interpreter",
+            layout.frame_owned_by_interpreter.map(usize::from),
         ),
     ];
     let bits = [

@@ -25,7 +25,7 @@ struct Traced {
 fn traced() -> &'static Traced {
     static TRACED: OnceLock<Traced> = OnceLock::new();
     TRACED.get_or_init(|| {
-        let python = pythons_under_test().pop().unwrap();
+        let python = newest_python();
         let dir = scratch("reports");
         let out = Command::new(tracer_bin())
             .args(["run", "--format", "json", "-o", "mix.json", "--"])
@@ -1002,7 +1002,7 @@ fn filters_and_path_maps() {
 
 #[test]
 fn attach_writes_every_format_directly() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("reports-direct");
     for (format, file, filter) in [
         ("coverage", "run.coverage", "--coverage-plugin"),

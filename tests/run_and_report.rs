@@ -13,7 +13,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn run_traces_the_child_and_exits_with_its_status() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("run-status");
     let script = workload("exit_with.py");
     let out = Command::new(tracer_bin())
@@ -49,7 +49,7 @@ fn run_traces_the_child_and_exits_with_its_status() {
 
 #[test]
 fn run_of_a_command_that_exits_at_once_still_writes_nothing_wrong() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("run-quick");
     let out = Command::new(tracer_bin())
         .args(["run", "-o", "out.pickle", "--"])
@@ -64,7 +64,7 @@ fn run_of_a_command_that_exits_at_once_still_writes_nothing_wrong() {
 
 #[test]
 fn json_format_matches_its_documented_shape() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("json-shape");
     let mut target = Workload::start(&python, &workload("mix.py"), 2.0);
     let pid = target.pid().to_string();
@@ -241,7 +241,7 @@ fn report_writes_what_trace_report_writes() {
 
 #[test]
 fn cover_format_writes_annotated_files_and_the_summary() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("cover-format");
     let mut target = Workload::start(&python, &workload("mix.py"), 2.0);
     let pid = target.pid().to_string();

@@ -231,7 +231,7 @@ fn hostile_file_names_never_escape_the_output_directory_nor_leak_files() {
 
 #[test]
 fn output_paths_that_are_symlinks_are_replaced_not_followed() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let work = scratch("symlink-output");
     let victim = work.join("victim.txt");
     std::fs::write(&victim, "keep me\n").unwrap();

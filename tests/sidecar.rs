@@ -95,7 +95,7 @@ impl Drop for Background {
 
 #[test]
 fn kill_9_leaves_the_last_complete_snapshot() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("sidecar-kill9");
     let target = Workload::start(&python, &workload("mix.py"), 60.0);
     let pid = target.pid().to_string();
@@ -147,7 +147,7 @@ fn kill_9_leaves_the_last_complete_snapshot() {
 
 #[test]
 fn a_failed_snapshot_is_reported_and_retried_and_sigterm_flushes() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("sidecar-retry");
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -195,7 +195,7 @@ fn a_failed_snapshot_is_reported_and_retried_and_sigterm_flushes() {
 
 #[test]
 fn the_target_killed_flushes_and_exits_0() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("sidecar-target-killed");
     let mut target = Workload::start(&python, &workload("mix.py"), 60.0);
     let pid = target.pid().to_string();
@@ -244,7 +244,7 @@ fn start_marked(python: &Python, marker: &str, seconds: f64) -> Workload {
 
 #[test]
 fn name_waits_for_a_match_configured_from_the_environment_with_status_lines() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("sidecar-name-env");
     let marker = format!("tracer-test-marker-{}", std::process::id());
     let mut tracer = Background::start(
@@ -281,7 +281,7 @@ fn name_waits_for_a_match_configured_from_the_environment_with_status_lines() {
 
 #[test]
 fn follow_goes_on_into_the_next_matching_process() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("sidecar-follow");
     let marker = format!("tracer-follow-marker-{}", std::process::id());
     let mut first = start_marked(&python, &marker, 3.0);
@@ -319,7 +319,7 @@ fn follow_goes_on_into_the_next_matching_process() {
 
 #[test]
 fn dump_prints_every_thread_once_as_text_and_json() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("sidecar-dump");
     let target = Workload::start(&python, &workload("mix.py"), 30.0);
     let pid = target.pid().to_string();
@@ -369,7 +369,7 @@ fn dump_prints_every_thread_once_as_text_and_json() {
 
 #[test]
 fn subprocesses_follows_children_grandchildren_and_later_workers() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("sidecar-subprocesses");
     let mut master = Command::new(&python.path)
         .arg(workload("forking.py"))
@@ -449,7 +449,7 @@ fn on_a_terminal_the_status_line_is_redrawn_in_place() {
         println!("SKIP: script(1) not found; cannot give the tracer a terminal");
         return;
     }
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("sidecar-tty");
     let target = Workload::start(&python, &workload("mix.py"), 30.0);
     let command = format!(

@@ -49,7 +49,7 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 
 #[test]
 fn sigint_and_sigterm_stop_sampling_and_write_results() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     for (signal, name) in [(libc::SIGINT, "sigint"), (libc::SIGTERM, "sigterm")] {
         let dir = scratch(&format!("signal-{name}"));
         let target = Workload::start(&python, &workload("mix.py"), 30.0);
@@ -73,7 +73,7 @@ fn sigint_and_sigterm_stop_sampling_and_write_results() {
 
 #[test]
 fn run_passes_sigterm_to_its_child_and_exits_with_its_status() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("run-sigterm");
     let script = workload("mix.py");
     let mut tracer = Command::new(tracer_bin())
@@ -105,7 +105,7 @@ fn run_passes_sigterm_to_its_child_and_exits_with_its_status() {
 
 #[test]
 fn blocking_mode_reads_exact_stacks() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("blocking");
     let mut target = Workload::start(&python, &workload("mix.py"), 2.0);
     let pid = target.pid().to_string();
@@ -147,7 +147,7 @@ fn blocking_mode_reads_exact_stacks() {
 
 #[test]
 fn ignore_dir_and_ignore_module_drop_line_counts_only() {
-    let python = pythons_under_test().pop().unwrap();
+    let python = newest_python();
     let dir = scratch("filters");
     let stdlib = python.path.parent().unwrap().parent().unwrap().join("lib");
     let stdlib = stdlib.to_str().unwrap();

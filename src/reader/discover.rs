@@ -32,8 +32,8 @@ pub struct Discovered {
     /// The target's version, as `3.12.1`.
     pub version_text: String,
     pub version: (u8, u8),
-    /// The interpreter, or `None` when the version has no layout (2.7, 3.6, 3.7): the py-spy
-    /// reader serves those.
+    /// The interpreter, or `None` when the version has no layout: 2.7, 3.6, 3.7 (py-spy's
+    /// reader serves those) or a version newer than tracer knows (refused).
     pub target: Option<(Target, RuntimeFoundBy)>,
 }
 
@@ -79,7 +79,9 @@ pub fn find_target_with(pid: i32, method: DiscoveryMethod) -> anyhow::Result<Dis
     let version = symbols.version;
     let version_text = symbols.version_text.clone();
     let generated = layout::layout_for(version);
-    if generated.is_none() && version < (3, 13) {
+    // No layout (2.7, 3.6, 3.7, or newer than tracer knows): the caller decides what to do. A
+    // 3.13+ runtime's debug offsets need the base layout of their version too.
+    if generated.is_none() {
         return Ok(Discovered {
             version_text,
             version,

@@ -7,7 +7,7 @@
 //! |-----------|----------------|----------------------------|
 //! | 3.8–3.9   | `co_lnotab`    | [`LineTableFormat::Lnotab`] |
 //! | 3.10      | `co_linetable` | [`LineTableFormat::Linetable310`] |
-//! | 3.11–3.13 | `co_linetable` | [`LineTableFormat::Locations`] (3.12 and 3.13 unchanged) |
+//! | 3.11–3.14 | `co_linetable` | [`LineTableFormat::Locations`] (3.12–3.14 unchanged) |
 //!
 //! Offsets are always **byte** offsets into the code (`co_code`; `co_code_adaptive` on 3.11+,
 //! whose code units are 2 bytes, caches included), which is what `PyCode_Addr2Line` takes on
@@ -37,12 +37,12 @@ pub enum LineTableFormat {
 
 impl LineTableFormat {
     /// The format of CPython `version` (major, minor), for the versions our reader supports
-    /// (3.8–3.13).
+    /// (3.8–3.14).
     pub fn for_version(version: (u8, u8)) -> Option<LineTableFormat> {
         match version {
             (3, 8..=9) => Some(LineTableFormat::Lnotab),
             (3, 10) => Some(LineTableFormat::Linetable310),
-            (3, 11..=13) => Some(LineTableFormat::Locations),
+            (3, 11..=14) => Some(LineTableFormat::Locations),
             _ => None,
         }
     }
@@ -54,7 +54,7 @@ pub enum RawFramePosition {
     /// 3.8–3.10: `PyFrameObject.f_lasti` (bytes on 3.8–3.9, code units on 3.10; -1 before the
     /// first instruction).
     Lasti(i32),
-    /// 3.11–3.12: `_PyInterpreterFrame.prev_instr`; 3.13: `_PyInterpreterFrame.instr_ptr`. With
+    /// 3.11–3.12: `_PyInterpreterFrame.prev_instr`; 3.13+: `_PyInterpreterFrame.instr_ptr`. With
     /// the address of the code's first code unit (the code object's address plus the offset of
     /// `co_code_adaptive`).
     InstructionPointer { pointer: u64, code_start: u64 },
@@ -89,6 +89,8 @@ pub enum InstructionOffset {
 ///   at the instruction executing (a caller's stays on its `CALL`), or about to begin: a frame
 ///   not started stands on offset 0 (its first instruction, usually `RESUME` on the `def` line),
 ///   never before the code.
+/// - 3.14: as 3.13 (`_PyInterpreterFrame_LASTI` against `_PyFrame_GetBytecode`, which is
+///   `co_code_adaptive` in a build with the GIL).
 ///
 /// The caller still checks `At(offset)` against the code's length.
 pub fn lookup_offset(version: (u8, u8), raw: RawFramePosition) -> Option<InstructionOffset> {
@@ -105,7 +107,7 @@ pub fn lookup_offset(version: (u8, u8), raw: RawFramePosition) -> Option<Instruc
             _ => None,
         },
         (
-            (3, minor @ 11..=13),
+            (3, minor @ 11..=14),
             RawFramePosition::InstructionPointer {
                 pointer,
                 code_start,
@@ -637,7 +639,8 @@ mod tests {
         assert_eq!(LineTableFormat::for_version((3, 10)), Some(Linetable310));
         assert_eq!(LineTableFormat::for_version((3, 11)), Some(Locations));
         assert_eq!(LineTableFormat::for_version((3, 13)), Some(Locations));
-        assert_eq!(LineTableFormat::for_version((3, 14)), None);
+        assert_eq!(LineTableFormat::for_version((3, 14)), Some(Locations));
+        assert_eq!(LineTableFormat::for_version((3, 15)), None);
         assert_eq!(LineTableFormat::for_version((2, 7)), None);
     }
 
@@ -908,7 +911,8 @@ mod tests {
         assert_eq!(lookup_offset((3, 13), ip(0x1018)), Some(At(24)));
         assert_eq!(lookup_offset((3, 13), ip(u64::MAX)), None);
         assert_eq!(lookup_offset((3, 13), ip(0x1000 + (1 << 40))), None);
-        assert_eq!(lookup_offset((3, 14), ip(0x1000)), None);
+        assert_eq!(lookup_offset((3, 14), ip(0x1018)), Some(At(24)));
+        assert_eq!(lookup_offset((3, 15), ip(0x1000)), None);
 
         let table = LineTable::new(Linetable310, &[2, 1], 4);
         assert_eq!(table.line_at(BeforeStart), Some(4));

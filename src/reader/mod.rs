@@ -15,6 +15,9 @@ mod pyspy;
 pub mod values;
 
 pub use direct::DirectReader;
+
+/// The py-spy release whose reader `--reader py-spy` uses (as Cargo.lock pins it).
+pub const PY_SPY_VERSION: &str = "0.4.3";
 pub use pyspy::PySpyReader;
 
 /// Why a read produced no sample.

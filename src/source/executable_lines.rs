@@ -32,7 +32,7 @@ pub enum ExecutableLinesError {
     /// (CPython itself refuses such input with a RecursionError or
     /// "too many nested parentheses").
     TooDeeplyNested { line: u32 },
-    /// The Python version is outside the supported range (3.8 to 3.13).
+    /// The Python version is outside the supported range (3.8 to 3.14).
     UnsupportedVersion { major: u8, minor: u8 },
 }
 
@@ -44,7 +44,7 @@ impl fmt::Display for ExecutableLinesError {
             Self::UnsupportedVersion { major, minor } => {
                 write!(
                     f,
-                    "unsupported Python version {major}.{minor} (supported: 3.8 to 3.13)"
+                    "unsupported Python version {major}.{minor} (supported: 3.8 to 3.14)"
                 )
             }
         }
@@ -56,7 +56,7 @@ impl std::error::Error for ExecutableLinesError {}
 /// Lines CPython's `trace` module would mark as executable, as Lib/trace.py's
 /// `_find_executable_linenos` computes them for Python `version` (major, minor).
 ///
-/// Supported versions are 3.8 to 3.13.  Line numbers are 1-based.  Code that
+/// Supported versions are 3.8 to 3.14.  Line numbers are 1-based.  Code that
 /// CPython 3.13 attributes to "no line" (`None`) is not reported.
 pub fn executable_lines(
     source: &str,
@@ -139,8 +139,9 @@ struct CompilerRules {
     /// 3.8-3.9: `if`/`while` with a constant test compile no test at all,
     /// so their line is missing; 3.10+ keep it as a NOP.
     constant_test_keeps_line: bool,
-    /// 3.8-3.9: all-constant positional defaults are folded by the peephole
-    /// optimizer and lose their lines; 3.10+ leave NOPs carrying the lines.
+    /// 3.8-3.9 and 3.14+: all-constant positional defaults are folded into
+    /// one constant and lose their lines (by the peephole optimizer up to
+    /// 3.9, the CFG optimizer in 3.14); 3.10-3.13 leave NOPs carrying them.
     folded_defaults_lose_lines: bool,
     /// 3.9+: a list/set display of more than two constants is built from
     /// one constant tuple, so its elements have no lines.
@@ -173,6 +174,12 @@ struct CompilerRules {
     /// 3.8-3.10: a module whose code has no line at all gets line 1 (its
     /// `co_firstlineno`) for the implicit `return None`.
     empty_module_returns_at_line_one: bool,
+    /// 3.14+: list and set displays of more than 30 (STACK_USE_GUIDELINE)
+    /// elements are built item by item, each constant at its own line.
+    big_displays_built_item_by_item: bool,
+    /// 3.8-3.13: runs of constant dict keys are loaded as one tuple
+    /// (BUILD_CONST_KEY_MAP); 3.14 removed that instruction and loads each key.
+    constant_key_maps: bool,
 }
 
 /// When the line of an `if`/`elif`/`while` keyword gets an instruction.
@@ -199,7 +206,7 @@ enum FStringSearch {
 impl CompilerRules {
     fn for_version(version: (u8, u8)) -> Result<Self, ExecutableLinesError> {
         let (major, minor) = version;
-        if major != 3 || !(8..=13).contains(&minor) {
+        if major != 3 || !(8..=14).contains(&minor) {
             return Err(ExecutableLinesError::UnsupportedVersion { major, minor });
         }
         Ok(Self {
@@ -209,7 +216,7 @@ impl CompilerRules {
             empty_statements_leave_pending_line: minor <= 9,
             removes_unreachable_code: minor >= 10,
             constant_test_keeps_line: minor >= 10,
-            folded_defaults_lose_lines: minor <= 9,
+            folded_defaults_lose_lines: minor <= 9 || minor >= 14,
             constant_displays_folded: minor >= 9,
             big_dicts_built_item_by_item: minor >= 10,
             module_starts_at_line_zero: minor >= 11,
@@ -228,6 +235,8 @@ impl CompilerRules {
             percent_format_becomes_fstring: minor >= 11,
             big_calls_build_argument_tuple: minor >= 10,
             empty_module_returns_at_line_one: minor <= 10,
+            big_displays_built_item_by_item: minor >= 14,
+            constant_key_maps: minor <= 13,
         })
     }
 }
@@ -1068,6 +1077,7 @@ impl<'a> LineModel<'a> {
     fn display(&mut self, elements: &[Expr]) {
         let folded = self.rules.constant_displays_folded
             && elements.len() > 2
+            && !(self.rules.big_displays_built_item_by_item && elements.len() > 30)
             && elements
                 .iter()
                 .all(|element| is_folded_constant(element, self.rules));
@@ -1589,6 +1599,9 @@ fn dict_items_loading_keys(dict: &ruff_python_ast::ExprDict, rules: CompilerRule
     };
     let items = &dict.items;
     let mut loads_key = vec![true; items.len()];
+    if !rules.constant_key_maps {
+        return loads_key;
+    }
     let mark_chunk = |begin: usize, end: usize, loads_key: &mut Vec<bool>| {
         let count = end - begin;
         let big = rules.big_dicts_built_item_by_item && count * 2 > 30;
@@ -1955,9 +1968,38 @@ mod tests {
         );
     }
 
+    /// What CPython 3.13 and 3.14's compilers give (measured with `co_lines()`): 3.14 builds
+    /// list and set displays of more than 30 constants item by item, loads each constant
+    /// dict key on its own line (no BUILD_CONST_KEY_MAP), and folds constant defaults.
+    #[test]
+    fn compiler_changes_of_3_14() {
+        let items: String = (0..31).map(|i| format!("    {i},\n")).collect();
+        let list = format!("x = [\n{items}]\n");
+        let lines_13 = executable_lines(&list, (3, 13)).unwrap();
+        let lines_14 = executable_lines(&list, (3, 14)).unwrap();
+        assert_eq!(lines_13.into_iter().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(lines_14.len(), 2 + 31, "{lines_14:?}");
+
+        let dict = "x = {\n    'a':\n        (1, 2),\n    'b':\n        (3, 4),\n}\n";
+        let keys = |version| executable_lines(dict, version).unwrap();
+        assert_eq!(
+            keys((3, 13)).into_iter().collect::<Vec<_>>(),
+            vec![0, 1, 3, 5]
+        );
+        assert_eq!(
+            keys((3, 14)).into_iter().collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
+
+        let defaults = "def f(a=1,\n      b=2):\n    pass\n";
+        let lines = |version| executable_lines(defaults, version).unwrap();
+        assert!(lines((3, 13)).contains(&2));
+        assert!(!lines((3, 14)).contains(&2));
+    }
+
     #[test]
     fn unsupported_versions_are_errors() {
-        for version in [(2, 7), (3, 7), (3, 14), (4, 0)] {
+        for version in [(2, 7), (3, 7), (3, 15), (4, 0)] {
             assert!(matches!(
                 executable_lines("x = 1\n", version),
                 Err(ExecutableLinesError::UnsupportedVersion { .. })
@@ -2024,7 +2066,7 @@ mod tests {
                 seed ^= seed << 17;
                 source.push_str(fragments[(seed % fragments.len() as u64) as usize]);
             }
-            for minor in 8..=13 {
+            for minor in 8..=14 {
                 let _ = executable_lines(&source, (3, minor));
             }
         }

@@ -72,8 +72,8 @@ impl Sources {
     }
 
     /// The lines of `source` trace would mark executable (`_find_executable_linenos`); empty
-    /// when the file does not parse. Versions outside the analysed 3.8–3.13 use the nearest
-    /// one's rules (an approximation: 2.7–3.7 and 3.14+ are not measured).
+    /// when the file does not parse. Versions outside the analysed 3.8–3.14 use the nearest
+    /// one's rules (an approximation: 2.7–3.7 and 3.15+ are not measured).
     pub fn executable_lines(&self, source: &SourceText) -> BTreeSet<u32> {
         self.checked_executable_lines(source).unwrap_or_default()
     }
@@ -98,9 +98,9 @@ fn analysed_version(version: (u8, u8)) -> (u8, u8) {
     match version {
         (major, _) if major < 3 => (3, 8),
         (3, minor) if minor < 8 => (3, 8),
-        (3, minor) if minor > 13 => (3, 13),
+        (3, minor) if minor > 14 => (3, 14),
         (3, minor) => (3, minor),
-        _ => (3, 13),
+        _ => (3, 14),
     }
 }
 

@@ -30,9 +30,14 @@ impl Python {
 /// The versions every CI run must exercise when present.
 pub const REQUIRED_MINORS: std::ops::RangeInclusive<u8> = 8..=13;
 
+/// Newer versions our reader supports, exercised too when present: `make pythons-new`
+/// (tests/support/fetch-python.sh) installs them under target/pythons.
+pub const NEW_MINORS: std::ops::RangeInclusive<u8> = 14..=14;
+
 /// Interpreters from `TRACER_TEST_PYTHONS` (paths separated by `:` or spaces), else pyenv's
-/// `$PYENV_ROOT/versions/*/bin/python` and Debian's `/usr/bin/python3.*`. One per version, the
-/// first found winning; pyenv's come first.
+/// `$PYENV_ROOT/versions/*/bin/python`, then `target/pythons/*/bin/python3.*` (fetched by
+/// `make pythons-new`) and Debian's `/usr/bin/python3.*`. One per version, the first found
+/// winning; pyenv's come first.
 pub fn all_pythons() -> Vec<Python> {
     let candidates: Vec<PathBuf> = match std::env::var("TRACER_TEST_PYTHONS") {
         Ok(list) if !list.trim().is_empty() => list
@@ -53,6 +58,19 @@ pub fn all_pythons() -> Vec<Python> {
                 })
                 .unwrap_or_default();
             found.sort();
+            let mut fetched: Vec<PathBuf> = std::fs::read_dir(repo_root().join("target/pythons"))
+                .map(|dir| {
+                    dir.filter_map(|e| e.ok())
+                        .filter_map(|e| {
+                            let name = e.file_name().to_string_lossy().into_owned();
+                            let python = e.path().join(format!("bin/python{name}"));
+                            python.exists().then_some(python)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            fetched.sort();
+            found.extend(fetched);
             for minor in 6..=15 {
                 let debian = PathBuf::from(format!("/usr/bin/python3.{minor}"));
                 if debian.exists() {
@@ -86,7 +104,7 @@ pub fn version_of(python: &Path) -> Option<(u8, u8)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
-/// Interpreters 3.8–3.13, printing a SKIP line for each of those versions not found.
+/// Interpreters 3.8–3.14, printing a SKIP line for each of those versions not found.
 pub fn pythons_under_test() -> Vec<Python> {
     let all = all_pythons();
     for minor in REQUIRED_MINORS {
@@ -94,15 +112,32 @@ pub fn pythons_under_test() -> Vec<Python> {
             println!("SKIP: no Python 3.{minor} found (set TRACER_TEST_PYTHONS or install it)");
         }
     }
+    for minor in NEW_MINORS {
+        if !all.iter().any(|p| p.version == (3, minor)) {
+            println!("SKIP: no Python 3.{minor} found (make pythons-new installs it)");
+        }
+    }
     let chosen: Vec<Python> = all
         .into_iter()
-        .filter(|p| p.version.0 == 3 && REQUIRED_MINORS.contains(&p.version.1))
+        .filter(|p| {
+            p.version.0 == 3
+                && (REQUIRED_MINORS.contains(&p.version.1) || NEW_MINORS.contains(&p.version.1))
+        })
         .collect();
     assert!(
         !chosen.is_empty(),
         "no Python 3.8-3.13 found at all: nothing to test against"
     );
     chosen
+}
+
+/// The newest of the interpreters 3.8–3.13: the one tests that need a single target run
+/// against (a version the pinned report tools and every environment support).
+pub fn newest_python() -> Python {
+    pythons_under_test()
+        .into_iter()
+        .rfind(|p| REQUIRED_MINORS.contains(&p.version.1))
+        .expect("a Python 3.8-3.13")
 }
 
 /// Debian's statically linked interpreter, if present.

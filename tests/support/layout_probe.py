@@ -2,7 +2,7 @@
 
 Usage: python layout_probe.py name=value ...   (offsets in bytes; bitfields as shift,width;
 fields the version lacks are not passed). Prints one line per check, "ok NAME" or
-"FAIL NAME: why", and exits 1 if any failed. Works on 3.8-3.13.
+"FAIL NAME: why", and exits 1 if any failed. Works on 3.8-3.14.
 """
 
 import ctypes
@@ -165,7 +165,11 @@ def inner():
         check("the module's frame is found", False, True)
         return
     below = ptr(module_frame + L["iframe_previous"])
-    if "frame_owned_by_cstack" in L:
+    if "frame_owned_by_interpreter" in L:
+        # 3.14+: the interpreter's own entry frame.
+        owner = ctypes.c_ubyte.from_address(below + L["iframe_owner"]).value
+        check("frame_owned_by_interpreter", owner, L["frame_owned_by_interpreter"])
+    elif "frame_owned_by_cstack" in L:
         owner = ctypes.c_ubyte.from_address(below + L["iframe_owner"]).value
         check("frame_owned_by_cstack", owner, L["frame_owned_by_cstack"])
     else:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate src/reader/layout/generated.rs from the headers of every installed CPython 3.8-3.13.
+"""Generate src/reader/layout/generated.rs from the headers of every installed CPython 3.8-3.14.
 
 For each interpreter found, this writes a small C program that includes that version's own
 headers (public and internal, compiled with -DPy_BUILD_CORE), prints offsetof/sizeof values,
@@ -11,7 +11,8 @@ of a running interpreter (see debug_offsets.rs).
 Which interpreters:
   - TRACER_TEST_PYTHONS, if set: interpreter paths separated by ':' or spaces (as the tests
     read it); each is asked for its version and include directory;
-  - otherwise $PYENV_ROOT/versions/3.X.*/bin/python (PYENV_ROOT defaults to /root/.pyenv).
+  - otherwise $PYENV_ROOT/versions/3.X.*/bin/python (PYENV_ROOT defaults to /root/.pyenv),
+    then target/pythons/3.X/bin/python3.X (tests/support/fetch-python.sh installs 3.14 there).
   One per minor version, the first found winning.
 
 Usage:
@@ -19,7 +20,8 @@ Usage:
   python3 src/reader/layout/generate.py -o /tmp/gen.rs  # write elsewhere (the tests do this)
 
 Versions not found are left out of the output and reported on stderr; the committed file must
-hold all of 3.8-3.13, so regenerate it on a machine that has them all.
+hold all of 3.8-3.14, so regenerate it on a machine that has them all (3.14: run
+tests/support/fetch-python.sh 3.14 first).
 
 Target: the values are those of the machine's C compiler, x86_64 Linux here. On aarch64 Linux
 (LP64 like x86_64) none of these structs differ. To generate for another target, run this with
@@ -40,12 +42,12 @@ import subprocess
 import sys
 import tempfile
 
-MINORS = range(8, 14)
+MINORS = range(8, 15)
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(HERE, "generated.rs")
 
 # Kinds of Layout field, and the Rust type each becomes.
-#   offset: a usize present in every version (the spec must cover 3.8-3.13);
+#   offset: a usize present in every version (the spec must cover every one of MINORS);
 #   option: Option<usize>, None in versions the spec does not cover;
 #   enum:   Option<u8>, an enum value;
 #   bits:   Bitfield present in every version;  bits?: Option<Bitfield>.
@@ -61,7 +63,7 @@ RUST_TYPES = {
 
 
 def all_versions(expr):
-    return [(8, 13, expr)]
+    return [(MINORS.start, MINORS.stop - 1, expr)]
 
 
 # (Layout field, kind, [(first minor, last minor, C expression), ...]).
@@ -79,32 +81,33 @@ FIELDS = [
     ("interp_next", "offset", all_versions("offsetof(PyInterpreterState, next)")),
     ("interp_threads_head", "offset", [
         (8, 10, "offsetof(PyInterpreterState, tstate_head)"),
-        (11, 13, "offsetof(PyInterpreterState, threads.head)"),
+        (11, 14, "offsetof(PyInterpreterState, threads.head)"),
     ]),
     ("interp_id", "offset", all_versions("offsetof(PyInterpreterState, id)")),
-    # 3.14+ only (from its debug offsets); no version generated here has it.
-    ("interp_code_object_generation", "option", []),
+    # 3.14+: bumped when code objects may have been freed (caches by code address go stale).
+    ("interp_code_object_generation", "option",
+     [(14, 14, "offsetof(PyInterpreterState, _code_object_generation)")]),
     # PyThreadState
     ("tstate_size", "offset", all_versions("sizeof(PyThreadState)")),
     ("tstate_next", "offset", all_versions("offsetof(PyThreadState, next)")),
     ("tstate_interp", "offset", all_versions("offsetof(PyThreadState, interp)")),
     ("tstate_thread_id", "offset", all_versions("offsetof(PyThreadState, thread_id)")),
     ("tstate_native_thread_id", "option",
-     [(11, 13, "offsetof(PyThreadState, native_thread_id)")]),
+     [(11, 14, "offsetof(PyThreadState, native_thread_id)")]),
     ("tstate_frame", "option", [(8, 10, "offsetof(PyThreadState, frame)")]),
     ("tstate_cframe", "option", [(11, 12, "offsetof(PyThreadState, cframe)")]),
     ("cframe_current_frame", "option", [(11, 12, "offsetof(_PyCFrame, current_frame)")]),
-    ("tstate_current_frame", "option", [(13, 13, "offsetof(PyThreadState, current_frame)")]),
+    ("tstate_current_frame", "option", [(13, 14, "offsetof(PyThreadState, current_frame)")]),
     ("tstate_datastack_chunk", "option",
-     [(11, 13, "offsetof(PyThreadState, datastack_chunk)")]),
-    ("tstate_datastack_top", "option", [(11, 13, "offsetof(PyThreadState, datastack_top)")]),
+     [(11, 14, "offsetof(PyThreadState, datastack_chunk)")]),
+    ("tstate_datastack_top", "option", [(11, 14, "offsetof(PyThreadState, datastack_top)")]),
     ("tstate_datastack_limit", "option",
-     [(11, 13, "offsetof(PyThreadState, datastack_limit)")]),
+     [(11, 14, "offsetof(PyThreadState, datastack_limit)")]),
     # _PyStackChunk
-    ("stack_chunk_previous", "option", [(11, 13, "offsetof(_PyStackChunk, previous)")]),
-    ("stack_chunk_size", "option", [(11, 13, "offsetof(_PyStackChunk, size)")]),
-    ("stack_chunk_top", "option", [(11, 13, "offsetof(_PyStackChunk, top)")]),
-    ("stack_chunk_data", "option", [(11, 13, "offsetof(_PyStackChunk, data)")]),
+    ("stack_chunk_previous", "option", [(11, 14, "offsetof(_PyStackChunk, previous)")]),
+    ("stack_chunk_size", "option", [(11, 14, "offsetof(_PyStackChunk, size)")]),
+    ("stack_chunk_top", "option", [(11, 14, "offsetof(_PyStackChunk, top)")]),
+    ("stack_chunk_data", "option", [(11, 14, "offsetof(_PyStackChunk, data)")]),
     # PyFrameObject, the frame itself up to 3.10
     ("frame_object_size", "option", [(8, 10, "sizeof(PyFrameObject)")]),
     ("frame_object_back", "option", [(8, 10, "offsetof(PyFrameObject, f_back)")]),
@@ -112,45 +115,46 @@ FIELDS = [
     ("frame_object_lasti", "option", [(8, 10, "offsetof(PyFrameObject, f_lasti)")]),
     ("frame_object_lineno", "option", [(8, 10, "offsetof(PyFrameObject, f_lineno)")]),
     # _PyInterpreterFrame, 3.11+
-    ("iframe_size", "option", [(11, 13, "sizeof(_PyInterpreterFrame)")]),
-    ("iframe_previous", "option", [(11, 13, "offsetof(_PyInterpreterFrame, previous)")]),
+    ("iframe_size", "option", [(11, 14, "sizeof(_PyInterpreterFrame)")]),
+    ("iframe_previous", "option", [(11, 14, "offsetof(_PyInterpreterFrame, previous)")]),
     ("iframe_code", "option", [
         (11, 12, "offsetof(_PyInterpreterFrame, f_code)"),
-        (13, 13, "offsetof(_PyInterpreterFrame, f_executable)"),
+        (13, 14, "offsetof(_PyInterpreterFrame, f_executable)"),
     ]),
     ("iframe_instr_ptr", "option", [
         (11, 12, "offsetof(_PyInterpreterFrame, prev_instr)"),
-        (13, 13, "offsetof(_PyInterpreterFrame, instr_ptr)"),
+        (13, 14, "offsetof(_PyInterpreterFrame, instr_ptr)"),
     ]),
-    ("iframe_owner", "option", [(11, 13, "offsetof(_PyInterpreterFrame, owner)")]),
-    ("iframe_localsplus", "option", [(11, 13, "offsetof(_PyInterpreterFrame, localsplus)")]),
-    # Up to 3.13 the code pointer is a plain PyObject*: nothing to mask.
-    ("iframe_code_tag_mask", "fixed", all_versions("0")),
-    ("frame_owned_by_generator", "enum", [(11, 13, "FRAME_OWNED_BY_GENERATOR")]),
-    ("frame_owned_by_cstack", "enum", [(12, 13, "FRAME_OWNED_BY_CSTACK")]),
-    # 3.14+ only.
-    ("frame_owned_by_interpreter", "enum", []),
+    ("iframe_owner", "option", [(11, 14, "offsetof(_PyInterpreterFrame, owner)")]),
+    ("iframe_localsplus", "option", [(11, 14, "offsetof(_PyInterpreterFrame, localsplus)")]),
+    # Up to 3.13 the code pointer is a plain PyObject*: nothing to mask. 3.14's f_executable
+    # is a _PyStackRef whose low bits are tags.
+    ("iframe_code_tag_mask", "fixed", [(8, 13, "0"), (14, 14, "Py_TAG_BITS")]),
+    ("frame_owned_by_generator", "enum", [(11, 14, "FRAME_OWNED_BY_GENERATOR")]),
+    ("frame_owned_by_cstack", "enum", [(12, 14, "FRAME_OWNED_BY_CSTACK")]),
+    # 3.14+: the interpreter's own entry frames (no Python code).
+    ("frame_owned_by_interpreter", "enum", [(14, 14, "FRAME_OWNED_BY_INTERPRETER")]),
     # PyCodeObject
     ("code_size", "offset", all_versions("sizeof(PyCodeObject)")),
     ("code_filename", "offset", all_versions("offsetof(PyCodeObject, co_filename)")),
     ("code_name", "offset", all_versions("offsetof(PyCodeObject, co_name)")),
-    ("code_qualname", "option", [(11, 13, "offsetof(PyCodeObject, co_qualname)")]),
+    ("code_qualname", "option", [(11, 14, "offsetof(PyCodeObject, co_qualname)")]),
     ("code_firstlineno", "offset", all_versions("offsetof(PyCodeObject, co_firstlineno)")),
     ("code_lnotab", "option", [(8, 9, "offsetof(PyCodeObject, co_lnotab)")]),
-    ("code_linetable", "option", [(10, 13, "offsetof(PyCodeObject, co_linetable)")]),
+    ("code_linetable", "option", [(10, 14, "offsetof(PyCodeObject, co_linetable)")]),
     ("code_code", "option", [(8, 10, "offsetof(PyCodeObject, co_code)")]),
-    ("code_code_adaptive", "option", [(11, 13, "offsetof(PyCodeObject, co_code_adaptive)")]),
+    ("code_code_adaptive", "option", [(11, 14, "offsetof(PyCodeObject, co_code_adaptive)")]),
     ("code_firsttraceable", "option",
-     [(11, 13, "offsetof(PyCodeObject, _co_firsttraceable)")]),
+     [(11, 14, "offsetof(PyCodeObject, _co_firsttraceable)")]),
     ("code_flags", "offset", all_versions("offsetof(PyCodeObject, co_flags)")),
     ("code_argcount", "offset", all_versions("offsetof(PyCodeObject, co_argcount)")),
     ("code_nlocals", "offset", all_versions("offsetof(PyCodeObject, co_nlocals)")),
-    ("code_nlocalsplus", "option", [(11, 13, "offsetof(PyCodeObject, co_nlocalsplus)")]),
+    ("code_nlocalsplus", "option", [(11, 14, "offsetof(PyCodeObject, co_nlocalsplus)")]),
     ("code_varnames", "option", [(8, 10, "offsetof(PyCodeObject, co_varnames)")]),
     ("code_localsplusnames", "option",
-     [(11, 13, "offsetof(PyCodeObject, co_localsplusnames)")]),
+     [(11, 14, "offsetof(PyCodeObject, co_localsplusnames)")]),
     ("code_localspluskinds", "option",
-     [(11, 13, "offsetof(PyCodeObject, co_localspluskinds)")]),
+     [(11, 14, "offsetof(PyCodeObject, co_localspluskinds)")]),
     # Objects
     ("object_type", "offset", all_versions("offsetof(PyObject, ob_type)")),
     ("var_object_size", "offset", all_versions("offsetof(PyVarObject, ob_size)")),
@@ -170,16 +174,16 @@ FIELDS = [
     # ---- snapshot (src/snapshot/): walking sys.modules to every live code object, 3.12+ ----
     # Kept together at the end so that merging with branches adding other fields stays easy.
     ("interp_imports_modules", "option",
-     [(12, 13, "offsetof(PyInterpreterState, imports.modules)")]),
+     [(12, 14, "offsetof(PyInterpreterState, imports.modules)")]),
     ("object_refcnt", "offset", all_versions("offsetof(PyObject, ob_refcnt)")),
     ("object_head_size", "offset", all_versions("sizeof(PyObject)")),
     ("type_dict", "offset", all_versions("offsetof(PyTypeObject, tp_dict)")),
-    ("tpflags_type_subclass", "option", [(12, 13, "Py_TPFLAGS_TYPE_SUBCLASS")]),
-    ("tpflags_dict_subclass", "option", [(12, 13, "Py_TPFLAGS_DICT_SUBCLASS")]),
-    ("module_dict", "option", [(12, 13, "offsetof(PyModuleObject, md_dict)")]),
-    ("function_code", "option", [(12, 13, "offsetof(PyFunctionObject, func_code)")]),
-    ("code_consts", "option", [(12, 13, "offsetof(PyCodeObject, co_consts)")]),
-    ("code_exceptiontable", "option", [(12, 13, "offsetof(PyCodeObject, co_exceptiontable)")]),
+    ("tpflags_type_subclass", "option", [(12, 14, "Py_TPFLAGS_TYPE_SUBCLASS")]),
+    ("tpflags_dict_subclass", "option", [(12, 14, "Py_TPFLAGS_DICT_SUBCLASS")]),
+    ("module_dict", "option", [(12, 14, "offsetof(PyModuleObject, md_dict)")]),
+    ("function_code", "option", [(12, 14, "offsetof(PyFunctionObject, func_code)")]),
+    ("code_consts", "option", [(12, 14, "offsetof(PyCodeObject, co_consts)")]),
+    ("code_exceptiontable", "option", [(12, 14, "offsetof(PyCodeObject, co_exceptiontable)")]),
     # ---- end of snapshot fields (it also reads tp_flags and the dict fields below) ----
     # --- Function view (--function --locals): a frame's locals and the values they hold. ---
     ("frame_object_localsplus", "option", [(8, 10, "offsetof(PyFrameObject, f_localsplus)")]),
@@ -191,9 +195,9 @@ FIELDS = [
     ("float_value", "offset", all_versions("offsetof(PyFloatObject, ob_fval)")),
     ("long_digits", "offset", [
         (8, 11, "offsetof(PyLongObject, ob_digit)"),
-        (12, 13, "offsetof(PyLongObject, long_value.ob_digit)"),
+        (12, 14, "offsetof(PyLongObject, long_value.ob_digit)"),
     ]),
-    ("long_tag", "option", [(12, 13, "offsetof(PyLongObject, long_value.lv_tag)")]),
+    ("long_tag", "option", [(12, 14, "offsetof(PyLongObject, long_value.lv_tag)")]),
     ("long_digit_bits", "offset", all_versions("PyLong_SHIFT")),
     ("long_digit_size", "offset", all_versions("sizeof(digit)")),
     ("dict_used", "offset", all_versions("offsetof(PyDictObject, ma_used)")),
@@ -201,27 +205,28 @@ FIELDS = [
     ("dict_values", "offset", all_versions("offsetof(PyDictObject, ma_values)")),
     # PyDictKeysObject is in the installed headers from 3.11 on only (Objects/dict-common.h
     # before): dict contents are decoded on 3.11+.
-    ("dict_keys_log2_size", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_log2_size)")]),
+    ("dict_keys_log2_size", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_log2_size)")]),
     ("dict_keys_log2_index_bytes", "option",
-     [(11, 13, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
-    ("dict_keys_kind", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_kind)")]),
-    ("dict_keys_nentries", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_nentries)")]),
-    ("dict_keys_indices", "option", [(11, 13, "offsetof(PyDictKeysObject, dk_indices)")]),
-    ("dict_entry_size", "option", [(11, 13, "sizeof(PyDictKeyEntry)")]),
-    ("dict_entry_key", "option", [(11, 13, "offsetof(PyDictKeyEntry, me_key)")]),
-    ("dict_entry_value", "option", [(11, 13, "offsetof(PyDictKeyEntry, me_value)")]),
-    ("dict_unicode_entry_size", "option", [(11, 13, "sizeof(PyDictUnicodeEntry)")]),
-    ("dict_unicode_entry_key", "option", [(11, 13, "offsetof(PyDictUnicodeEntry, me_key)")]),
+     [(11, 14, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
+    ("dict_keys_kind", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_kind)")]),
+    ("dict_keys_nentries", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_nentries)")]),
+    ("dict_keys_indices", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_indices)")]),
+    ("dict_entry_size", "option", [(11, 14, "sizeof(PyDictKeyEntry)")]),
+    ("dict_entry_key", "option", [(11, 14, "offsetof(PyDictKeyEntry, me_key)")]),
+    ("dict_entry_value", "option", [(11, 14, "offsetof(PyDictKeyEntry, me_value)")]),
+    ("dict_unicode_entry_size", "option", [(11, 14, "sizeof(PyDictUnicodeEntry)")]),
+    ("dict_unicode_entry_key", "option", [(11, 14, "offsetof(PyDictUnicodeEntry, me_key)")]),
     ("dict_unicode_entry_value", "option",
-     [(11, 13, "offsetof(PyDictUnicodeEntry, me_value)")]),
-    ("dict_kind_general", "enum", [(11, 13, "DICT_KEYS_GENERAL")]),
-    ("code_fast_cell", "enum", [(11, 13, "CO_FAST_CELL")]),
-    ("code_fast_free", "enum", [(11, 13, "CO_FAST_FREE")]),
-    ("code_fast_hidden", "enum", [(12, 13, "CO_FAST_HIDDEN")]),
+     [(11, 14, "offsetof(PyDictUnicodeEntry, me_value)")]),
+    ("dict_kind_general", "enum", [(11, 14, "DICT_KEYS_GENERAL")]),
+    ("code_fast_cell", "enum", [(11, 14, "CO_FAST_CELL")]),
+    ("code_fast_free", "enum", [(11, 14, "CO_FAST_FREE")]),
+    ("code_fast_hidden", "enum", [(12, 14, "CO_FAST_HIDDEN")]),
     # --- end of the function view's block ---
 ]
 
-# _Py_DebugOffsets members read by debug_offsets.rs, 3.13+: (DebugField variant, member path).
+# _Py_DebugOffsets members read by debug_offsets.rs, 3.13+: (DebugField variant, member path),
+# or (variant, member path, first minor) for a member added later.
 DEBUG_FIELDS = [
     ("RuntimeStateSize", "runtime_state.size"),
     ("RuntimeStateInterpretersHead", "runtime_state.interpreters_head"),
@@ -229,6 +234,7 @@ DEBUG_FIELDS = [
     ("InterpreterStateId", "interpreter_state.id"),
     ("InterpreterStateNext", "interpreter_state.next"),
     ("InterpreterStateThreadsHead", "interpreter_state.threads_head"),
+    ("InterpreterStateCodeObjectGeneration", "interpreter_state.code_object_generation", 14),
     ("ThreadStateSize", "thread_state.size"),
     ("ThreadStateNext", "thread_state.next"),
     ("ThreadStateInterp", "thread_state.interp"),
@@ -264,6 +270,13 @@ DEBUG_FIELDS = [
 ]
 DEBUG_OFFSETS_SINCE = 13
 
+
+def debug_fields(minor):
+    """(variant, member path) of each DEBUG_FIELDS member that 3.`minor` has."""
+    return [(entry[0], entry[1]) for entry in DEBUG_FIELDS
+            if minor >= (entry[2] if len(entry) > 2 else DEBUG_OFFSETS_SINCE)]
+
+
 # Headers holding the structs above, per version.
 def includes(minor):
     if minor == 8:
@@ -273,10 +286,17 @@ def includes(minor):
     elif minor == 11:
         internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h",
                     "internal/pycore_frame.h"]
-    else:
+    elif minor <= 13:
         # pycore_dict.h and pycore_moduleobject.h: the snapshot's dict and module fields.
         internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h",
                     "internal/pycore_frame.h", "internal/pycore_dict.h",
+                    "internal/pycore_moduleobject.h"]
+    else:
+        # 3.14 moved the frame struct to pycore_interpframe_structs.h and tags the code
+        # pointer with pycore_stackref.h's Py_TAG_BITS.
+        internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h",
+                    "internal/pycore_frame.h", "internal/pycore_interpframe.h",
+                    "internal/pycore_stackref.h", "internal/pycore_dict.h",
                     "internal/pycore_moduleobject.h"]
     # code.h is public up to 3.10; from 3.11 Python.h includes cpython/code.h itself.
     public = ["frameobject.h", "code.h"] if minor <= 10 else ["frameobject.h"]
@@ -353,7 +373,7 @@ def c_program(minor):
         for member in ("cookie", "version", "free_threaded"):
             lines.append(f'    printf("debug:{member}=%zu\\n", '
                          f'offsetof(_Py_DebugOffsets, {member}));')
-        for variant, member in DEBUG_FIELDS:
+        for variant, member in debug_fields(minor):
             lines.append(f'    printf("debug_field:{variant}=%zu\\n", '
                          f'offsetof(_Py_DebugOffsets, {member}));')
     lines.append("    return 0;")
@@ -387,6 +407,9 @@ def find_pythons():
     else:
         root = os.environ.get("PYENV_ROOT", "/root/.pyenv")
         candidates = sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python")))
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+        candidates += sorted(glob.glob(os.path.join(repo, "target", "pythons", "3.*", "bin",
+                                                    "python3.*")))
     found = {}
     for python in candidates:
         try:
@@ -395,13 +418,18 @@ def find_pythons():
                  "import sys, sysconfig; "
                  "print('%d %d %s' % (sys.version_info[0], sys.version_info[1], "
                  "sys.version.split()[0])); "
-                 "print(sysconfig.get_config_var('INCLUDEPY'))"],
+                 "print(sysconfig.get_config_var('INCLUDEPY'))\n"
+                 "print(sysconfig.get_paths()['include'])"],
                 capture_output=True, text=True, timeout=30, check=True).stdout.split("\n")
         except (OSError, subprocess.SubprocessError) as error:
             print(f"generate.py: skipping {python}: {error}", file=sys.stderr)
             continue
         major, minor, full = out[0].split()
         include = out[1].strip()
+        if not os.path.isdir(include):
+            # A relocated install (Debian's, unpacked elsewhere): INCLUDEPY names where it was
+            # built for, the install scheme where it is.
+            include = out[2].strip()
         if int(major) != 3 or int(minor) not in MINORS or int(minor) in found:
             continue
         marker = "pycore_runtime.h" if int(minor) >= 9 else "pycore_pystate.h"
@@ -419,8 +447,9 @@ def measure(minor, include, workdir):
     with open(source, "w") as f:
         f.write(c_program(minor))
     cc = shlex.split(os.environ.get("CC", "cc"))
+    # The parent directory too: Debian's pyconfig.h includes <MULTIARCH/python3.X/pyconfig.h>.
     compile_cmd = cc + ["-DPy_BUILD_CORE", "-I", include, "-I", os.path.join(include, "internal"),
-                        "-o", binary, source]
+                        "-I", os.path.dirname(include), "-o", binary, source]
     result = subprocess.run(compile_cmd, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"generate.py: compiling against 3.{minor} headers failed:\n"
@@ -470,7 +499,7 @@ def debug_block(minor, values):
              f"    size: {values['debug:size']},",
              f"    free_threaded: {values['debug:free_threaded']},",
              "    fields: &["]
-    for variant, _member in DEBUG_FIELDS:
+    for variant, _member in debug_fields(minor):
         lines.append(f"        (DebugField::{variant}, {values['debug_field:' + variant]}),")
     lines.append("    ],")
     lines.append("};")
@@ -524,7 +553,7 @@ def main():
             print(f"generate.py: no CPython 3.{minor} with headers found; left out",
                   file=sys.stderr)
     if not found:
-        sys.exit("generate.py: no CPython 3.8-3.13 found at all")
+        sys.exit("generate.py: no CPython 3.8-3.14 found at all")
     measured = {}
     with tempfile.TemporaryDirectory(prefix="tracer-layouts-") as workdir:
         for minor, (_full, include) in sorted(found.items()):

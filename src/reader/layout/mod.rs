@@ -1,7 +1,7 @@
 //! Where CPython keeps what a frame walker reads, per version, as data.
 //!
 //! A [`Layout`] holds the offsets and sizes of the fields of CPython's runtime, interpreter,
-//! thread, frame, code and object structures that a stack reader needs. The layouts of 3.8–3.13
+//! thread, frame, code and object structures that a stack reader needs. The layouts of 3.8–3.14
 //! are measured from each version's own headers by `generate.py` (in this directory) and
 //! committed as `generated.rs`; nothing here is copied by hand from a header. From 3.13 on,
 //! a running interpreter also describes itself: [`debug_offsets`] builds a `Layout` from the
@@ -18,6 +18,9 @@
 //! - `PyFrameObject.f_lasti` counts bytes in 3.8–3.9 and code units (2 bytes) in 3.10.
 //! - The instruction pointer of a `_PyInterpreterFrame` is `prev_instr` in 3.11–3.12 (the last
 //!   instruction started) and `instr_ptr` in 3.13+ (the instruction executing or about to).
+//! - 3.14's `f_executable` is a tagged `_PyStackRef` ([`Layout::iframe_code_tag_mask`]), its
+//!   frames owned by the interpreter itself hold no Python code, and the interpreter counts
+//!   code-object generations ([`Layout::interp_code_object_generation`]).
 //! - Code units are 2 bytes in every version here.
 
 pub mod debug_offsets;
@@ -605,8 +608,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_version_from_3_8_to_3_13_has_one_plausible_layout() {
-        for minor in 8..=13 {
+    fn every_version_from_3_8_to_3_14_has_one_plausible_layout() {
+        for minor in 8..=14 {
             let layout = layout_for((3, minor)).expect("generated layout");
             assert_eq!(layout.version, (3, minor));
             layout
@@ -618,7 +621,7 @@ mod tests {
         versions.dedup();
         assert_eq!(versions, sorted, "one layout per version, in order");
         assert!(layout_for((3, 7)).is_none());
-        assert!(layout_for((3, 14)).is_none());
+        assert!(layout_for((3, 15)).is_none());
     }
 
     #[test]
@@ -658,9 +661,10 @@ mod tests {
             assert_eq!(layout.unicode_ready.is_some(), minor <= 11, "3.{minor}");
             assert_eq!(layout.frame_owned_by_generator.is_some(), minor >= 11);
             assert_eq!(layout.frame_owned_by_cstack.is_some(), minor >= 12);
-            assert_eq!(layout.frame_owned_by_interpreter, None);
-            assert_eq!(layout.interp_code_object_generation, None);
-            assert_eq!(layout.iframe_code_tag_mask, 0);
+            assert_eq!(layout.frame_owned_by_interpreter.is_some(), minor >= 14);
+            assert_eq!(layout.interp_code_object_generation.is_some(), minor >= 14);
+            // 3.14's f_executable is a _PyStackRef: its tag bits (Py_TAG_BITS) are masked.
+            assert_eq!(layout.iframe_code_tag_mask, if minor >= 14 { 3 } else { 0 });
             let snapshot = minor >= 12;
             assert_eq!(layout.interp_imports_modules.is_some(), snapshot);
             assert_eq!(layout.dict_keys_indices.is_some(), minor >= 11);
