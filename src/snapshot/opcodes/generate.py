@@ -29,7 +29,8 @@ The name lists below are the only per-name knowledge; numbers, sizes and forms c
 version itself, so a new version is covered by running this again with it installed.
 
 Which interpreters: TRACER_TEST_PYTHONS if set (':' or space separated), else
-$PYENV_ROOT/versions/3.*/bin/python (PYENV_ROOT defaults to /root/.pyenv); one per minor >= 12.
+$PYENV_ROOT/versions/3.*/bin/python (PYENV_ROOT defaults to /root/.pyenv), then
+target/pythons/3.*/bin/python3.* (tests/support/fetch-python.sh); one per minor, 3.12-3.14.
 
 Usage:
   python3 src/snapshot/opcodes/generate.py              # rewrite generated.rs in place
@@ -48,6 +49,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(HERE, "generated.rs")
 FIRST_MINOR = 12
+LAST_MINOR = 14
 
 NO_FALLTHROUGH = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE", "JUMP_FORWARD",
                   "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP_BACKWARD_NO_JIT",
@@ -123,6 +125,10 @@ def find_pythons():
     else:
         root = os.environ.get("PYENV_ROOT", "/root/.pyenv")
         candidates = sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python")))
+        # Where tests/support/fetch-python.sh puts 3.14 and later.
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+        candidates += sorted(glob.glob(os.path.join(repo, "target", "pythons", "3.*", "bin",
+                                                    "python3.*")))
     found = {}
     for python in candidates:
         try:
@@ -132,7 +138,8 @@ def find_pythons():
             print(f"generate.py: skipping {python}: {error}", file=sys.stderr)
             continue
         major, minor = map(int, out.stdout.split())
-        if major == 3 and minor >= FIRST_MINOR and minor not in found:
+        # Only versions the reader has a layout for (src/reader/layout/generate.py's MINORS).
+        if major == 3 and FIRST_MINOR <= minor <= LAST_MINOR and minor not in found:
             found[minor] = python
     return found
 
