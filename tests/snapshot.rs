@@ -182,6 +182,32 @@ fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
                 percent(recall(inferred, kind))
             );
         }
+        // Likely lines are unsound by design: measured, printed, never asserted correct; but
+        // they are kept apart from the proven ones.
+        assert_eq!(
+            raw["likely"].as_u64(),
+            Some(0),
+            "{}: --evidence-only reports likely lines",
+            python.label()
+        );
+        assert_eq!(
+            inferred["likely_overlapping_counts"].as_u64(),
+            Some(0),
+            "{}: a likely line is also in counts",
+            python.label()
+        );
+        let likely = inferred["likely"].as_u64().unwrap_or(0);
+        let wrong = inferred["likely_wrong"].as_array().unwrap();
+        let reported = inferred["reported"].as_u64().unwrap_or(0);
+        println!(
+            "{}: likely lines (apart): {likely}, {} wrong ({wrong:?}); proven + likely: \
+             precision {:.3}, recall {} (function bodies {})",
+            python.label(),
+            wrong.len(),
+            (reported + likely - wrong.len() as u64) as f64 / (reported + likely).max(1) as f64,
+            percent(ratio(&inferred["recall_with_likely"]["all"])),
+            percent(ratio(&inferred["recall_with_likely"]["function bodies"])),
+        );
         // Inference only adds; a walk that misses the modules would find almost nothing.
         let (raw_hit, total) = recall(raw, "function bodies");
         let (inferred_hit, _) = recall(inferred, "function bodies");
