@@ -1,8 +1,9 @@
 //! From the interpreter to every live code object, read-only and bounded.
 //!
 //! Roots: `sys.modules` (`interp->imports.modules`) → each module's dict → functions, classes
-//! (their `tp_dict`, nested classes), `staticmethod`/`classmethod`/`property`/bound methods →
-//! the functions' code objects → code objects nested in `co_consts`; and the code of every
+//! (their `tp_dict`, nested classes), `staticmethod`/`classmethod`/`property`/bound methods,
+//! what the cells of functions' closures hold (decorated functions) → the functions' code
+//! objects → code objects nested in `co_consts`; and the code of every
 //! frame on every thread's stack (the running `__main__` module, functions in flight).
 //!
 //! Target memory is hostile data: every dict, tuple, string and table length is bounded, every
@@ -96,6 +97,8 @@ enum Kind {
     Wraps1,
     /// `property`: getter, setter, deleter right after the header.
     Wraps3,
+    /// A closure's cell: its content at `cell_ref`.
+    Cell,
     Other,
 }
 
@@ -200,6 +203,7 @@ impl<'a> Walker<'a> {
                 if self.visit(object) {
                     self.stats.functions += 1;
                     self.pointer_field(object, self.layout.function_code, depth, true);
+                    self.closure(object, depth + 1);
                 }
             }
             Kind::Class => {
@@ -229,8 +233,52 @@ impl<'a> Walker<'a> {
                 }
             }
             Kind::Code => self.code(object, depth),
-            Kind::Module | Kind::Other => {}
+            Kind::Cell | Kind::Module | Kind::Other => {}
         }
+    }
+
+    /// Follow what the cells of `function`'s closure hold: the functions a decorator wraps,
+    /// nested functions returned by their maker.
+    fn closure(&mut self, function: usize, depth: usize) {
+        let (Some(closure_at), Some(ref_at)) = (self.layout.function_closure, self.layout.cell_ref)
+        else {
+            return;
+        };
+        let tuple = match self.memory.read_usize(function.wrapping_add(closure_at)) {
+            Ok(0) => return,
+            Ok(tuple) => tuple,
+            Err(_) => {
+                self.stats.unreadable += 1;
+                return;
+            }
+        };
+        let Ok(cells) = self.tuple_items(tuple) else {
+            self.stats.unreadable += 1;
+            return;
+        };
+        for cell in cells {
+            if self.kind_of(cell) == Kind::Cell && self.visit(cell) {
+                self.pointer_field(cell, Some(ref_at), depth, false);
+            }
+        }
+    }
+
+    /// The items of a tuple (at most `MAX_CONSTS`).
+    fn tuple_items(&mut self, tuple: usize) -> Result<Vec<usize>, MemoryError> {
+        let layout = self.layout;
+        let len = self
+            .memory
+            .read_usize(tuple.wrapping_add(layout.var_object_size))?;
+        if len > MAX_CONSTS {
+            return Err(MemoryError::Unmapped(tuple));
+        }
+        let mut items = vec![0u8; len * 8];
+        self.memory
+            .read(tuple.wrapping_add(layout.tuple_items), &mut items)?;
+        Ok(items
+            .chunks_exact(8)
+            .map(|chunk| usize::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])))
+            .collect())
     }
 
     /// Follow the pointer at `object + offset`: to a code object if `code`, else any object.
@@ -373,18 +421,9 @@ impl<'a> Walker<'a> {
     /// The items of a `co_consts` tuple that are code objects (0 for the others).
     fn const_codes(&mut self, tuple: usize) -> Result<Vec<usize>, MemoryError> {
         let layout = self.layout;
-        let len = self
-            .memory
-            .read_usize(tuple.wrapping_add(layout.var_object_size))?;
-        if len > MAX_CONSTS {
-            return Err(MemoryError::Unmapped(tuple));
-        }
-        let mut items = vec![0u8; len * 8];
-        self.memory
-            .read(tuple.wrapping_add(layout.tuple_items), &mut items)?;
-        let mut out = Vec::with_capacity(len);
-        for chunk in items.chunks_exact(8) {
-            let item = usize::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let items = self.tuple_items(tuple)?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
             let is_code = item != 0
                 && self
                     .memory
@@ -562,6 +601,7 @@ impl<'a> Walker<'a> {
             b"module" => Kind::Module,
             b"staticmethod" | b"classmethod" | b"method" => Kind::Wraps1,
             b"property" => Kind::Wraps3,
+            b"cell" => Kind::Cell,
             _ => Kind::Other,
         })
     }

@@ -179,6 +179,8 @@ FIELDS = [
     ("tpflags_dict_subclass", "option", [(12, 13, "Py_TPFLAGS_DICT_SUBCLASS")]),
     ("module_dict", "option", [(12, 13, "offsetof(PyModuleObject, md_dict)")]),
     ("function_code", "option", [(12, 13, "offsetof(PyFunctionObject, func_code)")]),
+    ("function_closure", "option", [(12, 13, "offsetof(PyFunctionObject, func_closure)")]),
+    ("cell_ref", "option", [(12, 13, "offsetof(PyCellObject, ob_ref)")]),
     ("dict_keys", "option", [(12, 13, "offsetof(PyDictObject, ma_keys)")]),
     ("dict_values", "option", [(12, 13, "offsetof(PyDictObject, ma_values)")]),
     ("dict_keys_log2_size", "option", [(12, 13, "offsetof(PyDictKeysObject, dk_log2_size)")]),

@@ -240,6 +240,10 @@ pub struct Layout {
     pub module_dict: Option<usize>,
     /// `PyFunctionObject.func_code` (3.12+).
     pub function_code: Option<usize>,
+    /// `PyFunctionObject.func_closure` (3.12+): a tuple of cells, or NULL.
+    pub function_closure: Option<usize>,
+    /// `PyCellObject.ob_ref` (3.12+): the cell's content, or NULL.
+    pub cell_ref: Option<usize>,
     /// `PyDictObject.ma_keys` (3.12+).
     pub dict_keys: Option<usize>,
     /// `PyDictObject.ma_values` (3.12+): non-NULL for a split (instance) dict.
