@@ -508,6 +508,63 @@ mod tests {
     }
 
     #[test]
+    fn forward_crosses_non_raising_instructions_and_sure_branches_only() {
+        // 0, 1: non-raising | 2: may raise | 3: non-raising | 4: cond jump to 6 | 5 | 6
+        let mut jump = ins(8, JUMP | BRANCH_HISTORY, 1);
+        let code = |jump: Instruction| {
+            [
+                ins(0, NON_RAISING, 0),
+                ins(2, NON_RAISING, 0),
+                ins(4, 0, 0),
+                ins(6, NON_RAISING, 0),
+                jump,
+                ins(10, NO_FALLTHROUGH, 0),
+                ins(12, NO_FALLTHROUGH, 0),
+            ]
+        };
+        let cfg = Cfg::build(&code(jump), &[]).unwrap();
+        let mut ran = vec![true, false, false, false, false, false, false];
+        assert!(cfg.infer_forward(&mut ran));
+        assert_eq!(ran, [true, true, true, false, false, false, false]);
+        // A jump with no sure direction proves neither successor.
+        let mut ran = vec![false, false, false, true, false, false, false];
+        cfg.infer_forward(&mut ran);
+        assert_eq!(ran, [false, false, false, true, true, false, false]);
+        jump.evidence = true;
+        jump.jumped = true;
+        let cfg = Cfg::build(&code(jump), &[]).unwrap();
+        let mut ran = vec![false, false, false, false, true, false, false];
+        cfg.infer_forward(&mut ran);
+        assert_eq!(ran, [false, false, false, false, true, false, true]);
+        jump.fell_through = true;
+        let cfg = Cfg::build(&code(jump), &[]).unwrap();
+        let mut ran = vec![false, false, false, false, true, false, false];
+        cfg.infer_forward(&mut ran);
+        assert_eq!(ran, [false, false, false, false, true, true, true]);
+    }
+
+    #[test]
+    fn likely_lines_follow_post_dominators_not_branch_arms() {
+        // 0: cond jump to 4 | 1: then (may raise) | 2: jump to 5 | 3: (dead) | 4: else | 5:
+        // join, returns.
+        let code = [
+            ins(0, JUMP, 3),
+            ins(2, 0, 0),
+            ins(4, JUMP | NO_FALLTHROUGH, 2),
+            ins(6, 0, 0),
+            ins(8, 0, 0),
+            ins(10, NO_FALLTHROUGH, 0),
+        ];
+        let cfg = Cfg::build(&code, &[]).unwrap();
+        let mut likely = vec![true, false, false, false, false, false];
+        cfg.infer_likely(&mut likely);
+        assert_eq!(likely, [true, false, false, false, false, true]);
+        let mut likely = vec![false, true, false, false, false, false];
+        cfg.infer_likely(&mut likely);
+        assert_eq!(likely, [false, true, true, false, false, true]);
+    }
+
+    #[test]
     fn a_dominator_left_by_an_exception_is_proven_only_up_to_that_instruction() {
         // 0, 1 (raises into handler 3), 2, then 3 (handler) ran.
         let code = [

@@ -322,3 +322,66 @@ fn infer_likely(analysed: &[Analysed]) -> Vec<Vec<bool>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::opcodes::table_for;
+
+    fn opcode(name: &str) -> u8 {
+        let table = table_for((3, 13)).unwrap();
+        table.ops.iter().find(|o| o.name == name).unwrap().code
+    }
+
+    /// RESUME_CHECK; LOAD_FAST; POP_JUMP_IF_FALSE (fell through once) to 12; LOAD_CONST;
+    /// RETURN_VALUE; 12: LOAD_CONST; RETURN_VALUE.
+    fn code() -> CodeObject {
+        let history = (0x5555u16 << 1).to_ne_bytes();
+        CodeObject {
+            address: 0x1000,
+            filename: "/a.py".into(),
+            qualname: "f".into(),
+            first_line: 1,
+            code: vec![
+                opcode("RESUME_CHECK"),
+                0,
+                opcode("LOAD_FAST"),
+                0,
+                opcode("POP_JUMP_IF_FALSE"),
+                2,
+                history[0],
+                history[1],
+                opcode("LOAD_CONST"),
+                0,
+                opcode("RETURN_VALUE"),
+                0,
+                opcode("LOAD_CONST"),
+                0,
+                opcode("RETURN_VALUE"),
+                0,
+            ],
+            line_table: Vec::new(),
+            exception_table: Vec::new(),
+            first_traceable: 0,
+            const_codes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn branch_history_and_forward_rules_only_for_code_with_no_live_frame() {
+        let ops = Opcodes::new(table_for((3, 13)).unwrap());
+        let codes = [code()];
+        let proven = |live: Option<&HashSet<usize>>| {
+            analyse(&codes, live, (3, 13), &ops, SnapshotOptions::default())
+                .stats
+                .proven_instructions
+        };
+        let none = HashSet::default();
+        let with_it: HashSet<usize> = [0x1000].into_iter().collect();
+        // Settled: the arm it fell into, to its return.
+        assert_eq!(proven(Some(&none)), 5);
+        // A frame of it live now, or the stacks unknown: the jump itself, no further.
+        assert_eq!(proven(Some(&with_it)), 3);
+        assert_eq!(proven(None), 3);
+    }
+}

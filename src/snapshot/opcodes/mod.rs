@@ -124,5 +124,34 @@ mod tests {
         assert_ne!(op((3, 13), "RESUME_CHECK").flags & EVIDENCE, 0);
         assert_eq!(op((3, 13), "POP_JUMP_IF_TRUE").initial_cache, Some(0x5555));
         assert_eq!(op((3, 12), "POP_JUMP_IF_TRUE").initial_cache, None);
+        // 3.13's metadata: loads and stores complete; calls, the eval-breaker checks, yields
+        // and returns do not count. 3.12 has no error flags: nothing is NON_RAISING.
+        for name in [
+            "LOAD_FAST",
+            "STORE_FAST",
+            "LOAD_CONST",
+            "POP_TOP",
+            "JUMP_FORWARD",
+        ] {
+            assert_ne!(op((3, 13), name).flags & NON_RAISING, 0, "{name}");
+        }
+        for name in [
+            "CALL",
+            "RESUME",
+            "JUMP_BACKWARD",
+            "YIELD_VALUE",
+            "RETURN_VALUE",
+            "RETURN_GENERATOR",
+            "BINARY_OP",
+            "LOAD_FAST_CHECK",
+        ] {
+            assert_eq!(op((3, 13), name).flags & NON_RAISING, 0, "{name}");
+        }
+        assert!(table_for((3, 12))
+            .unwrap()
+            .ops
+            .iter()
+            .all(|o| o.flags & (NON_RAISING | BRANCH_HISTORY) == 0));
+        assert_ne!(op((3, 13), "POP_JUMP_IF_NONE").flags & BRANCH_HISTORY, 0);
     }
 }
