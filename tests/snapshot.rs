@@ -127,8 +127,11 @@ fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
             TIMEOUT,
         );
         assert!(out.status.success(), "{}", printed(&out));
+        // --coverdir: trace writes .cover files beside the sources otherwise.
         let report = Command::new(&python.path)
-            .args(["-m", "trace", "--report", "--summary", "--file"])
+            .args(["-m", "trace", "--report", "--summary", "--coverdir"])
+            .arg(dir.join("cover"))
+            .arg("--file")
             .arg(&pickle)
             .current_dir(&dir)
             .output()
