@@ -47,7 +47,7 @@ fuzz:
 	@mkdir -p target
 	TRACER_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --profile fuzz --test fuzz_parsers --test fuzz_walker \
 		-- --nocapture --test-threads=2 > target/fuzz.log 2>&1; status=$$?; \
-		grep -E '^(FUZZ|fuzz|frame walker|test result)|panicked' target/fuzz.log; exit $$status
+		grep -E '^(FUZZ|fuzz|frame walker|snapshot walk|test result)|panicked' target/fuzz.log; exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check

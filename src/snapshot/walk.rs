@@ -272,6 +272,9 @@ impl<'a> Walker<'a> {
         if len > MAX_CONSTS {
             return Err(MemoryError::Unmapped(tuple));
         }
+        if len == 0 {
+            return Ok(Vec::new());
+        }
         let mut items = vec![0u8; len * 8];
         self.memory
             .read(tuple.wrapping_add(layout.tuple_items), &mut items)?;
