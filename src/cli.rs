@@ -630,11 +630,8 @@ fn add_snapshot(result: &mut SessionResult, pid: i32, filters: &FilterArgs) {
                 likely.len()
             );
             result.results.update(&results);
-            let likely_info = RunInfo {
-                likely: likely.into_iter().collect(),
-                ..RunInfo::default()
-            };
-            result.info.update(&likely_info);
+            // Sorted and unique already; kept apart from the counts.
+            result.info.likely = likely.into_iter().collect();
         }
         Err(e) => eprintln!("tracer: warning: no snapshot of pid {pid}: {e:#}"),
     }
