@@ -630,8 +630,11 @@ fn add_snapshot(result: &mut SessionResult, pid: i32, filters: &FilterArgs) {
                 likely.len()
             );
             result.results.update(&results);
-            // Sorted and unique already; kept apart from the counts.
-            result.info.likely = likely.into_iter().collect();
+            // Kept apart from the counts.
+            let kept = &mut result.info.likely;
+            kept.extend(likely);
+            kept.sort_unstable();
+            kept.dedup();
         }
         Err(e) => eprintln!("tracer: warning: no snapshot of pid {pid}: {e:#}"),
     }
