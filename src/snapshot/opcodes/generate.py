@@ -26,7 +26,8 @@ the corpus never showed it), and flags:
                   code object holding one is left out of the snapshot.
   NON_RAISING     the version's own instruction metadata (3.13+: the installed
                   internal/pycore_opcode_metadata.h, `_PyOpcode_opcode_metadata`) gives neither the
-                  opcode nor its base HAS_ERROR_FLAG, HAS_ERROR_NO_POP_FLAG or HAS_EVAL_BREAK_FLAG,
+                  opcode nor its base HAS_ERROR_FLAG, HAS_ERROR_NO_POP_FLAG, HAS_EVAL_BREAK_FLAG or
+                  HAS_ESCAPES_FLAG,
                   and it does not suspend or leave the frame (SUSPENDS, NO_FALLTHROUGH): once
                   started it completes and continues in its frame. 3.12's metadata has no error
                   flags, so no 3.12 opcode gets this flag.
@@ -65,9 +66,11 @@ MULTI_TARGET = {"FOR_ITER", "SEND"}
 # Leave the frame with the next instruction not started: a generator suspended here, or made here
 # and never run, resumes (if ever) at the next instruction.
 SUSPENDS = {"YIELD_VALUE", "RETURN_GENERATOR", "INTERPRETER_EXIT"}
-# Metadata flags that mean an instruction may not complete: it may raise, or check the eval
-# breaker (signal handlers, asynchronous exceptions).
-MAY_NOT_COMPLETE = ("HAS_ERROR_FLAG", "HAS_ERROR_NO_POP_FLAG", "HAS_EVAL_BREAK_FLAG")
+# Metadata flags that mean an instruction may not complete: it may raise, check the eval
+# breaker (signal handlers, asynchronous exceptions), or call out to arbitrary code (which
+# could switch stacks and never come back).
+MAY_NOT_COMPLETE = ("HAS_ERROR_FLAG", "HAS_ERROR_NO_POP_FLAG", "HAS_EVAL_BREAK_FLAG",
+                    "HAS_ESCAPES_FLAG")
 
 PROBE = r'''
 import dis, json, opcode, os, sys, sysconfig, types, warnings

@@ -1815,7 +1815,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 31,
             caches: 0,
             initial_cache: None,
-            flags: NON_RAISING,
+            flags: 0,
         },
         Op {
             code: 32,
@@ -2415,7 +2415,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 106,
             caches: 0,
             initial_cache: None,
-            flags: NON_RAISING,
+            flags: 0,
         },
         Op {
             code: 107,
@@ -2439,7 +2439,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 109,
             caches: 0,
             initial_cache: None,
-            flags: NON_RAISING,
+            flags: 0,
         },
         Op {
             code: 110,

@@ -28,8 +28,8 @@ pub mod flags {
     /// `LOAD_CONST` or a form of it.
     pub const LOAD_CONST: u16 = 1 << 8;
     /// Once started, completes and continues in its frame: the version's own metadata gives
-    /// it no error exit and no eval-breaker check, and it neither suspends nor leaves the
-    /// frame (3.13+; 3.12's metadata has no error flags).
+    /// it no error exit, no eval-breaker check and no call out to arbitrary code, and it
+    /// neither suspends nor leaves the frame (3.13+; 3.12's metadata has no error flags).
     pub const NON_RAISING: u16 = 1 << 9;
     /// A conditional jump whose first cache word is its branch history (measured): bit 0 is
     /// 1 if its last execution jumped.
