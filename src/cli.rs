@@ -693,19 +693,28 @@ fn add_snapshot(result: &mut SessionResult, pid: i32, filters: &FilterArgs) {
         let info = &result.info;
         let filter = filters.filter(&info.library_dirs, info.stdlib_dir.as_deref())?;
         let mut results = taken.results;
+        let mut likely = taken.likely;
         if !filter.is_empty() {
             results.retain_counts(|file| filter.ignores(file));
+            likely.retain(|(file, _)| !filter.ignores(file));
         }
-        Ok(results)
+        Ok((results, likely))
     });
     match taken {
-        Ok(results) => {
+        Ok((results, likely)) => {
             eprintln!(
-                "tracer: snapshot of pid {pid} added: {} proven lines, {} functions",
+                "tracer: snapshot of pid {pid} added: {} proven lines, {} functions ({} more \
+                 lines likely, kept apart)",
                 results.counts.len(),
-                results.calledfuncs.len()
+                results.calledfuncs.len(),
+                likely.len()
             );
             result.results.update(&results);
+            // Kept apart from the counts.
+            let kept = &mut result.info.likely;
+            kept.extend(likely);
+            kept.sort_unstable();
+            kept.dedup();
         }
         Err(e) => eprintln!("tracer: warning: no snapshot of pid {pid}: {e:#}"),
     }
@@ -731,9 +740,12 @@ fn snapshot_command(
     let stdlib_dir = crate::library_dirs::stdlib_of_process(pid, version);
     let filter = filters.filter(&library_dirs, stdlib_dir.as_deref())?;
     let mut results = taken.results;
+    let mut likely = taken.likely;
     if !filter.is_empty() {
         results.retain_counts(|file| filter.ignores(file));
+        likely.retain(|(file, _)| !filter.ignores(file));
     }
+    let likely_lines = likely.len();
     let info = RunInfo {
         target: crate::attach::TargetInfo {
             pid,
@@ -746,6 +758,7 @@ fn snapshot_command(
         },
         library_dirs,
         stdlib_dir,
+        likely: likely.into_iter().collect(),
         ..RunInfo::default()
     };
     let sources = Sources::of_process(pid, version);
@@ -759,7 +772,7 @@ fn snapshot_command(
     println!(
         "tracer: wrote snapshot to {} ({} lines in {} files, {} functions; {} code objects \
          read, {} analysed, {} skipped, {} unstable; {} lines from evidence alone, {} with \
-         inference)",
+         inference; {} more lines likely, not proven, kept apart{})",
         path.display(),
         results.counts.len(),
         results.files().len(),
@@ -769,7 +782,13 @@ fn snapshot_command(
         s.skipped,
         s.walk.unstable_codes,
         s.evidence_lines,
-        s.proven_lines
+        s.proven_lines,
+        likely_lines,
+        if format == Format::Json {
+            " in \"likely\""
+        } else {
+            ": --format json lists them"
+        }
     );
     Ok(0)
 }

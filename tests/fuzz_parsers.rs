@@ -459,8 +459,12 @@ fn fuzz_snapshot_bytecode_and_exception_tables() {
                     if let Ok(graph) = Cfg::build(&instrs, &exceptions) {
                         let mut ran = vec![true; instrs.len()];
                         graph.infer(&mut ran);
+                        graph.infer_forward(&mut ran);
+                        graph.infer_likely(&mut ran);
                         let mut ran: Vec<bool> = instrs.iter().map(|i| i.evidence).collect();
                         graph.infer(&mut ran);
+                        graph.infer_forward(&mut ran);
+                        graph.infer_likely(&mut ran);
                     }
                 }
             }

@@ -10,6 +10,9 @@
 //!
 //! The reader follows mix.py's `worker` (always on its thread's stack) with its locals, as
 //! `--function worker --locals` does, so the function view's reads are recorded and fuzzed too.
+//! The snapshot walk (src/snapshot/walk.rs, 3.12+) is fuzzed the same way over images of a
+//! real walk, its code objects then analysed (src/snapshot/mod.rs): see
+//! `fuzz_snapshot_walk_over_mutated_and_random_images`.
 
 mod common;
 
@@ -357,4 +360,173 @@ fn every_word_nulled_saturated_or_made_a_cycle() {
         }
     }
     println!("FUZZ word sweep: {cases} cases, 0 panics, 0 hangs");
+}
+
+/// A recorded snapshot walk: the image of everything the walk read, and what reading it needs.
+struct RecordedWalk {
+    recorded: Recorded,
+    version: (u8, u8),
+    codes: usize,
+}
+
+/// Walk each Python 3.12+ found once, as `tracer snapshot` does, and keep what it read.
+fn record_snapshot_images() -> Vec<RecordedWalk> {
+    let mut images = Vec::new();
+    for python in pythons_under_test() {
+        if python.version < tracer::snapshot::FIRST_VERSION {
+            continue;
+        }
+        let target = Workload::start(&python, &workload("mix.py"), 30.0);
+        let Ok(found) = tracer::reader::discover::find_target(target.pid()) else {
+            println!("SKIP: {}: discovery failed", python.label());
+            continue;
+        };
+        let Some((mut tgt, _)) = found.target else {
+            continue;
+        };
+        let ranges = Arc::new(Mutex::new(Vec::new()));
+        let inner = std::mem::replace(&mut tgt.memory, Box::new(ImageMemory::default()));
+        tgt.memory = Box::new(Recorder {
+            inner,
+            ranges: ranges.clone(),
+        });
+        // Paused while recording, so that the image is one consistent state.
+        let process = remoteprocess::Process::new(target.pid()).expect("the workload's process");
+        let lock = process.lock().expect("pausing the workload");
+        let walk = tracer::snapshot::walk::Walker::new(&mut tgt)
+            .walk()
+            .expect("walking a live target");
+        drop(lock);
+        let image = ImageMemory::new(std::mem::take(&mut *ranges.lock().unwrap()));
+        println!(
+            "fuzz image: {}: snapshot walk: {} regions, {} bytes, {} code objects",
+            python.label(),
+            image.regions().len(),
+            image.regions().iter().map(|r| r.1.len()).sum::<usize>(),
+            walk.codes.len()
+        );
+        assert!(
+            walk.codes.len() > 10,
+            "{}: the recorded walk found almost no code",
+            python.label()
+        );
+        images.push(RecordedWalk {
+            recorded: Recorded {
+                label: python.label(),
+                image,
+                layout: tgt.layout,
+                interpreter: tgt.interpreter,
+                code_type: tgt.code_type,
+            },
+            version: python.version,
+            codes: walk.codes.len(),
+        });
+    }
+    images
+}
+
+/// The snapshot walk and analysis over `image`; returns (ranges read, code objects found).
+fn snapshot_image(walk: &RecordedWalk, image: ImageMemory) -> (u64, usize) {
+    use tracer::snapshot::opcodes::{table_for, Opcodes};
+    use tracer::snapshot::{analyse, SnapshotOptions};
+    let recorded = &walk.recorded;
+    let ranges = Arc::new(AtomicU64::new(0));
+    let mut target = Target {
+        memory: Box::new(Counted {
+            image,
+            ranges: ranges.clone(),
+        }),
+        layout: recorded.layout,
+        interpreter: recorded.interpreter,
+        code_type: recorded.code_type,
+    };
+    let Ok(found) = tracer::snapshot::walk::Walker::new(&mut target).walk() else {
+        return (ranges.load(Ordering::Relaxed), 0);
+    };
+
+    let ops = Opcodes::new(table_for(walk.version).expect("an opcode table"));
+    let snapshot = analyse(
+        &found.codes,
+        found.live.as_ref(),
+        walk.version,
+        &ops,
+        SnapshotOptions::default(),
+    );
+    assert_eq!(snapshot.stats.proven_lines, snapshot.results.counts.len());
+    assert!(
+        snapshot
+            .likely
+            .iter()
+            .all(|key| !snapshot.results.counts.contains_key(key)),
+        "{}: a likely line is also proven",
+        recorded.label
+    );
+    (ranges.load(Ordering::Relaxed), found.codes.len())
+}
+
+/// Fuzzing the snapshot walk (sys.modules → dicts → classes, functions, closures → code →
+/// co_consts, and the thread stacks) and the analysis of what it returns, over images of a
+/// real walk: mutated as the frame walker's are, or random bytes at the same addresses. A
+/// case passes if the walk returns, code objects or an error, without a panic, within the
+/// watchdog's time limit and a bounded number of ranges read.
+///
+/// A case walks and analyses about a thousand code objects (~10 ms), so this target runs a
+/// twentieth of `TRACER_FUZZ_CASES` (at least 500, or all of them if fewer are asked).
+#[test]
+fn fuzz_snapshot_walk_over_mutated_and_random_images() {
+    static COUNT: CaseCounter = CaseCounter::new("snapshot walk");
+    let images = record_snapshot_images();
+    if images.is_empty() {
+        println!("SKIP: no Python 3.12+ found: the snapshot walk is not fuzzed");
+        return;
+    }
+    // The unmutated images read back: the walk finds the same code objects again.
+    for walk in &images {
+        let (_, codes) = snapshot_image(walk, walk.recorded.image.clone());
+        assert_eq!(codes, walk.codes, "{}", walk.recorded.label);
+    }
+    let max_ranges = AtomicU64::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: (fuzz_cases() / 20).max(fuzz_cases().min(500)),
+        failure_persistence: None,
+        max_shrink_iters: 1_000,
+        ..Config::default()
+    });
+    let strategy = (
+        0..images.len(),
+        prop_oneof![
+            9 => mutations().prop_map(Some),
+            1 => Just(None),
+        ],
+        any::<u64>(),
+    );
+    runner
+        .run(&strategy, |(index, mutations, seed)| {
+            COUNT.case();
+            let walk = &images[index];
+            let image = match &mutations {
+                Some(mutations) => mutate(&walk.recorded.image, mutations),
+                None => {
+                    let mut image = walk.recorded.image.clone();
+                    for (i, (_, bytes)) in image.regions_mut().iter_mut().enumerate() {
+                        random_bytes(seed.wrapping_add(i as u64), bytes);
+                    }
+                    image
+                }
+            };
+            let (ranges, _) = snapshot_image(walk, image);
+            max_ranges.fetch_max(ranges, Ordering::Relaxed);
+            prop_assert!(
+                ranges <= MAX_RANGES_PER_CASE,
+                "{}: {ranges} ranges read in one snapshot",
+                walk.recorded.label
+            );
+            Ok(())
+        })
+        .unwrap();
+    println!(
+        "snapshot walk: at most {} ranges read in one case",
+        max_ranges.load(Ordering::Relaxed)
+    );
+    COUNT.report();
 }

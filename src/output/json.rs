@@ -29,6 +29,9 @@ struct Document {
     /// Optional: absent in files converted from formats without stacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stacks: Option<StacksDoc>,
+    /// Optional: `tracer snapshot`'s likely but unproven lines, `[filename, line]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    likely: Vec<(String, u32)>,
     /// Optional: the function view, with `--function` (docs/function-view.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     function: Option<FunctionDoc>,
@@ -258,6 +261,7 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
         calledfuncs,
         stacks,
         function: results.function.as_ref().map(function_doc),
+        likely: info.likely.clone(),
     };
     let mut bytes = serde_json::to_vec_pretty(&doc)?;
     bytes.push(b'\n');
@@ -337,6 +341,12 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
         rate_requested: doc.stats.rate_requested,
         library_dirs: doc.target.library_dirs,
         stdlib_dir: doc.target.stdlib_dir,
+        likely: {
+            let mut likely = doc.likely;
+            likely.sort_unstable();
+            likely.dedup();
+            likely
+        },
     };
     Ok((results, info))
 }
@@ -377,6 +387,7 @@ mod tests {
             rate_requested: 1000.0,
             library_dirs: vec!["/usr/lib/python3.12".into()],
             stdlib_dir: Some("/usr/lib/python3.12".into()),
+            likely: vec![("/a.py".into(), 4)],
         };
         let bytes = to_vec(&r, &info).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -388,6 +399,10 @@ mod tests {
         assert_eq!(back_info.stats.late, 2);
         assert_eq!(back_info.library_dirs, info.library_dirs);
         assert_eq!(back_info.stdlib_dir, info.stdlib_dir);
+        // Likely lines stay apart from the counts.
+        assert_eq!(v["likely"], serde_json::json!([["/a.py", 4]]));
+        assert_eq!(back_info.likely, info.likely);
+        assert!(!back.counts.contains_key(&("/a.py".to_owned(), 4)));
         assert_eq!(v["stacks"]["samples"][0], serde_json::json!([4, [[0, 3]]]));
         let mut bad = v.clone();
         bad["stacks"]["samples"][0][1][0][0] = serde_json::json!(7);

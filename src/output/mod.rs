@@ -122,6 +122,9 @@ pub struct RunInfo {
     /// The target's standard-library directory (`PREFIX/lib/pythonX.Y`), what `$prefix` means
     /// in `--ignore-dir`.
     pub stdlib_dir: Option<String>,
+    /// `tracer snapshot`: lines likely but not proven to have run, kept apart from the
+    /// counts (docs/snapshot.md); sorted, no duplicates.
+    pub likely: Vec<(String, u32)>,
 }
 
 impl RunInfo {
@@ -145,6 +148,11 @@ impl RunInfo {
         }
         if self.stdlib_dir.is_none() {
             self.stdlib_dir = other.stdlib_dir.clone();
+        }
+        if !other.likely.is_empty() {
+            self.likely.extend(other.likely.iter().cloned());
+            self.likely.sort_unstable();
+            self.likely.dedup();
         }
     }
 }

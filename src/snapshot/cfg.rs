@@ -14,11 +14,28 @@
 //!   instruction or by an exception of one of its instructions covered by the exception
 //!   table, so its instructions up to the first such one (all of them if none) ran.
 //!
+//! - **E, branch history** (3.13+): a conditional jump's branch history says which ways it
+//!   surely went (`evidence::branch_outcomes`). It cannot raise or check the eval breaker, so
+//!   each such successor started, unless the frame is still between the two right now.
+//! - **F, forward**: a `NON_RAISING` instruction (no error exit, no eval-breaker check, no
+//!   suspension, per the version's own metadata) with a single successor that started also
+//!   completed, so its successor started, unless the frame is still at it right now.
+//!
+//! E and F hold only for code with no frame live right now: the caller applies them
+//! ([`Cfg::infer_forward`]) only to code objects that no thread's stack held when the walk
+//! ended (a suspended generator stands at `YIELD_VALUE`, which F never crosses).
+//!
+//! Apart from those, **C, likely** ([`Cfg::infer_likely`]): assuming no exception, every
+//! block post-dominating a block that ran also ran, and so did the rest of that block. It is
+//! unsound by design: its lines are only ever reported apart from the proven ones.
+//!
 //! If evidence lies in a block the graph cannot reach, the graph is wrong about this code and
 //! nothing is inferred for it (only the evidence itself is kept).
 
 use super::evidence::Instruction;
-use super::opcodes::flags::{BACKWARD, JUMP, MULTI_TARGET, NO_FALLTHROUGH};
+use super::opcodes::flags::{
+    BACKWARD, BRANCH_HISTORY, JUMP, MULTI_TARGET, NON_RAISING, NO_FALLTHROUGH,
+};
 
 /// Entries read from one exception table at most.
 const MAX_EXCEPTION_ENTRIES: usize = 1 << 16;
@@ -85,6 +102,12 @@ pub struct Cfg {
     block_of: Vec<usize>,
     /// Immediate dominator of each block (the entry's is itself); `None` if unreachable.
     idom: Vec<Option<usize>>,
+    /// Per instruction, those that surely started after it once it started, if the frame is
+    /// not live (rules E and F).
+    forward: Vec<[Option<usize>; 2]>,
+    /// Immediate post-dominator of each block in the graph without exception edges; `None`
+    /// for none (only the exit post-dominates it, or it cannot reach the exit).
+    ipdom: Vec<Option<usize>>,
 }
 
 /// Why no graph could be built: the bytes are not well-formed code.
@@ -191,11 +214,38 @@ impl Cfg {
             succ.dedup();
             block.succ = succ;
         }
-        let idom = dominators(&blocks);
+        let successors: Vec<Vec<usize>> = blocks.iter().map(|b| b.succ.clone()).collect();
+        let idom = dominators(&successors, 0);
+        let forward = (0..n)
+            .map(|k| {
+                let ins = &instrs[k];
+                let falls = ins.flags & NO_FALLTHROUGH == 0 && k + 1 < n;
+                if ins.flags & BRANCH_HISTORY != 0 && falls {
+                    let [target] = targets[k].as_slice() else {
+                        return [None, None];
+                    };
+                    return [
+                        ins.jumped.then_some(*target),
+                        ins.fell_through.then_some(k + 1),
+                    ];
+                }
+                if ins.flags & NON_RAISING == 0 {
+                    return [None, None];
+                }
+                match (falls, targets[k].as_slice()) {
+                    (true, []) => [Some(k + 1), None],
+                    (false, [target]) => [Some(*target), None],
+                    _ => [None, None],
+                }
+            })
+            .collect();
+        let ipdom = post_dominators(&blocks, instrs, &targets, &block_of);
         Ok(Cfg {
             blocks,
             block_of,
             idom,
+            forward,
+            ipdom,
         })
     }
 
@@ -229,19 +279,109 @@ impl Cfg {
         }
         true
     }
+
+    /// Add to `ran` what rules E and F prove from it; true if anything was added. Only for
+    /// code with no frame live right now (see the module's documentation).
+    pub fn infer_forward(&self, ran: &mut [bool]) -> bool {
+        let mut stack: Vec<usize> = (0..ran.len()).filter(|&k| ran[k]).collect();
+        let mut added = false;
+        // Each instruction is pushed once at most after the first: bounded by their count.
+        while let Some(k) = stack.pop() {
+            for next in self.forward[k].into_iter().flatten() {
+                if !ran[next] {
+                    ran[next] = true;
+                    added = true;
+                    stack.push(next);
+                }
+            }
+        }
+        added
+    }
+
+    /// Add to `likely` what rule C suggests (unsound): the rest of every block in which an
+    /// instruction ran, and every block post-dominating it, assuming no exception.
+    pub fn infer_likely(&self, likely: &mut [bool]) {
+        let mut first_ran: Vec<Option<usize>> = vec![None; self.blocks.len()];
+        for (k, &r) in likely.iter().enumerate().rev() {
+            if r {
+                first_ran[self.block_of[k]] = Some(k);
+            }
+        }
+        let mut done = vec![false; self.blocks.len()];
+        for (b, first) in first_ran.iter().enumerate() {
+            let Some(first) = *first else { continue };
+            likely[first..self.blocks[b].end].fill(true);
+            let mut p = b;
+            // The chain of post-dominators visits each block once at most.
+            for _ in 0..self.blocks.len() {
+                let Some(up) = self.ipdom[p] else { break };
+                if done[up] || up == p {
+                    break;
+                }
+                done[up] = true;
+                let block = &self.blocks[up];
+                likely[block.start..block.end].fill(true);
+                p = up;
+            }
+        }
+    }
 }
 
-/// Immediate dominators of the blocks (Cooper, Harvey and Kennedy's iterative algorithm over
-/// reverse postorder), entry block 0.
-fn dominators(blocks: &[Block]) -> Vec<Option<usize>> {
+/// Immediate post-dominators of the blocks, in the graph without exception edges, with one
+/// virtual exit fed by every block that leaves the frame (returns, raises).
+fn post_dominators(
+    blocks: &[Block],
+    instrs: &[Instruction],
+    targets: &[Vec<usize>],
+    block_of: &[usize],
+) -> Vec<Option<usize>> {
     let n = blocks.len();
+    let exit = n;
+    // The reversed graph: the exit first, then an edge s -> b for every normal edge b -> s.
+    let mut reversed: Vec<Vec<usize>> = vec![Vec::new(); n + 1];
+    for (b, block) in blocks.iter().enumerate() {
+        let last = block.end - 1;
+        let mut normal: Vec<usize> = targets[last].iter().map(|&t| block_of[t]).collect();
+        if instrs[last].flags & NO_FALLTHROUGH == 0 && last + 1 < instrs.len() {
+            normal.push(block_of[last + 1]);
+        }
+        if normal.is_empty() {
+            reversed[exit].push(b);
+        }
+        for s in normal {
+            reversed[s].push(b);
+        }
+    }
+    for list in &mut reversed {
+        list.sort_unstable();
+        list.dedup();
+    }
+    // Number the exit 0 for `dominators`: node i + 1 is block i.
+    let mut renumbered: Vec<Vec<usize>> = Vec::with_capacity(n + 1);
+    renumbered.push(reversed[exit].iter().map(|&b| b + 1).collect());
+    for list in reversed.iter().take(n) {
+        renumbered.push(list.iter().map(|&b| b + 1).collect());
+    }
+    let idom = dominators(&renumbered, 0);
+    (0..n)
+        .map(|b| match idom[b + 1] {
+            Some(d) if d > 0 => Some(d - 1),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Immediate dominators of the nodes of a graph given by its successor lists (Cooper, Harvey
+/// and Kennedy's iterative algorithm over reverse postorder); the entry's is itself.
+fn dominators(succ: &[Vec<usize>], entry: usize) -> Vec<Option<usize>> {
+    let n = succ.len();
     // Reverse postorder by an explicit-stack depth-first search.
     let mut order = Vec::with_capacity(n);
     let mut seen = vec![false; n];
-    let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
-    seen[0] = true;
+    let mut stack: Vec<(usize, usize)> = vec![(entry, 0)];
+    seen[entry] = true;
     while let Some((b, i)) = stack.pop() {
-        if let Some(&s) = blocks[b].succ.get(i) {
+        if let Some(&s) = succ[b].get(i) {
             stack.push((b, i + 1));
             if !seen[s] {
                 seen[s] = true;
@@ -257,22 +397,22 @@ fn dominators(blocks: &[Block]) -> Vec<Option<usize>> {
         rpo_index[b] = i;
     }
     let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (b, block) in blocks.iter().enumerate() {
+    for (b, list) in succ.iter().enumerate() {
         if seen[b] {
-            for &s in &block.succ {
+            for &s in list {
                 preds[s].push(b);
             }
         }
     }
     let mut idom: Vec<Option<usize>> = vec![None; n];
-    idom[0] = Some(0);
+    idom[entry] = Some(entry);
     let intersect = |idom: &[Option<usize>], mut a: usize, mut b: usize| -> usize {
         while a != b {
             while rpo_index[a] > rpo_index[b] {
-                a = idom[a].unwrap_or(0);
+                a = idom[a].unwrap_or(entry);
             }
             while rpo_index[b] > rpo_index[a] {
-                b = idom[b].unwrap_or(0);
+                b = idom[b].unwrap_or(entry);
             }
         }
         a
@@ -311,6 +451,8 @@ mod tests {
             flags,
             arg,
             units: 1,
+            jumped: false,
+            fell_through: false,
             evidence: false,
         }
     }
@@ -363,6 +505,63 @@ mod tests {
         let mut ran = vec![false; 6];
         ran[3] = true;
         assert!(!cfg.infer(&mut ran));
+    }
+
+    #[test]
+    fn forward_crosses_non_raising_instructions_and_sure_branches_only() {
+        // 0, 1: non-raising | 2: may raise | 3: non-raising | 4: cond jump to 6 | 5 | 6
+        let mut jump = ins(8, JUMP | BRANCH_HISTORY, 1);
+        let code = |jump: Instruction| {
+            [
+                ins(0, NON_RAISING, 0),
+                ins(2, NON_RAISING, 0),
+                ins(4, 0, 0),
+                ins(6, NON_RAISING, 0),
+                jump,
+                ins(10, NO_FALLTHROUGH, 0),
+                ins(12, NO_FALLTHROUGH, 0),
+            ]
+        };
+        let cfg = Cfg::build(&code(jump), &[]).unwrap();
+        let mut ran = vec![true, false, false, false, false, false, false];
+        assert!(cfg.infer_forward(&mut ran));
+        assert_eq!(ran, [true, true, true, false, false, false, false]);
+        // A jump with no sure direction proves neither successor.
+        let mut ran = vec![false, false, false, true, false, false, false];
+        cfg.infer_forward(&mut ran);
+        assert_eq!(ran, [false, false, false, true, true, false, false]);
+        jump.evidence = true;
+        jump.jumped = true;
+        let cfg = Cfg::build(&code(jump), &[]).unwrap();
+        let mut ran = vec![false, false, false, false, true, false, false];
+        cfg.infer_forward(&mut ran);
+        assert_eq!(ran, [false, false, false, false, true, false, true]);
+        jump.fell_through = true;
+        let cfg = Cfg::build(&code(jump), &[]).unwrap();
+        let mut ran = vec![false, false, false, false, true, false, false];
+        cfg.infer_forward(&mut ran);
+        assert_eq!(ran, [false, false, false, false, true, true, true]);
+    }
+
+    #[test]
+    fn likely_lines_follow_post_dominators_not_branch_arms() {
+        // 0: cond jump to 4 | 1: then (may raise) | 2: jump to 5 | 3: (dead) | 4: else | 5:
+        // join, returns.
+        let code = [
+            ins(0, JUMP, 3),
+            ins(2, 0, 0),
+            ins(4, JUMP | NO_FALLTHROUGH, 2),
+            ins(6, 0, 0),
+            ins(8, 0, 0),
+            ins(10, NO_FALLTHROUGH, 0),
+        ];
+        let cfg = Cfg::build(&code, &[]).unwrap();
+        let mut likely = vec![true, false, false, false, false, false];
+        cfg.infer_likely(&mut likely);
+        assert_eq!(likely, [true, false, false, false, false, true]);
+        let mut likely = vec![false, true, false, false, false, false];
+        cfg.infer_likely(&mut likely);
+        assert_eq!(likely, [false, true, true, false, false, true]);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! Instructions are decoded with their base opcode's cache size; `EXTENDED_ARG` prefixes are
 //! their own instructions, as in `dis`, their argument carried into the next.
 
-use super::opcodes::flags::{EVIDENCE, EXTENDED_ARG, UNREADABLE};
+use super::opcodes::flags::{BRANCH_HISTORY, EVIDENCE, EXTENDED_ARG, NON_RAISING, UNREADABLE};
 use super::opcodes::Opcodes;
 
 /// One decoded instruction.
@@ -23,12 +23,18 @@ pub struct Instruction {
     /// The opcode as found, and its base.
     pub op: u8,
     pub base: u8,
-    /// The base's flags (specialized forms share them), plus `EVIDENCE` of the form.
+    /// The base's flags (specialized forms share them), plus `EVIDENCE` of the form, and
+    /// `NON_RAISING` of the form (a form that may deoptimize into its base has it only if the
+    /// base has it too).
     pub flags: u16,
     /// The argument, `EXTENDED_ARG` prefixes applied.
     pub arg: u32,
     /// Code units, caches included.
     pub units: u32,
+    /// A conditional jump with a branch history (`BRANCH_HISTORY`): the directions it is
+    /// proven to have gone at least once, see [`branch_outcomes`].
+    pub jumped: bool,
+    pub fell_through: bool,
     /// The adaptive bytes prove this instruction ran.
     pub evidence: bool,
 }
@@ -71,19 +77,26 @@ pub fn decode(code: &[u8], ops: &Opcodes) -> Result<Vec<Instruction>, DecodeErro
         }
         let full_arg = (extended << 8) | u32::from(arg);
         let mut evidence = form.flags & EVIDENCE != 0;
+        let (mut jumped, mut fell_through) = (false, false);
         if caches > 0 {
-            let word = u16::from_ne_bytes([code[2 * i + 2], code[2 * i + 3]]);
-            if base.initial_cache.is_some_and(|initial| initial != word) {
+            let cache = u16::from_ne_bytes([code[2 * i + 2], code[2 * i + 3]]);
+            if let Some(initial) = base.initial_cache.filter(|&initial| initial != cache) {
                 evidence = true;
+                if base.flags & BRANCH_HISTORY != 0 {
+                    (jumped, fell_through) = branch_outcomes(cache, initial);
+                }
             }
         }
         out.push(Instruction {
             offset,
             op,
             base: form.base,
-            flags: base.flags | (form.flags & EVIDENCE),
+            // The generator gives a form NON_RAISING only if its base has it too.
+            flags: (base.flags & !NON_RAISING) | (form.flags & (EVIDENCE | NON_RAISING)),
             arg: full_arg,
             units: 1 + caches as u32,
+            jumped,
+            fell_through,
             evidence,
         });
         extended = if base.flags & EXTENDED_ARG != 0 {
@@ -95,6 +108,24 @@ pub fn decode(code: &[u8], ops: &Opcodes) -> Result<Vec<Instruction>, DecodeErro
         i += 1 + caches;
     }
     Ok(out)
+}
+
+/// The directions a conditional jump surely went, from its 16-bit branch history `word`
+/// (`(jumped, fell_through)`). Each execution shifts the history left and sets bit 0 if it
+/// jumped, starting from `initial`; so after k executions the word is
+/// `initial << k | outcomes`, and the bits above k still show the shifted initial pattern.
+/// The fewest executions k that explain `word` (at least one, as it changed) leave the fewest
+/// outcome bits; any outcome among those low k bits happened whatever the true count.
+pub fn branch_outcomes(word: u16, initial: u16) -> (bool, bool) {
+    if word == initial {
+        return (false, false);
+    }
+    // k = 16 always explains the word (every bit an outcome).
+    let k = (1..16u32)
+        .find(|&k| (word >> k) == (initial << k) >> k)
+        .unwrap_or(16);
+    let outcomes = if k == 16 { word } else { word & ((1 << k) - 1) };
+    (outcomes != 0, outcomes.count_ones() < k)
 }
 
 #[cfg(test)]
@@ -110,6 +141,34 @@ mod tests {
             .find(|o| o.name == name)
             .unwrap()
             .code
+    }
+
+    #[test]
+    fn branch_history_proves_only_the_directions_every_explanation_has() {
+        let initial = 0x5555u16;
+        let run = |outcomes: &[u16]| outcomes.iter().fold(initial, |h, &o| (h << 1) | o);
+        assert_eq!(branch_outcomes(initial, initial), (false, false));
+        assert_eq!(branch_outcomes(run(&[1]), initial), (true, false));
+        assert_eq!(branch_outcomes(run(&[0]), initial), (false, true));
+        assert_eq!(
+            branch_outcomes(run(&[1, 0, 0, 0, 0]), initial),
+            (true, true)
+        );
+        // 0, 1, 1, 1 leaves what 1, 1 alone leaves (the initial pattern alternates): only
+        // "jumped" is sure.
+        assert_eq!(run(&[0, 1, 1, 1]), run(&[1, 1]));
+        assert_eq!(branch_outcomes(run(&[0, 1, 1, 1]), initial), (true, false));
+        assert_eq!(branch_outcomes(run(&[0; 20]), initial), (false, true));
+        assert_eq!(branch_outcomes(run(&[1; 20]), initial), (true, false));
+        // Exhaustively for up to 10 executions: what is reported happened.
+        for k in 1..=10u32 {
+            for bits in 0..(1u16 << k) {
+                let outcomes: Vec<u16> = (0..k).rev().map(|i| (bits >> i) & 1).collect();
+                let (jumped, fell) = branch_outcomes(run(&outcomes), initial);
+                assert!(!jumped || outcomes.contains(&1), "{outcomes:?}");
+                assert!(!fell || outcomes.contains(&0), "{outcomes:?}");
+            }
+        }
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! object from `sys.modules` and the thread stacks ([`walk`]) → decode each code object's
 //! adaptive bytes and flag the instructions that prove they ran ([`evidence`], with the
 //! per-version tables of [`opcodes`]) → add what sound inference proves ([`cfg`]: block
-//! prefixes, dominators; and a nested code object that ran proves its parent's `LOAD_CONST`)
-//! → map instructions to lines with the line table → `CoverageResults` with a count of 1 per
-//! proven line and the code objects proven to have run as `calledfuncs`.
+//! prefixes, dominators, branch histories and non-raising instructions in code with no live
+//! frame) → map instructions to lines with the line table → `CoverageResults` with a count of
+//! 1 per proven line and the code objects proven to have run as `calledfuncs`; and apart,
+//! the likely lines (post-dominance assuming no exception, nested code proving its parent's
+//! `LOAD_CONST`), never counted.
 //!
 //! Nothing is written to the target; only the read-only [`MemoryReader`] is used. See
 //! docs/snapshot.md for the rule, the inference and the recall measured.
@@ -26,7 +28,9 @@ use anyhow::{anyhow, bail};
 use opcodes::flags::LOAD_CONST;
 use opcodes::Opcodes;
 use rustc_hash::FxHashMap as HashMap;
-use walk::{CodeObject, WalkStats, Walker};
+use rustc_hash::FxHashSet as HashSet;
+use std::collections::BTreeSet;
+use walk::{CodeObject, Walker};
 
 /// The first version whose adaptive bytecode records a single execution.
 pub const FIRST_VERSION: (u8, u8) = (3, 12);
@@ -36,6 +40,8 @@ pub const FIRST_VERSION: (u8, u8) = (3, 12);
 pub struct Snapshot {
     /// Counts of 1 per proven line; `calledfuncs` the code objects proven to have run.
     pub results: CoverageResults,
+    /// Lines likely but not proven to have run (unsound by design): never in `results`.
+    pub likely: BTreeSet<(String, u32)>,
     pub stats: SnapshotStats,
 }
 
@@ -43,7 +49,7 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SnapshotStats {
     pub python_version: String,
-    pub walk: WalkStats,
+    pub walk: walk::WalkStats,
     /// Code objects analysed, and left out (instrumented, malformed).
     pub analysed: usize,
     pub skipped: usize,
@@ -56,6 +62,8 @@ pub struct SnapshotStats {
     /// Lines proven from evidence alone, and with inference.
     pub evidence_lines: usize,
     pub proven_lines: usize,
+    /// Lines likely but not proven (reported apart).
+    pub likely_lines: usize,
 }
 
 impl SnapshotStats {
@@ -97,11 +105,17 @@ pub fn take(pid: i32, options: SnapshotOptions) -> anyhow::Result<Snapshot> {
             discovered.version_text
         )
     })?;
-    let (codes, walk_stats) = Walker::new(&mut target)
+    let walked = Walker::new(&mut target)
         .walk()
         .map_err(|e| anyhow!("cannot read sys.modules of process {pid}: {e}"))?;
-    let mut snapshot = analyse(&codes, discovered.version, &Opcodes::new(table), options);
-    snapshot.stats.walk = walk_stats;
+    let mut snapshot = analyse(
+        &walked.codes,
+        walked.live.as_ref(),
+        discovered.version,
+        &Opcodes::new(table),
+        options,
+    );
+    snapshot.stats.walk = walked.stats;
     snapshot.stats.python_version = discovered.version_text;
     Ok(snapshot)
 }
@@ -111,12 +125,18 @@ struct Analysed<'a> {
     code: &'a CodeObject,
     instrs: Vec<evidence::Instruction>,
     graph: Option<cfg::Cfg>,
+    /// No frame of this code was live when the walk ended: rules E and F apply.
+    settled: bool,
     ran: Vec<bool>,
+    /// The graph disagreed with the evidence: nothing is inferred.
+    disagrees: bool,
 }
 
-/// Evidence, inference and lines of `codes` (read from a `version` interpreter).
+/// Evidence, inference and lines of `codes` (read from a `version` interpreter); `live` is
+/// the code objects with a frame on a stack at the end of the walk (`None`: unknown, any).
 pub fn analyse(
     codes: &[CodeObject],
+    live: Option<&HashSet<usize>>,
     version: (u8, u8),
     ops: &Opcodes,
     options: SnapshotOptions,
@@ -134,50 +154,40 @@ pub fn analyse(
         stats.evidence_instructions += ran.iter().filter(|&&r| r).count();
         analysed.push(Analysed {
             code,
+            settled: live.is_some_and(|live| !live.contains(&code.address)),
             instrs,
             graph,
             ran,
+            disagrees: false,
         });
     }
     stats.analysed = analysed.len();
     let evidence: Vec<Vec<bool>> = analysed.iter().map(|a| a.ran.clone()).collect();
+    let mut likely: Vec<Vec<bool>> = Vec::new();
     if !options.evidence_only {
-        infer_all(&mut analysed, &mut stats);
+        for a in &mut analysed {
+            infer_proven(a);
+        }
+        stats.graph_disagreements = analysed.iter().filter(|a| a.disagrees).count();
+        likely = infer_likely(&analysed);
     }
     let format = LineTableFormat::for_version(version);
     let mut results = CoverageResults::default();
-    let mut evidence_lines = std::collections::BTreeSet::new();
-    for (a, seeds) in analysed.iter().zip(&evidence) {
-        if !a.ran.iter().any(|&r| r) {
-            continue;
+    let mut evidence_lines = BTreeSet::new();
+    let mut likely_lines = BTreeSet::new();
+    for (i, a) in analysed.iter().enumerate() {
+        let proven = lines_of(a, &a.ran, format);
+        if a.ran.iter().any(|&r| r) {
+            stats.proven_instructions += a.ran.iter().filter(|&&r| r).count();
+            results
+                .calledfuncs
+                .insert(FuncKey::new(&a.code.filename, &a.code.qualname));
         }
-        stats.proven_instructions += a.ran.iter().filter(|&&r| r).count();
-        results
-            .calledfuncs
-            .insert(FuncKey::new(&a.code.filename, &a.code.qualname));
-        let Some(format) = format else { continue };
-        let code_len = a.instrs.last().map_or(0, |i| i.next_offset());
-        let ranges: Vec<_> = LineTable::new(format, &a.code.line_table, a.code.first_line)
-            .ranges(code_len)
-            .collect();
-        // The prologue up to the first RESUME runs on every call but is no line of the body.
-        let first_body = 2 * (a.code.first_traceable + 1);
-        for (k, ins) in a.instrs.iter().enumerate() {
-            if !a.ran[k] || ins.offset < first_body {
-                continue;
-            }
-            let at = ranges.partition_point(|r| r.end <= ins.offset);
-            let Some(line) = ranges
-                .get(at)
-                .filter(|r| r.start <= ins.offset)
-                .and_then(|r| r.line)
-            else {
-                continue;
-            };
-            let key = (a.code.filename.clone(), line);
-            if seeds[k] {
-                evidence_lines.insert(key.clone());
-            }
+        evidence_lines.extend(lines_of(a, &evidence[i], format));
+        if let Some(likely) = likely.get(i) {
+            likely_lines.extend(lines_of(a, likely, format));
+        }
+        for key in proven {
             results.counts.insert(
                 key,
                 LineHits {
@@ -187,16 +197,74 @@ pub fn analyse(
             );
         }
     }
+    // A line with one proven instruction is proven.
+    likely_lines.retain(|key| !results.counts.contains_key(key));
     stats.evidence_lines = evidence_lines.len();
     stats.proven_lines = results.counts.len();
-    Snapshot { results, stats }
+    stats.likely_lines = likely_lines.len();
+    Snapshot {
+        results,
+        likely: likely_lines,
+        stats,
+    }
 }
 
-/// Rules A and B in every code object, and D across them (a nested code object that ran
-/// proves its parent's `LOAD_CONST` of it), to a fixed point.
-fn infer_all(analysed: &mut [Analysed], stats: &mut SnapshotStats) {
-    // Child code address → (parent, LOAD_CONST instruction), when that is unambiguous: one
-    // parent holding it, loading it with one LOAD_CONST.
+/// The lines of the instructions flagged in `flags`. The prologue up to the first RESUME runs
+/// on every call but is no line of the body.
+fn lines_of(
+    a: &Analysed,
+    flags: &[bool],
+    format: Option<LineTableFormat>,
+) -> BTreeSet<(String, u32)> {
+    let mut lines = BTreeSet::new();
+    let Some(format) = format else { return lines };
+    if !flags.iter().any(|&f| f) {
+        return lines;
+    }
+    let code_len = a.instrs.last().map_or(0, |i| i.next_offset());
+    let ranges: Vec<_> = LineTable::new(format, &a.code.line_table, a.code.first_line)
+        .ranges(code_len)
+        .collect();
+    let first_body = 2 * (a.code.first_traceable + 1);
+    for (k, ins) in a.instrs.iter().enumerate() {
+        if !flags[k] || ins.offset < first_body {
+            continue;
+        }
+        let at = ranges.partition_point(|r| r.end <= ins.offset);
+        if let Some(line) = ranges
+            .get(at)
+            .filter(|r| r.start <= ins.offset)
+            .and_then(|r| r.line)
+        {
+            lines.insert((a.code.filename.clone(), line));
+        }
+    }
+    lines
+}
+
+/// Rules A and B in one code object and, if no frame of it is live, E and F, to a fixed
+/// point. Each round adds at least one instruction or stops: bounded by their count.
+fn infer_proven(a: &mut Analysed) {
+    let Some(graph) = &a.graph else { return };
+    loop {
+        if !graph.infer(&mut a.ran) {
+            a.disagrees = true;
+            return;
+        }
+        if !a.settled || !graph.infer_forward(&mut a.ran) {
+            return;
+        }
+    }
+}
+
+/// The likely instructions of every code object (a superset of the proven ones): rule C, and
+/// rule D (a nested code object that ran suggests its parent's `LOAD_CONST` of it ran, when
+/// one parent holds it and loads it once), with A, B, E and F over them, to a fixed point.
+///
+/// D is not proof: the nested code may have run without its parent, made into a function
+/// from `co_consts` (`types.FunctionType(code, ...)`, `exec(code)`).
+fn infer_likely(analysed: &[Analysed]) -> Vec<Vec<bool>> {
+    // Child code address → (parent, LOAD_CONST instruction).
     let mut loads: HashMap<usize, Vec<(usize, usize)>> = HashMap::default();
     for (p, a) in analysed.iter().enumerate() {
         for (k, ins) in a.instrs.iter().enumerate() {
@@ -215,17 +283,25 @@ fn infer_all(analysed: &mut [Analysed], stats: &mut SnapshotStats) {
         .enumerate()
         .map(|(i, a)| (a.code.address, i))
         .collect();
-    let mut disagreeing = vec![false; analysed.len()];
+    let mut likely: Vec<Vec<bool>> = analysed.iter().map(|a| a.ran.clone()).collect();
     // Each round adds at least one instruction or stops: bounded by the instruction count.
     loop {
-        for (i, a) in analysed.iter_mut().enumerate() {
-            if disagreeing[i] {
+        for (a, flags) in analysed.iter().zip(likely.iter_mut()) {
+            let Some(graph) = a.graph.as_ref().filter(|_| !a.disagrees) else {
                 continue;
-            }
-            if let Some(graph) = &a.graph {
-                if !graph.infer(&mut a.ran) {
-                    disagreeing[i] = true;
+            };
+            let count = |flags: &[bool]| flags.iter().filter(|&&f| f).count();
+            let mut before = count(flags);
+            // Each pass adds instructions or ends the loop.
+            loop {
+                graph.infer_likely(flags);
+                let _ = graph.infer(flags);
+                graph.infer_forward(flags);
+                let now = count(flags);
+                if now == before {
+                    break;
                 }
+                before = now;
             }
         }
         let mut changed = false;
@@ -236,14 +312,76 @@ fn infer_all(analysed: &mut [Analysed], stats: &mut SnapshotStats) {
             let Some(&c) = index_of.get(child) else {
                 continue;
             };
-            if analysed[c].ran.iter().any(|&r| r) && !analysed[*p].ran[*k] && !disagreeing[*p] {
-                analysed[*p].ran[*k] = true;
+            if likely[c].iter().any(|&r| r) && !likely[*p][*k] && !analysed[*p].disagrees {
+                likely[*p][*k] = true;
                 changed = true;
             }
         }
         if !changed {
-            break;
+            return likely;
         }
     }
-    stats.graph_disagreements = disagreeing.iter().filter(|&&d| d).count();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::opcodes::table_for;
+
+    fn opcode(name: &str) -> u8 {
+        let table = table_for((3, 13)).unwrap();
+        table.ops.iter().find(|o| o.name == name).unwrap().code
+    }
+
+    /// RESUME_CHECK; LOAD_FAST; POP_JUMP_IF_FALSE (fell through once) to 12; LOAD_CONST;
+    /// RETURN_VALUE; 12: LOAD_CONST; RETURN_VALUE.
+    fn code() -> CodeObject {
+        let history = (0x5555u16 << 1).to_ne_bytes();
+        CodeObject {
+            address: 0x1000,
+            filename: "/a.py".into(),
+            qualname: "f".into(),
+            first_line: 1,
+            code: vec![
+                opcode("RESUME_CHECK"),
+                0,
+                opcode("LOAD_FAST"),
+                0,
+                opcode("POP_JUMP_IF_FALSE"),
+                2,
+                history[0],
+                history[1],
+                opcode("LOAD_CONST"),
+                0,
+                opcode("RETURN_VALUE"),
+                0,
+                opcode("LOAD_CONST"),
+                0,
+                opcode("RETURN_VALUE"),
+                0,
+            ],
+            line_table: Vec::new(),
+            exception_table: Vec::new(),
+            first_traceable: 0,
+            const_codes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn branch_history_and_forward_rules_only_for_code_with_no_live_frame() {
+        let ops = Opcodes::new(table_for((3, 13)).unwrap());
+        let codes = [code()];
+        let proven = |live: Option<&HashSet<usize>>| {
+            analyse(&codes, live, (3, 13), &ops, SnapshotOptions::default())
+                .stats
+                .proven_instructions
+        };
+        let none = HashSet::default();
+        let with_it: HashSet<usize> = [0x1000].into_iter().collect();
+        // Settled: the arm it fell into, to its return.
+        assert_eq!(proven(Some(&none)), 5);
+        // A frame of it live now, or the stacks unknown: the jump itself, no further.
+        assert_eq!(proven(Some(&with_it)), 3);
+        assert_eq!(proven(None), 3);
+    }
 }

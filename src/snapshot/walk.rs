@@ -1,8 +1,9 @@
 //! From the interpreter to every live code object, read-only and bounded.
 //!
 //! Roots: `sys.modules` (`interp->imports.modules`) → each module's dict → functions, classes
-//! (their `tp_dict`, nested classes), `staticmethod`/`classmethod`/`property`/bound methods →
-//! the functions' code objects → code objects nested in `co_consts`; and the code of every
+//! (their `tp_dict`, nested classes), `staticmethod`/`classmethod`/`property`/bound methods,
+//! what the cells of functions' closures hold (decorated functions) → the functions' code
+//! objects → code objects nested in `co_consts`; and the code of every
 //! frame on every thread's stack (the running `__main__` module, functions in flight).
 //!
 //! Target memory is hostile data: every dict, tuple, string and table length is bounded, every
@@ -26,9 +27,9 @@ const MAX_DEPTH: usize = 64;
 /// Largest bytecode read (bytes), line table and exception table.
 const MAX_CODE_BYTES: usize = 4 << 20;
 const MAX_TABLE_BYTES: usize = 4 << 20;
-/// Threads and frames per thread followed at most.
+/// Threads followed at most, and frames over all threads' stacks.
 const MAX_THREADS: usize = 8192;
-const MAX_FRAMES: usize = 16384;
+const MAX_STACK_FRAMES: usize = 1 << 18;
 /// Reads of a code object tried before giving up on getting two equal copies.
 const CODE_READ_ATTEMPTS: usize = 3;
 /// A live object's reference count is at least 1 and, even immortal (3.12+: 2^32 - 1 plus
@@ -68,6 +69,21 @@ pub struct WalkStats {
     pub skipped_dicts: usize,
     /// True if a bound on objects was reached and the walk stopped early.
     pub truncated: bool,
+    /// Code objects with a frame on some thread's stack when the walk ended, if every stack
+    /// could be read to its end.
+    pub live_codes: Option<usize>,
+}
+
+/// What a walk found.
+#[derive(Debug, Clone, Default)]
+pub struct Walk {
+    /// The code objects, parents before the children in their `co_consts`.
+    pub codes: Vec<CodeObject>,
+    /// The code objects with a frame on some thread's stack, listed after every code object
+    /// was read; `None` if some stack could not be read to its end (a read failed, a bound
+    /// was reached, a cycle met): then any code may be live.
+    pub live: Option<HashSet<usize>>,
+    pub stats: WalkStats,
 }
 
 /// What a type's name and flags say its instances are.
@@ -81,6 +97,8 @@ enum Kind {
     Wraps1,
     /// `property`: getter, setter, deleter right after the header.
     Wraps3,
+    /// A closure's cell: its content at `cell_ref`.
+    Cell,
     Other,
 }
 
@@ -114,9 +132,8 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Walk every root; the code objects found, parents before the children in their
-    /// `co_consts`.
-    pub fn walk(mut self) -> Result<(Vec<CodeObject>, WalkStats), MemoryError> {
+    /// Walk every root: the code objects found, and those live on a stack at the end.
+    pub fn walk(mut self) -> Result<Walk, MemoryError> {
         let modules_slot = self
             .layout
             .interp_imports_modules
@@ -136,10 +153,21 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        for code in self.stack_codes() {
+        let (on_stacks, _) = self.stack_codes();
+        for code in on_stacks {
             self.code(code, 0);
         }
-        Ok((self.codes, self.stats))
+        // Listed again once every code object has been read: a frame that was between two
+        // instructions while its code was read is either still on its stack now, or has
+        // moved on (see cfg.rs, rules E and F).
+        let (on_stacks, complete) = self.stack_codes();
+        let live: Option<HashSet<usize>> = complete.then(|| on_stacks.into_iter().collect());
+        self.stats.live_codes = live.as_ref().map(HashSet::len);
+        Ok(Walk {
+            codes: self.codes,
+            live,
+            stats: self.stats,
+        })
     }
 
     /// Mark `object` visited; false if it was already, or the walk is over its bound.
@@ -175,6 +203,7 @@ impl<'a> Walker<'a> {
                 if self.visit(object) {
                     self.stats.functions += 1;
                     self.pointer_field(object, self.layout.function_code, depth, true);
+                    self.closure(object, depth + 1);
                 }
             }
             Kind::Class => {
@@ -204,8 +233,56 @@ impl<'a> Walker<'a> {
                 }
             }
             Kind::Code => self.code(object, depth),
-            Kind::Module | Kind::Other => {}
+            Kind::Cell | Kind::Module | Kind::Other => {}
         }
+    }
+
+    /// Follow what the cells of `function`'s closure hold: the functions a decorator wraps,
+    /// nested functions returned by their maker.
+    fn closure(&mut self, function: usize, depth: usize) {
+        let (Some(closure_at), Some(ref_at)) =
+            (self.layout.function_closure, Some(self.layout.cell_ref))
+        else {
+            return;
+        };
+        let tuple = match self.memory.read_usize(function.wrapping_add(closure_at)) {
+            Ok(0) => return,
+            Ok(tuple) => tuple,
+            Err(_) => {
+                self.stats.unreadable += 1;
+                return;
+            }
+        };
+        let Ok(cells) = self.tuple_items(tuple) else {
+            self.stats.unreadable += 1;
+            return;
+        };
+        for cell in cells {
+            if self.kind_of(cell) == Kind::Cell && self.visit(cell) {
+                self.pointer_field(cell, Some(ref_at), depth, false);
+            }
+        }
+    }
+
+    /// The items of a tuple (at most `MAX_CONSTS`).
+    fn tuple_items(&mut self, tuple: usize) -> Result<Vec<usize>, MemoryError> {
+        let layout = self.layout;
+        let len = self
+            .memory
+            .read_usize(tuple.wrapping_add(layout.var_object_size))?;
+        if len > MAX_CONSTS {
+            return Err(MemoryError::Unmapped(tuple));
+        }
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let mut items = vec![0u8; len * 8];
+        self.memory
+            .read(tuple.wrapping_add(layout.tuple_items), &mut items)?;
+        Ok(items
+            .chunks_exact(8)
+            .map(|chunk| usize::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])))
+            .collect())
     }
 
     /// Follow the pointer at `object + offset`: to a code object if `code`, else any object.
@@ -348,18 +425,9 @@ impl<'a> Walker<'a> {
     /// The items of a `co_consts` tuple that are code objects (0 for the others).
     fn const_codes(&mut self, tuple: usize) -> Result<Vec<usize>, MemoryError> {
         let layout = self.layout;
-        let len = self
-            .memory
-            .read_usize(tuple.wrapping_add(layout.var_object_size))?;
-        if len > MAX_CONSTS {
-            return Err(MemoryError::Unmapped(tuple));
-        }
-        let mut items = vec![0u8; len * 8];
-        self.memory
-            .read(tuple.wrapping_add(layout.tuple_items), &mut items)?;
-        let mut out = Vec::with_capacity(len);
-        for chunk in items.chunks_exact(8) {
-            let item = usize::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let items = self.tuple_items(tuple)?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
             let is_code = item != 0
                 && self
                     .memory
@@ -438,19 +506,27 @@ impl<'a> Walker<'a> {
             .collect())
     }
 
-    /// The code object of every frame on every thread's stack.
-    fn stack_codes(&mut self) -> Vec<usize> {
+    /// The code of every frame on every thread's stack, and whether every stack was read to
+    /// its end (no failed read, no bound reached, no cycle).
+    fn stack_codes(&mut self) -> (Vec<usize>, bool) {
         let l = self.layout;
         let mut codes = Vec::new();
         let Ok(mut tstate) = self
             .memory
             .read_usize(self.interpreter.wrapping_add(l.interp_threads_head))
         else {
-            return codes;
+            return (codes, false);
         };
-        let mut threads = 0;
-        while tstate != 0 && threads < MAX_THREADS {
-            threads += 1;
+        let (Some(code_at), Some(previous)) = (l.iframe_code, l.iframe_previous) else {
+            return (codes, false);
+        };
+        let mut threads: HashSet<usize> = HashSet::default();
+        let mut frames: HashSet<usize> = HashSet::default();
+        let mut complete = true;
+        while tstate != 0 {
+            if threads.len() >= MAX_THREADS || !threads.insert(tstate) {
+                return (codes, false);
+            }
             let frame = match (
                 l.tstate_current_frame,
                 l.tstate_cframe,
@@ -461,31 +537,30 @@ impl<'a> Walker<'a> {
                     .memory
                     .read_usize(tstate.wrapping_add(cframe))
                     .and_then(|c| self.memory.read_usize(c.wrapping_add(current))),
-                _ => Ok(0),
+                _ => Err(MemoryError::Unmapped(tstate)),
             };
-            let mut frame = frame.unwrap_or(0);
-            let mut depth = 0;
-            while frame != 0 && depth < MAX_FRAMES {
-                depth += 1;
-                if let Some(code_at) = l.iframe_code {
-                    if let Ok(code) = self.memory.read_usize(frame.wrapping_add(code_at)) {
-                        codes.push(code & !l.iframe_code_tag_mask);
-                    }
+            let Ok(mut frame) = frame else {
+                return (codes, false);
+            };
+            while frame != 0 {
+                if frames.len() >= MAX_STACK_FRAMES || !frames.insert(frame) {
+                    return (codes, false);
                 }
-                frame = match l.iframe_previous {
-                    Some(previous) => self
-                        .memory
-                        .read_usize(frame.wrapping_add(previous))
-                        .unwrap_or(0),
-                    None => 0,
-                };
+                match self.memory.read_usize(frame.wrapping_add(code_at)) {
+                    Ok(code) => codes.push(code & !l.iframe_code_tag_mask),
+                    Err(_) => complete = false,
+                }
+                match self.memory.read_usize(frame.wrapping_add(previous)) {
+                    Ok(next) => frame = next,
+                    Err(_) => return (codes, false),
+                }
             }
-            tstate = self
-                .memory
-                .read_usize(tstate.wrapping_add(l.tstate_next))
-                .unwrap_or(0);
+            match self.memory.read_usize(tstate.wrapping_add(l.tstate_next)) {
+                Ok(next) => tstate = next,
+                Err(_) => return (codes, false),
+            }
         }
-        codes
+        (codes, complete)
     }
 
     fn type_flags(&mut self, type_ptr: usize) -> Result<usize, MemoryError> {
@@ -530,6 +605,7 @@ impl<'a> Walker<'a> {
             b"module" => Kind::Module,
             b"staticmethod" | b"classmethod" | b"method" => Kind::Wraps1,
             b"property" => Kind::Wraps3,
+            b"cell" => Kind::Cell,
             _ => Kind::Other,
         })
     }

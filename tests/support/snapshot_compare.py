@@ -7,7 +7,9 @@ each SNAPSHOT.json is tracer's JSON. Only files whose path ends with one of the 
 FILE_SUFFIX names are compared. Prints one JSON object per snapshot: false positives (lines
 reported but not in the truth), and recall overall, in function bodies, at module or class
 level, and per statement kind (the ast node type of the innermost statement starting on the
-line, "(inside) T" for a continuation line of a T statement).
+line, "(inside) T" for a continuation line of a T statement); and for the snapshot's "likely"
+lines (unproven, reported apart): how many, which are wrong (not in the truth), and the recall
+of proven and likely lines together.
 """
 import ast
 import json
@@ -55,15 +57,22 @@ def main():
             data = json.load(f)
         found = {(p, l) for p, l, *_ in data["counts"] if wanted(p)}
         false_positives = sorted(found - truth)
-        table = {}
+        likely = {(p, l) for p, l in data.get("likely", []) if wanted(p)}
+        both = found | likely
+        table, with_likely = {}, {}
         for key in truth:
             kind, in_function = kinds[key[0]].get(key[1], ("?", False))
             for row in ("all", "function bodies" if in_function else "module/class level",
                         kind):
                 hit, total = table.get(row, (0, 0))
                 table[row] = (hit + (key in found), total + 1)
+                hit, total = with_likely.get(row, (0, 0))
+                with_likely[row] = (hit + (key in both), total + 1)
         print(json.dumps({"snapshot": snapshot_path, "false_positives": false_positives,
-                          "reported": len(found), "recall": table}))
+                          "reported": len(found), "recall": table,
+                          "likely": len(likely), "likely_wrong": sorted(likely - truth),
+                          "likely_overlapping_counts": len(likely & found),
+                          "recall_with_likely": with_likely}))
 
 
 if __name__ == "__main__":

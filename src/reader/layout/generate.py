@@ -182,6 +182,7 @@ FIELDS = [
     ("tpflags_dict_subclass", "option", [(12, 14, "Py_TPFLAGS_DICT_SUBCLASS")]),
     ("module_dict", "option", [(12, 14, "offsetof(PyModuleObject, md_dict)")]),
     ("function_code", "option", [(12, 14, "offsetof(PyFunctionObject, func_code)")]),
+    ("function_closure", "option", [(12, 14, "offsetof(PyFunctionObject, func_closure)")]),
     ("code_consts", "option", [(12, 14, "offsetof(PyCodeObject, co_consts)")]),
     ("code_exceptiontable", "option", [(12, 14, "offsetof(PyCodeObject, co_exceptiontable)")]),
     # ---- end of snapshot fields (it also reads tp_flags and the dict fields below) ----

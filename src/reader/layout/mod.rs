@@ -241,6 +241,8 @@ pub struct Layout {
     pub module_dict: Option<usize>,
     /// `PyFunctionObject.func_code` (3.12+).
     pub function_code: Option<usize>,
+    /// `PyFunctionObject.func_closure` (3.12+): a tuple of cells, or NULL.
+    pub function_closure: Option<usize>,
     /// `PyCodeObject.co_consts` (tuple, 3.12+): nested code objects live here.
     pub code_consts: Option<usize>,
     /// `PyCodeObject.co_exceptiontable` (bytes, 3.12+).

@@ -24,6 +24,16 @@ the corpus never showed it), and flags:
                   or two instructions past the target (END_FOR/POP_TOP skipped).
   UNREADABLE      instrumented forms and ENTER_EXECUTOR: the original opcode is elsewhere, so a
                   code object holding one is left out of the snapshot.
+  NON_RAISING     the version's own instruction metadata (3.13+: the installed
+                  internal/pycore_opcode_metadata.h, `_PyOpcode_opcode_metadata`) gives neither the
+                  opcode nor its base HAS_ERROR_FLAG, HAS_ERROR_NO_POP_FLAG, HAS_EVAL_BREAK_FLAG or
+                  HAS_ESCAPES_FLAG,
+                  and it does not suspend or leave the frame (SUSPENDS, NO_FALLTHROUGH): once
+                  started it completes and continues in its frame. 3.12's metadata has no error
+                  flags, so no 3.12 opcode gets this flag.
+  BRANCH_HISTORY  a conditional jump whose first cache word is a branch history, *measured*: a
+                  fresh function taking the jump once and falling through once must leave
+                  (initial << 1 | taken) after each run (3.13's POP_JUMP_IF_*).
   EXTENDED_ARG, RESUME, LOAD_CONST: the opcodes the analysis needs to recognise by name.
 The name lists below are the only per-name knowledge; numbers, sizes and forms come from the
 version itself, so a new version is covered by running this again with it installed.
@@ -55,6 +65,14 @@ NO_FALLTHROUGH = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE", "J
                   "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP_BACKWARD_NO_JIT",
                   "JUMP_BACKWARD_JIT"}
 MULTI_TARGET = {"FOR_ITER", "SEND"}
+# Leave the frame with the next instruction not started: a generator suspended here, or made here
+# and never run, resumes (if ever) at the next instruction.
+SUSPENDS = {"YIELD_VALUE", "RETURN_GENERATOR", "INTERPRETER_EXIT"}
+# Metadata flags that mean an instruction may not complete: it may raise, check the eval
+# breaker (signal handlers, asynchronous exceptions), or call out to arbitrary code (which
+# could switch stacks and never come back).
+MAY_NOT_COMPLETE = ("HAS_ERROR_FLAG", "HAS_ERROR_NO_POP_FLAG", "HAS_EVAL_BREAK_FLAG",
+                    "HAS_ESCAPES_FLAG")
 
 PROBE = r'''
 import dis, json, opcode, os, sys, sysconfig, types, warnings
@@ -108,13 +126,54 @@ for co in codes:
 bad = {b: sorted(v) for b, v in initial.items() if len(v) != 1}
 if bad:
     sys.exit("several initial cache words: %r" % bad)
+# The instruction metadata the interpreter was built with (3.13+ carries error flags).
+metadata = {}
+header = os.path.join(sysconfig.get_paths()["include"], "internal", "pycore_opcode_metadata.h")
+if os.path.exists(header):
+    text = open(header).read()
+    start = text.find("_PyOpcode_opcode_metadata[")
+    start = text.find("= {", start)
+    end = text.find("};", start)
+    import re
+    for name, flags in re.findall(r"\[(\w+)\] = \{ true, \w+, ([^}]*)\}", text[start:end]):
+        metadata[name] = [f.strip() for f in flags.split("|") if f.strip() not in ("", "0")]
+has_error_flags = any("HAS_ERROR_FLAG" in f for f in metadata.values())
+
+# Branch history, measured: each conditional jump with a cache, taken once and not once.
+SNIPPETS = {
+    "if x:\n  return 'body'\nreturn 'jump'": (1, 0),
+    "if not x:\n  return 'body'\nreturn 'jump'": (0, 1),
+    "if x is None:\n  return 'body'\nreturn 'jump'": (None, 0),
+    "if x is not None:\n  return 'body'\nreturn 'jump'": (0, None),
+}
+history = {}
+for body, values in SNIPPETS.items():
+    ns = {}
+    exec("def f(x):\n" + "\n".join("  " + l for l in body.split("\n")), ns)
+    f = ns["f"]
+    ins = [i for i in dis.get_instructions(f) if i.opname.startswith("POP_JUMP_IF")]
+    if len(ins) != 1:
+        continue
+    name, at = ins[0].opname, ins[0].offset
+    if not cache_of(name):
+        continue
+    word = lambda: int.from_bytes(f.__code__._co_code_adaptive[at + 2:at + 4], sys.byteorder)
+    ok = True
+    for value in values:
+        before = word()
+        taken = 1 if f(value) == "jump" else 0
+        ok = ok and word() == ((before << 1) | taken) & 0xFFFF
+    history[name] = history.get(name, True) and ok
+
 print(json.dumps(dict(
     version=sys.version.split()[0], minor=sys.version_info[1],
     names={str(c): n for c, n in names.items()},
     base=base, caches={n: cache_of(base.get(n, n)) for n in names.values()},
     jumps=[names[c] for c in jumps if c in names and c < 256], absolute=absolute,
     initial={b: v.pop() for b, v in initial.items()},
-    present=sorted(names[c] for c in present), codes=len(codes))))
+    present=sorted(names[c] for c in present), codes=len(codes),
+    metadata=metadata if has_error_flags else {},
+    history=sorted(n for n, ok in history.items() if ok))))
 '''
 
 
@@ -182,6 +241,14 @@ def table(data):
             flags.append("NO_FALLTHROUGH")
         if base in MULTI_TARGET:
             flags.append("MULTI_TARGET")
+        meta = data["metadata"]
+        leaves_frame = base in SUSPENDS or (base in NO_FALLTHROUGH and base not in jumps)
+        unreadable = name.startswith("INSTRUMENTED_") or name == "ENTER_EXECUTOR"
+        if (name in meta and base in meta and not leaves_frame and not unreadable
+                and not any(f in MAY_NOT_COMPLETE for f in meta[name] + meta[base])):
+            flags.append("NON_RAISING")
+        if base in data["history"]:
+            flags.append("BRANCH_HISTORY")
         if name.startswith("INSTRUMENTED_") or name == "ENTER_EXECUTOR":
             flags.append("UNREADABLE")
         for special in ("EXTENDED_ARG", "RESUME", "LOAD_CONST"):

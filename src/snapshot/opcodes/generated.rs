@@ -1567,7 +1567,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 0,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 1,
@@ -1655,7 +1655,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 11,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 12,
@@ -1663,7 +1663,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 12,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 13,
@@ -1703,7 +1703,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 17,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 18,
@@ -1751,7 +1751,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 23,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 24,
@@ -1791,7 +1791,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 28,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 29,
@@ -1799,7 +1799,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 29,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 30,
@@ -1807,7 +1807,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 30,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 31,
@@ -1823,7 +1823,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 32,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 33,
@@ -1831,7 +1831,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 33,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 34,
@@ -1839,7 +1839,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 34,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 35,
@@ -1911,7 +1911,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 43,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 44,
@@ -2055,7 +2055,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 61,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 62,
@@ -2063,7 +2063,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 62,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 63,
@@ -2135,7 +2135,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 71,
             caches: 0,
             initial_cache: None,
-            flags: EXTENDED_ARG,
+            flags: NON_RAISING | EXTENDED_ARG,
         },
         Op {
             code: 72,
@@ -2175,7 +2175,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 76,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 77,
@@ -2191,7 +2191,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 78,
             caches: 0,
             initial_cache: None,
-            flags: JUMP | BACKWARD | NO_FALLTHROUGH,
+            flags: JUMP | BACKWARD | NO_FALLTHROUGH | NON_RAISING,
         },
         Op {
             code: 79,
@@ -2199,7 +2199,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 79,
             caches: 0,
             initial_cache: None,
-            flags: JUMP | NO_FALLTHROUGH,
+            flags: JUMP | NO_FALLTHROUGH | NON_RAISING,
         },
         Op {
             code: 80,
@@ -2231,7 +2231,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 83,
             caches: 0,
             initial_cache: None,
-            flags: LOAD_CONST,
+            flags: NON_RAISING | LOAD_CONST,
         },
         Op {
             code: 84,
@@ -2247,7 +2247,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 85,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 86,
@@ -2255,7 +2255,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 86,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 87,
@@ -2271,7 +2271,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 88,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 89,
@@ -2343,7 +2343,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 97,
             caches: 1,
             initial_cache: Some(0x5555),
-            flags: JUMP,
+            flags: JUMP | NON_RAISING | BRANCH_HISTORY,
         },
         Op {
             code: 98,
@@ -2351,7 +2351,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 98,
             caches: 1,
             initial_cache: Some(0x5555),
-            flags: JUMP,
+            flags: JUMP | NON_RAISING | BRANCH_HISTORY,
         },
         Op {
             code: 99,
@@ -2359,7 +2359,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 99,
             caches: 1,
             initial_cache: Some(0x5555),
-            flags: JUMP,
+            flags: JUMP | NON_RAISING | BRANCH_HISTORY,
         },
         Op {
             code: 100,
@@ -2367,7 +2367,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 100,
             caches: 1,
             initial_cache: Some(0x5555),
-            flags: JUMP,
+            flags: JUMP | NON_RAISING | BRANCH_HISTORY,
         },
         Op {
             code: 101,
@@ -2447,7 +2447,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 110,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 111,
@@ -2455,7 +2455,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 111,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 112,
@@ -2463,7 +2463,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 112,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 113,
@@ -2487,7 +2487,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
             base: 115,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 116,
@@ -3270,7 +3270,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 0,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 1,
@@ -3406,7 +3406,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 17,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 18,
@@ -3470,7 +3470,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 25,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 26,
@@ -3478,7 +3478,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 26,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 27,
@@ -3486,7 +3486,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 27,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 28,
@@ -3494,7 +3494,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 28,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 29,
@@ -3526,7 +3526,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 32,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 33,
@@ -3534,7 +3534,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 33,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 34,
@@ -3606,7 +3606,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 42,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 43,
@@ -3742,7 +3742,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 59,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 60,
@@ -3750,7 +3750,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 60,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 61,
@@ -3822,7 +3822,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 69,
             caches: 0,
             initial_cache: None,
-            flags: EXTENDED_ARG,
+            flags: NON_RAISING | EXTENDED_ARG,
         },
         Op {
             code: 70,
@@ -3862,7 +3862,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 74,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 75,
@@ -3878,7 +3878,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 76,
             caches: 0,
             initial_cache: None,
-            flags: JUMP | BACKWARD | NO_FALLTHROUGH,
+            flags: JUMP | BACKWARD | NO_FALLTHROUGH | NON_RAISING,
         },
         Op {
             code: 77,
@@ -3886,7 +3886,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 77,
             caches: 0,
             initial_cache: None,
-            flags: JUMP | NO_FALLTHROUGH,
+            flags: JUMP | NO_FALLTHROUGH | NON_RAISING,
         },
         Op {
             code: 78,
@@ -3918,7 +3918,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 81,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 82,
@@ -3926,7 +3926,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 82,
             caches: 0,
             initial_cache: None,
-            flags: LOAD_CONST,
+            flags: NON_RAISING | LOAD_CONST,
         },
         Op {
             code: 83,
@@ -3942,7 +3942,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 84,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 85,
@@ -3950,7 +3950,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 85,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 86,
@@ -3958,7 +3958,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 86,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 87,
@@ -3966,7 +3966,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 87,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 88,
@@ -3982,7 +3982,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 89,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 90,
@@ -4022,7 +4022,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 94,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 95,
@@ -4070,7 +4070,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 100,
             caches: 1,
             initial_cache: Some(0x5555),
-            flags: JUMP,
+            flags: JUMP | NON_RAISING | BRANCH_HISTORY,
         },
         Op {
             code: 101,
@@ -4078,7 +4078,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 101,
             caches: 1,
             initial_cache: Some(0x5555),
-            flags: JUMP,
+            flags: JUMP | NON_RAISING | BRANCH_HISTORY,
         },
         Op {
             code: 102,
@@ -4086,7 +4086,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 102,
             caches: 1,
             initial_cache: Some(0x5555),
-            flags: JUMP,
+            flags: JUMP | NON_RAISING | BRANCH_HISTORY,
         },
         Op {
             code: 103,
@@ -4094,7 +4094,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 103,
             caches: 1,
             initial_cache: Some(0x5555),
-            flags: JUMP,
+            flags: JUMP | NON_RAISING | BRANCH_HISTORY,
         },
         Op {
             code: 104,
@@ -4206,7 +4206,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 117,
             caches: 0,
             initial_cache: None,
-            flags: 0,
+            flags: NON_RAISING,
         },
         Op {
             code: 118,
@@ -4734,7 +4734,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 82,
             caches: 0,
             initial_cache: None,
-            flags: LOAD_CONST,
+            flags: NON_RAISING | LOAD_CONST,
         },
         Op {
             code: 191,
@@ -4742,7 +4742,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
             base: 82,
             caches: 0,
             initial_cache: None,
-            flags: LOAD_CONST,
+            flags: NON_RAISING | LOAD_CONST,
         },
         Op {
             code: 192,

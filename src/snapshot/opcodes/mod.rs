@@ -27,6 +27,13 @@ pub mod flags {
     pub const RESUME: u16 = 1 << 7;
     /// `LOAD_CONST` or a form of it.
     pub const LOAD_CONST: u16 = 1 << 8;
+    /// Once started, completes and continues in its frame: the version's own metadata gives
+    /// it no error exit, no eval-breaker check and no call out to arbitrary code, and it
+    /// neither suspends nor leaves the frame (3.13+; 3.12's metadata has no error flags).
+    pub const NON_RAISING: u16 = 1 << 9;
+    /// A conditional jump whose first cache word is its branch history (measured): bit 0 is
+    /// 1 if its last execution jumped.
+    pub const BRANCH_HISTORY: u16 = 1 << 10;
 }
 
 /// One opcode of one version.
@@ -117,5 +124,34 @@ mod tests {
         assert_ne!(op((3, 13), "RESUME_CHECK").flags & EVIDENCE, 0);
         assert_eq!(op((3, 13), "POP_JUMP_IF_TRUE").initial_cache, Some(0x5555));
         assert_eq!(op((3, 12), "POP_JUMP_IF_TRUE").initial_cache, None);
+        // 3.13's metadata: loads and stores complete; calls, the eval-breaker checks, yields
+        // and returns do not count. 3.12 has no error flags: nothing is NON_RAISING.
+        for name in [
+            "LOAD_FAST",
+            "STORE_FAST",
+            "LOAD_CONST",
+            "POP_TOP",
+            "JUMP_FORWARD",
+        ] {
+            assert_ne!(op((3, 13), name).flags & NON_RAISING, 0, "{name}");
+        }
+        for name in [
+            "CALL",
+            "RESUME",
+            "JUMP_BACKWARD",
+            "YIELD_VALUE",
+            "RETURN_VALUE",
+            "RETURN_GENERATOR",
+            "BINARY_OP",
+            "LOAD_FAST_CHECK",
+        ] {
+            assert_eq!(op((3, 13), name).flags & NON_RAISING, 0, "{name}");
+        }
+        assert!(table_for((3, 12))
+            .unwrap()
+            .ops
+            .iter()
+            .all(|o| o.flags & (NON_RAISING | BRANCH_HISTORY) == 0));
+        assert_ne!(op((3, 13), "POP_JUMP_IF_NONE").flags & BRANCH_HISTORY, 0);
     }
 }
