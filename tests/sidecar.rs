@@ -331,13 +331,27 @@ fn dump_prints_every_thread_once_as_text_and_json() {
     assert!(text.contains("mix.py:"), "{text}");
     assert!(text.contains("\"MainThread\""), "{text}");
 
-    let out = run_tracer(
-        &["dump", "--pid", &pid, "--locals", "--json"],
-        &dir,
-        TIMEOUT,
-    );
-    assert!(out.status.success(), "{}", printed(&out));
-    let dump: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // dump reads once without pausing (py-spy's reader): a stack caught while it changes can
+    // come back short, so read again (a few times at most) until main's frame is there.
+    let mut dump = serde_json::Value::Null;
+    for _ in 0..5 {
+        let out = run_tracer(
+            &["dump", "--pid", &pid, "--locals", "--json"],
+            &dir,
+            TIMEOUT,
+        );
+        assert!(out.status.success(), "{}", printed(&out));
+        dump = serde_json::from_slice(&out.stdout).unwrap();
+        let has_main = dump["threads"].as_array().is_some_and(|threads| {
+            threads
+                .iter()
+                .flat_map(|t| t["frames"].as_array().into_iter().flatten())
+                .any(|f| f["function"] == "main")
+        });
+        if has_main {
+            break;
+        }
+    }
     assert_eq!(dump["pid"], target.pid());
     let threads = dump["threads"].as_array().unwrap();
     assert_eq!(threads.len(), 2, "main thread and worker: {dump:#}");
