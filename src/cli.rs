@@ -447,8 +447,25 @@ impl StopSignals {
     }
 }
 
+/// Commands that only print (`report`, `dump`, `merge`) end as other Unix tools do when their
+/// reader goes away (`tracer report --listfuncs | head`): by SIGPIPE, silently, instead of a
+/// panic in `print!`. `attach` and `run` keep SIGPIPE ignored: a closed log pipe must not cost a
+/// sampling session its results.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Run the parsed command; the returned code is the process's exit status.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    if matches!(
+        cli.command,
+        Commands::Report { .. } | Commands::Dump { .. } | Commands::Merge { .. }
+    ) {
+        end_quietly_on_a_closed_pipe();
+    }
     match cli.command {
         Commands::Attach { target, trace } => attach_command(&target, &trace),
         Commands::Run { trace, command } => run_command(&trace, &command),

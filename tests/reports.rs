@@ -865,6 +865,32 @@ fn listfuncs_and_trackcalls_print_what_trace_prints() {
     );
     assert!(theirs.contains("functions called:") && theirs.contains("calling relationships:"));
     assert_eq!(ours, theirs, "byte for byte");
+
+    // `tracer report --listfuncs | head`: the reader goes away (here before anything is
+    // written); tracer ends by SIGPIPE, silently, as other Unix tools do (it used to panic in
+    // print!).
+    let mut child = std::process::Command::new(tracer_bin())
+        .args([
+            "report",
+            "--file",
+            "mix.pickle",
+            "--listfuncs",
+            "--trackcalls",
+        ])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
 }
 
 #[test]
