@@ -50,6 +50,11 @@ fn theirs(spy: &mut py_spy::PythonSpy) -> Result<HashMap<u64, Vec<Frame>>, Strin
             let frames = t
                 .frames
                 .into_iter()
+                // 3.14 calls Python code from C (a class's `__init__`, say) through an entry
+                // frame the interpreter owns, which has no code of its own: CPython's tracebacks
+                // and our reader skip it, py-spy 0.4.3 shows it as a frame named like its file
+                // at line 0.
+                .filter(|f| !(f.line == 0 && f.filename == f.name))
                 .map(|f| (f.filename, f.name, f.line.max(0) as u32))
                 .collect();
             (t.thread_id, frames)
