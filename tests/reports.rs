@@ -866,8 +866,8 @@ fn listfuncs_and_trackcalls_print_what_trace_prints() {
     assert!(theirs.contains("functions called:") && theirs.contains("calling relationships:"));
     assert_eq!(ours, theirs, "byte for byte");
 
-    // `tracer report --listfuncs | head`: the reader goes away (here before anything is
-    // written); tracer ends by SIGPIPE, silently, as other Unix tools do (it used to panic in
+    // `tracer report --listfuncs | head`: the reader goes away (here almost always before
+    // anything is written); tracer ends silently, as other Unix tools do (it used to panic in
     // print!).
     let mut child = std::process::Command::new(tracer_bin())
         .args([
@@ -886,8 +886,11 @@ fn listfuncs_and_trackcalls_print_what_trace_prints() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // Ended by SIGPIPE; or, if it wrote everything into the pipe's buffer before the reader
+    // went away, a plain success.
     assert!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(libc::SIGPIPE),
+        out.status.success()
+            || std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(libc::SIGPIPE),
         "{:?}: {stderr}",
         out.status
     );
