@@ -876,6 +876,8 @@ fn listfuncs_and_trackcalls_print_what_trace_prints() {
             "mix.pickle",
             "--listfuncs",
             "--trackcalls",
+            "-C",
+            "piped",
         ])
         .current_dir(&dir)
         .stdout(std::process::Stdio::piped())
