@@ -530,3 +530,170 @@ fn fuzz_snapshot_walk_over_mutated_and_random_images() {
     );
     COUNT.report();
 }
+
+/// Set the pointer-sized word at `address` in `image` (which must hold it).
+fn poke(image: &mut ImageMemory, address: usize, value: usize) {
+    let region = image
+        .regions_mut()
+        .iter_mut()
+        .find(|(start, bytes)| *start <= address && address + 8 <= start + bytes.len())
+        .expect("the poked word is in the image");
+    let at = address - region.0;
+    region.1[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Frames of the main thread in one sample over `image`: (function names, truncated).
+fn main_thread_stack(recorded: &Recorded, image: ImageMemory) -> (Vec<String>, bool) {
+    let target = Target {
+        memory: Box::new(image),
+        layout: recorded.layout,
+        interpreter: recorded.interpreter,
+        code_type: recorded.code_type,
+    };
+    let mut reader = DirectReader::new(target, None);
+    let (mut sample, mut codes) = (Sample::default(), Vec::new());
+    reader
+        .read(&mut sample, &mut codes)
+        .expect("the image is readable");
+    let (thread, frames) = sample.stacks().next().expect("the main thread is listed");
+    let names = frames
+        .iter()
+        .map(|f| {
+            codes
+                .iter()
+                .find(|(id, _)| *id == f.code)
+                .map_or("?".to_string(), |(_, info)| info.funcname.clone())
+        })
+        .collect();
+    (names, thread.truncated)
+}
+
+/// 3.8–3.10 free frame objects onto a free list linked through `f_back`, their code and
+/// instruction left in place: a chain torn by a frame freed under the walker reads on into the
+/// free list, which stays still, so both copies agree on it (a phantom `dive` → `raise_at` edge
+/// was seen this way under stack churn). A frame whose reference count is zero ends the walk
+/// and the thread's stack is left out, truncated. The same image with the freed frames
+/// revived (reference count 1) reads as a stack of `gone` frames: what the reader reported
+/// before it checked.
+#[test]
+fn a_walk_that_meets_a_freed_frame_reports_nothing_of_its_thread() {
+    let mut tested = 0;
+    for python in pythons_under_test() {
+        if python.version >= (3, 11) {
+            continue; // frames live in the thread's data stack, not on a free list
+        }
+        let mut child = std::process::Command::new(&python.path)
+            .arg(workload("freed_frames.py"))
+            .env("WORKLOAD_SECONDS", "30")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let freed: Vec<usize> = lines
+            .next()
+            .unwrap()
+            .unwrap()
+            .strip_prefix("freed ")
+            .expect("the workload lists its freed frames")
+            .split(' ')
+            .map(|a| usize::from_str_radix(a.trim_start_matches("0x"), 16).unwrap())
+            .collect();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        // gone(6)'s frame, freed last, heads the free list; gone(0)'s became the zombie frame
+        // that the waiting gone(-1) now runs in.
+        let free_list = &freed[..6];
+
+        let found = tracer::reader::discover::find_target(pid).unwrap();
+        let (mut tgt, _) = found.target.expect("a layout for this version");
+        let (layout, interpreter, code_type) = (tgt.layout, tgt.interpreter, tgt.code_type);
+        let ranges = Arc::new(Mutex::new(Vec::new()));
+        let inner = std::mem::replace(&mut tgt.memory, Box::new(ImageMemory::default()));
+        tgt.memory = Box::new(Recorder {
+            inner,
+            ranges: ranges.clone(),
+        });
+        let mut reader = DirectReader::new(tgt, None);
+        let (mut sample, mut codes) = (Sample::default(), Vec::new());
+        reader.read(&mut sample, &mut codes).unwrap();
+        drop(reader);
+        let mut recorded_ranges = std::mem::take(&mut *ranges.lock().unwrap());
+        let mut live = tracer::reader::memory::TargetMemory::open(pid).unwrap();
+        let frame_size = layout.frame_object_size.unwrap();
+        for &frame in free_list {
+            let mut bytes = vec![0u8; frame_size];
+            live.read(frame, &mut bytes).unwrap();
+            let refcnt = isize::from_le_bytes(bytes[..8].try_into().unwrap());
+            assert_eq!(
+                refcnt,
+                0,
+                "{}: a freed frame's reference count",
+                python.label()
+            );
+            recorded_ranges.push((frame, bytes));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let recorded = Recorded {
+            label: python.label(),
+            image: ImageMemory::new(recorded_ranges),
+            layout,
+            interpreter,
+            code_type,
+        };
+
+        let (names, _) = main_thread_stack(&recorded, recorded.image.clone());
+        assert_eq!(
+            names.first().map(String::as_str),
+            Some("gone"),
+            "{}: the live stack as recorded: {names:?}",
+            python.label()
+        );
+
+        // The thread's frame pointer redirected to the head of the free list, as a walk
+        // reading a frame just freed sees it; the list ends at gone(1)'s frame.
+        let mut torn = recorded.image.clone();
+        let mut tstate = [0u8; 8];
+        torn.read(interpreter + layout.interp_threads_head, &mut tstate)
+            .unwrap();
+        let tstate = usize::from_le_bytes(tstate);
+        poke(
+            &mut torn,
+            tstate + layout.tstate_frame.unwrap(),
+            free_list[0],
+        );
+        poke(
+            &mut torn,
+            free_list[5] + layout.frame_object_back.unwrap(),
+            0,
+        );
+        let (names, truncated) = main_thread_stack(&recorded, torn.clone());
+        assert!(
+            names.is_empty() && truncated,
+            "{}: a walk into freed frames reported {names:?} (truncated: {truncated})",
+            python.label()
+        );
+
+        let mut revived = torn;
+        for &frame in free_list {
+            poke(&mut revived, frame + layout.object_refcnt, 1);
+        }
+        let (names, _) = main_thread_stack(&recorded, revived);
+        assert_eq!(
+            names,
+            vec!["gone"; 6],
+            "{}: the free list revived should read as gone's six frames",
+            python.label()
+        );
+        println!(
+            "{}: a walk into 6 freed frames reports nothing of the thread; revived, they read \
+             as a stack of 6",
+            python.label()
+        );
+        tested += 1;
+    }
+    if tested == 0 {
+        println!("SKIP: no Python 3.8–3.10 found");
+    }
+}

@@ -199,6 +199,9 @@ pub struct DirectReader {
     /// added to the thread's plan and the batch read again, never read on its own afterwards
     /// (a late read could pair a newer frame with older copies, alike in both).
     needs_replan: bool,
+    /// Set by a 3.8–3.10 walk that met a freed frame: the thread's stack is reported empty and
+    /// truncated this sample.
+    torn_chain: bool,
     /// The function followed with `--function`, if any.
     function: Option<FunctionFilter>,
     /// Type names of the values read for `--locals`.
@@ -227,6 +230,7 @@ impl DirectReader {
             last_sweep: 0,
             stack_grew_to: None,
             needs_replan: false,
+            torn_chain: false,
             function: None,
             types: TypeCache::default(),
         }
@@ -370,7 +374,14 @@ impl DirectReader {
             }
         } else {
             self.identities.clear();
-            self.read_frame_objects(frame_slot)?;
+            // A chain that met a freed frame is read again from the top: the thread has moved
+            // on, and its new stack is as good a sample as the one missed.
+            for _attempt in 0..3 {
+                self.read_frame_objects(frame_slot)?;
+                if !self.torn_chain {
+                    break;
+                }
+            }
         }
         Ok(thread_id)
     }
@@ -626,6 +637,7 @@ impl DirectReader {
 
     /// 3.8–3.10: follow `f_back` from the thread's frame, twice.
     fn read_frame_objects(&mut self, frame_slot: usize) -> Result<(), MemoryError> {
+        self.torn_chain = false;
         let layout = self.target.layout;
         let span = frame_object_span(&layout);
         let mut buf = vec![0u8; span];
@@ -644,6 +656,16 @@ impl DirectReader {
                     break;
                 }
                 let field = |offset: usize| read_usize_at(&buf, offset).unwrap_or(0);
+                // A frame freed while we followed the chain: CPython keeps freed frames on a
+                // free list (and as each code's zombie frame) with a zero reference count, the
+                // list linked through `f_back` and each frame's stale code and instruction left
+                // in place. Walking on would read the free list as a stack, and both copies
+                // would agree on it (it does not change while nothing is allocated): phantom
+                // edges such as `dive` calling `raise_at`. A live frame is always referenced.
+                if (field(layout.object_refcnt) as isize) <= 0 {
+                    self.torn_chain = true;
+                    break;
+                }
                 frames.push(RawFrame {
                     address: frame,
                     code: field(layout.frame_object_code.unwrap_or(0)),
@@ -656,6 +678,13 @@ impl DirectReader {
             }
             self.frames[copy] = frames;
             result?;
+            if self.torn_chain {
+                // Nothing of this thread is reported: the frames read before the freed one are
+                // no longer known to be its callees' chain.
+                self.frames[0].clear();
+                self.frames[1].clear();
+                break;
+            }
         }
         Ok(())
     }
@@ -1059,7 +1088,7 @@ impl StackReader for DirectReader {
             let agreed = self.agreed_outer_frames();
             let total = self.frames[1].len();
             let frames = std::mem::take(&mut self.frames[1]);
-            let mut truncated = agreed < total;
+            let mut truncated = agreed < total || self.torn_chain;
             let kept = &frames[total - agreed..];
             let mut resolved: Vec<FrameRef> = Vec::with_capacity(kept.len());
             // Followed frames (`--function`): their index in `kept` and in `resolved`.
@@ -1254,6 +1283,7 @@ fn iframe_span(layout: &Layout) -> usize {
 /// The part of `PyFrameObject` the walker reads (3.8–3.10).
 fn frame_object_span(layout: &Layout) -> usize {
     span_of(&[
+        (Some(layout.object_refcnt), 8),
         (layout.frame_object_back, 8),
         (layout.frame_object_code, 8),
         (layout.frame_object_lasti, 4),
