@@ -82,6 +82,15 @@ tracefunc-venvs:
 		fi; \
 	done
 
+# Precision under stress on a loaded machine (issue 7, item 3): the stack-churn precision test
+# of tests/trace_compat.rs STRESS_RUNS times with STRESS_LOAD busy loops beside it (about 40 s
+# a run with every Python 3.8-3.14).
+STRESS_RUNS ?= 10
+STRESS_LOAD ?= 4
+.PHONY: stress
+stress: pythons-new
+	tests/support/stress.sh $(STRESS_RUNS) $(STRESS_LOAD)
+
 # Every fuzz target (tests/fuzz_*.rs) with 1,000,000 cases each (FUZZ_CASES overrides), built
 # with overflow checks (Cargo.toml's fuzz profile); `make test` runs the same targets with 2,000.
 # The snapshot walk (~10 ms a case) runs a twentieth of that: 50,000 here, 500 in `make test`.
