@@ -93,8 +93,8 @@ stress: pythons-new
 
 # Every fuzz target (tests/fuzz_*.rs) with 1,000,000 cases each (FUZZ_CASES overrides), built
 # with overflow checks (Cargo.toml's fuzz profile); `make test` runs the same targets with 2,000.
-# The snapshot walk (~10 ms a case) runs a twentieth of that: 50,000 here, 500 in `make test`.
-# Prints one "FUZZ <target>: N cases" line per target. About 30 minutes on 2 cores.
+# The snapshot analysis of walked images (~10 ms a case) runs a twentieth of that: 50,000 here,
+# 500 in `make test`. Prints one "FUZZ <target>: N cases" line per target. About an hour on 2 cores.
 FUZZ_CASES ?= 1000000
 .PHONY: fuzz
 fuzz:

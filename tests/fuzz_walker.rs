@@ -72,6 +72,24 @@ impl MemoryReader for Counted {
     }
 }
 
+/// An image the test keeps and mutates between cases, served to the reader; counts ranges.
+struct SharedImage {
+    image: Arc<Mutex<ImageMemory>>,
+    ranges: Arc<AtomicU64>,
+}
+
+impl MemoryReader for SharedImage {
+    fn read_many(&mut self, requests: &mut [ReadRequest]) -> Result<(), MemoryError> {
+        self.ranges
+            .fetch_add(requests.len() as u64, Ordering::Relaxed);
+        self.image.lock().unwrap().read_many(requests)
+    }
+
+    fn calls(&self) -> u64 {
+        self.image.lock().unwrap().calls()
+    }
+}
+
 /// The function the reader follows, with its locals: mix.py's `worker`.
 fn followed() -> FunctionFilter {
     FunctionFilter {
@@ -191,10 +209,22 @@ fn random_bytes(seed: u64, out: &mut [u8]) {
 }
 
 fn mutate(image: &ImageMemory, mutations: &[Mutation]) -> ImageMemory {
-    let mut regions: Vec<(usize, Vec<u8>)> = image.regions().to_vec();
+    let mut mutated = image.clone();
+    mutate_in_place(&mut mutated, mutations);
+    mutated
+}
+
+/// What a mutation overwrote or cut off, to put back: (region index, offset, old bytes).
+type Undo = Vec<(usize, usize, Vec<u8>)>;
+
+/// Apply `mutations` to `image`; returns how to undo them ([`undo`]). Every change keeps the
+/// regions sorted and apart (a cut only shortens a region).
+fn mutate_in_place(image: &mut ImageMemory, mutations: &[Mutation]) -> Undo {
+    let mut undo = Undo::new();
+    let regions = image.regions_mut();
     let total: usize = regions.iter().map(|r| r.1.len()).sum();
     if total == 0 {
-        return image.clone();
+        return undo;
     }
     // A position over the concatenated regions: (region index, offset in it).
     let locate = |at: usize, regions: &[(usize, Vec<u8>)]| -> Option<(usize, usize)> {
@@ -208,39 +238,51 @@ fn mutate(image: &ImageMemory, mutations: &[Mutation]) -> ImageMemory {
         None
     };
     for mutation in mutations {
-        let set_word = |regions: &mut Vec<(usize, Vec<u8>)>, at: usize, value: u64| {
+        let mut set = |regions: &mut [(usize, Vec<u8>)], at: usize, value: &[u8]| {
             if let Some((i, offset)) = locate(at, regions) {
-                let offset = offset & !7;
+                let offset = if value.len() > 1 { offset & !7 } else { offset };
                 let bytes = &mut regions[i].1;
-                let end = (offset + 8).min(bytes.len());
-                bytes[offset..end].copy_from_slice(&value.to_le_bytes()[..end - offset]);
+                let end = (offset + value.len()).min(bytes.len());
+                undo.push((i, offset, bytes[offset..end].to_vec()));
+                bytes[offset..end].copy_from_slice(&value[..end - offset]);
             }
         };
         match *mutation {
-            Mutation::Byte { at, value } => {
-                if let Some((i, offset)) = locate(at, &regions) {
-                    regions[i].1[offset] = value;
-                }
-            }
-            Mutation::Word { at, value } => set_word(&mut regions, at, value),
+            Mutation::Byte { at, value } => set(regions, at, &[value]),
+            Mutation::Word { at, value } => set(regions, at, &value.to_le_bytes()),
             Mutation::Redirect { at, to } => {
-                if let Some((i, offset)) = locate(to, &regions) {
+                if let Some((i, offset)) = locate(to, regions) {
                     let target = (regions[i].0 + offset) as u64;
-                    set_word(&mut regions, at, target);
+                    set(regions, at, &target.to_le_bytes());
                 }
             }
             Mutation::Zero { at, ones } => {
-                set_word(&mut regions, at, if ones { u64::MAX } else { 0 })
+                let value = if ones { u64::MAX } else { 0 };
+                set(regions, at, &value.to_le_bytes())
             }
             Mutation::Unmap { at, keep } => {
-                if let Some((i, _)) = locate(at, &regions) {
-                    let len = regions[i].1.len();
-                    regions[i].1.truncate(keep % len.max(1));
+                if let Some((i, _)) = locate(at, regions) {
+                    let bytes = &mut regions[i].1;
+                    let keep = keep % bytes.len().max(1);
+                    undo.push((i, keep, bytes.split_off(keep)));
                 }
             }
         }
     }
-    ImageMemory::new(regions)
+    undo
+}
+
+/// Put back what [`mutate_in_place`] changed, newest change first.
+fn undo(image: &mut ImageMemory, undo: Undo) {
+    let regions = image.regions_mut();
+    for (i, offset, old) in undo.into_iter().rev() {
+        let bytes = &mut regions[i].1;
+        if offset == bytes.len() {
+            bytes.extend_from_slice(&old); // a cut region
+        } else {
+            bytes[offset..offset + old.len()].copy_from_slice(&old);
+        }
+    }
 }
 
 /// Two samples over `image`; checks what the reader reports.
@@ -425,15 +467,20 @@ fn record_snapshot_images() -> Vec<RecordedWalk> {
     images
 }
 
-/// The snapshot walk and analysis over `image`; returns (ranges read, code objects found).
-fn snapshot_image(walk: &RecordedWalk, image: ImageMemory) -> (u64, usize) {
+/// The snapshot walk over `image`, and with `analysis` the analysis of the code objects it
+/// returns; returns (ranges read, code objects found).
+fn snapshot_image(
+    walk: &RecordedWalk,
+    image: &Arc<Mutex<ImageMemory>>,
+    analysis: bool,
+) -> (u64, usize) {
     use tracer::snapshot::opcodes::{table_for, Opcodes};
     use tracer::snapshot::{analyse, SnapshotOptions};
     let recorded = &walk.recorded;
     let ranges = Arc::new(AtomicU64::new(0));
     let mut target = Target {
-        memory: Box::new(Counted {
-            image,
+        memory: Box::new(SharedImage {
+            image: image.clone(),
             ranges: ranges.clone(),
         }),
         layout: recorded.layout,
@@ -443,6 +490,9 @@ fn snapshot_image(walk: &RecordedWalk, image: ImageMemory) -> (u64, usize) {
     let Ok(found) = tracer::snapshot::walk::Walker::new(&mut target).walk() else {
         return (ranges.load(Ordering::Relaxed), 0);
     };
+    if !analysis {
+        return (ranges.load(Ordering::Relaxed), found.codes.len());
+    }
 
     let ops = Opcodes::new(table_for(walk.version).expect("an opcode table"));
     let snapshot = analyse(
@@ -465,29 +515,49 @@ fn snapshot_image(walk: &RecordedWalk, image: ImageMemory) -> (u64, usize) {
 }
 
 /// Fuzzing the snapshot walk (sys.modules → dicts → classes, functions, closures → code →
-/// co_consts, and the thread stacks) and the analysis of what it returns, over images of a
-/// real walk: mutated as the frame walker's are, or random bytes at the same addresses. A
-/// case passes if the walk returns, code objects or an error, without a panic, within the
-/// watchdog's time limit and a bounded number of ranges read.
-///
-/// A case walks and analyses about a thousand code objects (~10 ms), so this target runs a
-/// twentieth of `TRACER_FUZZ_CASES` (at least 500, or all of them if fewer are asked).
+/// co_consts, and the thread stacks) over images of a real walk: mutated as the frame walker's
+/// are, or random bytes at the same addresses. A case passes if the walk returns, code objects
+/// or an error, without a panic, within the watchdog's time limit and a bounded number of
+/// ranges read. `TRACER_FUZZ_CASES` cases (`make fuzz`: 1,000,000).
 #[test]
 fn fuzz_snapshot_walk_over_mutated_and_random_images() {
     static COUNT: CaseCounter = CaseCounter::new("snapshot walk");
+    fuzz_snapshot_images(&COUNT, fuzz_cases(), false);
+}
+
+/// The same images walked, then what the walk returns analysed as `tracer snapshot` does
+/// (decoding, graphs, proven and likely lines). The decoders and rules have their own target
+/// over random and mutated bytecode (`fuzz_snapshot_bytecode_and_exception_tables` in
+/// tests/fuzz_parsers.rs); here they meet whatever a lying image makes of whole code objects.
+/// A case analyses about a thousand code objects (~10 ms), so this target runs a twentieth of
+/// `TRACER_FUZZ_CASES` (at least 500, or all of them if fewer are asked).
+#[test]
+fn fuzz_snapshot_analysis_over_mutated_and_random_images() {
+    static COUNT: CaseCounter = CaseCounter::new("snapshot walk + analysis");
+    let cases = (fuzz_cases() / 20).max(fuzz_cases().min(500));
+    fuzz_snapshot_images(&COUNT, cases, true);
+}
+
+fn fuzz_snapshot_images(count: &CaseCounter, cases: u32, analysis: bool) {
     let images = record_snapshot_images();
     if images.is_empty() {
         println!("SKIP: no Python 3.12+ found: the snapshot walk is not fuzzed");
         return;
     }
-    // The unmutated images read back: the walk finds the same code objects again.
-    for walk in &images {
-        let (_, codes) = snapshot_image(walk, walk.recorded.image.clone());
+    // Working copies, mutated for a case and put back after it (copying ~11,000 regions a
+    // case cost more than the walk). The unmutated images read back: the walk finds the same
+    // code objects again.
+    let working: Vec<Arc<Mutex<ImageMemory>>> = images
+        .iter()
+        .map(|walk| Arc::new(Mutex::new(walk.recorded.image.clone())))
+        .collect();
+    for (walk, image) in images.iter().zip(&working) {
+        let (_, codes) = snapshot_image(walk, image, analysis);
         assert_eq!(codes, walk.codes, "{}", walk.recorded.label);
     }
     let max_ranges = AtomicU64::new(0);
     let mut runner = TestRunner::new(Config {
-        cases: (fuzz_cases() / 20).max(fuzz_cases().min(500)),
+        cases,
         failure_persistence: None,
         max_shrink_iters: 1_000,
         ..Config::default()
@@ -502,19 +572,33 @@ fn fuzz_snapshot_walk_over_mutated_and_random_images() {
     );
     runner
         .run(&strategy, |(index, mutations, seed)| {
-            COUNT.case();
+            count.case();
             let walk = &images[index];
-            let image = match &mutations {
-                Some(mutations) => mutate(&walk.recorded.image, mutations),
-                None => {
-                    let mut image = walk.recorded.image.clone();
-                    for (i, (_, bytes)) in image.regions_mut().iter_mut().enumerate() {
-                        random_bytes(seed.wrapping_add(i as u64), bytes);
+            let changes = {
+                let mut image = working[index].lock().unwrap();
+                match &mutations {
+                    Some(mutations) => Some(mutate_in_place(&mut image, mutations)),
+                    None => {
+                        for (i, (_, bytes)) in image.regions_mut().iter_mut().enumerate() {
+                            random_bytes(seed.wrapping_add(i as u64), bytes);
+                        }
+                        None
                     }
-                    image
                 }
             };
-            let (ranges, _) = snapshot_image(walk, image);
+            let (ranges, _) = snapshot_image(walk, &working[index], analysis);
+            {
+                let mut image = working[index].lock().unwrap();
+                match changes {
+                    Some(changes) => undo(&mut image, changes),
+                    None => {
+                        let pristine = walk.recorded.image.regions();
+                        for (region, (_, bytes)) in image.regions_mut().iter_mut().enumerate() {
+                            bytes.copy_from_slice(&pristine[region].1);
+                        }
+                    }
+                }
+            }
             max_ranges.fetch_max(ranges, Ordering::Relaxed);
             prop_assert!(
                 ranges <= MAX_RANGES_PER_CASE,
@@ -525,10 +609,11 @@ fn fuzz_snapshot_walk_over_mutated_and_random_images() {
         })
         .unwrap();
     println!(
-        "snapshot walk: at most {} ranges read in one case",
+        "{}: at most {} ranges read in one case",
+        count.target,
         max_ranges.load(Ordering::Relaxed)
     );
-    COUNT.report();
+    count.report();
 }
 
 /// Set the pointer-sized word at `address` in `image` (which must hold it).
