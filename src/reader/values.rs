@@ -3,7 +3,7 @@
 //! [`describe`] turns an object address into `(type name, repr)` the way `tracefunc` shows a
 //! value: `type(v).__name__` and `repr(v)` cut to 50 characters (`s[:47] + "..."`). The repr is
 //! rebuilt here from the object's memory, never by calling into the target, for `int`, `bool`,
-//! `float`, `None`, `str`, `bytes`, and tuples, lists and (3.11+) dicts of those. Anything else,
+//! `float`, `None`, `str`, `bytes`, and tuples, lists and dicts of those. Anything else,
 //! and anything we cannot rebuild exactly (a string with a non-ASCII symbol whose printability
 //! needs Unicode's tables, a container nested too deep, a split-table dict), is shown as
 //! `<type at 0xADDRESS>`: never a guess.
@@ -362,71 +362,37 @@ impl<'a> ValueReader<'a> {
         self.repr_into(item, kind, depth + 1, out)
     }
 
-    /// 3.11+ combined-table dicts: entries in insertion order, deleted ones skipped.
+    /// Combined-table dicts: entries in insertion order, deleted ones (NULL value) skipped.
+    /// Split tables (an instance's `__dict__`, and before 3.11 also `{}`) are opaque unless
+    /// empty.
     fn dict_into(&mut self, object: usize, depth: usize, out: &mut Repr) -> Result<(), Refused> {
         let l = self.layout;
-        let (
-            Some(log2_size_at),
-            Some(log2_index_at),
-            Some(kind_at),
-            Some(nentries_at),
-            Some(indices_at),
-        ) = (
-            l.dict_keys_log2_size,
-            l.dict_keys_log2_index_bytes,
-            l.dict_keys_kind,
-            l.dict_keys_nentries,
-            l.dict_keys_indices,
-        )
-        else {
-            return Err(Refused::Opaque);
-        };
-        if self.read_usize(object.wrapping_add(l.dict_values))? != 0 {
-            return Err(Refused::Opaque); // a split table (an instance's __dict__)
-        }
         let used = self.read_usize(object.wrapping_add(l.dict_used))?;
-        let keys = self.read_usize(object.wrapping_add(l.dict_keys))?;
-        let mut header = vec![0u8; indices_at];
-        self.read(keys, &mut header)?;
-        let byte = |at: usize| header.get(at).copied().unwrap_or(0);
-        let (log2_size, log2_index_bytes, kind) =
-            (byte(log2_size_at), byte(log2_index_at), byte(kind_at));
-        let nentries = header
-            .get(nentries_at..nentries_at + 8)
-            .map(|b| usize::from_le_bytes(b.try_into().unwrap_or_default()))
-            .unwrap_or(usize::MAX);
-        if log2_size > 30 || log2_index_bytes > 40 || nentries > (1usize << log2_size) {
+        if used == 0 {
+            out.push_str("{}");
+            return Ok(());
+        }
+        if used > isize::MAX as usize {
             return Err(Refused::Opaque);
         }
-        let (entry_size, key_at, value_at) = if Some(kind) == l.dict_kind_general {
-            (l.dict_entry_size, l.dict_entry_key, l.dict_entry_value)
-        } else {
-            (
-                l.dict_unicode_entry_size,
-                l.dict_unicode_entry_key,
-                l.dict_unicode_entry_value,
-            )
-        };
-        let (Some(entry_size), Some(key_at), Some(value_at)) = (entry_size, key_at, value_at)
-        else {
-            return Err(Refused::Opaque);
-        };
-        let entries = keys
-            .wrapping_add(indices_at)
-            .wrapping_add(1usize << log2_index_bytes);
-        let read_entries = nentries.min(4 * MAX_ITEMS);
-        let mut raw = vec![0u8; read_entries * entry_size];
-        self.read(entries, &mut raw)?;
+        if self.read_usize(object.wrapping_add(l.dict_values))? != 0 {
+            return Err(Refused::Opaque); // a split table
+        }
+        let keys = self.read_usize(object.wrapping_add(l.dict_keys))?;
+        let table = self.key_table(keys)?;
+        let read_entries = table.nentries.min(4 * MAX_ITEMS);
+        let mut raw = vec![0u8; read_entries * table.entry_size];
+        self.read(table.entries, &mut raw)?;
         out.push_str("{");
         let mut shown = 0usize;
-        for entry in raw.chunks_exact(entry_size) {
+        for entry in raw.chunks_exact(table.entry_size) {
             let pointer = |at: usize| {
                 entry
                     .get(at..at + 8)
                     .map(|b| usize::from_le_bytes(b.try_into().unwrap_or_default()))
                     .unwrap_or(0)
             };
-            let (key, value) = (pointer(key_at), pointer(value_at));
+            let (key, value) = (pointer(table.key_at), pointer(table.value_at));
             if value == 0 {
                 continue;
             }
@@ -449,6 +415,79 @@ impl<'a> ValueReader<'a> {
         }
         out.push_str("}");
         Ok(())
+    }
+
+    /// Where the entries of the key table at `keys` are, and how they are laid out. The
+    /// layout says which table this version has: `dk_size` and its index width (3.8–3.10) or
+    /// `dk_log2_size`, `dk_log2_index_bytes` and `dk_kind` (3.11+).
+    fn key_table(&mut self, keys: usize) -> Result<KeyTable, Refused> {
+        let l = self.layout;
+        let (Some(nentries_at), Some(indices_at)) = (l.dict_keys_nentries, l.dict_keys_indices)
+        else {
+            return Err(Refused::Opaque);
+        };
+        let mut header = vec![0u8; indices_at];
+        self.read(keys, &mut header)?;
+        let byte = |at: usize| header.get(at).copied();
+        let word = |at: usize| {
+            header
+                .get(at..at + 8)
+                .map(|b| usize::from_le_bytes(b.try_into().unwrap_or_default()))
+        };
+        let nentries = word(nentries_at).ok_or(Refused::Opaque)?;
+        let general = (l.dict_entry_size, l.dict_entry_key, l.dict_entry_value);
+        let (size, index_bytes, (entry_size, key_at, value_at)) =
+            match (l.dict_keys_size, l.dict_keys_log2_size) {
+                (Some(size_at), _) => {
+                    let size = word(size_at).ok_or(Refused::Opaque)?;
+                    if !size.is_power_of_two() || size > 1 << 30 {
+                        return Err(Refused::Opaque);
+                    }
+                    let width = match size {
+                        0..=0xff => 1,
+                        0x100..=0xffff => 2,
+                        _ => 4, // 8-byte indices start past 2^32 slots, beyond the bound
+                    };
+                    (size, size * width, general)
+                }
+                (None, Some(log2_size_at)) => {
+                    let (Some(log2_size), Some(log2_index_bytes), Some(kind)) = (
+                        byte(log2_size_at),
+                        l.dict_keys_log2_index_bytes.and_then(byte),
+                        l.dict_keys_kind.and_then(byte),
+                    ) else {
+                        return Err(Refused::Opaque);
+                    };
+                    if log2_size > 30 || log2_index_bytes > 40 {
+                        return Err(Refused::Opaque);
+                    }
+                    let entries = if Some(kind) == l.dict_kind_general {
+                        general
+                    } else {
+                        (
+                            l.dict_unicode_entry_size,
+                            l.dict_unicode_entry_key,
+                            l.dict_unicode_entry_value,
+                        )
+                    };
+                    (1usize << log2_size, 1usize << log2_index_bytes, entries)
+                }
+                (None, None) => return Err(Refused::Opaque),
+            };
+        let (Some(entry_size), Some(key_at), Some(value_at)) = (entry_size, key_at, value_at)
+        else {
+            return Err(Refused::Opaque);
+        };
+        if nentries > size || entry_size == 0 {
+            return Err(Refused::Opaque);
+        }
+        Ok(KeyTable {
+            nentries,
+            entries: keys.wrapping_add(indices_at).wrapping_add(index_bytes),
+            entry_size,
+            key_at,
+            value_at,
+        })
     }
 
     /// `ob_size`, checked.
@@ -544,6 +583,17 @@ impl<'a> ValueReader<'a> {
         };
         text.ok_or(Refused::Opaque)
     }
+}
+
+/// A dict's key table, as [`ValueReader::key_table`] finds it.
+struct KeyTable {
+    /// Entries used, deleted ones included.
+    nentries: usize,
+    /// Address of the first entry.
+    entries: usize,
+    entry_size: usize,
+    key_at: usize,
+    value_at: usize,
 }
 
 /// A repr being built: stops growing once it is longer than [`MAX_REPR_CHARS`].
