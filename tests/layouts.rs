@@ -282,7 +282,10 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
         ("dict_unicode_entry_size", layout.dict_unicode_entry_size),
         ("dict_unicode_entry_key", layout.dict_unicode_entry_key),
         ("dict_unicode_entry_value", layout.dict_unicode_entry_value),
-        ("dict_kind_general", layout.dict_kind_general.map(usize::from)),
+        (
+            "dict_kind_general",
+            layout.dict_kind_general.map(usize::from),
+        ),
         (
             "frame_owned_by_cstack",
             layout.frame_owned_by_cstack.map(usize::from),
