@@ -9,7 +9,13 @@
 //! printed.
 //!
 //! 3.8–3.11 (no tracefunc): every statement we report starts on a line the stdlib's `trace`
-//! saw executing (precision), with line granularity before 3.11.
+//! saw executing (precision), with line granularity before 3.11; and every `dict` and `str`
+//! value we report is one that the same local held in a separate run of the workload under
+//! tests/support/settrace_locals.py (a `sys.settrace` recorder of repr cut as tracefunc cuts).
+//!
+//! On every version, the workload's dicts (with a deleted key, nested, past 255 slots, empty)
+//! and strings beyond Latin-1 must be decoded, not left opaque, and the string holding a
+//! character printable in newer versions only must be opaque.
 
 mod common;
 
@@ -181,16 +187,91 @@ fn against_tracefunc(python: &Python, venv_python: &Path) {
             python.label()
         );
     }
+    let decoded = check_dicts_and_strings_decoded(python, &ours);
     let (recall_snippets, recall_values) = recall(&ours, &truth);
     println!(
         "{}: {} calls of {} matched tracefunc's ({} distinct), {snippets} snippets and {values} \
          values, all in tracefunc's output (precision 1.000); recall: snippets {recall_snippets:.3}, \
-         local values {recall_values:.3}",
+         local values {recall_values:.3}; dict and str values: {decoded}",
         python.label(),
         ours.calls.len(),
         truth.len(),
         matched_truth.len()
     );
+}
+
+/// Locals of the workload whose values must be decoded on every version (none opaque).
+const MUST_DECODE: &[&str] = &[
+    "mapping",
+    "names",
+    "deleted",
+    "nested",
+    "empty",
+    "big",
+    "wide",
+    "zero",
+    "snake",
+    "unassigned",
+];
+
+/// The workload's string holding U+1FAE8, printable from 3.12 on only: always opaque.
+const MUST_STAY_OPAQUE: &str = "newer";
+
+fn is_opaque(repr: &str) -> bool {
+    repr.starts_with('<') && repr.contains(" at 0x")
+}
+
+/// Every value of the [`MUST_DECODE`] locals we report is decoded, and each was seen; every
+/// value of [`MUST_STAY_OPAQUE`] is opaque. Returns how many `dict` and `str` values were
+/// reported, decoded and opaque, for the log.
+fn check_dicts_and_strings_decoded(python: &Python, ours: &FunctionTraces) -> String {
+    let values: Vec<(&String, &(String, String))> = ours
+        .calls
+        .iter()
+        .flat_map(|c| c.statements.iter())
+        .flat_map(|s| s.vars.iter())
+        .flat_map(|(name, values)| values.iter().map(move |v| (name, v)))
+        .collect();
+    for name in MUST_DECODE {
+        let reported: Vec<&(String, String)> = values
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .collect();
+        assert!(
+            !reported.is_empty(),
+            "{}: no value of {name} read",
+            python.label()
+        );
+        assert!(
+            reported.iter().all(|(_, repr)| !is_opaque(repr)),
+            "{}: {name} left opaque: {reported:?}",
+            python.label()
+        );
+    }
+    for (name, (type_name, repr)) in &values {
+        if name.as_str() == MUST_STAY_OPAQUE {
+            assert!(
+                type_name == "str" && is_opaque(repr),
+                "{}: {name} = {repr} was decoded, but its character is printable in some \
+                 versions only",
+                python.label()
+            );
+        }
+    }
+    let count = |wanted: &str| {
+        let of_type: Vec<&str> = values
+            .iter()
+            .filter(|(_, (t, _))| t == wanted)
+            .map(|(_, (_, r))| r.as_str())
+            .collect();
+        let opaque = of_type.iter().filter(|r| is_opaque(r)).count();
+        format!(
+            "{wanted} {} decoded, {opaque} opaque",
+            of_type.len() - opaque
+        )
+    };
+    format!("{}, {}", count("dict"), count("str"))
 }
 
 /// Why `call` is not a subset of tracefunc's `truth` call, or `None` if it is.
@@ -228,7 +309,7 @@ fn precision_failure(call: &CallTrace, truth: &TruthCall) -> Option<String> {
 
 /// Names the workload's `target` reads that are not its locals (tracefunc shows them from the
 /// globals and builtins; we read locals only).
-const NOT_LOCALS: &[&str] = &["wait", "range", "bytes", "Opaque", "target"];
+const NOT_LOCALS: &[&str] = &["wait", "range", "bytes", "dict", "Opaque", "target"];
 
 /// Of tracefunc's snippets and local values, the share we reported, over the calls we found
 /// (each matched to the tracefunc call with the same stack that holds the most of ours).
@@ -323,12 +404,82 @@ fn against_trace(python: &Python) {
             statements += 1;
         }
     }
+    let compared = against_settrace(python, &dir, &ours);
+    let decoded = check_dicts_and_strings_decoded(python, &ours);
     println!(
         "{}: {} calls, {statements} statements, every one on a line trace saw run \
-         (precision 1.000)",
+         (precision 1.000); {compared} dict and str values compared with settrace's, all \
+         found; {decoded}",
         python.label(),
         ours.calls.len()
     );
+}
+
+/// Every decoded `dict` and `str` value we report for a local is one that local held in a
+/// run of the workload under tests/support/settrace_locals.py. Returns how many were compared.
+fn against_settrace(python: &Python, dir: &Path, ours: &FunctionTraces) -> usize {
+    let truth_path = dir.join("settrace.json");
+    run_python(
+        python,
+        &[
+            support("settrace_locals.py").to_str().unwrap(),
+            truth_path.to_str().unwrap(),
+            "target",
+            workload(WORKLOAD).to_str().unwrap(),
+        ],
+        dir,
+        0.0,
+    );
+    let truth: Value = serde_json::from_slice(&std::fs::read(&truth_path).unwrap()).unwrap();
+    // Per local, every (type, repr) it held on any line of any call.
+    let mut held: std::collections::BTreeMap<String, BTreeSet<(String, String)>> =
+        Default::default();
+    for per_line in truth["lines"].as_object().unwrap().values() {
+        for (name, values) in per_line.as_object().unwrap() {
+            for value in values.as_array().unwrap() {
+                held.entry(name.clone()).or_default().insert((
+                    value[0].as_str().unwrap().to_owned(),
+                    value[1].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    assert!(
+        held.contains_key("nested") && held.contains_key("wide"),
+        "{}: settrace recorded the workload's locals: {:?}",
+        python.label(),
+        held.keys()
+    );
+    let mut compared = 0;
+    for call in &ours.calls {
+        for statement in &call.statements {
+            for (name, values) in &statement.vars {
+                for (type_name, repr) in values {
+                    if !matches!(type_name.as_str(), "dict" | "str") || is_opaque(repr) {
+                        continue;
+                    }
+                    let known = held
+                        .get(name)
+                        .is_some_and(|set| set.contains(&(type_name.clone(), repr.clone())));
+                    assert!(
+                        known,
+                        "{}: {:?}: {name} = ({type_name}, {repr}) never held under settrace; \
+                         it held {:?}",
+                        python.label(),
+                        statement.snippet,
+                        held.get(name)
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        compared > 0,
+        "{}: no dict or str value compared",
+        python.label()
+    );
+    compared
 }
 
 /// The venv with tracefunc for `python`'s version (target/tracefunc-venv-3.X, as `make

@@ -479,15 +479,21 @@ const VALUE_IMAGE_BASE: usize = 0x10_0000;
 
 /// An image of objects for the value decoder: type objects named as the built-in types it
 /// decodes, and objects of those types (plus cells) whose fields are random words, pointers
-/// into the image, or small numbers; the decoder must return for any of them.
+/// into the image, or small numbers; the decoder must return for any of them. Most dicts get a
+/// key table of their own shaped as the layout describes (3.8–3.10's `dk_size` or 3.11+'s log2
+/// sizes and kind), with fields and entries as random as the rest, so that the table walk is
+/// reached on every layout.
 fn value_image(layout: &tracer::reader::layout::Layout, words: &[u64]) -> (Vec<u8>, Vec<usize>) {
     const NAMES: [&str; 10] = [
         "int", "bool", "float", "NoneType", "str", "bytes", "tuple", "list", "dict", "cell",
     ];
+    const DICT: usize = 8;
     const TYPE_SPAN: usize = 512;
     const OBJECT_SPAN: usize = 256;
+    const KEYS_SPAN: usize = 512;
     let objects = 24;
-    let size = NAMES.len() * TYPE_SPAN + objects * OBJECT_SPAN + 4096;
+    let first_keys = NAMES.len() * TYPE_SPAN + objects * OBJECT_SPAN;
+    let size = first_keys + objects * KEYS_SPAN + 4096;
     let mut image = vec![0u8; size];
     let mut next = 0usize;
     let mut word = || {
@@ -534,8 +540,114 @@ fn value_image(layout: &tracer::reader::layout::Layout, words: &[u64]) -> (Vec<u
             at + layout.object_type,
             (VALUE_IMAGE_BASE + type_index * TYPE_SPAN) as u64,
         );
+        if type_index == DICT && word() % 4 != 0 {
+            let keys_at = first_keys + i * KEYS_SPAN;
+            let block = &mut image[keys_at..keys_at + KEYS_SPAN];
+            let used = shaped_key_table(layout, block, &object_addresses, &mut word);
+            put(
+                &mut image,
+                at + layout.dict_keys,
+                (VALUE_IMAGE_BASE + keys_at) as u64,
+            );
+            let values = if word() % 8 == 0 { word() } else { 0 };
+            put(&mut image, at + layout.dict_values, values);
+            let used = if word() % 8 == 0 { word() % 20 } else { used };
+            put(&mut image, at + layout.dict_used, used);
+        }
     }
     (image, object_addresses)
+}
+
+/// Fill `block` with a dict key table of the layout's shape: a small power-of-two size (or,
+/// now and then, a wrong one), `dk_nentries` up to the size, random index bytes, then entries
+/// whose keys and values are objects, random words or NULL (a deleted entry). Returns the
+/// number of entries with a value, the `ma_used` that matches.
+fn shaped_key_table(
+    layout: &tracer::reader::layout::Layout,
+    block: &mut [u8],
+    objects: &[usize],
+    word: &mut dyn FnMut() -> u64,
+) -> u64 {
+    let (Some(nentries_at), Some(indices_at)) =
+        (layout.dict_keys_nentries, layout.dict_keys_indices)
+    else {
+        return 0;
+    };
+    let put = |block: &mut [u8], at: usize, bytes: &[u8]| {
+        if let Some(slot) = block.get_mut(at..at + bytes.len()) {
+            slot.copy_from_slice(bytes);
+        }
+    };
+    let choice = word() as usize;
+    let log2_size = [0usize, 1, 2, 3, 3, 3, 4, 4][choice % 8];
+    let size = 1usize << log2_size;
+    let nentries = (word() as usize) % (size + 1);
+    let general = !choice.is_multiple_of(3);
+    let (entry_size, key_at, value_at) = if layout.dict_keys_size.is_some() || general {
+        (
+            layout.dict_entry_size,
+            layout.dict_entry_key,
+            layout.dict_entry_value,
+        )
+    } else {
+        (
+            layout.dict_unicode_entry_size,
+            layout.dict_unicode_entry_key,
+            layout.dict_unicode_entry_value,
+        )
+    };
+    let (Some(entry_size), Some(key_at), Some(value_at)) = (entry_size, key_at, value_at) else {
+        return 0;
+    };
+    let index_bytes = match (layout.dict_keys_size, layout.dict_keys_log2_size) {
+        (Some(size_at), _) => {
+            // A wrong size now and then: not a power of two, or huge.
+            let stored = match choice % 16 {
+                0 => 3,
+                1 => u64::MAX,
+                _ => size as u64,
+            };
+            put(block, size_at, &stored.to_le_bytes());
+            size
+        }
+        (None, Some(log2_at)) => {
+            put(block, log2_at, &[log2_size as u8]);
+            let log2_index_bytes = log2_size.max(3);
+            if let Some(at) = layout.dict_keys_log2_index_bytes {
+                put(block, at, &[log2_index_bytes as u8]);
+            }
+            if let (Some(at), Some(general_kind)) =
+                (layout.dict_keys_kind, layout.dict_kind_general)
+            {
+                put(block, at, &[if general { general_kind } else { 1 }]);
+            }
+            1 << log2_index_bytes
+        }
+        (None, None) => return 0,
+    };
+    put(block, nentries_at, &(nentries as u64).to_le_bytes());
+    for i in 0..index_bytes {
+        let byte = word() as u8;
+        put(block, indices_at + i, &[byte]);
+    }
+    let mut used = 0;
+    for entry in 0..nentries {
+        let at = indices_at + index_bytes + entry * entry_size;
+        let mut pointer = || {
+            let w = word();
+            match w % 8 {
+                0 => w,
+                1 | 2 => 0,
+                _ => objects[(w >> 8) as usize % objects.len()] as u64,
+            }
+        };
+        let key = pointer();
+        let value = pointer();
+        put(block, at + key_at, &key.to_le_bytes());
+        put(block, at + value_at, &value.to_le_bytes());
+        used += u64::from(value != 0);
+    }
+    used
 }
 
 #[test]
@@ -546,6 +658,9 @@ fn fuzz_value_decoder() {
     static COUNT: CaseCounter = CaseCounter::new("values");
     // Values decoded (not shown as `<type at 0x…>`): the images must reach the decoders.
     static DECODED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // Non-empty dicts decoded, under 3.8-3.10's key table (dk_size) and 3.11+'s.
+    static DICTS_BY_SIZE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static DICTS_BY_LOG2: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let strategy = (
         0..LAYOUTS.len(),
         prop::collection::vec(any::<u64>(), 1..64),
@@ -572,6 +687,14 @@ fn fuzz_value_decoder() {
                         );
                         if !opaque {
                             DECODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if value.type_name == "dict" && value.repr != "{}" {
+                                let counter = if layout.dict_keys_size.is_some() {
+                                    &DICTS_BY_SIZE
+                                } else {
+                                    &DICTS_BY_LOG2
+                                };
+                                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
                         }
                     }
                 }
@@ -580,7 +703,20 @@ fn fuzz_value_decoder() {
         })
         .unwrap();
     let decoded = DECODED.load(std::sync::atomic::Ordering::Relaxed);
-    println!("values: {decoded} decoded (not opaque)");
+    let by_size = DICTS_BY_SIZE.load(std::sync::atomic::Ordering::Relaxed);
+    let by_log2 = DICTS_BY_LOG2.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "values: {decoded} decoded (not opaque), of which non-empty dicts: {by_size} with \
+         3.8-3.10's key table, {by_log2} with 3.11+'s"
+    );
     assert!(decoded > 0, "no fuzzed value reached a decoder");
+    // About one case in 25 decodes a non-empty dict of each kind: with fewer cases than
+    // this, missing one proves nothing.
+    if fuzz_cases() >= 1000 {
+        assert!(
+            by_size > 0 && by_log2 > 0,
+            "the fuzzed dicts did not reach both key-table walks"
+        );
+    }
     COUNT.report();
 }

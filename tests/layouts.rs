@@ -237,6 +237,9 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
         ("unicode_compact_size", layout.unicode_compact_size),
         ("unicode_length", layout.unicode_length),
         ("unicode_state", layout.unicode_state),
+        ("dict_used", layout.dict_used),
+        ("dict_keys", layout.dict_keys),
+        ("dict_values", layout.dict_values),
     ];
     let optional = [
         ("tstate_native_thread_id", layout.tstate_native_thread_id),
@@ -264,6 +267,25 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
         ("code_nlocalsplus", layout.code_nlocalsplus),
         ("code_varnames", layout.code_varnames),
         ("code_localsplusnames", layout.code_localsplusnames),
+        ("dict_keys_size", layout.dict_keys_size),
+        ("dict_keys_log2_size", layout.dict_keys_log2_size),
+        (
+            "dict_keys_log2_index_bytes",
+            layout.dict_keys_log2_index_bytes,
+        ),
+        ("dict_keys_kind", layout.dict_keys_kind),
+        ("dict_keys_nentries", layout.dict_keys_nentries),
+        ("dict_keys_indices", layout.dict_keys_indices),
+        ("dict_entry_size", layout.dict_entry_size),
+        ("dict_entry_key", layout.dict_entry_key),
+        ("dict_entry_value", layout.dict_entry_value),
+        ("dict_unicode_entry_size", layout.dict_unicode_entry_size),
+        ("dict_unicode_entry_key", layout.dict_unicode_entry_key),
+        ("dict_unicode_entry_value", layout.dict_unicode_entry_value),
+        (
+            "dict_kind_general",
+            layout.dict_kind_general.map(usize::from),
+        ),
         (
             "frame_owned_by_cstack",
             layout.frame_owned_by_cstack.map(usize::from),

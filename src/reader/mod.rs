@@ -11,6 +11,7 @@ pub mod discover;
 pub mod layout;
 pub mod linetable;
 pub mod memory;
+pub mod printable;
 mod pyspy;
 pub mod values;
 

@@ -3,7 +3,7 @@
 //! [`describe`] turns an object address into `(type name, repr)` the way `tracefunc` shows a
 //! value: `type(v).__name__` and `repr(v)` cut to 50 characters (`s[:47] + "..."`). The repr is
 //! rebuilt here from the object's memory, never by calling into the target, for `int`, `bool`,
-//! `float`, `None`, `str`, `bytes`, and tuples, lists and (3.11+) dicts of those. Anything else,
+//! `float`, `None`, `str`, `bytes`, and tuples, lists and dicts of those. Anything else,
 //! and anything we cannot rebuild exactly (a string with a non-ASCII symbol whose printability
 //! needs Unicode's tables, a container nested too deep, a split-table dict), is shown as
 //! `<type at 0xADDRESS>`: never a guess.
@@ -13,6 +13,7 @@
 
 use super::layout::Layout;
 use super::memory::{MemoryError, MemoryReader, ReadRequest};
+use super::printable::{printability, Printability};
 
 /// Characters of a repr kept, as tracefunc cuts them.
 pub const MAX_REPR_CHARS: usize = 50;
@@ -295,7 +296,8 @@ impl<'a> ValueReader<'a> {
             }
             Kind::Str => {
                 let text = self.unicode(object)?;
-                out.push_str(&str_repr(&text).ok_or(Refused::Opaque)?);
+                let repr = code_points_repr(&text, out.room()).ok_or(Refused::Opaque)?;
+                out.push_str(&repr);
             }
             Kind::Bytes => {
                 let length = self.size(object)?;
@@ -362,71 +364,37 @@ impl<'a> ValueReader<'a> {
         self.repr_into(item, kind, depth + 1, out)
     }
 
-    /// 3.11+ combined-table dicts: entries in insertion order, deleted ones skipped.
+    /// Combined-table dicts: entries in insertion order, deleted ones (NULL value) skipped.
+    /// Split tables (an instance's `__dict__`, and before 3.11 also `{}`) are opaque unless
+    /// empty.
     fn dict_into(&mut self, object: usize, depth: usize, out: &mut Repr) -> Result<(), Refused> {
         let l = self.layout;
-        let (
-            Some(log2_size_at),
-            Some(log2_index_at),
-            Some(kind_at),
-            Some(nentries_at),
-            Some(indices_at),
-        ) = (
-            l.dict_keys_log2_size,
-            l.dict_keys_log2_index_bytes,
-            l.dict_keys_kind,
-            l.dict_keys_nentries,
-            l.dict_keys_indices,
-        )
-        else {
-            return Err(Refused::Opaque);
-        };
-        if self.read_usize(object.wrapping_add(l.dict_values))? != 0 {
-            return Err(Refused::Opaque); // a split table (an instance's __dict__)
-        }
         let used = self.read_usize(object.wrapping_add(l.dict_used))?;
-        let keys = self.read_usize(object.wrapping_add(l.dict_keys))?;
-        let mut header = vec![0u8; indices_at];
-        self.read(keys, &mut header)?;
-        let byte = |at: usize| header.get(at).copied().unwrap_or(0);
-        let (log2_size, log2_index_bytes, kind) =
-            (byte(log2_size_at), byte(log2_index_at), byte(kind_at));
-        let nentries = header
-            .get(nentries_at..nentries_at + 8)
-            .map(|b| usize::from_le_bytes(b.try_into().unwrap_or_default()))
-            .unwrap_or(usize::MAX);
-        if log2_size > 30 || log2_index_bytes > 40 || nentries > (1usize << log2_size) {
+        if used == 0 {
+            out.push_str("{}");
+            return Ok(());
+        }
+        if used > isize::MAX as usize {
             return Err(Refused::Opaque);
         }
-        let (entry_size, key_at, value_at) = if Some(kind) == l.dict_kind_general {
-            (l.dict_entry_size, l.dict_entry_key, l.dict_entry_value)
-        } else {
-            (
-                l.dict_unicode_entry_size,
-                l.dict_unicode_entry_key,
-                l.dict_unicode_entry_value,
-            )
-        };
-        let (Some(entry_size), Some(key_at), Some(value_at)) = (entry_size, key_at, value_at)
-        else {
-            return Err(Refused::Opaque);
-        };
-        let entries = keys
-            .wrapping_add(indices_at)
-            .wrapping_add(1usize << log2_index_bytes);
-        let read_entries = nentries.min(4 * MAX_ITEMS);
-        let mut raw = vec![0u8; read_entries * entry_size];
-        self.read(entries, &mut raw)?;
+        if self.read_usize(object.wrapping_add(l.dict_values))? != 0 {
+            return Err(Refused::Opaque); // a split table
+        }
+        let keys = self.read_usize(object.wrapping_add(l.dict_keys))?;
+        let table = self.key_table(keys)?;
+        let read_entries = table.nentries.min(4 * MAX_ITEMS);
+        let mut raw = vec![0u8; read_entries * table.entry_size];
+        self.read(table.entries, &mut raw)?;
         out.push_str("{");
         let mut shown = 0usize;
-        for entry in raw.chunks_exact(entry_size) {
+        for entry in raw.chunks_exact(table.entry_size) {
             let pointer = |at: usize| {
                 entry
                     .get(at..at + 8)
                     .map(|b| usize::from_le_bytes(b.try_into().unwrap_or_default()))
                     .unwrap_or(0)
             };
-            let (key, value) = (pointer(key_at), pointer(value_at));
+            let (key, value) = (pointer(table.key_at), pointer(table.value_at));
             if value == 0 {
                 continue;
             }
@@ -449,6 +417,79 @@ impl<'a> ValueReader<'a> {
         }
         out.push_str("}");
         Ok(())
+    }
+
+    /// Where the entries of the key table at `keys` are, and how they are laid out. The
+    /// layout says which table this version has: `dk_size` and its index width (3.8–3.10) or
+    /// `dk_log2_size`, `dk_log2_index_bytes` and `dk_kind` (3.11+).
+    fn key_table(&mut self, keys: usize) -> Result<KeyTable, Refused> {
+        let l = self.layout;
+        let (Some(nentries_at), Some(indices_at)) = (l.dict_keys_nentries, l.dict_keys_indices)
+        else {
+            return Err(Refused::Opaque);
+        };
+        let mut header = vec![0u8; indices_at];
+        self.read(keys, &mut header)?;
+        let byte = |at: usize| header.get(at).copied();
+        let word = |at: usize| {
+            header
+                .get(at..at + 8)
+                .map(|b| usize::from_le_bytes(b.try_into().unwrap_or_default()))
+        };
+        let nentries = word(nentries_at).ok_or(Refused::Opaque)?;
+        let general = (l.dict_entry_size, l.dict_entry_key, l.dict_entry_value);
+        let (size, index_bytes, (entry_size, key_at, value_at)) =
+            match (l.dict_keys_size, l.dict_keys_log2_size) {
+                (Some(size_at), _) => {
+                    let size = word(size_at).ok_or(Refused::Opaque)?;
+                    if !size.is_power_of_two() || size > 1 << 30 {
+                        return Err(Refused::Opaque);
+                    }
+                    let width = match size {
+                        0..=0xff => 1,
+                        0x100..=0xffff => 2,
+                        _ => 4, // 8-byte indices start past 2^32 slots, beyond the bound
+                    };
+                    (size, size * width, general)
+                }
+                (None, Some(log2_size_at)) => {
+                    let (Some(log2_size), Some(log2_index_bytes), Some(kind)) = (
+                        byte(log2_size_at),
+                        l.dict_keys_log2_index_bytes.and_then(byte),
+                        l.dict_keys_kind.and_then(byte),
+                    ) else {
+                        return Err(Refused::Opaque);
+                    };
+                    if log2_size > 30 || log2_index_bytes > 40 {
+                        return Err(Refused::Opaque);
+                    }
+                    let entries = if Some(kind) == l.dict_kind_general {
+                        general
+                    } else {
+                        (
+                            l.dict_unicode_entry_size,
+                            l.dict_unicode_entry_key,
+                            l.dict_unicode_entry_value,
+                        )
+                    };
+                    (1usize << log2_size, 1usize << log2_index_bytes, entries)
+                }
+                (None, None) => return Err(Refused::Opaque),
+            };
+        let (Some(entry_size), Some(key_at), Some(value_at)) = (entry_size, key_at, value_at)
+        else {
+            return Err(Refused::Opaque);
+        };
+        if nentries > size || entry_size == 0 {
+            return Err(Refused::Opaque);
+        }
+        Ok(KeyTable {
+            nentries,
+            entries: keys.wrapping_add(indices_at).wrapping_add(index_bytes),
+            entry_size,
+            key_at,
+            value_at,
+        })
     }
 
     /// `ob_size`, checked.
@@ -506,8 +547,8 @@ impl<'a> ValueReader<'a> {
         Ok((negative, digits))
     }
 
-    /// A compact `str`'s characters.
-    fn unicode(&mut self, object: usize) -> Result<String, Refused> {
+    /// A compact `str`'s code points (lone surrogates included, as Python keeps them).
+    fn unicode(&mut self, object: usize) -> Result<Vec<u32>, Refused> {
         let l = self.layout;
         let mut header = vec![0u8; l.unicode_compact_size];
         self.read(object, &mut header)?;
@@ -531,19 +572,29 @@ impl<'a> ValueReader<'a> {
         });
         let mut raw = vec![0u8; length * kind];
         self.read(data, &mut raw)?;
-        let text: Option<String> = match kind {
-            1 => Some(raw.iter().map(|&b| b as char).collect()),
+        Ok(match kind {
+            1 => raw.iter().map(|&b| u32::from(b)).collect(),
             2 => raw
                 .chunks_exact(2)
-                .map(|c| char::from_u32(u16::from_le_bytes([c[0], c[1]]) as u32))
+                .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
                 .collect(),
             _ => raw
                 .chunks_exact(4)
-                .map(|c| char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-        };
-        text.ok_or(Refused::Opaque)
+        })
     }
+}
+
+/// A dict's key table, as [`ValueReader::key_table`] finds it.
+struct KeyTable {
+    /// Entries used, deleted ones included.
+    nentries: usize,
+    /// Address of the first entry.
+    entries: usize,
+    entry_size: usize,
+    key_at: usize,
+    value_at: usize,
 }
 
 /// A repr being built: stops growing once it is longer than [`MAX_REPR_CHARS`].
@@ -556,6 +607,11 @@ struct Repr {
 impl Repr {
     fn full(&self) -> bool {
         self.chars > MAX_REPR_CHARS
+    }
+
+    /// Characters still kept before the repr is long enough to be cut.
+    fn room(&self) -> usize {
+        (MAX_REPR_CHARS + 1).saturating_sub(self.chars)
     }
 
     fn push_str(&mut self, s: &str) {
@@ -671,37 +727,56 @@ fn quote_for(has_single: bool, has_double: bool) -> char {
     }
 }
 
-/// `repr(str)`; `None` when a character's printability needs Unicode tables we do not carry
-/// (non-ASCII beyond Latin-1 that is neither a letter nor a digit).
+/// `repr(str)`; `None` when a character's printability differs between the supported
+/// versions (see [`printable`](super::printable)), so that the target's repr is not known.
 pub fn str_repr(text: &str) -> Option<String> {
-    let quote = quote_for(text.contains('\''), text.contains('"'));
-    let mut out = String::with_capacity(text.len() + 2);
+    let code_points: Vec<u32> = text.chars().map(u32::from).collect();
+    code_points_repr(&code_points, usize::MAX)
+}
+
+/// `repr(str)` of a string's code points (a lone surrogate included), built until it is longer
+/// than `limit` characters: a character past that point cannot make the kept part opaque.
+/// `None` if a character before it is printable in some supported versions only.
+///
+/// As CPython's `unicode_repr`: quotes `'` unless the text has `'` and no `"`; `\\`, `\t`,
+/// `\n`, `\r` and the quote escaped; other ASCII controls and DEL as `\xNN`; other ASCII as
+/// is; beyond ASCII, a printable character as is and any other as `\xNN` (up to U+00FF),
+/// `\uNNNN` (up to U+FFFF) or `\UNNNNNNNN`, in lowercase hex.
+pub fn code_points_repr(code_points: &[u32], limit: usize) -> Option<String> {
+    let has = |c: char| code_points.contains(&u32::from(c));
+    let quote = quote_for(has('\''), has('"'));
+    let mut out = String::with_capacity(code_points.len().min(limit) + 2);
+    let mut chars = 1usize;
     out.push(quote);
-    for c in text.chars() {
-        let code = c as u32;
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            _ if c == quote => {
+    for &code in code_points {
+        if chars > limit {
+            return Some(out);
+        }
+        let start = out.len();
+        match char::from_u32(code) {
+            Some('\\') => out.push_str("\\\\"),
+            Some('\t') => out.push_str("\\t"),
+            Some('\n') => out.push_str("\\n"),
+            Some('\r') => out.push_str("\\r"),
+            Some(c) if c == quote => {
                 out.push('\\');
                 out.push(c);
             }
-            _ if code < 0x20 || code == 0x7f => out.push_str(&format!("\\x{code:02x}")),
-            _ if code < 0x7f => out.push(c),
-            // Latin-1: C1 controls, NBSP and the soft hyphen are not printable.
-            _ if code <= 0xff => {
-                if code <= 0xa0 || code == 0xad {
-                    out.push_str(&format!("\\x{code:02x}"));
-                } else {
-                    out.push(c);
+            Some(_) if code < 0x20 || code == 0x7f => out.push_str(&format!("\\x{code:02x}")),
+            Some(c) if code < 0x7f => out.push(c),
+            _ => match printability(code) {
+                Printability::Printable => out.push(char::from_u32(code)?),
+                Printability::Unprintable if code <= 0xff => {
+                    out.push_str(&format!("\\x{code:02x}"))
                 }
-            }
-            // Letters, marks of letters and numbers are printable in every Unicode version.
-            _ if c.is_alphanumeric() => out.push(c),
-            _ => return None,
+                Printability::Unprintable if code <= 0xffff => {
+                    out.push_str(&format!("\\u{code:04x}"))
+                }
+                Printability::Unprintable => out.push_str(&format!("\\U{code:08x}")),
+                Printability::Differs => return None,
+            },
         }
+        chars += out[start..].chars().count();
     }
     out.push(quote);
     Some(out)
@@ -777,9 +852,52 @@ mod tests {
         assert_eq!(str_repr("a\nb\t\\\x01").unwrap(), "'a\\nb\\t\\\\\\x01'");
         assert_eq!(str_repr("café ß\u{a0}").unwrap(), "'café ß\\xa0'");
         assert_eq!(str_repr("日本").unwrap(), "'日本'");
-        assert_eq!(str_repr("→"), None);
+        assert_eq!(str_repr("→").unwrap(), "'→'");
         assert_eq!(bytes_repr(b"ab\x00'"), "b\"ab\\x00'\"");
         assert_eq!(bytes_repr(b"\xff\\"), "b'\\xff\\\\'");
+    }
+
+    #[test]
+    fn escapes_beyond_ascii_follow_python() {
+        // Each repr is what every CPython 3.8-3.14 prints.
+        let cases: &[(&[u32], &str)] = &[
+            (&[0x68, 0xe9, 0x6c, 0x6c, 0x6f], "'héllo'"),
+            (&[0x80, 0x9f, 0xa0, 0xad, 0xff], "'\\x80\\x9f\\xa0\\xadÿ'"),
+            (&[0x378], "'\\u0378'"), // unassigned
+            (&[0x200b, 0x2028, 0xfeff], "'\\u200b\\u2028\\ufeff'"), // Cf, Zl, Cf
+            (&[0x3000], "'\\u3000'"), // IDEOGRAPHIC SPACE (Zs)
+            (&[0xd800, 0xdfff], "'\\ud800\\udfff'"), // lone surrogates
+            (&[0xe000], "'\\ue000'"), // private use
+            (&[0x1f40d], "'🐍'"),
+            (&[0x4e16, 0x754c], "'世界'"),
+            (&[0xe0001], "'\\U000e0001'"), // LANGUAGE TAG (Cf)
+            (&[0x10ffff], "'\\U0010ffff'"),
+            (&[0x27, 0x2028], "\"'\\u2028\""), // the quote choice holds beyond ASCII
+        ];
+        for (code_points, want) in cases {
+            assert_eq!(
+                code_points_repr(code_points, usize::MAX).as_deref(),
+                Some(*want),
+                "{code_points:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_character_printable_in_some_versions_only_is_opaque_unless_cut_off() {
+        // U+1FAE8 SHAKING FACE: Unicode 15.0, printable from Python 3.12 on only.
+        assert_eq!(code_points_repr(&[0x61, 0x1fae8], usize::MAX), None);
+        // Not a code point at all.
+        assert_eq!(code_points_repr(&[0x110000], usize::MAX), None);
+        // Past the cut it does not matter: the kept part is the same in every version.
+        let mut long = vec![0x78u32; 60];
+        long.push(0x1fae8);
+        let cut = cut_repr(&code_points_repr(&long, MAX_REPR_CHARS + 1).unwrap());
+        assert_eq!(cut, format!("'{}...", "x".repeat(46)));
+        // The quote is chosen from the whole text, even past the cut.
+        long.push(0x27);
+        let cut = cut_repr(&code_points_repr(&long, MAX_REPR_CHARS + 1).unwrap());
+        assert_eq!(cut, format!("\"{}...", "x".repeat(46)));
     }
 
     #[test]

@@ -69,6 +69,47 @@ for text, kind, ascii in (("plain", 1, 1), ("caf\xe9", 1, 0), ("\u20ac5", 2, 0),
     check(label + " data", ctypes.string_at(id(text) + header, len(text) * kind),
           text.encode(encoding))
 
+# Dicts: walk the key table at the given offsets (as src/reader/values.rs does) and find the
+# dict's items in insertion order, the deleted entry skipped. 3.8-3.10's table comes from
+# Objects/dict-common.h, not from installed headers: this is what checks it.
+def dict_items(d):
+    keys = ptr(id(d) + L["dict_keys"])
+    if "dict_keys_size" in L:
+        size = ctypes.c_ssize_t.from_address(keys + L["dict_keys_size"]).value
+        width = 1 if size <= 0xff else 2 if size <= 0xffff else 4 if size <= 0xffffffff else 8
+        index_bytes = size * width
+        general = True
+    else:
+        size = 1 << ctypes.c_ubyte.from_address(keys + L["dict_keys_log2_size"]).value
+        index_bytes = 1 << ctypes.c_ubyte.from_address(keys + L["dict_keys_log2_index_bytes"]).value
+        general = ctypes.c_ubyte.from_address(keys + L["dict_keys_kind"]).value == \
+            L["dict_kind_general"]
+    prefix = "dict_entry_" if general else "dict_unicode_entry_"
+    nentries = ctypes.c_ssize_t.from_address(keys + L["dict_keys_nentries"]).value
+    entries = keys + L["dict_keys_indices"] + index_bytes
+    items = []
+    for i in range(nentries):
+        entry = entries + i * L[prefix + "size"]
+        value = ptr(entry + L[prefix + "value"])
+        if value:
+            items.append((ptr(entry + L[prefix + "key"]), value))
+    return size, nentries, items
+
+
+for label, d, deleted in (
+        ("dict of str keys", {"one": 1, "two": 2.0, "three": (3,)}, "two"),
+        ("dict of mixed keys", {"k": 1, 2: "v", (3,): None}, 2),
+        ("dict of 300 keys", {i: -i for i in range(300)}, 7)):
+    del d[deleted]
+    check(label + " ma_values", ptr(id(d) + L["dict_values"]), 0)
+    check(label + " ma_used", ctypes.c_ssize_t.from_address(id(d) + L["dict_used"]).value,
+          len(d))
+    size, nentries, items = dict_items(d)
+    check(label + " size", len(d) < size and size & (size - 1) == 0, True)
+    check(label + " nentries", nentries, len(d) + 1)
+    check(label + " items", items, [(id(k), id(v)) for k, v in d.items()])
+
+
 # Code objects.
 def sample(first, second=2):
     local = first + second

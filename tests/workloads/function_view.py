@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 """Test workload for tests/function_view.rs: `target` is called six times (recursion, a second
 thread, two call sites), with two statements on one line and locals of every type the
-function view decodes.
+function view decodes: dicts (one with a deleted key, one nested, one past 255 slots) and
+strings beyond Latin-1 (escaped or not by repr, and one whose character is printable in newer
+versions only, which must stay opaque).
 
 Every local is bound once per call before the statement that waits with it, so the value a
 sampler reads while `target` waits on a statement is the value tracefunc records after that
@@ -11,6 +13,8 @@ statement. Each call waits on its statements (`wait` sleeps), so that samples fi
   python function_view.py --truth OUT     run it under tracefunc (3.12+) and write its traces
                                           as JSON: [{"stack": ..., "trace": {snippet:
                                           [hits, {var: [[type, repr], ...]}]}}, ...]
+
+Before 3.12 the ground truth is tests/support/settrace_locals.py running this file.
 """
 import json
 import sys
@@ -44,6 +48,17 @@ def target(tag, depth):
     long_text = "x" * 80
     thing = Opaque()
     wait((a, b, number, ratio, flag, nothing, text, raw, pair, items, mapping, names, long_text, thing))
+    deleted = {"gone": 0, "kept": depth, "also": [depth]}
+    del deleted["gone"]
+    nested = {"inner": {"x": [depth], "é": None}, "t": (1, "é")}
+    empty = {}
+    big = dict.fromkeys(range(300), depth)
+    wide = "héllo 世界"
+    zero = "zero\u200bwidth"
+    snake = "emoji 🐍"
+    unassigned = "\u0378"
+    newer = "\U0001fae8 is printable from 3.12 on"
+    wait((deleted, nested, empty, big, wide, zero, snake, unassigned, newer))
     for i in range(2):
         wait(i)
     if depth > 0:

@@ -204,17 +204,35 @@ FIELDS = [
     ("dict_used", "offset", all_versions("offsetof(PyDictObject, ma_used)")),
     ("dict_keys", "offset", all_versions("offsetof(PyDictObject, ma_keys)")),
     ("dict_values", "offset", all_versions("offsetof(PyDictObject, ma_values)")),
-    # PyDictKeysObject is in the installed headers from 3.11 on only (Objects/dict-common.h
-    # before): dict contents are decoded on 3.11+.
+    # PyDictKeysObject and PyDictKeyEntry are in the installed headers from 3.11 on; before,
+    # they live in Objects/dict-common.h, which is not installed: 3.8-3.10 measure the copy
+    # declared in PRE_3_11_DICT (below), which tests/layouts.rs checks against each
+    # interpreter's own dicts (tests/support/layout_probe.py).
+    ("dict_keys_size", "option", [(8, 10, "offsetof(TracerDictKeysObject, dk_size)")]),
     ("dict_keys_log2_size", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_log2_size)")]),
     ("dict_keys_log2_index_bytes", "option",
      [(11, 14, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
     ("dict_keys_kind", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_kind)")]),
-    ("dict_keys_nentries", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_nentries)")]),
-    ("dict_keys_indices", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_indices)")]),
-    ("dict_entry_size", "option", [(11, 14, "sizeof(PyDictKeyEntry)")]),
-    ("dict_entry_key", "option", [(11, 14, "offsetof(PyDictKeyEntry, me_key)")]),
-    ("dict_entry_value", "option", [(11, 14, "offsetof(PyDictKeyEntry, me_value)")]),
+    ("dict_keys_nentries", "option", [
+        (8, 10, "offsetof(TracerDictKeysObject, dk_nentries)"),
+        (11, 14, "offsetof(PyDictKeysObject, dk_nentries)"),
+    ]),
+    ("dict_keys_indices", "option", [
+        (8, 10, "offsetof(TracerDictKeysObject, dk_indices)"),
+        (11, 14, "offsetof(PyDictKeysObject, dk_indices)"),
+    ]),
+    ("dict_entry_size", "option", [
+        (8, 10, "sizeof(TracerDictKeyEntry)"),
+        (11, 14, "sizeof(PyDictKeyEntry)"),
+    ]),
+    ("dict_entry_key", "option", [
+        (8, 10, "offsetof(TracerDictKeyEntry, me_key)"),
+        (11, 14, "offsetof(PyDictKeyEntry, me_key)"),
+    ]),
+    ("dict_entry_value", "option", [
+        (8, 10, "offsetof(TracerDictKeyEntry, me_value)"),
+        (11, 14, "offsetof(PyDictKeyEntry, me_value)"),
+    ]),
     ("dict_unicode_entry_size", "option", [(11, 14, "sizeof(PyDictUnicodeEntry)")]),
     ("dict_unicode_entry_key", "option", [(11, 14, "offsetof(PyDictUnicodeEntry, me_key)")]),
     ("dict_unicode_entry_value", "option",
@@ -355,9 +373,33 @@ static void report_bits(const char *name, const unsigned char *object, size_t ob
 """
 
 
+# The dict key table of 3.8-3.10, as Objects/dict-common.h of those versions declares it (the
+# same in all three): not in their installed headers, so declared here under our own names
+# for the compiler to lay out. dk_indices holds dk_size indices of 1, 2, 4 or 8 bytes each
+# (dk_size <= 0xff, <= 0xffff, <= 0xffffffff, larger); the PyDictKeyEntry array follows it.
+PRE_3_11_DICT = r"""
+typedef struct {
+    Py_hash_t me_hash;
+    PyObject *me_key;
+    PyObject *me_value;
+} TracerDictKeyEntry;
+
+typedef struct {
+    Py_ssize_t dk_refcnt;
+    Py_ssize_t dk_size;
+    void *dk_lookup; /* dict_lookup_func */
+    Py_ssize_t dk_usable;
+    Py_ssize_t dk_nentries;
+    char dk_indices[];
+} TracerDictKeysObject;
+"""
+
+
 def c_program(minor):
     lines = [f'#include "{h}"' for h in includes(minor)]
     lines.append(C_PRELUDE)
+    if minor <= 10:
+        lines.append(PRE_3_11_DICT)
     lines.append("int main(void) {")
     for name, kind, spec in FIELDS:
         expr = expression_for(spec, minor)

@@ -279,21 +279,28 @@ pub struct Layout {
     pub dict_keys: usize,
     /// `PyDictObject.ma_values`: non-NULL for a split table.
     pub dict_values: usize,
+    /// `PyDictKeysObject.dk_size` (3.8–3.10, `Py_ssize_t`): slots of the index table, a power
+    /// of two; each index is 1, 2, 4 or 8 bytes as it fits in 8, 16, 32 bits or not. 3.11+
+    /// keep the log2 instead ([`Layout::dict_keys_log2_size`]). The struct is not in the
+    /// installed headers of 3.8–3.10: generate.py lays out a declaration of it from
+    /// `Objects/dict-common.h`, checked against live interpreters by tests/layouts.rs.
+    pub dict_keys_size: Option<usize>,
     /// `PyDictKeysObject.dk_log2_size` (3.11+, one byte).
     pub dict_keys_log2_size: Option<usize>,
     /// `PyDictKeysObject.dk_log2_index_bytes` (3.11+, one byte).
     pub dict_keys_log2_index_bytes: Option<usize>,
     /// `PyDictKeysObject.dk_kind` (3.11+, one byte).
     pub dict_keys_kind: Option<usize>,
-    /// `PyDictKeysObject.dk_nentries` (3.11+): entries used, deleted ones included.
+    /// `PyDictKeysObject.dk_nentries`: entries used, deleted ones included.
     pub dict_keys_nentries: Option<usize>,
-    /// `PyDictKeysObject.dk_indices` (3.11+): the index table; the entries follow it.
+    /// `PyDictKeysObject.dk_indices`: the index table; the entries follow it.
     pub dict_keys_indices: Option<usize>,
-    /// `sizeof(PyDictKeyEntry)` (3.11+).
+    /// `sizeof(PyDictKeyEntry)`: the entry of every dict before 3.11, of a general (not
+    /// all-`str` keys) dict from 3.11.
     pub dict_entry_size: Option<usize>,
-    /// `PyDictKeyEntry.me_key` (3.11+).
+    /// `PyDictKeyEntry.me_key`.
     pub dict_entry_key: Option<usize>,
-    /// `PyDictKeyEntry.me_value` (3.11+).
+    /// `PyDictKeyEntry.me_value`: NULL for a deleted entry.
     pub dict_entry_value: Option<usize>,
     /// `sizeof(PyDictUnicodeEntry)` (3.11+).
     pub dict_unicode_entry_size: Option<usize>,
@@ -669,7 +676,9 @@ mod tests {
             assert_eq!(layout.iframe_code_tag_mask, if minor >= 14 { 3 } else { 0 });
             let snapshot = minor >= 12;
             assert_eq!(layout.interp_imports_modules.is_some(), snapshot);
-            assert_eq!(layout.dict_keys_indices.is_some(), minor >= 11);
+            assert_eq!(layout.dict_keys_indices.is_some(), minor >= 8);
+            assert_eq!(layout.dict_keys_size.is_some(), minor <= 10);
+            assert_eq!(layout.dict_keys_log2_size.is_some(), minor >= 11);
             assert_eq!(layout.function_code.is_some(), snapshot);
             assert_eq!(layout.code_consts.is_some(), snapshot);
             assert_eq!(layout.code_exceptiontable.is_some(), snapshot);
