@@ -21,7 +21,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -94,6 +94,76 @@ fn traced(python: &Python, dir: &Path) -> FunctionTraces {
         python.label()
     );
     function
+}
+
+/// Locals are read after the stack walk: a frame that returned in between, its place taken by
+/// another call's, must not lend its successor's values. `target` and `other` alternate in the
+/// same slot (tests/workloads/frame_reuse.py); every value of `target`'s `tag` must be "mine".
+/// Before the reader checked that the frame still held the walked code and instruction, 3.12
+/// showed `'theirs'` there (found by function_view.py under CI: `wait`'s argument read as
+/// `target`'s `tag`).
+#[test]
+fn locals_never_come_from_the_frame_that_replaced_the_call() {
+    for python in pythons_under_test() {
+        if python.version >= (3, 15) {
+            continue;
+        }
+        let dir = scratch(&format!(
+            "frame-reuse-{}.{}",
+            python.version.0, python.version.1
+        ));
+        let out_path = dir.join("reuse.json");
+        let out = run_tracer(
+            &[
+                "run",
+                "--rate",
+                "10000",
+                "--function",
+                "target",
+                "--locals",
+                "--format",
+                "json",
+                "-o",
+                out_path.to_str().unwrap(),
+                "--",
+                python.path.to_str().unwrap(),
+                workload("frame_reuse.py").to_str().unwrap(),
+            ],
+            &dir,
+            Duration::from_secs(120),
+        );
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            python.label(),
+            printed(&out)
+        );
+        let (results, _) = tracer::output::load_results(&out_path).unwrap();
+        let function = results.function.expect("the JSON has a function section");
+        let mut seen = BTreeMap::<String, usize>::new();
+        for call in &function.calls {
+            for statement in &call.statements {
+                for (type_name, repr) in statement.vars.get("tag").into_iter().flatten() {
+                    *seen.entry(format!("{type_name} {repr}")).or_default() += 1;
+                }
+            }
+        }
+        println!(
+            "{}: {} calls of target sampled; tag seen as {seen:?}",
+            python.label(),
+            function.calls.len()
+        );
+        assert!(
+            seen.keys().all(|value| value == "str 'mine'"),
+            "{}: target's tag read from another frame: {seen:?}",
+            python.label()
+        );
+        assert!(
+            !seen.is_empty(),
+            "{}: tag was never read: the check above proved nothing",
+            python.label()
+        );
+    }
 }
 
 /// One call of tracefunc's output: its stack string and `snippet → (hits, var → values)`.

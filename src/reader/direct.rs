@@ -948,23 +948,33 @@ impl DirectReader {
         Some(out)
     }
 
-    /// The bound locals of `frame`. They are read after the stack copies, so the slots and the
-    /// instruction are read again afterwards: if either changed, the values may belong to
-    /// another moment and none is kept.
+    /// The bound locals of `frame`. They are read after the stack copies, with the frame's code
+    /// and instruction: unless those are still what the walk saw, the frame has moved on (or
+    /// returned, and another call's frame took its place: `wait`'s argument read as `target`'s
+    /// first local) and none is kept. The slots and the instruction are read again afterwards,
+    /// and if either changed, the values may belong to another moment and none is kept either.
     fn read_locals(
         &mut self,
         frame: &RawFrame,
         slots: &[LocalSlot],
     ) -> Result<Vec<LocalSample>, MemoryError> {
         let layout = self.target.layout;
-        let (slots_at, position_at) =
+        let (slots_at, code_at, position_at) =
             match (layout.iframe_localsplus, layout.frame_object_localsplus) {
-                (Some(localsplus), _) => (localsplus, layout.iframe_instr_ptr),
-                (None, Some(localsplus)) => (localsplus, layout.frame_object_lasti),
+                (Some(localsplus), _) => (localsplus, layout.iframe_code, layout.iframe_instr_ptr),
+                (None, Some(localsplus)) => (
+                    localsplus,
+                    layout.frame_object_code,
+                    layout.frame_object_lasti,
+                ),
                 _ => return Ok(Vec::new()),
             };
+        let (Some(code_at), Some(position_at)) = (code_at, position_at) else {
+            return Ok(Vec::new());
+        };
         let read_state = |memory: &mut dyn MemoryReader| {
             let mut values = vec![0u8; slots.len() * 8];
+            let mut code = [0u8; 8];
             let mut position = [0u8; 8];
             memory.read_many(&mut [
                 ReadRequest {
@@ -972,13 +982,32 @@ impl DirectReader {
                     buf: &mut values,
                 },
                 ReadRequest {
-                    address: frame.address.wrapping_add(position_at.unwrap_or(0)),
+                    address: frame.address.wrapping_add(code_at),
+                    buf: &mut code,
+                },
+                ReadRequest {
+                    address: frame.address.wrapping_add(position_at),
                     buf: &mut position,
                 },
             ])?;
-            Ok::<_, MemoryError>((values, position))
+            Ok::<_, MemoryError>((values, code, position))
         };
         let before = read_state(self.target.memory.as_mut())?;
+        let code = usize::from_le_bytes(before.1) & !layout.iframe_code_tag_mask;
+        let position = match frame.position {
+            RawFramePosition::Lasti(_) => {
+                RawFramePosition::Lasti(read_i32_at(&before.2, 0).unwrap_or(i32::MIN))
+            }
+            RawFramePosition::InstructionPointer { code_start, .. } => {
+                RawFramePosition::InstructionPointer {
+                    pointer: u64::from_le_bytes(before.2),
+                    code_start,
+                }
+            }
+        };
+        if code != frame.code || position != frame.position {
+            return Err(MemoryError::Unmapped(frame.address));
+        }
         let mut locals: Vec<LocalSample> = Vec::new();
         {
             let mut values =
