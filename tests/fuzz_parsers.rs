@@ -9,7 +9,10 @@
 
 mod common;
 
-use common::fuzz::{fuzz_cases, CaseCounter};
+use common::fuzz::{fuzz_cases, CaseCounter, CountingAllocator};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

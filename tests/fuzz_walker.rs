@@ -16,7 +16,10 @@
 
 mod common;
 
-use common::fuzz::{fuzz_cases, CaseCounter};
+use common::fuzz::{fuzz_cases, CaseCounter, CountingAllocator};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -349,7 +352,7 @@ fn fuzz_frame_walker_over_mutated_and_random_images() {
     );
     runner
         .run(&strategy, |(index, mutations, seed)| {
-            COUNT.case();
+            COUNT.case_of(&(index, &mutations, seed));
             let recorded = &images[index];
             let image = match &mutations {
                 Some(mutations) => mutate(&recorded.image, mutations),
@@ -572,7 +575,7 @@ fn fuzz_snapshot_images(count: &CaseCounter, cases: u32, analysis: bool) {
     );
     runner
         .run(&strategy, |(index, mutations, seed)| {
-            count.case();
+            count.case_of(&(index, &mutations, seed));
             let walk = &images[index];
             let changes = {
                 let mut image = working[index].lock().unwrap();
