@@ -785,3 +785,66 @@ fn a_walk_that_meets_a_freed_frame_reports_nothing_of_its_thread() {
         println!("SKIP: no Python 3.8–3.10 found");
     }
 }
+
+/// A shim frame (pushed by C code, 3.12+) outside the thread's chunk whose `previous` is
+/// itself: shims are not kept as frames, so a walk bounded by frames kept followed this cycle
+/// without end, growing its list of outside frames until the OOM killer came (found by
+/// `make fuzz` at 24 GiB). The walk is bounded by steps: one sample returns, with or without
+/// frames, and the watchdog (20 s, 2 GiB) never fires.
+#[test]
+fn a_cycle_of_shim_frames_outside_the_chunk_ends_the_walk() {
+    const SHIM: usize = 0x10_0000;
+    let mut tested = 0;
+    for recorded in record_images() {
+        let layout = recorded.layout;
+        let (Some(owned_by_cstack), Some(owner_at), Some(previous_at)) = (
+            layout.frame_owned_by_cstack,
+            layout.iframe_owner,
+            layout.iframe_previous,
+        ) else {
+            continue; // before 3.12: no shim frames
+        };
+        let mut image = recorded.image.clone();
+        let mut head = [0u8; 8];
+        image
+            .read(recorded.interpreter + layout.interp_threads_head, &mut head)
+            .unwrap();
+        let tstate = usize::from_le_bytes(head);
+        let frame_slot = match (layout.tstate_current_frame, layout.tstate_cframe) {
+            (Some(current), _) => tstate + current,
+            (None, Some(cframe)) => {
+                let mut cframe_ptr = [0u8; 8];
+                image.read(tstate + cframe, &mut cframe_ptr).unwrap();
+                usize::from_le_bytes(cframe_ptr) + layout.cframe_current_frame.unwrap()
+            }
+            _ => unreachable!("3.12+ has a frame pointer"),
+        };
+        let mut shim = vec![0u8; 512];
+        shim[previous_at..previous_at + 8].copy_from_slice(&SHIM.to_le_bytes());
+        shim[owner_at] = owned_by_cstack;
+        let mut regions = image.regions().to_vec();
+        regions.push((SHIM, shim));
+        let mut image = ImageMemory::new(regions);
+        poke(&mut image, frame_slot, SHIM);
+        common::fuzz::tick("shim cycle");
+        let target = Target {
+            memory: Box::new(image),
+            layout,
+            interpreter: recorded.interpreter,
+            code_type: recorded.code_type,
+        };
+        let mut reader = DirectReader::new(target, None);
+        let (mut sample, mut codes) = (Sample::default(), Vec::new());
+        let result = reader.read(&mut sample, &mut codes);
+        println!(
+            "{}: a self-referencing shim frame: the sample returned ({}), {} frames",
+            recorded.label,
+            if result.is_ok() { "ok" } else { "an error" },
+            sample.frames.len()
+        );
+        tested += 1;
+    }
+    if tested == 0 {
+        println!("SKIP: no Python 3.12+ found");
+    }
+}

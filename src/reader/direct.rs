@@ -569,8 +569,12 @@ impl DirectReader {
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
         let span = iframe_span(&layout);
+        // Counted in steps, not in frames kept: shim frames are not kept, and a cycle of them
+        // (a hostile or torn `previous`) would otherwise be followed without end.
+        let mut steps = 0usize;
         while frame != 0 {
-            if out.len() >= MAX_DEPTH {
+            steps += 1;
+            if steps > MAX_DEPTH {
                 return Err(MemoryError::Unmapped(frame)); // a cycle or garbage: drop
             }
             // Checked: a garbage pointer near the top of the address space must not wrap.

@@ -18,8 +18,36 @@ static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// it: `#[global_allocator] static ALLOCATOR: CountingAllocator = CountingAllocator;`.
 pub struct CountingAllocator;
 
+/// A single allocation this large is reported with its backtrace (the first few only): what a
+/// memory bomb is made of is then known even if the watchdog has to stop the process.
+const LARGE_ALLOCATION: usize = 256 << 20;
+static LARGE_REPORTED: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static REPORTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn note_allocation(size: usize) {
+    if size < LARGE_ALLOCATION || LARGE_REPORTED.load(Ordering::Relaxed) >= 3 {
+        return;
+    }
+    // The report allocates too: not reported again from inside it.
+    if REPORTING.with(|r| r.replace(true)) {
+        return;
+    }
+    LARGE_REPORTED.fetch_add(1, Ordering::Relaxed);
+    let target = CURRENT.lock().map(|c| c.0).unwrap_or("");
+    eprintln!(
+        "fuzz: an allocation of {} MiB in a case of {target}, from:\n{}",
+        size >> 20,
+        std::backtrace::Backtrace::force_capture()
+    );
+    REPORTING.with(|r| r.set(false));
+}
+
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation(layout.size());
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
@@ -33,6 +61,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation(layout.size());
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
             LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
@@ -41,6 +70,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation(new_size);
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
