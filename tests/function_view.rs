@@ -50,14 +50,19 @@ fn function_view_against_tracefunc_and_trace() {
     }
 }
 
-/// Sample the workload under the tracer with `--function target --locals`.
-fn traced(python: &Python, dir: &Path) -> FunctionTraces {
-    let out_path = dir.join("function.json");
+/// `tracer run --function target --locals` over `script` at `rate`: the function view it wrote.
+fn run_function_view(
+    python: &Python,
+    dir: &Path,
+    script: &str,
+    rate: &str,
+) -> (PathBuf, FunctionTraces) {
+    let out_path = dir.join(format!("{script}.json"));
     let out = run_tracer(
         &[
             "run",
             "--rate",
-            "2000",
+            rate,
             "--function",
             "target",
             "--locals",
@@ -67,7 +72,7 @@ fn traced(python: &Python, dir: &Path) -> FunctionTraces {
             out_path.to_str().unwrap(),
             "--",
             python.path.to_str().unwrap(),
-            workload(WORKLOAD).to_str().unwrap(),
+            workload(script).to_str().unwrap(),
         ],
         dir,
         Duration::from_secs(120),
@@ -80,6 +85,12 @@ fn traced(python: &Python, dir: &Path) -> FunctionTraces {
     );
     let (results, _) = tracer::output::load_results(&out_path).unwrap();
     let function = results.function.expect("the JSON has a function section");
+    (out_path, function)
+}
+
+/// Sample the workload under the tracer with `--function target --locals`.
+fn traced(python: &Python, dir: &Path) -> FunctionTraces {
+    let (out_path, function) = run_function_view(python, dir, WORKLOAD, "2000");
     // The text view reads the same file.
     let report = run_tracer(
         &["report", "--file", out_path.to_str().unwrap(), "--function"],
@@ -112,34 +123,7 @@ fn locals_never_come_from_the_frame_that_replaced_the_call() {
             "frame-reuse-{}.{}",
             python.version.0, python.version.1
         ));
-        let out_path = dir.join("reuse.json");
-        let out = run_tracer(
-            &[
-                "run",
-                "--rate",
-                "10000",
-                "--function",
-                "target",
-                "--locals",
-                "--format",
-                "json",
-                "-o",
-                out_path.to_str().unwrap(),
-                "--",
-                python.path.to_str().unwrap(),
-                workload("frame_reuse.py").to_str().unwrap(),
-            ],
-            &dir,
-            Duration::from_secs(120),
-        );
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            python.label(),
-            printed(&out)
-        );
-        let (results, _) = tracer::output::load_results(&out_path).unwrap();
-        let function = results.function.expect("the JSON has a function section");
+        let (_, function) = run_function_view(&python, &dir, "frame_reuse.py", "10000");
         let mut seen = BTreeMap::<String, usize>::new();
         for call in &function.calls {
             for statement in &call.statements {

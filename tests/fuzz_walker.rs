@@ -200,6 +200,32 @@ fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
 }
 
 /// A deterministic stream of random bytes (xorshift64*), to fill whole images from one seed.
+/// A runner of `cases` and the cases over `images` recorded images: (which image, its
+/// mutations or `None` for random bytes at the same addresses, the random bytes' seed).
+fn image_cases(
+    cases: u32,
+    images: usize,
+) -> (
+    TestRunner,
+    impl Strategy<Value = (usize, Option<Vec<Mutation>>, u64)>,
+) {
+    let runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 1_000,
+        ..Config::default()
+    });
+    let strategy = (
+        0..images,
+        prop_oneof![
+            9 => mutations().prop_map(Some),
+            1 => Just(None),
+        ],
+        any::<u64>(),
+    );
+    (runner, strategy)
+}
+
 fn random_bytes(seed: u64, out: &mut [u8]) {
     let mut state = seed | 1;
     for chunk in out.chunks_mut(8) {
@@ -336,20 +362,7 @@ fn fuzz_frame_walker_over_mutated_and_random_images() {
     }
     let max_ranges = AtomicU64::new(0);
     let cases = fuzz_cases();
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_iters: 1_000,
-        ..Config::default()
-    });
-    let strategy = (
-        0..images.len(),
-        prop_oneof![
-            9 => mutations().prop_map(Some),
-            1 => Just(None),
-        ],
-        any::<u64>(),
-    );
+    let (mut runner, strategy) = image_cases(cases, images.len());
     runner
         .run(&strategy, |(index, mutations, seed)| {
             COUNT.case_of(&(index, &mutations, seed));
@@ -559,20 +572,7 @@ fn fuzz_snapshot_images(count: &CaseCounter, cases: u32, analysis: bool) {
         assert_eq!(codes, walk.codes, "{}", walk.recorded.label);
     }
     let max_ranges = AtomicU64::new(0);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_iters: 1_000,
-        ..Config::default()
-    });
-    let strategy = (
-        0..images.len(),
-        prop_oneof![
-            9 => mutations().prop_map(Some),
-            1 => Just(None),
-        ],
-        any::<u64>(),
-    );
+    let (mut runner, strategy) = image_cases(cases, images.len());
     runner
         .run(&strategy, |(index, mutations, seed)| {
             count.case_of(&(index, &mutations, seed));
