@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{all_pythons, printed, pythons_under_test, repo_root, scratch, Python};
+use common::{all_pythons, printed, pythons_under_test, regenerate, Python};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tracer::reader::layout::debug_offsets::{
@@ -45,24 +45,7 @@ fn without_comments(text: &str) -> String {
 
 #[test]
 fn committed_table_is_what_the_generator_measures_now() {
-    let generator = repo_root().join("src/reader/layout/generate.py");
-    let committed_path = repo_root().join("src/reader/layout/generated.rs");
-    let fresh_path = scratch("layouts").join("generated.rs");
-    let out = Command::new("python3")
-        .arg(&generator)
-        .arg("--output")
-        .arg(&fresh_path)
-        .output()
-        .expect("running python3 (needed to run the generator)");
-    assert!(
-        out.status.success(),
-        "generate.py failed: {}",
-        printed(&out)
-    );
-    print!("{}", String::from_utf8_lossy(&out.stderr));
-
-    let committed = std::fs::read_to_string(&committed_path).unwrap();
-    let fresh = std::fs::read_to_string(&fresh_path).unwrap();
+    let (committed, fresh) = regenerate("src/reader/layout", "layouts");
     let committed_items = items(&committed);
     let fresh_items = items(&fresh);
     let mut all_present = true;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{printed, pythons_under_test, repo_root, scratch};
+use common::{printed, pythons_under_test, regenerate};
 use std::process::Command;
 use tracer::reader::printable::{PRINTABLE_IN_EVERY_VERSION, UNPRINTABLE_IN_EVERY_VERSION};
 use tracer::reader::values::code_points_repr;
@@ -59,23 +59,7 @@ fn covered(inner: &[(u32, u32)], outer: &[(u32, u32)]) -> bool {
 
 #[test]
 fn committed_printable_table_is_what_the_generator_measures_now() {
-    let generator = repo_root().join("src/reader/printable/generate.py");
-    let committed_path = repo_root().join("src/reader/printable/generated.rs");
-    let fresh_path = scratch("printable").join("generated.rs");
-    let out = Command::new("python3")
-        .arg(&generator)
-        .arg("--output")
-        .arg(&fresh_path)
-        .output()
-        .expect("running python3 (needed to run the generator)");
-    assert!(
-        out.status.success(),
-        "generate.py failed: {}",
-        printed(&out)
-    );
-    print!("{}", String::from_utf8_lossy(&out.stderr));
-    let committed = std::fs::read_to_string(&committed_path).unwrap();
-    let fresh = std::fs::read_to_string(&fresh_path).unwrap();
+    let (committed, fresh) = regenerate("src/reader/printable", "printable");
     // The committed tables must be exactly the parsed statics the library uses.
     assert_eq!(
         table(&committed, "PRINTABLE_IN_EVERY_VERSION"),

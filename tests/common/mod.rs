@@ -363,3 +363,25 @@ pub fn assert_one_line_error(out: &Output, needles: &[&str]) {
         );
     }
 }
+
+/// Run `DIR/generate.py --output` into the scratch directory `name` and return the committed
+/// `DIR/generated.rs` and the fresh one, for tests that the committed table is what the
+/// generator measures now. The generator's stderr (what it found) is printed.
+pub fn regenerate(dir: &str, name: &str) -> (String, String) {
+    let fresh_path = scratch(name).join("generated.rs");
+    let out = Command::new("python3")
+        .arg(repo_root().join(dir).join("generate.py"))
+        .arg("--output")
+        .arg(&fresh_path)
+        .output()
+        .expect("running python3 (needed to run the generator)");
+    assert!(
+        out.status.success(),
+        "generate.py failed: {}",
+        printed(&out)
+    );
+    print!("{}", String::from_utf8_lossy(&out.stderr));
+    let committed = std::fs::read_to_string(repo_root().join(dir).join("generated.rs")).unwrap();
+    let fresh = std::fs::read_to_string(&fresh_path).unwrap();
+    (committed, fresh)
+}
