@@ -45,6 +45,8 @@ pub struct Sample {
     /// Frames of the function followed with `--function`, with what the function view needs;
     /// empty (and never filled) without it.
     pub targets: Vec<TargetFrame>,
+    /// Threads left out of this sample, by why (their stacks could not be read whole).
+    pub threads_dropped: crate::reader::ErrorKinds,
 }
 
 /// Where in its source a frame of the followed function stands.
@@ -86,6 +88,7 @@ impl Sample {
         self.frames.clear();
         self.threads.clear();
         self.targets.clear();
+        self.threads_dropped = Default::default();
     }
 
     /// Close the stack of `thread_id`: the frames pushed since the previous call are its stack,

@@ -6,7 +6,7 @@
 //! *missed* (counted, not sampled); a tick sampled more than a quarter period after its
 //! deadline is *late*. Neither is ever dropped silently.
 
-use crate::reader::{ReadError, StackReader};
+use crate::reader::{ErrorKinds, ReadError, StackReader};
 use crate::sample::{CodeId, CodeInfo, Message, Sample};
 use crossbeam_channel::Sender;
 use serde::Serialize;
@@ -38,6 +38,11 @@ pub struct SamplerStats {
     pub samples: u64,
     /// Reads that failed (torn or unreadable stacks): dropped, never half-counted.
     pub errors: u64,
+    /// `errors` by kind.
+    pub errors_by_kind: ErrorKinds,
+    /// Threads left out of samples that were kept (their stacks could not be read whole), by
+    /// kind.
+    pub threads_dropped: ErrorKinds,
     /// Ticks sampled more than a quarter period after their deadline.
     pub late: u64,
     /// Ticks not sampled at all because their deadline passed during an earlier one.
@@ -166,16 +171,18 @@ pub fn run_observed(
                     live.samples.fetch_add(1, Ordering::Relaxed);
                 }
                 stats.truncated += sample.truncated_threads() as u64;
+                stats.threads_dropped.merge(&sample.threads_dropped);
                 let full = std::mem::take(&mut sample);
                 if tx.send(Message::Sample(full)).is_err() {
                     break StopReason::Signal;
                 }
             }
-            Err(ReadError::Transient(message)) => {
+            Err(ReadError::Transient(kind, message)) => {
                 if !is_alive() {
                     break StopReason::TargetExited;
                 }
                 stats.errors += 1;
+                stats.errors_by_kind.add(kind);
                 if let Some(live) = live {
                     live.errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -254,7 +261,10 @@ mod tests {
                 ));
             }
             if self.reads.is_multiple_of(3) {
-                return Err(ReadError::Transient("torn".into()));
+                return Err(ReadError::Transient(
+                    crate::reader::ReadErrorKind::Torn,
+                    "torn".into(),
+                ));
             }
             sample.frames.push(FrameRef { code: 0, line: 1 });
             sample.end_thread(1, false);
@@ -286,6 +296,7 @@ mod tests {
         );
         // Every tick is accounted for: sampled, failed or missed.
         assert_eq!(stats.samples + stats.errors + stats.missed, 60, "{stats:?}");
+        assert_eq!(stats.errors_by_kind.torn, stats.errors, "{stats:?}");
         assert!(stats.duration_s >= 0.3);
     }
 

@@ -260,7 +260,8 @@ fn describe(result: &SessionResult, path: &Path, cover_files: Option<usize>) -> 
     };
     format!(
         "tracer: wrote {what} to {} ({} lines in {} files, {} functions, {} call edges; \
-         {} samples in {:.1}s, {} errors, {} late, {} missed, {} truncated stacks)",
+         {} samples in {:.1}s, {} errors, {} late, {} missed, {} truncated stacks, {} thread \
+         stacks left out)",
         path.display(),
         r.counts.len(),
         r.files().len(),
@@ -271,7 +272,8 @@ fn describe(result: &SessionResult, path: &Path, cover_files: Option<usize>) -> 
         s.errors,
         s.late,
         s.missed,
-        s.truncated
+        s.truncated,
+        s.threads_dropped.total()
     )
 }
 

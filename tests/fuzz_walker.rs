@@ -109,6 +109,9 @@ struct Recorded {
     layout: Layout,
     interpreter: usize,
     code_type: usize,
+    /// `&PyType_Type`, whose bytes (and `PyCode_Type`'s) the image holds too: what a stray
+    /// `previous` was seen leading to.
+    type_type: usize,
 }
 
 /// Sample each Python found a few times (its reader works as in production) and keep what it
@@ -144,6 +147,15 @@ fn record_images() -> Vec<Recorded> {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        // The type objects a stray pointer leads to, `PyCode_Type` (an object whose type field
+        // points to `PyType_Type`) and `PyType_Type` (whose type field points to itself).
+        let mut live = tracer::reader::memory::TargetMemory::open(target.pid()).unwrap();
+        let type_type = live.read_usize(code_type + layout.object_type).unwrap();
+        for address in [code_type, type_type] {
+            let mut bytes = vec![0u8; 1024];
+            live.read(address, &mut bytes).unwrap();
+            ranges.lock().unwrap().push((address, bytes));
+        }
         let recorded = std::mem::take(&mut *ranges.lock().unwrap());
         let image = ImageMemory::new(recorded);
         println!(
@@ -167,6 +179,7 @@ fn record_images() -> Vec<Recorded> {
             layout,
             interpreter,
             code_type,
+            type_type,
         });
     }
     images
@@ -475,6 +488,7 @@ fn record_snapshot_images() -> Vec<RecordedWalk> {
                 layout: tgt.layout,
                 interpreter: tgt.interpreter,
                 code_type: tgt.code_type,
+                type_type: 0,
             },
             version: python.version,
             codes: walk.codes.len(),
@@ -729,6 +743,7 @@ fn a_walk_that_meets_a_freed_frame_reports_nothing_of_its_thread() {
             layout,
             interpreter,
             code_type,
+            type_type: 0,
         };
 
         let (names, _) = main_thread_stack(&recorded, recorded.image.clone());
@@ -847,4 +862,137 @@ fn a_cycle_of_shim_frames_outside_the_chunk_ends_the_walk() {
     if tested == 0 {
         println!("SKIP: no Python 3.12+ found");
     }
+}
+
+/// The thread list's head (the thread sampled first) and its frame-pointer slot in `image`.
+fn head_thread_frame_slot(recorded: &Recorded, image: &mut ImageMemory) -> usize {
+    let layout = recorded.layout;
+    let tstate = image
+        .read_usize(recorded.interpreter + layout.interp_threads_head)
+        .unwrap();
+    match (
+        layout.tstate_frame,
+        layout.tstate_current_frame,
+        layout.tstate_cframe,
+    ) {
+        (Some(frame), _, _) => tstate + frame,
+        (None, Some(current), _) => tstate + current,
+        (None, None, Some(cframe)) => {
+            image.read_usize(tstate + cframe).unwrap() + layout.cframe_current_frame.unwrap()
+        }
+        _ => unreachable!("every layout has a frame pointer"),
+    }
+}
+
+/// One sample over `image`: (ranges read, threads listed, threads left out as implausible or
+/// torn, whether the sample was dropped).
+fn sample_counted(recorded: &Recorded, image: ImageMemory) -> (u64, usize, u64, bool) {
+    let ranges = Arc::new(AtomicU64::new(0));
+    let target = Target {
+        memory: Box::new(Counted {
+            image,
+            ranges: ranges.clone(),
+        }),
+        layout: recorded.layout,
+        interpreter: recorded.interpreter,
+        code_type: recorded.code_type,
+    };
+    let mut reader = DirectReader::new(target, None);
+    let (mut sample, mut codes) = (Sample::default(), Vec::new());
+    let dropped = reader.read(&mut sample, &mut codes).is_err();
+    let left_out = sample.threads_dropped.implausible + sample.threads_dropped.torn;
+    (
+        ranges.load(Ordering::Relaxed),
+        sample.threads.len(),
+        left_out,
+        dropped,
+    )
+}
+
+/// Ranges one sample of a recorded image may read when a chain leads into an object: a few
+/// batches and the objects' first words. Following `PyType_Type`'s type field as `previous`
+/// read the same 71 bytes 16,381 times a walk, three walks a sample, before the fix.
+const MAX_RANGES_INTO_AN_OBJECT: u64 = 200;
+
+/// A stack read that catches frames changing can follow `previous` into an ordinary object:
+/// on 3.12, real code (generators, context managers) led the walk on into `PyType_Type`,
+/// whose type field, at the offset of `previous`, points to itself. Here a real paused
+/// thread's frame chain is pointed at `PyType_Type` and at `PyCode_Type`, directly and from a
+/// frame outside the data stack that holds a real code object (a running generator's, as
+/// far as the walk can tell), and on 3.8–3.10 from the thread's first frame's `f_back`. Each
+/// walk ends at once, the thread is left out and counted, and the sample reads a handful of
+/// ranges.
+#[test]
+fn a_chain_into_another_object_ends_the_walk_at_once() {
+    const FAKE_FRAME: usize = 0x20_0000;
+    let mut tested = 0;
+    for recorded in record_images() {
+        let layout = recorded.layout;
+        let mut image = recorded.image.clone();
+        let frame_slot = head_thread_frame_slot(&recorded, &mut image);
+        let first_frame = image.read_usize(frame_slot).unwrap();
+        let (_, threads_before, _, _) = sample_counted(&recorded, image.clone());
+        let mut cases: Vec<(&str, ImageMemory)> = Vec::new();
+        for (name, object) in [
+            ("PyType_Type", recorded.type_type),
+            ("PyCode_Type", recorded.code_type),
+        ] {
+            match (layout.iframe_previous, layout.frame_object_back) {
+                (Some(previous_at), _) => {
+                    let mut direct = image.clone();
+                    poke(&mut direct, frame_slot, object);
+                    cases.push((name, direct));
+                    // A frame outside the chunk with a real code object, its `previous` the
+                    // object.
+                    let code = image
+                        .read_usize(first_frame + layout.iframe_code.unwrap())
+                        .unwrap()
+                        & !layout.iframe_code_tag_mask;
+                    let mut fake = vec![0u8; 512];
+                    fake[layout.iframe_code.unwrap()..][..8].copy_from_slice(&code.to_le_bytes());
+                    fake[previous_at..][..8].copy_from_slice(&object.to_le_bytes());
+                    fake[layout.iframe_owner.unwrap()] = layout.frame_owned_by_generator.unwrap();
+                    let mut regions = image.regions().to_vec();
+                    regions.push((FAKE_FRAME, fake));
+                    let mut through = ImageMemory::new(regions);
+                    poke(&mut through, frame_slot, FAKE_FRAME);
+                    cases.push((name, through));
+                }
+                (None, Some(back_at)) => {
+                    let mut from_first = image.clone();
+                    poke(&mut from_first, first_frame + back_at, object);
+                    cases.push((name, from_first));
+                }
+                _ => unreachable!("every layout links its frames"),
+            }
+        }
+        for (name, case) in cases {
+            common::fuzz::tick("chain into an object");
+            let (ranges, threads, left_out, dropped) = sample_counted(&recorded, case);
+            println!(
+                "{}: a chain into {name}: {ranges} ranges, {threads} of {threads_before} \
+                 threads listed, {left_out} left out, sample {}",
+                recorded.label,
+                if dropped { "dropped" } else { "kept" }
+            );
+            assert!(
+                ranges <= MAX_RANGES_INTO_AN_OBJECT,
+                "{}: a chain into {name} read {ranges} ranges",
+                recorded.label
+            );
+            assert!(
+                !dropped,
+                "{}: the other threads are still readable",
+                recorded.label
+            );
+            assert_eq!(
+                (threads, left_out),
+                (threads_before - 1, 1),
+                "{}: the thread led into {name} is left out and counted",
+                recorded.label
+            );
+        }
+        tested += 1;
+    }
+    assert!(tested > 0, "no Python recorded");
 }

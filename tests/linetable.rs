@@ -227,3 +227,187 @@ fn decoder_agrees_with_every_python() {
         );
     }
 }
+
+#[derive(Deserialize)]
+struct ObservedCode {
+    name: String,
+    code: String,
+    lnotab: String,
+    first_line: u32,
+    /// (offset a frame stood on, lines that had a line event in that frame by then).
+    observations: Vec<(u32, Vec<u32>)>,
+}
+
+/// 3.8–3.9 (src/reader/line_proof): a frame at any instruction is reported only on a line
+/// that had a line event in that frame before it stood there. The truth is the interpreter's
+/// own per-opcode trace (tests/support/line_proof_check.py) over tests/workloads/constructs.py:
+/// a `with` body raising before its last line, `async for`, try/finally, break and continue,
+/// nested handlers. `co_lnotab`'s own lines fail this (3.8: the `with` cleanup stands on the
+/// body's last line, which never ran; 3.8 and 3.9: a handler's cleanup on its last line), and
+/// the test checks that they do.
+#[test]
+fn lines_before_3_10_are_proven_by_the_frame_position() {
+    let mut tested = 0;
+    for python in pythons_under_test() {
+        if !tracer::reader::line_proof::applies_to(python.version) {
+            continue;
+        }
+        let out = Command::new(&python.path)
+            .arg(support("line_proof_check.py"))
+            .arg(workload("constructs.py"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            python.label(),
+            printed(&out)
+        );
+        let codes: Vec<ObservedCode> = serde_json::from_slice(&out.stdout).unwrap();
+        let (mut observations, mut moved, mut lnotab_wrong) = (0, 0, Vec::new());
+        for code in &codes {
+            let bytes = unhex(&code.code);
+            let table = unhex(&code.lnotab);
+            let lines: Vec<_> = LineTable::new(LineTableFormat::Lnotab, &table, code.first_line)
+                .ranges(bytes.len() as u32)
+                .collect();
+            let proven =
+                tracer::reader::line_proof::proven_lines(python.version, &bytes, &lines).unwrap();
+            let line_in = |ranges: &[tracer::reader::linetable::LineRange], offset: u32| {
+                ranges
+                    .iter()
+                    .find(|r| r.start <= offset && offset < r.end)
+                    .and_then(|r| r.line)
+            };
+            for (offset, seen) in &code.observations {
+                observations += 1;
+                let ours = line_in(&proven, *offset);
+                let lnotab = line_in(&lines, *offset);
+                if let Some(line) = ours {
+                    assert!(
+                        seen.contains(&line),
+                        "{}: {} at offset {offset}: reported on line {line}, which had not run \
+                         (lines run: {seen:?})",
+                        python.label(),
+                        code.name
+                    );
+                }
+                if ours != lnotab {
+                    moved += 1;
+                }
+                if lnotab.is_some_and(|l| !seen.contains(&l)) {
+                    lnotab_wrong.push(format!("{}@{offset}", code.name));
+                }
+            }
+        }
+        println!(
+            "{}: {observations} positions of {} code objects, every proven line had run; {moved} \
+             moved off co_lnotab's line, which was wrong at {lnotab_wrong:?}",
+            python.label(),
+            codes.len()
+        );
+        assert!(
+            !lnotab_wrong.is_empty(),
+            "{}: co_lnotab's lines should be wrong somewhere here (a handler's cleanup)",
+            python.label()
+        );
+        tested += 1;
+    }
+    if tested == 0 {
+        println!("SKIP: no Python 3.8 or 3.9 found");
+    }
+}
+
+/// 3.12 (`may_stand_on_an_unrun_loop_jump`): after a generator that a `for` loop drives inline
+/// returns, the caller stands on the loop's `JUMP_BACKWARD` (the body's last line) until
+/// `END_FOR` starts. tests/workloads/generators.py's `empty_loop` loops over a generator that
+/// yields nothing: its body never runs, and a frame on that jump is reported on the `for` line.
+/// The jump is found in the interpreter's own bytecode of the function, and its line in the
+/// line table is the body's, which is what was reported before (1–13 false hits in 8 s at
+/// 10–20 kHz on 3.12).
+#[test]
+fn a_loop_exit_jump_stands_on_the_for_line_on_3_12() {
+    const PROBE: &str = r#"
+import dis, importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("generators", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+code = module.empty_loop.__code__
+ins = list(dis.get_instructions(code))
+jump = next(i for i, n in zip(ins, ins[1:]) if n.opname == "END_FOR" and "JUMP" in i.opname)
+target = next(i for i in ins if i.offset == jump.argval)
+print(json.dumps(dict(code=code.co_code.hex(), table=code.co_linetable.hex(),
+    first_line=code.co_firstlineno, jump=jump.offset,
+    body_line=jump.positions.lineno, for_line=target.positions.lineno)))
+"#;
+    #[derive(Deserialize)]
+    struct Probe {
+        code: String,
+        table: String,
+        first_line: u32,
+        jump: u32,
+        body_line: u32,
+        for_line: u32,
+    }
+    let mut tested = 0;
+    for python in pythons_under_test() {
+        let expected = python.version == (3, 12);
+        assert_eq!(
+            tracer::reader::linetable::may_stand_on_an_unrun_loop_jump(python.version),
+            expected,
+            "{}",
+            python.label()
+        );
+        if python.version < (3, 12) {
+            continue; // no END_FOR
+        }
+        let out = Command::new(&python.path)
+            .args(["-c", PROBE])
+            .arg(workload("generators.py"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            python.label(),
+            printed(&out)
+        );
+        let probe: Probe = serde_json::from_slice(&out.stdout).unwrap();
+        let code = unhex(&probe.code);
+        let table = unhex(&probe.table);
+        let lines: Vec<_> = LineTable::new(LineTableFormat::Locations, &table, probe.first_line)
+            .ranges(code.len() as u32)
+            .collect();
+        let own_line = lines
+            .iter()
+            .find(|r| r.start <= probe.jump && probe.jump < r.end)
+            .and_then(|r| r.line);
+        assert_eq!(own_line, Some(probe.body_line), "{}", python.label());
+        assert_ne!(probe.body_line, probe.for_line);
+        let jumps = tracer::reader::linetable::loop_exit_jumps(python.version, &code, &lines);
+        if expected {
+            assert!(
+                jumps.contains(&(probe.jump, Some(probe.for_line))),
+                "{}: the jump at {} should stand on line {}: {jumps:?}",
+                python.label(),
+                probe.jump,
+                probe.for_line
+            );
+        }
+        println!(
+            "{}: empty_loop's exit jump at byte {} (line {}) {}",
+            python.label(),
+            probe.jump,
+            probe.body_line,
+            if expected {
+                format!("is reported on the for line {}", probe.for_line)
+            } else {
+                "keeps its line (the caller stands on FOR_ITER_GEN until END_FOR starts)".into()
+            }
+        );
+        tested += 1;
+    }
+    if tested == 0 {
+        println!("SKIP: no Python 3.12+ found");
+    }
+}

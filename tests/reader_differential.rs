@@ -1,7 +1,15 @@
 //! Our reader against py-spy's, on a paused target: the same (file, function, line) frames
 //! for every thread, on every Python 3.8–3.13, over hard stack shapes (tests/workloads/shapes.py:
 //! depth-500 recursion, generators, coroutines, threads starting and ending, non-ASCII names)
-//! and the mix workload.
+//! and the mix workload. (tests/workloads/generators.py is not compared yet: on 3.13 our
+//! reader left a paused thread out, its plan of outside frames not settling in three tries.)
+//!
+//! Lines are compared as `f_lineno` gives them, which is what py-spy reports: our reader moves a
+//! frame standing where its instruction's line may not have run to a line that did (3.12: a
+//! loop's backward jump right after the generator it drove returned; 3.8–3.9: code `co_lnotab`
+//! gives the line before it, such as a `with` cleanup or `END_ASYNC_FOR`), and py-spy shares
+//! the phantom we fixed. The frames so moved are counted: the same reads with our lines differ
+//! from `f_lineno` only in lines.
 
 mod common;
 
@@ -88,7 +96,7 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
     // a later pause; ours must succeed the first time.
     let process = remoteprocess::Process::new(pid).map_err(|e| e.to_string())?;
     let mut pyspy_setup_retries = 0usize;
-    let (mut reader, found_by, mut spy) = loop {
+    let (mut reader, mut proven_reader, found_by, mut spy) = loop {
         let _paused = process.lock().map_err(|e| e.to_string())?;
         let discovered = find_target(pid).map_err(|e| format!("{e:#}"))?;
         let (found, found_by) = discovered.target.ok_or("no layout for this version")?;
@@ -97,7 +105,19 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
             ..py_spy::Config::default()
         };
         match py_spy::PythonSpy::new(pid, &config) {
-            Ok(spy) => break (DirectReader::new(found, None), found_by, spy),
+            Ok(spy) => {
+                let proven = find_target(pid)
+                    .map_err(|e| format!("{e:#}"))?
+                    .target
+                    .ok_or("no layout for this version")?
+                    .0;
+                break (
+                    DirectReader::new(found, None).with_f_lineno_lines(),
+                    DirectReader::new(proven, None),
+                    found_by,
+                    spy,
+                );
+            }
             Err(e) if pyspy_setup_retries < 5 => {
                 eprintln!("py-spy setup failed ({e:#}); retrying on a later pause");
                 pyspy_setup_retries += 1;
@@ -110,6 +130,8 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
     let mut names = HashMap::new();
     let (mut frames_compared, mut threads_compared, mut prologue) = (0usize, 0usize, 0usize);
     let mut pyspy_bug = 0usize;
+    let mut moved_lines = 0usize;
+    let mut proven_names = HashMap::new();
     let mut pyspy_failed = 0usize;
     let mut max_depth = 0usize;
     // Rounds py-spy cannot read are made up for by more rounds (at most 4 × ROUNDS in all): a
@@ -119,10 +141,38 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
         if rounds_compared == ROUNDS {
             break;
         }
-        let (ours, theirs) = {
+        let (ours, theirs, proven) = {
             let _paused = process.lock().map_err(|e| e.to_string())?;
-            (ours(&mut reader, &mut names)?, theirs(&mut spy))
+            (
+                ours(&mut reader, &mut names)?,
+                theirs(&mut spy),
+                ours(&mut proven_reader, &mut proven_names)?,
+            )
         };
+        let (ours, theirs, proven) = (ours, theirs, proven);
+        for (thread, (frames, _)) in &proven {
+            let Some((f_lineno_frames, _)) = ours.get(thread) else {
+                return Err(format!(
+                    "round {round}: thread {thread} read by one reader only"
+                ));
+            };
+            let only_lines = frames.len() == f_lineno_frames.len()
+                && frames
+                    .iter()
+                    .zip(f_lineno_frames)
+                    .all(|(a, b)| a.0 == b.0 && a.1 == b.1);
+            if !only_lines {
+                return Err(format!(
+                    "round {round}, thread {thread}: our lines change more than lines:\n \
+                     {frames:?}\n {f_lineno_frames:?}"
+                ));
+            }
+            moved_lines += frames
+                .iter()
+                .zip(f_lineno_frames)
+                .filter(|(a, b)| a != b)
+                .count();
+        }
         // py-spy fails outright on a thread caught while being created or destroyed; such a
         // round compares nothing (ours must still have read it).
         let Ok(theirs) = theirs else {
@@ -175,6 +225,7 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
     Ok(format!(
         "{script}: {threads_compared} thread stacks, {frames_compared} frames identical (max depth {max_depth}, \
          {prologue} not-started frames left out; {pyspy_bug} stacks where py-spy misreads 3.10 line tables; \
+         {moved_lines} frames moved to a line that ran by our reader; \
          {pyspy_failed} rounds py-spy could not read; {pyspy_setup_retries} py-spy setup retries; \
          _PyRuntime by {found_by:?}; {} reads)",
         reader.calls()

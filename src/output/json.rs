@@ -4,6 +4,7 @@ use super::RunInfo;
 use crate::attach::TargetInfo;
 use crate::function_view::{CallTrace, FunctionTraces, StatementTrace};
 use crate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
+use crate::reader::ErrorKinds;
 use crate::sampler::SamplerStats;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -178,6 +179,10 @@ struct Stats {
     missed: u64,
     #[serde(default)]
     truncated: u64,
+    #[serde(default)]
+    errors_by_kind: ErrorKinds,
+    #[serde(default)]
+    threads_dropped: ErrorKinds,
 }
 
 fn func_tuple(f: &FuncKey) -> Func {
@@ -247,6 +252,8 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
             late: s.late,
             missed: s.missed,
             truncated: s.truncated,
+            errors_by_kind: s.errors_by_kind,
+            threads_dropped: s.threads_dropped,
         },
         counts: results
             .counts
@@ -335,6 +342,8 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             late: doc.stats.late,
             missed: doc.stats.missed,
             truncated: doc.stats.truncated,
+            errors_by_kind: doc.stats.errors_by_kind,
+            threads_dropped: doc.stats.threads_dropped,
             duration_s: doc.stats.duration_s,
             ..SamplerStats::default()
         },

@@ -134,6 +134,8 @@ impl RunInfo {
         let (a, b) = (&mut self.stats, &other.stats);
         a.samples += b.samples;
         a.errors += b.errors;
+        a.errors_by_kind.merge(&b.errors_by_kind);
+        a.threads_dropped.merge(&b.threads_dropped);
         a.late += b.late;
         a.missed += b.missed;
         a.truncated += b.truncated;

@@ -24,15 +24,18 @@
 //! 3.8–3.10 frames are heap objects: one read per frame, twice, compared likewise.
 
 use super::layout::Layout;
+use super::line_proof;
 use super::linetable::{
-    lookup_offset, InstructionOffset, LineRange, LineTable, LineTableFormat, Position,
-    RawFramePosition,
+    lookup_offset, loop_exit_jumps, InstructionOffset, LineRange, LineTable, LineTableFormat,
+    Position, RawFramePosition,
 };
-use super::memory::{MemoryError, MemoryReader, ReadRequest};
+use super::memory::{BudgetedMemory, MemoryError, MemoryReader, ReadBudget, ReadRequest};
 use super::values::{TypeCache, ValueReader};
-use super::{CodeInterner, FunctionFilter, ReadError, StackReader};
+use super::{CodeInterner, FunctionFilter, ReadError, ReadErrorKind, StackReader};
 use crate::sample::{CodeId, CodeInfo, FrameRef, LocalSample, Sample, SourcePoint, TargetFrame};
 use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::FxHashSet as HashSet;
+use std::sync::Arc;
 
 /// Threads followed in one interpreter at most.
 const MAX_THREADS: usize = 8192;
@@ -53,6 +56,27 @@ const MAX_CACHED_CODES: usize = 1 << 16;
 const CODE_SWEEP_SAMPLES: u64 = 8192;
 /// Local variable slots of a followed function read at most (`--locals`).
 const MAX_LOCALS: usize = 512;
+/// Frames outside the data-stack chunk read one by one in one walk at most (frames not yet in
+/// the thread's plan: a generator started since the last sample). A longer new chain is
+/// planned over several samples.
+const MAX_UNPLANNED_FRAMES: usize = 1024;
+/// `FRAME_OWNED_BY_THREAD`, the same on every version with interpreter frames (3.11+).
+const FRAME_OWNED_BY_THREAD: u8 = 0;
+
+/// A sample's budget of reads: [`SAMPLE_BUDGET`] for the thread list and code objects, and
+/// [`THREAD_BUDGET`] more per thread found. Derived from the walk's own bounds (three
+/// attempts at a batch of six ranges, two copies of [`MAX_PLANNED_FRAMES`] and
+/// [`MAX_PLANNED_CODES`], with [`MAX_UNPLANNED_FRAMES`] read one by one and their code
+/// objects checked), so that no stack the reader accepts can need more; a sample that does
+/// is dropped as `over_budget`, whatever its memory holds. (ranges, bytes)
+const SAMPLE_BUDGET: (u64, u64) = (8192, 32 << 20);
+const THREAD_BUDGET: (u64, u64) = (
+    3 * (6
+        + 2 * MAX_PLANNED_FRAMES as u64
+        + MAX_PLANNED_CODES as u64
+        + 2 * MAX_UNPLANNED_FRAMES as u64),
+    3 * 2 * MAX_CHUNK_BYTES as u64 + (4 << 20),
+);
 
 /// What a cached code object is, and what must still hold for the cache entry to be valid.
 #[derive(Debug, Clone)]
@@ -68,6 +92,11 @@ struct CodeEntry {
     code_bytes: u32,
     /// 3.11+: byte offset of the first instruction that runs once the frame has started.
     first_traceable_byte: u32,
+    /// 3.12: the backward jumps just before a loop's exit, by byte offset, with the line a
+    /// frame standing on one is reported on
+    /// ([`super::linetable::may_stand_on_an_unrun_loop_jump`]); `None`
+    /// where that line is unknown (the frame is then not placed). Sorted; empty elsewhere.
+    loop_exit_jumps: Vec<(u32, Option<u32>)>,
     /// Set for the code of the function followed with `--function`.
     target: Option<Box<TargetCode>>,
 }
@@ -106,6 +135,18 @@ impl TargetCode {
 }
 
 impl CodeEntry {
+    /// The line a frame standing at byte `offset` is reported on: its instruction's, except on
+    /// a loop's exit jump where that may not have run (3.12).
+    fn reported_line_at(&self, offset: u32) -> Option<u32> {
+        match self
+            .loop_exit_jumps
+            .binary_search_by_key(&offset, |(at, _)| *at)
+        {
+            Ok(index) => self.loop_exit_jumps[index].1,
+            Err(_) => self.line_at(offset),
+        }
+    }
+
     /// The line of the instruction at byte `offset` (binary search over the decoded runs).
     fn line_at(&self, offset: u32) -> Option<u32> {
         let index = self.lines.partition_point(|r| r.end <= offset);
@@ -131,6 +172,10 @@ struct RawFrame {
     address: usize,
     code: usize,
     position: RawFramePosition,
+    /// 3.11+: the frame lies outside the thread's data-stack chunk (a running generator's, a
+    /// frame of an older chunk): its code must prove to be a code object, or the thread is
+    /// left out (the chain may have left the stack).
+    outside: bool,
 }
 
 /// Where the interpreter's structures are, once found.
@@ -145,9 +190,9 @@ pub struct Target {
 }
 
 /// Outside-chunk frames and code objects of a thread read speculatively, at most: with the
-/// six ranges of the double copy (frame pointer, top, chunk, twice) this keeps a thread's
-/// batch within one system call (64 ranges).
-const MAX_PLANNED_FRAMES: usize = 4096;
+/// six ranges of the double copy (frame pointer, top, chunk, twice) a thread's batch is one
+/// system call (64 ranges) for a stack with up to 29 of them.
+const MAX_PLANNED_FRAMES: usize = 1024;
 const MAX_PLANNED_CODES: usize = 40;
 
 /// What a thread's last sample needed besides its chunk: read in the same call next time.
@@ -206,12 +251,26 @@ pub struct DirectReader {
     function: Option<FunctionFilter>,
     /// Type names of the values read for `--locals`.
     types: TypeCache,
+    /// This sample's budget of reads, spent by every read of `target.memory`.
+    budget: Arc<ReadBudget>,
+    /// Report each frame on its instruction's own line, as `f_lineno` does, even where that
+    /// line may not have run ([`DirectReader::with_f_lineno_lines`]).
+    f_lineno_lines: bool,
 }
 
 impl DirectReader {
     /// A reader of `target`; with `pause`, the process is stopped for each read.
-    pub fn new(target: Target, pause: Option<remoteprocess::Process>) -> DirectReader {
+    pub fn new(mut target: Target, pause: Option<remoteprocess::Process>) -> DirectReader {
+        let budget = Arc::new(ReadBudget::default());
+        budget.reset(SAMPLE_BUDGET.0, SAMPLE_BUDGET.1);
+        let memory = std::mem::replace(
+            &mut target.memory,
+            Box::new(super::memory::ImageMemory::default()),
+        );
+        target.memory = Box::new(BudgetedMemory::new(memory, budget.clone()));
         DirectReader {
+            budget,
+            f_lineno_lines: false,
             target,
             pause,
             interner: CodeInterner::default(),
@@ -244,6 +303,21 @@ impl DirectReader {
     /// System calls made so far.
     pub fn calls(&self) -> u64 {
         self.target.memory.calls()
+    }
+
+    /// This reader, reporting each frame on its instruction's own line as `f_lineno` (and
+    /// py-spy) does, even where that line may not have run: the 3.8–3.9 lines that
+    /// src/reader/line_proof moves to a line that did, and 3.12's loop-exit jumps
+    /// (`may_stand_on_an_unrun_loop_jump`). For comparing frames with readers that do so.
+    pub fn with_f_lineno_lines(mut self) -> DirectReader {
+        self.f_lineno_lines = true;
+        self.codes.clear();
+        self
+    }
+
+    /// What the last sample read: (ranges, bytes).
+    pub fn last_sample_reads(&self) -> (u64, u64) {
+        self.budget.spent()
     }
 
     /// Read the thread list into `threads` and `thread_spans`; returns the number of threads.
@@ -365,6 +439,8 @@ impl DirectReader {
                 match self.read_interpreter_frames(tstate, frame_slot, chunk, top, limit) {
                     Ok(()) => break,
                     Err(e) if attempt >= 3 => return Err(e),
+                    // Too costly: reading again would not change that.
+                    Err(e @ MemoryError::OverBudget { .. }) => return Err(e),
                     Err(e) => match self.stack_grew_to.take() {
                         Some(grown) => top = grown,
                         None if self.needs_replan => {}
@@ -558,6 +634,14 @@ impl DirectReader {
     /// is read afterwards: a frame between the copy's end and `live_top` sets `stack_grew_to`,
     /// an outside frame not in the batch sets `needs_replan`, and either fails the walk, to be
     /// read again whole. Addresses of frames outside the chunk are pushed to `outside_used`.
+    ///
+    /// The walk follows only what it can prove is a frame of this stack: frames of the chunk
+    /// lie below their callee in it (a stack grows up), a frame outside it is met once (no
+    /// cycle), every frame has an owner its version defines, and a frame outside the chunk
+    /// read one by one must hold a code object (the batch's are checked once resolved).
+    /// Anything else is [`MemoryError::Implausible`]: a `previous` that led into another
+    /// object (once, on 3.12, into `PyType_Type`, whose type field at the offset of `previous`
+    /// is itself: 16,381 reads of the same 71 bytes a walk).
     fn walk_interpreter_frames(
         &mut self,
         mut frame: usize,
@@ -569,19 +653,37 @@ impl DirectReader {
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
         let span = iframe_span(&layout);
+        let known_owner = |o: u8| {
+            o == FRAME_OWNED_BY_THREAD
+                || Some(o) == layout.frame_owned_by_generator
+                || Some(o) == layout.frame_owned_by_cstack
+                || Some(o) == layout.frame_owned_by_interpreter
+        };
+        let mut visited_outside: HashSet<usize> = HashSet::default();
+        let mut unplanned = 0usize;
+        let mut last_in_chunk: Option<usize> = None;
         // Counted in steps, not in frames kept: shim frames are not kept, and a cycle of them
         // (a hostile or torn `previous`) would otherwise be followed without end.
         let mut steps = 0usize;
         while frame != 0 {
             steps += 1;
-            if steps > MAX_DEPTH {
-                return Err(MemoryError::Unmapped(frame)); // a cycle or garbage: drop
+            if steps > MAX_DEPTH || !frame.is_multiple_of(std::mem::align_of::<usize>()) {
+                return Err(MemoryError::Implausible(frame));
             }
             // Checked: a garbage pointer near the top of the address space must not wrap.
             let in_chunk = frame
                 .checked_sub(data_start)
                 .and_then(|at| self.chunk_copies[copy].get(at..at.checked_add(span)?));
             let copied_end = data_start.saturating_add(self.chunk_copies[copy].len());
+            let outside = in_chunk.is_none() && !(data_start..chunk_end).contains(&frame);
+            if in_chunk.is_some() {
+                if last_in_chunk.is_some_and(|callee| frame >= callee) {
+                    return Err(MemoryError::Implausible(frame));
+                }
+                last_in_chunk = Some(frame);
+            } else if outside && !visited_outside.insert(frame) {
+                return Err(MemoryError::Implausible(frame)); // a cycle
+            }
             let bytes: &[u8] = if let Some(in_chunk) = in_chunk {
                 in_chunk
             } else if (copied_end..live_top).contains(&frame)
@@ -589,10 +691,10 @@ impl DirectReader {
             {
                 // The stack grew past the copy: copy again rather than read frames one by one.
                 self.stack_grew_to = Some(live_top);
-                return Err(MemoryError::Unmapped(frame));
-            } else if (data_start..chunk_end).contains(&frame) {
+                return Err(MemoryError::Torn(frame));
+            } else if !outside {
                 // In this chunk but neither copied nor below the live top: torn.
-                return Err(MemoryError::Unmapped(frame));
+                return Err(MemoryError::Torn(frame));
             } else {
                 outside_used.push(frame);
                 match self.outside[copy].iter().find(|(a, _)| *a == frame) {
@@ -600,9 +702,14 @@ impl DirectReader {
                     None => {
                         // Not in this batch: read it now only to find the rest of the chain
                         // (this walk will fail); the next batch reads it with both copies.
+                        unplanned += 1;
+                        if unplanned > MAX_UNPLANNED_FRAMES {
+                            return Err(MemoryError::Torn(frame));
+                        }
                         self.needs_replan = true;
                         self.frame_scratch.resize(span, 0);
                         self.target.memory.read(frame, &mut self.frame_scratch)?;
+                        self.check_outside_frame(&layout)?;
                         &self.frame_scratch
                     }
                 }
@@ -613,7 +720,10 @@ impl DirectReader {
             let instruction = field(layout.iframe_instr_ptr.unwrap_or(0));
             let owner = layout
                 .iframe_owner
-                .map(|o| bytes.get(o).copied().unwrap_or(0));
+                .map(|o| bytes.get(o).copied().unwrap_or(u8::MAX));
+            if owner.is_some_and(|o| !known_owner(o)) {
+                return Err(MemoryError::Implausible(frame));
+            }
             // Shims pushed by C code (3.12+) and the interpreter's own entry frames (3.14+)
             // hold no Python code.
             let shim = owner.is_some_and(|o| {
@@ -621,6 +731,9 @@ impl DirectReader {
                     || Some(o) == layout.frame_owned_by_interpreter
             });
             if !shim {
+                if outside && (code == 0 || !code.is_multiple_of(std::mem::align_of::<usize>())) {
+                    return Err(MemoryError::Implausible(frame));
+                }
                 out.push(RawFrame {
                     address: frame,
                     code,
@@ -629,12 +742,43 @@ impl DirectReader {
                         code_start: code.wrapping_add(layout.code_code_adaptive.unwrap_or(0))
                             as u64,
                     },
+                    outside,
                 });
             }
             frame = previous;
         }
         if self.needs_replan {
-            return Err(MemoryError::Unmapped(0));
+            return Err(MemoryError::Torn(0));
+        }
+        Ok(())
+    }
+
+    /// A frame outside the chunk just read into `frame_scratch`, not a shim: its code field
+    /// must point to a code object (one more read, made only while a new chain is discovered).
+    fn check_outside_frame(&mut self, layout: &Layout) -> Result<(), MemoryError> {
+        let bytes = &self.frame_scratch;
+        let owner = layout.iframe_owner.and_then(|o| bytes.get(o).copied());
+        let shim = owner.is_some_and(|o| {
+            Some(o) == layout.frame_owned_by_cstack || Some(o) == layout.frame_owned_by_interpreter
+        });
+        if shim {
+            return Ok(());
+        }
+        let code = read_usize_at(bytes, layout.iframe_code.unwrap_or(0)).unwrap_or(0)
+            & !layout.iframe_code_tag_mask;
+        if code == 0 || !code.is_multiple_of(std::mem::align_of::<usize>()) {
+            return Err(MemoryError::Implausible(code));
+        }
+        let type_ptr = self
+            .target
+            .memory
+            .read_usize(code.wrapping_add(layout.object_type))
+            .map_err(|e| match e {
+                MemoryError::Unmapped(a) => MemoryError::Implausible(a),
+                other => other,
+            })?;
+        if type_ptr != self.target.code_type {
+            return Err(MemoryError::Implausible(code));
         }
         Ok(())
     }
@@ -650,9 +794,16 @@ impl DirectReader {
             frames.clear();
             let mut frame = self.target.memory.read_usize(frame_slot)?;
             let mut result = Ok(());
+            // Every frame of a chain is a frame object, of one type: the first frame's type
+            // stands for it, and a frame met twice is a cycle.
+            let mut frame_type = None;
+            let mut visited: HashSet<usize> = HashSet::default();
             while frame != 0 {
-                if frames.len() >= MAX_DEPTH {
-                    result = Err(MemoryError::Unmapped(frame));
+                if frames.len() >= MAX_DEPTH
+                    || !frame.is_multiple_of(std::mem::align_of::<usize>())
+                    || !visited.insert(frame)
+                {
+                    result = Err(MemoryError::Implausible(frame));
                     break;
                 }
                 if let Err(e) = self.target.memory.read(frame, &mut buf) {
@@ -660,6 +811,11 @@ impl DirectReader {
                     break;
                 }
                 let field = |offset: usize| read_usize_at(&buf, offset).unwrap_or(0);
+                let type_ptr = field(layout.object_type);
+                if *frame_type.get_or_insert(type_ptr) != type_ptr {
+                    result = Err(MemoryError::Implausible(frame));
+                    break;
+                }
                 // A frame freed while we followed the chain: CPython keeps freed frames on a
                 // free list (and as each code's zombie frame) with a zero reference count, the
                 // list linked through `f_back` and each frame's stale code and instruction left
@@ -677,6 +833,7 @@ impl DirectReader {
                         read_i32_at(&buf, layout.frame_object_lasti.unwrap_or(0))
                             .unwrap_or(i32::MIN),
                     ),
+                    outside: false,
                 });
                 frame = field(layout.frame_object_back.unwrap_or(0));
             }
@@ -819,9 +976,35 @@ impl DirectReader {
             .unwrap_or(0)
             .clamp(0, i32::MAX / 2) as u32
             * 2;
-        let lines: Vec<LineRange> = LineTable::new(format, &line_table, identity.first_line)
+        let mut lines: Vec<LineRange> = LineTable::new(format, &line_table, identity.first_line)
             .ranges(code_bytes)
             .collect();
+        // 3.8–3.9: only lines a frame's position proves ran (src/reader/line_proof).
+        if let (true, false, Some(co_code)) = (
+            line_proof::applies_to(layout.version),
+            self.f_lineno_lines,
+            layout.code_code,
+        ) {
+            let bytes_object = read_usize_at(&header, co_code).unwrap_or(0);
+            let code = self.read_bytes(bytes_object, MAX_LINETABLE_BYTES)?;
+            lines = line_proof::proven_lines(layout.version, &code, &lines)
+                .ok_or(MemoryError::Implausible(address))?;
+        }
+        let loop_exit_jumps = match (
+            super::linetable::may_stand_on_an_unrun_loop_jump(layout.version)
+                && !self.f_lineno_lines,
+            layout.code_code_adaptive,
+        ) {
+            (true, Some(code_at)) if code_bytes as usize <= MAX_LINETABLE_BYTES => {
+                let mut code = vec![0u8; code_bytes as usize];
+                self.target
+                    .memory
+                    .read(address.wrapping_add(code_at), &mut code)?;
+                loop_exit_jumps(layout.version, &code, &lines)
+            }
+            (true, _) => return Err(MemoryError::Implausible(address)),
+            (false, _) => Vec::new(),
+        };
         let target = match &self.function {
             Some(filter) if filter.matches(&name, layout.code_qualname.is_some()) => {
                 let locals = filter.locals;
@@ -843,6 +1026,7 @@ impl DirectReader {
             lines,
             code_bytes,
             first_traceable_byte,
+            loop_exit_jumps,
             target,
         })
     }
@@ -1075,7 +1259,7 @@ impl DirectReader {
         if offset >= entry.code_bytes || offset < entry.first_traceable_byte {
             return None;
         }
-        let line = entry.line_at(offset)?;
+        let line = entry.reported_line_at(offset)?;
         (line > 0).then_some((entry.id, line))
     }
 }
@@ -1094,6 +1278,7 @@ impl StackReader for DirectReader {
         new_codes: &mut Vec<(CodeId, CodeInfo)>,
     ) -> Result<(), ReadError> {
         sample.clear();
+        self.budget.reset(SAMPLE_BUDGET.0, SAMPLE_BUDGET.1);
         self.samples_read += 1;
         if self.samples_read - self.last_sweep >= CODE_SWEEP_SAMPLES {
             let since = self.last_sweep;
@@ -1101,23 +1286,47 @@ impl StackReader for DirectReader {
             self.last_sweep = self.samples_read;
         }
         let _paused = match &self.pause {
-            Some(process) => Some(
-                process
-                    .lock()
-                    .map_err(|e| ReadError::Transient(format!("cannot pause the target: {e}")))?,
-            ),
+            Some(process) => Some(process.lock().map_err(|e| {
+                ReadError::Transient(
+                    ReadErrorKind::Unreadable,
+                    format!("cannot pause the target: {e}"),
+                )
+            })?),
             None => None,
         };
         let threads = self.thread_states().map_err(transient)?;
+        self.budget.widen(
+            THREAD_BUDGET.0 * threads as u64,
+            THREAD_BUDGET.1 * threads as u64,
+        );
         for index in 0..threads {
             let thread_id = match self.read_thread(index) {
                 Ok(id) => id,
-                // A thread exiting while we read it: leave it out of this sample.
-                Err(MemoryError::Unmapped(_)) => continue,
-                Err(e) => return Err(transient(e)),
+                Err(e @ (MemoryError::Gone | MemoryError::Refused(_))) => return Err(transient(e)),
+                Err(e @ MemoryError::OverBudget { .. }) => return Err(transient(e)),
+                // A thread exiting while we read it, or a stack that would not settle or led
+                // out of itself: leave it out of this sample, counted.
+                Err(e) => {
+                    sample.threads_dropped.add(ReadErrorKind::of(&e));
+                    continue;
+                }
             };
             self.validate_codes(self.threads[index], new_codes)
                 .map_err(transient)?;
+            if self.budget.exceeded() {
+                let (ranges, bytes) = self.budget.spent();
+                return Err(transient(MemoryError::OverBudget { ranges, bytes }));
+            }
+            // A frame outside the chunk whose code is not a code object: the chain left the
+            // stack there, and nothing beyond it (which is all that is reported) is proven.
+            let left_the_stack = self.frames[0]
+                .iter()
+                .chain(&self.frames[1])
+                .any(|f| f.outside && !self.codes.contains_key(&f.code));
+            if left_the_stack {
+                sample.threads_dropped.add(ReadErrorKind::Implausible);
+                continue;
+            }
             let agreed = self.agreed_outer_frames();
             let total = self.frames[1].len();
             let frames = std::mem::take(&mut self.frames[1]);
@@ -1159,6 +1368,10 @@ impl StackReader for DirectReader {
             self.frames[1] = frames;
             sample.frames.extend(resolved);
             sample.end_thread(thread_id, truncated);
+        }
+        if self.budget.exceeded() {
+            let (ranges, bytes) = self.budget.spent();
+            return Err(transient(MemoryError::OverBudget { ranges, bytes }));
         }
         Ok(())
     }
@@ -1337,7 +1550,7 @@ fn code_identity_span(layout: &Layout) -> usize {
 }
 
 fn transient(e: MemoryError) -> ReadError {
-    ReadError::Transient(e.to_string())
+    ReadError::Transient(ReadErrorKind::of(&e), e.to_string())
 }
 
 fn read_usize_at(bytes: &[u8], offset: usize) -> Option<usize> {

@@ -126,6 +126,111 @@ pub fn lookup_offset(version: (u8, u8), raw: RawFramePosition) -> Option<Instruc
     }
 }
 
+/// Whether a frame of CPython `version` can stand on a loop's backward jump that did not run:
+/// the jump just before the loop's exit (`END_FOR`, `END_SEND`), right after a generator that
+/// the loop drove returned.
+///
+/// - 3.12: `FOR_ITER_GEN` and `SEND_GEN` run the generator's frame inline, the caller's
+///   `prev_instr` on the instruction's last cache entry and its `return_offset` set to the
+///   jump's `oparg`. When the generator returns, `RETURN_VALUE` and `RETURN_CONST` unlink its
+///   frame, clear it, and do `frame->prev_instr += frame->return_offset` before the caller
+///   resumes: until `END_FOR` (or `END_SEND`) starts and moves `prev_instr` on, the caller
+///   stands on the instruction before it, the loop's `JUMP_BACKWARD` on the body's last line.
+///   A `for` over a generator that yields nothing was sampled on its body line that way.
+/// - 3.13, 3.14: `FOR_ITER_GEN` keeps `instr_ptr` on itself and the return moves only the
+///   local `next_instr` (`LOAD_IP(frame->return_offset)`): the caller stands on the `for` line
+///   until `END_FOR` starts.
+/// - 3.11 resumes a generator through `gen_send_ex`, in a frame of its own; 3.8–3.10 keep
+///   `f_lasti` on `FOR_ITER` while the generator runs.
+///
+/// Where this holds, a frame on such a jump is reported on the line of the jump's target (the
+/// `FOR_ITER` or `SEND` the loop started from, which ran in either case).
+pub fn may_stand_on_an_unrun_loop_jump(version: (u8, u8)) -> bool {
+    version == (3, 12)
+}
+
+/// 3.12: the backward jumps of `code` (its `co_code_adaptive`) that stand just before a loop's
+/// exit (`END_FOR`, `END_SEND`, or their instrumented forms), each with the line of the jump's
+/// target, the `FOR_ITER` or `SEND` that ran before the frame could stand there
+/// ([`may_stand_on_an_unrun_loop_jump`]). The positions of these instructions never change
+/// (specializing and instrumenting rewrite opcodes in place), so the result holds for the
+/// code object's life.
+pub fn loop_exit_jumps(
+    version: (u8, u8),
+    code: &[u8],
+    lines: &[LineRange],
+) -> Vec<(u32, Option<u32>)> {
+    use crate::snapshot::opcodes::{table_for, Opcodes};
+    let Some(table) = table_for(version) else {
+        return Vec::new();
+    };
+    let ops = Opcodes::new(table);
+    let named =
+        |unit: &[u8], names: &[&str]| ops.get(unit[0]).is_some_and(|op| names.contains(&op.name));
+    let line_at = |offset: u32| {
+        let index = lines.partition_point(|r| r.end <= offset);
+        lines
+            .get(index)
+            .filter(|r| r.start <= offset)
+            .and_then(|r| r.line)
+    };
+    let units: Vec<&[u8]> = code.chunks_exact(2).collect();
+    let mut jumps = Vec::new();
+    for index in 0..units.len().saturating_sub(1) {
+        let jump = units[index];
+        if !named(
+            jump,
+            &[
+                "JUMP_BACKWARD",
+                "JUMP_BACKWARD_NO_INTERRUPT",
+                "INSTRUMENTED_JUMP_BACKWARD",
+                // A jump that starts a line, while line events are on (the original opcode is
+                // kept aside, its argument in place): its target decides.
+                "INSTRUMENTED_LINE",
+            ],
+        ) || !named(
+            units[index + 1],
+            &[
+                "END_FOR",
+                "END_SEND",
+                "INSTRUMENTED_END_FOR",
+                "INSTRUMENTED_END_SEND",
+            ],
+        ) {
+            continue;
+        }
+        // The argument, with the EXTENDED_ARG prefixes before it (at most three).
+        let mut argument = u32::from(jump[1]);
+        let mut shift = 8;
+        let mut at = index;
+        while at > 0 && shift <= 24 && named(units[at - 1], &["EXTENDED_ARG"]) {
+            at -= 1;
+            argument |= u32::from(units[at][1]) << shift;
+            shift += 8;
+        }
+        let caches = ops.get(jump[0]).map_or(0, |op| u32::from(op.caches));
+        // A backward jump's target, in code units: the unit after its caches, less the argument.
+        let target = (index as u32 + 1 + caches).checked_sub(argument);
+        let target_line = target.and_then(|unit| {
+            let starts_the_loop = units.get(unit as usize).is_some_and(|u| {
+                named(u, &["FOR_ITER", "SEND"])
+                    || ops.get(u[0]).is_some_and(|op| {
+                        ops.get(op.base)
+                            .is_some_and(|base| base.name == "FOR_ITER" || base.name == "SEND")
+                            || op.name == "INSTRUMENTED_FOR_ITER"
+                    })
+            });
+            if starts_the_loop {
+                line_at(unit * 2)
+            } else {
+                None
+            }
+        });
+        jumps.push(((index * 2) as u32, target_line));
+    }
+    jumps
+}
+
 /// A line table and what it needs to be read: borrowed bytes, no allocation.
 #[derive(Debug, Clone, Copy)]
 pub struct LineTable<'a> {

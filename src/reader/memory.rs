@@ -29,6 +29,18 @@ pub enum MemoryError {
     /// The kernel refused: permissions or a policy.
     #[error("reading the target's memory was refused: {0}")]
     Refused(io::Error),
+    /// Read, but not consistent with itself: the structure changed between the reads that
+    /// make up one copy (a frame of the chunk neither copied nor below the live top).
+    #[error("the structure at 0x{0:x} changed while it was read")]
+    Torn(usize),
+    /// Read whole, but not what it must be: a frame chain leading to something that is not a
+    /// frame (wrong owner, no code object, an address already visited, a chunk frame above
+    /// its callee). A garbage or stale pointer; the walk ends there.
+    #[error("0x{0:x} is not a plausible frame")]
+    Implausible(usize),
+    /// The sample's budget of reads is spent ([`BudgetedMemory`]): it is dropped.
+    #[error("the sample went over its read budget ({ranges} ranges, {bytes} bytes)")]
+    OverBudget { ranges: u64, bytes: u64 },
 }
 
 /// One range to read: from `address` in the target into `buf`.
@@ -57,6 +69,95 @@ pub trait MemoryReader: Send {
         let mut bytes = [0u8; 8];
         self.read(address, &mut bytes)?;
         Ok(usize::from_le_bytes(bytes))
+    }
+}
+
+/// A per-sample budget of reads: ranges and bytes. [`BudgetedMemory`] spends it; the owner
+/// resets it at the start of each sample and widens it per thread found.
+#[derive(Debug, Default)]
+pub struct ReadBudget {
+    ranges: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+    range_limit: std::sync::atomic::AtomicU64,
+    byte_limit: std::sync::atomic::AtomicU64,
+    exceeded: std::sync::atomic::AtomicBool,
+}
+
+impl ReadBudget {
+    /// Start a sample: nothing spent, `ranges` and `bytes` allowed.
+    pub fn reset(&self, ranges: u64, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.ranges.store(0, Relaxed);
+        self.bytes.store(0, Relaxed);
+        self.range_limit.store(ranges, Relaxed);
+        self.byte_limit.store(bytes, Relaxed);
+        self.exceeded.store(false, Relaxed);
+    }
+
+    /// Allow this sample `ranges` and `bytes` more (per thread found).
+    pub fn widen(&self, ranges: u64, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.range_limit.fetch_add(ranges, Relaxed);
+        self.byte_limit.fetch_add(bytes, Relaxed);
+    }
+
+    /// What this sample has read so far: (ranges, bytes).
+    pub fn spent(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.ranges.load(Relaxed), self.bytes.load(Relaxed))
+    }
+
+    /// Whether a read of this sample was refused for the budget (sticky until [`reset`]).
+    ///
+    /// [`reset`]: ReadBudget::reset
+    pub fn exceeded(&self) -> bool {
+        self.exceeded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Spend `ranges` and `bytes`, or refuse (and stay refused) if that goes over the limits.
+    fn spend(&self, ranges: u64, bytes: u64) -> Result<(), MemoryError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let spent_ranges = self.ranges.load(Relaxed) + ranges;
+        let spent_bytes = self.bytes.load(Relaxed) + bytes;
+        if self.exceeded.load(Relaxed)
+            || spent_ranges > self.range_limit.load(Relaxed)
+            || spent_bytes > self.byte_limit.load(Relaxed)
+        {
+            self.exceeded.store(true, Relaxed);
+            return Err(MemoryError::OverBudget {
+                ranges: spent_ranges,
+                bytes: spent_bytes,
+            });
+        }
+        self.ranges.store(spent_ranges, Relaxed);
+        self.bytes.store(spent_bytes, Relaxed);
+        Ok(())
+    }
+}
+
+/// A [`MemoryReader`] that spends a shared [`ReadBudget`] on every request before passing it
+/// on, refusing once the budget is spent: whatever a walk meets, one sample's cost is bounded.
+pub struct BudgetedMemory {
+    inner: Box<dyn MemoryReader>,
+    budget: std::sync::Arc<ReadBudget>,
+}
+
+impl BudgetedMemory {
+    /// `inner`, spending `budget`.
+    pub fn new(inner: Box<dyn MemoryReader>, budget: std::sync::Arc<ReadBudget>) -> Self {
+        BudgetedMemory { inner, budget }
+    }
+}
+
+impl MemoryReader for BudgetedMemory {
+    fn read_many(&mut self, requests: &mut [ReadRequest]) -> Result<(), MemoryError> {
+        let bytes: usize = requests.iter().map(|r| r.buf.len()).sum();
+        self.budget.spend(requests.len() as u64, bytes as u64)?;
+        self.inner.read_many(requests)
+    }
+
+    fn calls(&self) -> u64 {
+        self.inner.calls()
     }
 }
 
@@ -395,6 +496,35 @@ fn first_readable_address(pid: i32) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spent_budget_refuses_every_read_until_reset() {
+        let budget = std::sync::Arc::new(ReadBudget::default());
+        budget.reset(3, 64);
+        let image = ImageMemory::new([(0x1000, vec![7u8; 256])]);
+        let mut memory = BudgetedMemory::new(Box::new(image), budget.clone());
+        let mut buf = [0u8; 16];
+        memory.read(0x1000, &mut buf).unwrap();
+        memory.read(0x1010, &mut buf).unwrap();
+        assert_eq!(budget.spent(), (2, 32));
+        // 32 bytes so far; 33 more would go over the 64 allowed.
+        let mut big = [0u8; 33];
+        assert!(matches!(
+            memory.read(0x1000, &mut big),
+            Err(MemoryError::OverBudget {
+                ranges: 3,
+                bytes: 65
+            })
+        ));
+        assert!(budget.exceeded());
+        // Sticky: even a read that would fit is refused for the rest of the sample.
+        assert!(memory.read(0x1000, &mut [0u8; 1]).is_err());
+        budget.reset(3, 64);
+        budget.widen(1, 0);
+        memory.read(0x1000, &mut big).unwrap();
+        assert!(!budget.exceeded());
+        assert_eq!(budget.spent(), (1, 33));
+    }
 
     /// Our own process serves as the target: its memory is what we read.
     #[test]

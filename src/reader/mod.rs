@@ -9,6 +9,7 @@ use std::collections::HashMap;
 pub mod direct;
 pub mod discover;
 pub mod layout;
+pub mod line_proof;
 pub mod linetable;
 pub mod memory;
 pub mod printable;
@@ -25,9 +26,72 @@ pub use pyspy::PySpyReader;
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The target changed under us or could not be read this time; the sample is dropped and
-    /// counted, and sampling goes on.
-    #[error("stack read failed: {0}")]
-    Transient(String),
+    /// counted by kind, and sampling goes on.
+    #[error("stack read failed: {1}")]
+    Transient(ReadErrorKind, String),
+}
+
+/// What went wrong with a read: how a dropped sample or a thread left out of one is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadErrorKind {
+    /// Memory that could not be read (unmapped, refused, the target pausing or exiting).
+    Unreadable,
+    /// Structures that changed while they were read (the two copies of a stack disagree beyond
+    /// repair, a chunk frame neither copied nor below the live top).
+    Torn,
+    /// Read whole but not shaped as it must be: a chain into something that is not a frame.
+    Implausible,
+    /// The sample spent its budget of reads (ranges and bytes).
+    OverBudget,
+}
+
+impl ReadErrorKind {
+    /// The kind of a memory error.
+    pub fn of(error: &memory::MemoryError) -> ReadErrorKind {
+        use memory::MemoryError::*;
+        match error {
+            Unmapped(_) | Gone | Refused(_) => ReadErrorKind::Unreadable,
+            Torn(_) => ReadErrorKind::Torn,
+            Implausible(_) => ReadErrorKind::Implausible,
+            OverBudget { .. } => ReadErrorKind::OverBudget,
+        }
+    }
+}
+
+/// Counts by [`ReadErrorKind`]: of the samples dropped (`stats.errors_by_kind`, adding up to
+/// `stats.errors`), or of the threads left out of samples kept (`stats.threads_dropped`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ErrorKinds {
+    pub unreadable: u64,
+    pub torn: u64,
+    pub implausible: u64,
+    pub over_budget: u64,
+}
+
+impl ErrorKinds {
+    /// Count one of `kind`.
+    pub fn add(&mut self, kind: ReadErrorKind) {
+        *match kind {
+            ReadErrorKind::Unreadable => &mut self.unreadable,
+            ReadErrorKind::Torn => &mut self.torn,
+            ReadErrorKind::Implausible => &mut self.implausible,
+            ReadErrorKind::OverBudget => &mut self.over_budget,
+        } += 1;
+    }
+
+    /// Add `other`'s counts to these.
+    pub fn merge(&mut self, other: &ErrorKinds) {
+        self.unreadable += other.unreadable;
+        self.torn += other.torn;
+        self.implausible += other.implausible;
+        self.over_budget += other.over_budget;
+    }
+
+    /// All kinds together.
+    pub fn total(&self) -> u64 {
+        self.unreadable + self.torn + self.implausible + self.over_budget
+    }
 }
 
 /// Reads all threads' stacks of one target process.

@@ -1,7 +1,7 @@
 //! A [`StackReader`] over py-spy's stack reader (`py_spy::PythonSpy`): works for every Python
 //! py-spy knows (2.7, 3.3–3.15) and serves as the reference our own reader is tested against.
 
-use super::{CodeInterner, ReadError, StackReader};
+use super::{CodeInterner, ReadError, ReadErrorKind, StackReader};
 use crate::sample::{CodeId, CodeInfo, FrameRef, Sample};
 use crate::source::{SourceText, Sources};
 use py_spy::config::{LineNo, LockingStrategy};
@@ -77,7 +77,7 @@ impl PySpyReader {
     fn traces(&mut self) -> Result<Vec<StackTrace>, ReadError> {
         self.spy
             .get_stack_traces()
-            .map_err(|e| ReadError::Transient(format!("{e:#}")))
+            .map_err(|e| ReadError::Transient(ReadErrorKind::Unreadable, format!("{e:#}")))
     }
 
     /// Stacks we can trust. Paused, one read is exact. Running, the target may change its
@@ -169,10 +169,10 @@ impl StackReader for PySpyReader {
                 // the whole sample rather than report a line that never ran.
                 if frame.line <= 0 {
                     sample.clear();
-                    return Err(ReadError::Transient(format!(
-                        "no line number for a frame of {}",
-                        frame.name
-                    )));
+                    return Err(ReadError::Transient(
+                        ReadErrorKind::Torn,
+                        format!("no line number for a frame of {}", frame.name),
+                    ));
                 }
                 let code = self
                     .interner
