@@ -985,15 +985,16 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
                     // through the terminal's process group.)
                     unsafe { libc::kill(pid, libc::SIGTERM) };
                 }
-                Some((result, sources))
+                Some((result, sources, true))
             }
+            // The command ran and exited before its interpreter could be read (`python -c
+            // pass` takes a few milliseconds): its results are empty, and still written, so
+            // that a script reading them finds a file whatever the command's speed.
             Err(e @ (AttachError::Exited(_) | AttachError::NoSuchProcess(_))) => {
-                eprintln!("tracer: {command:?} exited before it could be traced ({e})");
-                None
+                Some(exited_untraced(pid, command, args, &e))
             }
             Err(e) if !crate::process::is_alive(pid) => {
-                eprintln!("tracer: {command:?} exited before it could be traced ({e})");
-                None
+                Some(exited_untraced(pid, command, args, &e))
             }
             Err(e) => {
                 let _ = child.kill();
@@ -1002,8 +1003,10 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
             }
         };
     let status = child.wait().context("waiting for the traced command")?;
-    if let Some((result, sources)) = result {
-        report_stop(&result);
+    if let Some((result, sources, sampled)) = result {
+        if sampled {
+            report_stop(&result);
+        }
         let message = session::write_results(
             &result,
             args.format,
@@ -1017,6 +1020,36 @@ fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// The empty results of a command that exited before it could be traced, and a note saying so.
+fn exited_untraced(
+    pid: i32,
+    command: &[String],
+    args: &TraceArgs,
+    why: &AttachError,
+) -> (SessionResult, Sources, bool) {
+    eprintln!(
+        "tracer: {command:?} exited before it could be traced ({why}); writing empty results"
+    );
+    let target = attach::TargetInfo {
+        pid,
+        executable: command[0].clone(),
+        command_line: command.join(" "),
+        ..attach::TargetInfo::default()
+    };
+    let result = SessionResult {
+        results: CoverageResults::default(),
+        info: RunInfo {
+            target,
+            rate_requested: args.rate,
+            ..RunInfo::default()
+        },
+        stop_reason: sampler::StopReason::TargetExited,
+        first_error: None,
+    };
+    // The target is gone: no file of its is read as it saw it.
+    (result, Sources::of_process(pid, (3, 12)), false)
 }
 
 fn report_stop(result: &session::SessionResult) {
