@@ -411,3 +411,19 @@ print(json.dumps(dict(code=code.co_code.hex(), table=code.co_linetable.hex(),
         println!("SKIP: no Python 3.12+ found");
     }
 }
+
+/// src/reader/line_proof/generated.rs is what its generator measures from 3.8 and 3.9 now.
+#[test]
+fn line_proof_tables_match_their_generator() {
+    let found = |minor| all_pythons().iter().any(|p| p.version == (3, minor));
+    if !found(8) || !found(9) {
+        println!("SKIP: the line_proof tables need both 3.8 and 3.9 to regenerate");
+        return;
+    }
+    let (committed, fresh) = regenerate("src/reader/line_proof", "line_proof");
+    assert!(
+        committed == fresh,
+        "src/reader/line_proof/generated.rs differs from what generate.py measures now: \
+         regenerate with python3 src/reader/line_proof/generate.py"
+    );
+}
