@@ -328,7 +328,8 @@ fn undo(image: &mut ImageMemory, undo: Undo) {
 }
 
 /// Two samples over `image`; checks what the reader reports.
-fn sample_image(recorded: &Recorded, image: ImageMemory) -> u64 {
+/// A reader of `image` as recorded, and the count of ranges it reads.
+fn counted_reader(recorded: &Recorded, image: ImageMemory) -> (DirectReader, Arc<AtomicU64>) {
     let ranges = Arc::new(AtomicU64::new(0));
     let target = Target {
         memory: Box::new(Counted {
@@ -339,7 +340,11 @@ fn sample_image(recorded: &Recorded, image: ImageMemory) -> u64 {
         interpreter: recorded.interpreter,
         code_type: recorded.code_type,
     };
-    let mut reader = DirectReader::new(target, None);
+    (DirectReader::new(target, None), ranges)
+}
+
+fn sample_image(recorded: &Recorded, image: ImageMemory) -> u64 {
+    let (mut reader, ranges) = counted_reader(recorded, image);
     reader.follow_function(followed()).unwrap();
     let (mut sample, mut codes) = (Sample::default(), Vec::new());
     for _ in 0..2 {
@@ -887,17 +892,7 @@ fn head_thread_frame_slot(recorded: &Recorded, image: &mut ImageMemory) -> usize
 /// One sample over `image`: (ranges read, threads listed, threads left out as implausible or
 /// torn, whether the sample was dropped).
 fn sample_counted(recorded: &Recorded, image: ImageMemory) -> (u64, usize, u64, bool) {
-    let ranges = Arc::new(AtomicU64::new(0));
-    let target = Target {
-        memory: Box::new(Counted {
-            image,
-            ranges: ranges.clone(),
-        }),
-        layout: recorded.layout,
-        interpreter: recorded.interpreter,
-        code_type: recorded.code_type,
-    };
-    let mut reader = DirectReader::new(target, None);
+    let (mut reader, ranges) = counted_reader(recorded, image);
     let (mut sample, mut codes) = (Sample::default(), Vec::new());
     let dropped = reader.read(&mut sample, &mut codes).is_err();
     let left_out = sample.threads_dropped.implausible + sample.threads_dropped.torn;

@@ -231,6 +231,8 @@ pub struct DirectReader {
     frames: [Vec<RawFrame>; 2],
     /// Scratch for a frame read to discover a chain, and for code addresses.
     frame_scratch: Vec<u8>,
+    /// Frames met by the walk in progress (cycles end it); kept to reuse its allocation.
+    visited: HashSet<usize>,
     code_scratch: Vec<usize>,
     /// 3.14+: the interpreter's `_code_object_generation` as last read.
     code_generation: Option<u64>,
@@ -283,6 +285,7 @@ impl DirectReader {
             identities: Vec::new(),
             frames: [Vec::new(), Vec::new()],
             frame_scratch: Vec::new(),
+            visited: HashSet::default(),
             code_scratch: Vec::new(),
             code_generation: None,
             samples_read: 0,
@@ -659,7 +662,7 @@ impl DirectReader {
                 || Some(o) == layout.frame_owned_by_cstack
                 || Some(o) == layout.frame_owned_by_interpreter
         };
-        let mut visited_outside: HashSet<usize> = HashSet::default();
+        self.visited.clear();
         let mut unplanned = 0usize;
         let mut last_in_chunk: Option<usize> = None;
         // Counted in steps, not in frames kept: shim frames are not kept, and a cycle of them
@@ -681,9 +684,10 @@ impl DirectReader {
                     return Err(MemoryError::Implausible(frame));
                 }
                 last_in_chunk = Some(frame);
-            } else if outside && !visited_outside.insert(frame) {
+            } else if outside && !self.visited.insert(frame) {
                 return Err(MemoryError::Implausible(frame)); // a cycle
             }
+            let mut read_alone = false;
             let bytes: &[u8] = if let Some(in_chunk) = in_chunk {
                 in_chunk
             } else if (copied_end..live_top).contains(&frame)
@@ -709,7 +713,7 @@ impl DirectReader {
                         self.needs_replan = true;
                         self.frame_scratch.resize(span, 0);
                         self.target.memory.read(frame, &mut self.frame_scratch)?;
-                        self.check_outside_frame(&layout)?;
+                        read_alone = true;
                         &self.frame_scratch
                     }
                 }
@@ -734,6 +738,9 @@ impl DirectReader {
                 if outside && (code == 0 || !code.is_multiple_of(std::mem::align_of::<usize>())) {
                     return Err(MemoryError::Implausible(frame));
                 }
+                if read_alone {
+                    self.check_code_type(code)?;
+                }
                 out.push(RawFrame {
                     address: frame,
                     code,
@@ -753,26 +760,13 @@ impl DirectReader {
         Ok(())
     }
 
-    /// A frame outside the chunk just read into `frame_scratch`, not a shim: its code field
-    /// must point to a code object (one more read, made only while a new chain is discovered).
-    fn check_outside_frame(&mut self, layout: &Layout) -> Result<(), MemoryError> {
-        let bytes = &self.frame_scratch;
-        let owner = layout.iframe_owner.and_then(|o| bytes.get(o).copied());
-        let shim = owner.is_some_and(|o| {
-            Some(o) == layout.frame_owned_by_cstack || Some(o) == layout.frame_owned_by_interpreter
-        });
-        if shim {
-            return Ok(());
-        }
-        let code = read_usize_at(bytes, layout.iframe_code.unwrap_or(0)).unwrap_or(0)
-            & !layout.iframe_code_tag_mask;
-        if code == 0 || !code.is_multiple_of(std::mem::align_of::<usize>()) {
-            return Err(MemoryError::Implausible(code));
-        }
+    /// A frame outside the chunk read one by one, not a shim: its code field must point to a
+    /// code object (one more read, made only while a new chain is discovered).
+    fn check_code_type(&mut self, code: usize) -> Result<(), MemoryError> {
         let type_ptr = self
             .target
             .memory
-            .read_usize(code.wrapping_add(layout.object_type))
+            .read_usize(code.wrapping_add(self.target.layout.object_type))
             .map_err(|e| match e {
                 MemoryError::Unmapped(a) => MemoryError::Implausible(a),
                 other => other,
@@ -797,11 +791,11 @@ impl DirectReader {
             // Every frame of a chain is a frame object, of one type: the first frame's type
             // stands for it, and a frame met twice is a cycle.
             let mut frame_type = None;
-            let mut visited: HashSet<usize> = HashSet::default();
+            self.visited.clear();
             while frame != 0 {
                 if frames.len() >= MAX_DEPTH
                     || !frame.is_multiple_of(std::mem::align_of::<usize>())
-                    || !visited.insert(frame)
+                    || !self.visited.insert(frame)
                 {
                     result = Err(MemoryError::Implausible(frame));
                     break;
