@@ -28,7 +28,7 @@ PYTHONS_NEW ?= 3.14 3.15
 pythons-new:
 	@if [ -n "$(PYTHONS_NEW)" ]; then tests/support/fetch-python.sh $(PYTHONS_NEW); fi
 
-# The pinned real consumers of our formats (coverage.py, pydot), for tests/reports.rs, and our
+# The pinned real consumers of our formats (coverage.py, pydot), for tests/it/reports.rs, and our
 # coverage.py plugin (src/coverage_plugin): a venv under target/, rebuilt only when
 # tests/support/report-requirements.txt or the plugin changes (tests/common/mod.rs does the same).
 REPORT_VENV := target/report-venv
@@ -41,7 +41,7 @@ REPORT_PYTHON ?= $(shell for v in 3.13 3.12 3.11 3.10 3.9; do \
 	for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python /usr/bin/python$$v; do \
 	$$p -c '' 2>/dev/null && { echo $$p; exit 0; }; done; done; echo python3)
 
-# A real 32-bit Python for tests/bad_targets.rs (Debian's i386 packages, unpacked; x86_64 only).
+# A real 32-bit Python for tests/it/bad_targets.rs (Debian's i386 packages, unpacked; x86_64 only).
 .PHONY: i386-python
 i386-python:
 	@if [ "$$(uname -m)" = x86_64 ]; then \
@@ -58,7 +58,7 @@ report-venv:
 		cat $(REPORT_INPUTS) > $(REPORT_VENV)/installed-inputs.txt; \
 	fi
 
-# tracefunc, the in-process ground truth of tests/function_view.rs, runs inside the workload's
+# tracefunc, the in-process ground truth of tests/it/function_view.rs, runs inside the workload's
 # own interpreter: one venv per Python 3.12 and 3.13 found (target/tracefunc-venv-3.X), rebuilt
 # only when tests/support/function-view-requirements.txt changes. The test makes a missing one
 # itself, and prints SKIP if it cannot.
@@ -83,7 +83,7 @@ tracefunc-venvs:
 	done
 
 # Precision under stress on a loaded machine (issue 7, item 3): the stack-churn precision test
-# of tests/trace_compat.rs STRESS_RUNS times with STRESS_LOAD busy loops beside it (about 40 s
+# of tests/it/trace_compat.rs STRESS_RUNS times with STRESS_LOAD busy loops beside it (about 40 s
 # a run with every Python 3.8-3.14).
 STRESS_RUNS ?= 10
 STRESS_LOAD ?= 4
@@ -99,7 +99,7 @@ FUZZ_CASES ?= 1000000
 .PHONY: fuzz
 fuzz:
 	@mkdir -p target
-	TRACER_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --profile fuzz --test fuzz_parsers --test fuzz_walker \
+	TRACER_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --profile fuzz --test fuzz \
 		-- --nocapture --test-threads=2 > target/fuzz.log 2>&1; status=$$?; \
 		grep -E '^(FUZZ|fuzz|frame walker|snapshot walk|test result)|panicked' target/fuzz.log; exit $$status
 
@@ -114,7 +114,7 @@ clean:
 # The executable-line analysis against every stdlib file of every Python 3.8-3.13 (minutes).
 .PHONY: exec-lines-accuracy
 exec-lines-accuracy:
-	$(CARGO) test --release --test executable_lines -- --ignored --nocapture whole_stdlib_accuracy
+	$(CARGO) test --release --test it -- --ignored --nocapture executable_lines::whole_stdlib_accuracy
 
 # tracer against py-spy 0.4.3 and austin 3.7.0, side by side (docs/benchmarks.md): minutes.
 # Both are pip-installed into a venv once (austin-dist 4.0 needs glibc 2.38, newer than
@@ -154,10 +154,10 @@ aarch64:
 test-aarch64: aarch64
 	TRACER_TEST_BIN=$(CURDIR)/arch/aarch64/tracer \
 	TRACER_TEST_PYTHONS=$(CURDIR)/arch/aarch64/python3.11 \
-	$(CARGO) test --release --test trace_compat --test run_and_report -- --nocapture
+	$(CARGO) test --release --test it -- --nocapture trace_compat:: run_and_report::
 	@echo "A foreign-architecture Python: the x86_64 tracer against the arm64 CPython under qemu-user"
 	TRACER_TEST_PYTHONS=$(CURDIR)/arch/aarch64/python3.11 \
-	$(CARGO) test --release --test trace_compat -- --nocapture
+	$(CARGO) test --release --test it -- --nocapture trace_compat::
 
 # Memory over a long run: 10 minutes at 10 kHz against a workload that keeps creating new
 # functions (tests/workloads/churn.py, 100 distinct sources, new code objects every round);

@@ -1,28 +1,21 @@
 //! tracer: an out-of-process tracer for CPython.
 //!
-//! The data path, one module per step:
-//! [`attach`] (find the interpreter) → [`reader`] (read stacks) → [`sampler`] (timer, send
-//! compact [`sample`]s) → [`aggregate`] (fold into counts; [`function_view`] per call of one
-//! function) → [`model`] (trace's
-//! `CoverageResults`) → [`output`] (pickle, `.cover`, JSON). [`session`] ties them together;
-//! [`cli`] is the command line. See docs/ARCHITECTURE.md.
+//! The data path, one folder per step: [`target`] (the process, /proc, attaching) →
+//! [`reader`] (find the interpreter's threads, read stacks into compact samples) →
+//! [`session`] (the sampler's timer, the aggregator thread, flushes, process families) →
+//! [`aggregate`] (fold samples into counts: trace's `CoverageResults`) → [`output`] (pickle,
+//! `.cover`, JSON, coverage.py, flame graphs). Beside it: [`snapshot`] (what ran, from the
+//! interpreter's own evidence), [`function_view`] (one function's calls), [`source`] (the
+//! target's files and their executable lines). [`cli`] defines the arguments and
+//! [`commands`] runs them. See docs/ARCHITECTURE.md.
 
 pub mod aggregate;
-pub mod attach;
 pub mod cli;
-pub mod dump;
-pub mod family;
-pub mod filter;
-pub mod flush;
+pub mod commands;
 pub mod function_view;
-pub mod library_dirs;
-pub mod model;
 pub mod output;
-pub mod process;
 pub mod reader;
-pub mod sample;
-pub mod sampler;
 pub mod session;
 pub mod snapshot;
 pub mod source;
-pub mod status;
+pub mod target;

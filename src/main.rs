@@ -2,7 +2,7 @@ use clap::Parser;
 
 fn main() {
     let cli = tracer::cli::Cli::parse();
-    match tracer::cli::run(cli) {
+    match tracer::commands::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             // One line: the cause chain joined, so that the fix it names is visible.

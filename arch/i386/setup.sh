@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Unpack Debian's i386 CPython 3.11 into arch/i386/root, for the test that a real 32-bit Python
-# is refused with one line (tests/bad_targets.rs). Idempotent: quick when already done.
+# is refused with one line (tests/it/bad_targets.rs). Idempotent: quick when already done.
 #
 # The packages cannot be installed beside the host's python3.11, so they are downloaded and
 # unpacked; `arch/i386/python3.11` runs them with their own loader. x86_64 kernels run i386

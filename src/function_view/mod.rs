@@ -19,7 +19,7 @@
 
 pub mod statements;
 
-use crate::sample::{CodeId, FrameRef, Sample, SourcePoint, TargetFrame};
+use crate::reader::sample::{CodeId, FrameRef, Sample, SourcePoint, TargetFrame};
 use rustc_hash::FxHashMap as HashMap;
 use statements::Statement;
 use std::collections::BTreeMap;
@@ -511,7 +511,7 @@ fn python_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::LocalSample;
+    use crate::reader::sample::LocalSample;
 
     fn frame(code: CodeId, line: u32) -> FrameRef {
         FrameRef { code, line }

@@ -2,7 +2,7 @@
 //! edge per caller → callee pair, labelled and weighted by its hits (samples in which the
 //! edge was on some stack). Pen width grows with the edge's share of the heaviest edge.
 
-use crate::model::{CoverageResults, FuncKey};
+use crate::aggregate::model::{CoverageResults, FuncKey};
 use std::collections::BTreeMap;
 
 /// A dot string literal: quoted, with `"` and `\` escaped and newlines as `\n`.

@@ -1,8 +1,8 @@
 //! Annotated `.cover` files and the coverage summary, exactly as Lib/trace.py's
 //! `CoverageResults.write_results` writes them.
 
-use crate::filter::normpath;
-use crate::model::{module_name, CoverageResults};
+use crate::aggregate::filter::normpath;
+use crate::aggregate::model::{module_name, CoverageResults};
 use crate::source::{expand_tabs, SourceText, Sources};
 use std::collections::BTreeMap;
 use std::fs;

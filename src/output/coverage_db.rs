@@ -13,7 +13,7 @@
 //! plugin for the file's statements. coverage.py stops with a `KeyError` on a file whose
 //! `tracer` row names a plugin that is not configured, so this is opt-in (`--coverage-plugin`).
 
-use crate::model::CoverageResults;
+use crate::aggregate::model::CoverageResults;
 use crate::source::{SourceText, Sources};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension};
@@ -318,7 +318,7 @@ pub fn read_line_sets(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<u32>>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::LineHits;
+    use crate::aggregate::model::LineHits;
 
     #[test]
     fn numbits_as_coverage_py_packs_them() {

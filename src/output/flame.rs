@@ -5,7 +5,7 @@
 //! 3.11+, `co_name` before) and the line it stood on. Stacks go outermost first. A stack's
 //! weight is the number of thread samples that stood exactly on it.
 
-use crate::model::{CoverageResults, StackFrame, Stacks};
+use crate::aggregate::model::{CoverageResults, StackFrame, Stacks};
 use crate::output::Format;
 use anyhow::Context;
 use serde_json::json;
@@ -134,7 +134,7 @@ pub fn speedscope(stacks: &Stacks, name: &str) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FuncKey;
+    use crate::aggregate::model::FuncKey;
 
     fn stacks() -> Stacks {
         let main = FuncKey::new("/app/m.py", "<module>");

@@ -1,11 +1,11 @@
 //! tracer's JSON results format, version 1 (documented in docs/json-format.md).
 
 use super::RunInfo;
-use crate::attach::TargetInfo;
+use crate::aggregate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
 use crate::function_view::{CallTrace, FunctionTraces, StatementTrace};
-use crate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
 use crate::reader::ErrorKinds;
-use crate::sampler::SamplerStats;
+use crate::session::sampler::SamplerStats;
+use crate::target::attach::TargetInfo;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 

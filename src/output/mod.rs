@@ -9,9 +9,9 @@ pub mod json;
 pub mod pickle;
 pub mod trace_text;
 
-use crate::attach::TargetInfo;
-use crate::model::CoverageResults;
-use crate::sampler::SamplerStats;
+use crate::aggregate::model::CoverageResults;
+use crate::session::sampler::SamplerStats;
+use crate::target::attach::TargetInfo;
 use anyhow::Context;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};

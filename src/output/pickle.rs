@@ -5,7 +5,7 @@
 //! `calledfuncs` values are 1 as trace writes them; `callers` values are the edge's hits
 //! (trace writes 1 and never reads the value).
 
-use crate::model::{CoverageResults, FuncKey, LineHits};
+use crate::aggregate::model::{CoverageResults, FuncKey, LineHits};
 use anyhow::{bail, Context};
 use serde_pickle::value::{HashableValue as Key, Value};
 use serde_pickle::{DeOptions, SerOptions};

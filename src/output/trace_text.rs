@@ -2,7 +2,7 @@
 //! `--listfuncs` records) and "calling relationships:" (what `--trackcalls` records), byte for
 //! byte as `CoverageResults.write_results` prints them.
 
-use crate::model::CoverageResults;
+use crate::aggregate::model::CoverageResults;
 
 /// trace's "functions called:" section, with its leading blank line; empty when no function
 /// was recorded (trace prints nothing then).
@@ -49,7 +49,7 @@ pub fn calling_relationships(results: &CoverageResults) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FuncKey;
+    use crate::aggregate::model::FuncKey;
 
     #[test]
     fn sections_as_trace_prints_them() {

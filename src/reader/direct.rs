@@ -32,7 +32,9 @@ use super::linetable::{
 use super::memory::{BudgetedMemory, MemoryError, MemoryReader, ReadBudget, ReadRequest};
 use super::values::{TypeCache, ValueReader};
 use super::{CodeInterner, FunctionFilter, ReadError, ReadErrorKind, StackReader};
-use crate::sample::{CodeId, CodeInfo, FrameRef, LocalSample, Sample, SourcePoint, TargetFrame};
+use crate::reader::sample::{
+    CodeId, CodeInfo, FrameRef, LocalSample, Sample, SourcePoint, TargetFrame,
+};
 use rustc_hash::FxHashMap as HashMap;
 use rustc_hash::FxHashSet as HashSet;
 use std::sync::Arc;

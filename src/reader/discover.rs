@@ -10,7 +10,7 @@
 use super::direct::Target;
 use super::layout::{self, Layout};
 use super::memory::TargetMemory;
-use crate::process;
+use crate::target::{proc, process};
 use anyhow::{anyhow, bail, Context};
 use py_spy::python_process_info::{get_python_version, PythonProcessInfo};
 
@@ -151,17 +151,11 @@ const MAX_ELF_BYTES: u64 = 512 << 20;
 /// parsed with goblin from the target's root, its load bias from where its first page is
 /// mapped; the version from `Py_Version` (3.11+) in memory, else from the file name.
 pub fn symbols_from_maps(pid: i32) -> anyhow::Result<Symbols> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .with_context(|| format!("cannot read the memory maps of {pid}"))?;
+    let maps = proc::maps(pid).with_context(|| format!("cannot read the memory maps of {pid}"))?;
     // (start, file offset, path) of every file-backed mapping.
     let mappings: Vec<(usize, usize, &str)> = maps
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let start = usize::from_str_radix(f.first()?.split('-').next()?, 16).ok()?;
-            let offset = usize::from_str_radix(f.get(2)?, 16).ok()?;
-            Some((start, offset, *f.get(5)?))
-        })
+        .iter()
+        .filter_map(|m| Some((m.start, m.offset, m.file()?)))
         .collect();
     // The interpreter by file name alone (process::looks_like_python), libpython first: with
     // a shared build the symbols are there, not in the small python binary.
@@ -299,30 +293,19 @@ fn find_runtime(
 
 /// Scan the writable mappings of the python binary and libpython for the debug cookie.
 pub fn scan_for_cookie(pid: i32, memory: &mut TargetMemory) -> anyhow::Result<Option<usize>> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mut scanned = 0usize;
     let mut buf = vec![0u8; 1 << 20];
-    for line in maps.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(range), Some(perms), Some(path)) = (fields.first(), fields.get(1), fields.get(5))
-        else {
+    for mapping in proc::maps(pid)? {
+        let Some(path) = mapping.file() else {
             continue;
         };
         let name = path.rsplit('/').next().unwrap_or(path);
-        if !perms.starts_with("rw")
+        if !(mapping.readable() && mapping.writable())
             || !(name.starts_with("python") || name.starts_with("libpython"))
         {
             continue;
         }
-        let Some((start, end)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (
-            usize::from_str_radix(start, 16),
-            usize::from_str_radix(end, 16),
-        ) else {
-            continue;
-        };
+        let (start, end) = (mapping.start, mapping.end);
         let mut at = start;
         while at < end && scanned < MAX_COOKIE_SCAN {
             let len = buf.len().min(end - at);

@@ -481,16 +481,11 @@ fn read_exact_at(file: &File, address: usize, buf: &mut [u8]) -> Result<(), Memo
 
 /// The start of the target's first readable mapping, to probe the read channel with.
 fn first_readable_address(pid: i32) -> Option<usize> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    maps.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let range = fields.next()?;
-        let perms = fields.next()?;
-        if !perms.starts_with('r') {
-            return None;
-        }
-        usize::from_str_radix(range.split('-').next()?, 16).ok()
-    })
+    crate::target::proc::maps(pid)
+        .ok()?
+        .iter()
+        .find(|m| m.readable())
+        .map(|m| m.start)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! A reader fills a [`Sample`] with every thread's frames as (code id, line) pairs and reports
 //! the strings behind any code id it has not reported before. Readers never write to the target.
 
-use crate::sample::{CodeId, CodeInfo, Sample};
+use crate::reader::sample::{CodeId, CodeInfo, Sample};
 use std::collections::HashMap;
 
 pub mod direct;
@@ -14,6 +14,7 @@ pub mod linetable;
 pub mod memory;
 pub mod printable;
 mod pyspy;
+pub mod sample;
 pub mod values;
 
 pub use direct::DirectReader;

@@ -2,7 +2,7 @@
 //! py-spy knows (2.7, 3.3–3.15) and serves as the reference our own reader is tested against.
 
 use super::{CodeInterner, ReadError, ReadErrorKind, StackReader};
-use crate::sample::{CodeId, CodeInfo, FrameRef, Sample};
+use crate::reader::sample::{CodeId, CodeInfo, FrameRef, Sample};
 use crate::source::{SourceText, Sources};
 use py_spy::config::{LineNo, LockingStrategy};
 use py_spy::{Config, PythonSpy, StackTrace};

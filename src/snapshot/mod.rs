@@ -21,7 +21,7 @@ pub mod evidence;
 pub mod opcodes;
 pub mod walk;
 
-use crate::model::{CoverageResults, FuncKey, LineHits};
+use crate::aggregate::model::{CoverageResults, FuncKey, LineHits};
 use crate::reader::discover;
 use crate::reader::linetable::{LineTable, LineTableFormat};
 use anyhow::{anyhow, bail};
@@ -83,7 +83,7 @@ pub struct SnapshotOptions {
 
 /// Take a snapshot of process `pid`.
 pub fn take(pid: i32, options: SnapshotOptions) -> anyhow::Result<Snapshot> {
-    crate::attach::check_target(pid)?;
+    crate::target::attach::check_target(pid)?;
     let discovered = discover::find_target(pid)?;
     if discovered.version < FIRST_VERSION {
         bail!(

@@ -33,28 +33,27 @@ pub struct Credentials {
 impl Credentials {
     /// The credentials of live process `pid`, from `/proc/PID/status` (fs uid and gid).
     pub fn of_process(pid: i32) -> io::Result<Credentials> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let field = |name: &str| -> Option<Vec<u64>> {
-            let line = status.lines().find(|l| l.starts_with(name))?;
-            Some(
-                line[name.len()..]
-                    .split_whitespace()
-                    .filter_map(|v| v.parse().ok())
-                    .collect(),
-            )
-        };
+        let status = crate::target::proc::status(pid)?;
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/PID/status");
-        let uid = *field("Uid:").ok_or_else(bad)?.get(3).ok_or_else(bad)? as u32;
-        let gid = *field("Gid:").ok_or_else(bad)?.get(3).ok_or_else(bad)? as u32;
-        let groups = field("Groups:")
+        let uid = *status
+            .numbers("Uid")
+            .ok_or_else(bad)?
+            .get(3)
+            .ok_or_else(bad)? as u32;
+        let gid = *status
+            .numbers("Gid")
+            .ok_or_else(bad)?
+            .get(3)
+            .ok_or_else(bad)? as u32;
+        let groups = status
+            .numbers("Groups")
             .unwrap_or_default()
             .into_iter()
             .map(|g| g as u32)
             .collect();
         let cap_eff = status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .field("CapEff")
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
             .unwrap_or(0);
         // linux/capability.h: CAP_DAC_OVERRIDE is 1, CAP_DAC_READ_SEARCH 2.
         let dac_bits = (1 << 1) | (1 << 2);

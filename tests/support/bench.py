@@ -4,7 +4,7 @@
 Measures, on tests/workloads/bench_depth.py (a CPU-bound target spinning at a fixed stack
 depth, run by CPython 3.12):
 
-1. paused per-sample CPU, ours vs py-spy's get_stack_traces (by tests/bench_paused.rs, when it
+1. paused per-sample CPU, ours vs py-spy's get_stack_traces (by tests/it/bench_paused.rs, when it
    exists);
 2. live sampling at the maximum rate: achieved samples/s and the sampler's CPU, for
    `tracer attach`, `py-spy record --nonblocking` and `austin -i 1`;
@@ -342,10 +342,10 @@ def measure_slowdown(tools, python, args, workdir, log):
 
 
 # ---------------------------------------------------------------------------------------------
-# The paused per-sample comparison: tests/bench_paused.rs, written with the direct reader.
+# The paused per-sample comparison: tests/it/bench_paused.rs, written with the direct reader.
 #
 # Contract: the test is `#[ignore]`d and run with
-#     cargo test --release --test bench_paused -- --ignored --nocapture
+#     cargo test --release --test it -- --ignored --nocapture bench_paused::
 # with TRACER_BENCH_PYTHON (the interpreter) and TRACER_BENCH_WORKLOAD (bench_depth.py) in its
 # environment. For each depth it prints one line
 #     paused depth=40 ours_us=3.1 pyspy_us=530.2
@@ -355,10 +355,10 @@ def measure_slowdown(tools, python, args, workdir, log):
 def measure_paused(python, cargo, log):
     """Returns ({depth: (ours_us, pyspy_us)}, note)."""
     if not os.path.exists(PAUSED_TEST):
-        note = "skipped: tests/bench_paused.rs does not exist yet"
+        note = "skipped: tests/it/bench_paused.rs does not exist yet"
         log(f"paused per-sample: {note}")
         return {}, note
-    log("paused per-sample: cargo test --release --test bench_paused -- --ignored --nocapture")
+    log("paused per-sample: cargo test --release --test it -- --ignored --nocapture bench_paused::")
     env = dict(os.environ, TRACER_BENCH_PYTHON=python, TRACER_BENCH_WORKLOAD=WORKLOAD)
     proc = subprocess.run(
         [cargo, "test", "--release", "--test", "bench_paused", "--", "--ignored", "--nocapture"],

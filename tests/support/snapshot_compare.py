@@ -1,4 +1,4 @@
-"""Compare snapshots with the ground truth of trace, per statement kind (tests/snapshot.rs).
+"""Compare snapshots with the ground truth of trace, per statement kind (tests/it/snapshot.rs).
 
 Usage: python snapshot_compare.py TRUTH.pickle FILE_SUFFIX SNAPSHOT.json [SNAPSHOT.json...]
 

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Test workload for tests/function_view.rs: `target` is called six times (recursion, a second
+"""Test workload for tests/it/function_view.rs: `target` is called six times (recursion, a second
 thread, two call sites), with two statements on one line and locals of every type the
 function view decodes: dicts (one with a deleted key, one nested, one past 255 slots) and
 strings beyond Latin-1 (escaped or not by repr, and one whose character is printable in newer

@@ -206,7 +206,7 @@ FIELDS = [
     ("dict_values", "offset", all_versions("offsetof(PyDictObject, ma_values)")),
     # PyDictKeysObject and PyDictKeyEntry are in the installed headers from 3.11 on; before,
     # they live in Objects/dict-common.h, which is not installed: 3.8-3.10 measure the copy
-    # declared in PRE_3_11_DICT (below), which tests/layouts.rs checks against each
+    # declared in PRE_3_11_DICT (below), which tests/it/layouts.rs checks against each
     # interpreter's own dicts (tests/support/layout_probe.py).
     ("dict_keys_size", "option", [(8, 10, "offsetof(TracerDictKeysObject, dk_size)")]),
     ("dict_keys_log2_size", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_log2_size)")]),

@@ -283,7 +283,7 @@ pub struct Layout {
     /// of two; each index is 1, 2, 4 or 8 bytes as it fits in 8, 16, 32 bits or not. 3.11+
     /// keep the log2 instead ([`Layout::dict_keys_log2_size`]). The struct is not in the
     /// installed headers of 3.8–3.10: generate.py lays out a declaration of it from
-    /// `Objects/dict-common.h`, checked against live interpreters by tests/layouts.rs.
+    /// `Objects/dict-common.h`, checked against live interpreters by tests/it/layouts.rs.
     pub dict_keys_size: Option<usize>,
     /// `PyDictKeysObject.dk_log2_size` (3.11+, one byte).
     pub dict_keys_log2_size: Option<usize>,

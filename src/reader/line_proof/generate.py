@@ -26,7 +26,7 @@ $PYENV_ROOT/versions/3.*/bin/python (PYENV_ROOT defaults to /root/.pyenv); one p
 
 Usage:
   python3 src/reader/line_proof/generate.py               # rewrite generated.rs in place
-  python3 src/reader/line_proof/generate.py -o OUT.rs     # elsewhere (tests/linetable.rs does)
+  python3 src/reader/line_proof/generate.py -o OUT.rs     # elsewhere (tests/it/linetable.rs does)
 """
 
 import argparse

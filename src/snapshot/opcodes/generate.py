@@ -44,7 +44,7 @@ target/pythons/3.*/bin/python3.* (tests/support/fetch-python.sh); one per minor,
 
 Usage:
   python3 src/snapshot/opcodes/generate.py              # rewrite generated.rs in place
-  python3 src/snapshot/opcodes/generate.py -o OUT.rs    # elsewhere (tests/snapshot.rs does)
+  python3 src/snapshot/opcodes/generate.py -o OUT.rs    # elsewhere (tests/it/snapshot.rs does)
 """
 
 import argparse

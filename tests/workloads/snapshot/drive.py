@@ -1,6 +1,6 @@
 """Run the tm_* modules' code once, print "ready", and wait for a line (or EOF) on stdin.
 
-tests/snapshot.rs snapshots it while it waits, and runs it again under trace with stdin
+tests/it/snapshot.rs snapshots it while it waits, and runs it again under trace with stdin
 closed (the ground truth): both runs execute the same lines.
 """
 import os

@@ -1,0 +1,301 @@
+//! `tracer attach`: trace a running process (found by pid or by name) until a duration, a
+//! signal or its exit; with `--follow`, the next process of the same name after it; with
+//! `--subprocesses`, its whole family.
+
+use super::tracing::{report_stop, trace_one, Flushing};
+use super::StopSignals;
+use crate::cli::{FilterArgs, TargetArgs, TraceArgs};
+use crate::session::family;
+use crate::session::sampler;
+use crate::session::{self, SessionResult};
+use crate::snapshot;
+use crate::source::Sources;
+use crate::target::attach;
+use anyhow::Context;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+impl TargetArgs {
+    /// The pid to trace: --pid, or the process --name finds (waiting up to --wait, or until
+    /// `stop` is set).
+    pub(crate) fn select(&self, stop: &AtomicBool) -> anyhow::Result<i32> {
+        if self.wait.is_some() && self.name.is_none() {
+            anyhow::bail!("--wait waits for a process matching --name PATTERN: give --name");
+        }
+        if let Some(pid) = self.pid {
+            return Ok(pid);
+        }
+        let pattern = self.name.as_deref().unwrap_or_default();
+        if pattern.is_empty() {
+            anyhow::bail!("--name needs a non-empty pattern to look for in command lines");
+        }
+        let wait = Duration::from_secs_f64(self.wait.unwrap_or(0.0));
+        let Some(pid) = wait_for_match(pattern, wait, stop) else {
+            anyhow::bail!(
+                "no process's command line contains {pattern:?}{}: check with `pgrep -af {pattern:?}`, \
+                 or wait for it with --wait SECS",
+                if self.wait.is_some() {
+                    format!(" after waiting {}s", wait.as_secs_f64())
+                } else {
+                    String::new()
+                }
+            );
+        };
+        Ok(pid)
+    }
+}
+
+/// The oldest process whose command line contains `pattern`, polled until `wait` passes or
+/// `stop` is set. Several matches (a pre-fork server's workers) pick the oldest, the master.
+fn wait_for_match(pattern: &str, wait: Duration, stop: &AtomicBool) -> Option<i32> {
+    let start = std::time::Instant::now();
+    let mut announced = false;
+    loop {
+        let found = crate::target::process::find_by_command_line(pattern);
+        if let Some(&pid) = found.first() {
+            if found.len() > 1 {
+                eprintln!(
+                    "tracer: {} processes match {pattern:?}; tracing the oldest, pid {pid}",
+                    found.len()
+                );
+            }
+            return Some(pid);
+        }
+        if start.elapsed() >= wait || stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if !announced {
+            eprintln!(
+                "tracer: waiting up to {}s for a process matching {pattern:?}",
+                wait.as_secs_f64()
+            );
+            announced = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> {
+    let signals = StopSignals::install()?;
+    let pid = target.select(&signals.stop)?;
+    let attached = attach::attach_with(pid, args.blocking, args.reader)?;
+    let path = session::output_path(args.output.as_ref(), args.format, pid);
+    session::check_output_writable(&path, args.format)?;
+    args.plugin.write_options().check(args.format)?;
+    // What --follow looks for once the target exits: --name's pattern, else the target's own
+    // command line.
+    let follow_pattern = target.follow.then(|| {
+        target
+            .name
+            .clone()
+            .unwrap_or_else(|| attached.info.command_line.clone())
+    });
+    let version = attached.info.version_tuple().unwrap_or((3, 12));
+    let deadline = args
+        .duration
+        .map(|d| Instant::now() + Duration::from_secs_f64(d));
+    let mut flushing = Flushing::start(args, path.clone(), Sources::of_process(pid, version));
+    let counters = flushing.counters.clone();
+    let mut gathered: Option<SessionResult> = None;
+    let mut traced_pids = Vec::new();
+    let mut next = Some(attached);
+    let mut last_pid = pid;
+    while let Some(attached) = next.take() {
+        last_pid = attached.info.pid;
+        traced_pids.push(last_pid);
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if remaining.is_some_and(|r| r.is_zero()) {
+            break;
+        }
+        let traced = if target.subprocesses {
+            let trace = |pid: i32,
+                         attached: Option<attach::Attached>,
+                         duration: Option<Duration>,
+                         on_flush: &mut dyn FnMut(SessionResult)|
+             -> anyhow::Result<SessionResult> {
+                let attached = match attached {
+                    Some(attached) => attached,
+                    // Forked a moment ago: its interpreter is its parent's copy, readable at
+                    // once; one that exec'd needs a moment.
+                    None => attach::attach_when_ready(
+                        pid,
+                        args.blocking,
+                        args.reader,
+                        Duration::from_secs(2),
+                    )?,
+                };
+                trace_one(
+                    attached,
+                    args,
+                    duration,
+                    &signals,
+                    &counters.sampler,
+                    on_flush,
+                )
+            };
+            let options = family::FamilyOptions {
+                max_processes: usize::from(target.max_processes),
+                flush_every: args.flush_every.map(Duration::from_secs_f64),
+                deadline,
+            };
+            family::trace_family(
+                attached,
+                &options,
+                &path,
+                &signals.stop,
+                &counters,
+                &mut flushing.writer,
+                &trace,
+            )
+        } else {
+            counters.processes.store(1, Ordering::Relaxed);
+            let traced = trace_one(
+                attached,
+                args,
+                remaining,
+                &signals,
+                &counters.sampler,
+                &mut |flush| match &gathered {
+                    None => flushing.write(flush),
+                    Some(earlier) => {
+                        let mut merged = earlier.copy();
+                        merged.absorb(&flush);
+                        flushing.write(merged)
+                    }
+                },
+            );
+            counters.processes.store(0, Ordering::Relaxed);
+            traced
+        };
+        let result = match traced {
+            Ok(result) => result,
+            Err(e) if gathered.is_some() => {
+                eprintln!("tracer: warning: pid {last_pid} could not be traced: {e:#}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let exited = result.stop_reason == sampler::StopReason::TargetExited;
+        gathered = Some(match gathered {
+            Some(mut all) => {
+                all.absorb(&result);
+                all
+            }
+            None => result,
+        });
+        if let (true, Some(pattern)) = (exited, follow_pattern.as_deref()) {
+            eprintln!(
+                "tracer: pid {last_pid} exited; --follow: waiting for the next process matching \
+                 {pattern:?} (Ctrl-C to stop)"
+            );
+            next = wait_to_follow(pattern, &traced_pids, args, &signals.stop, deadline);
+        }
+    }
+    flushing.status.stop();
+    let result = gathered.context("no process was traced")?;
+    if traced_pids.len() > 1 {
+        let pids: Vec<String> = traced_pids.iter().map(i32::to_string).collect();
+        eprintln!(
+            "tracer: results of pids {} merged into one",
+            pids.join(", ")
+        );
+    }
+    report_stop(&result);
+    let mut result = result;
+    if target.snapshot {
+        add_snapshot(&mut result, last_pid, &args.filters);
+    }
+    // The target's root and rights as taken at attach time: it may be gone by now.
+    let sources = if last_pid == pid {
+        flushing.writer.sources.clone()
+    } else {
+        let version = result.info.target.version_tuple().unwrap_or((3, 12));
+        Sources::of_process(last_pid, version)
+    };
+    let message = session::write_results(
+        &result,
+        args.format,
+        &path,
+        &sources,
+        &args.plugin.write_options(),
+    )?;
+    println!("{message}");
+    Ok(0)
+}
+
+/// `attach --snapshot`: add what the target has run since it started to the sampled results.
+/// A target gone or too old is a warning: the sampled results are still written.
+fn add_snapshot(result: &mut SessionResult, pid: i32, filters: &FilterArgs) {
+    let taken = snapshot::take(pid, snapshot::SnapshotOptions::default()).and_then(|taken| {
+        let info = &result.info;
+        let filter = filters.filter(&info.library_dirs, info.stdlib_dir.as_deref())?;
+        let mut results = taken.results;
+        let mut likely = taken.likely;
+        if !filter.is_empty() {
+            results.retain_counts(|file| filter.ignores(file));
+            likely.retain(|(file, _)| !filter.ignores(file));
+        }
+        Ok((results, likely))
+    });
+    match taken {
+        Ok((results, likely)) => {
+            eprintln!(
+                "tracer: snapshot of pid {pid} added: {} proven lines, {} functions ({} more \
+                 lines likely, kept apart)",
+                results.counts.len(),
+                results.calledfuncs.len(),
+                likely.len()
+            );
+            result.results.update(&results);
+            // Kept apart from the counts.
+            let kept = &mut result.info.likely;
+            kept.extend(likely);
+            kept.sort_unstable();
+            kept.dedup();
+        }
+        Err(e) => eprintln!("tracer: warning: no snapshot of pid {pid}: {e:#}"),
+    }
+}
+
+/// Wait for the next Python process matching `pattern` that was not traced yet, and attach
+/// to it; `None` once stopped by a signal or past `deadline`.
+fn wait_to_follow(
+    pattern: &str,
+    traced: &[i32],
+    args: &TraceArgs,
+    stop: &AtomicBool,
+    deadline: Option<Instant>,
+) -> Option<attach::Attached> {
+    let mut refused: Vec<i32> = Vec::new();
+    // Bounded by the stop signal and the deadline; a sidecar waits as long as it runs.
+    loop {
+        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let candidate = crate::target::process::find_by_command_line(pattern)
+            .into_iter()
+            .find(|pid| !traced.contains(pid) && !refused.contains(pid));
+        if let Some(pid) = candidate {
+            // Just started: its interpreter may need a moment.
+            match attach::attach_when_ready(
+                pid,
+                args.blocking,
+                args.reader,
+                Duration::from_secs(10),
+            ) {
+                Ok(attached) => {
+                    eprintln!(
+                        "tracer: following pid {pid} (Python {})",
+                        attached.info.python_version
+                    );
+                    return Some(attached);
+                }
+                Err(e) => {
+                    eprintln!("tracer: not following pid {pid}: {e}");
+                    refused.push(pid);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,131 @@
+//! `tracer run -- COMMAND`: start a command and trace it from its start to its exit, ending
+//! with the command's own exit status.
+
+use super::tracing::{report_stop, trace_one, Flushing};
+use super::StopSignals;
+use crate::aggregate::model::CoverageResults;
+use crate::cli::TraceArgs;
+use crate::output::RunInfo;
+use crate::session::sampler;
+use crate::session::{self, SessionResult};
+use crate::source::Sources;
+use crate::target::attach::{self, AttachError};
+use anyhow::Context;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+pub(crate) fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
+    let signals = StopSignals::install()?;
+    args.plugin.write_options().check(args.format)?;
+    let mut child = Command::new(&command[0])
+        .args(&command[1..])
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", command[0]))?;
+    let pid = child.id() as i32;
+    let path = session::output_path(args.output.as_ref(), args.format, pid);
+    if let Err(e) = session::check_output_writable(&path, args.format) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    // Check the filters before starting to sample (`$prefix` is checked once attached).
+    if let Err(e) = args.filters.filter(&[], Some("")) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    let result =
+        match attach::attach_when_ready(pid, args.blocking, args.reader, Duration::from_secs(10)) {
+            Ok(attached) => {
+                let version = attached.info.version_tuple().unwrap_or((3, 12));
+                // The target's root and rights, taken now: it may be gone when the results are
+                // written.
+                let sources = Sources::of_process(pid, version);
+                let mut flushing = Flushing::start(args, path.clone(), sources.clone());
+                flushing.counters.processes.store(1, Ordering::Relaxed);
+                let live = flushing.counters.sampler.clone();
+                let duration = args.duration.map(Duration::from_secs_f64);
+                let traced = trace_one(attached, args, duration, &signals, &live, &mut |flush| {
+                    flushing.write(flush)
+                });
+                flushing.status.stop();
+                let result = match traced {
+                    Ok(result) => result,
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(e);
+                    }
+                };
+                if signals.terminated.load(Ordering::Relaxed) {
+                    // SIGTERM was for the whole job: pass it on. (Ctrl-C already reached the child
+                    // through the terminal's process group.)
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                }
+                Some((result, sources, true))
+            }
+            // The command ran and exited before its interpreter could be read (`python -c
+            // pass` takes a few milliseconds): its results are empty, and still written, so
+            // that a script reading them finds a file whatever the command's speed.
+            Err(e @ (AttachError::Exited(_) | AttachError::NoSuchProcess(_))) => {
+                Some(exited_untraced(pid, command, args, &e))
+            }
+            Err(e) if !crate::target::process::is_alive(pid) => {
+                Some(exited_untraced(pid, command, args, &e))
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.into());
+            }
+        };
+    let status = child.wait().context("waiting for the traced command")?;
+    if let Some((result, sources, sampled)) = result {
+        if sampled {
+            report_stop(&result);
+        }
+        let message = session::write_results(
+            &result,
+            args.format,
+            &path,
+            &sources,
+            &args.plugin.write_options(),
+        )?;
+        println!("{message}");
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// The empty results of a command that exited before it could be traced, and a note saying so.
+fn exited_untraced(
+    pid: i32,
+    command: &[String],
+    args: &TraceArgs,
+    why: &AttachError,
+) -> (SessionResult, Sources, bool) {
+    eprintln!(
+        "tracer: {command:?} exited before it could be traced ({why}); writing empty results"
+    );
+    let target = attach::TargetInfo {
+        pid,
+        executable: command[0].clone(),
+        command_line: command.join(" "),
+        ..attach::TargetInfo::default()
+    };
+    let result = SessionResult {
+        results: CoverageResults::default(),
+        info: RunInfo {
+            target,
+            rate_requested: args.rate,
+            ..RunInfo::default()
+        },
+        stop_reason: sampler::StopReason::TargetExited,
+        first_error: None,
+    };
+    // The target is gone: no file of its is read as it saw it.
+    (result, Sources::of_process(pid, (3, 12)), false)
+}
