@@ -199,18 +199,18 @@ pub struct TargetArgs {
 #[derive(Debug, Args, Default)]
 pub struct FilterArgs {
     /// Leave out lines of this module and its submodules (comma-separated lists accepted).
-    #[arg(long = "ignore-module", value_name = "M")]
+    #[arg(long = "ignore-module", value_name = "M", env = "TRACER_IGNORE_MODULE")]
     pub ignore_module: Vec<String>,
     /// Leave out lines of files under this directory (`:`-separated lists accepted).
-    #[arg(long = "ignore-dir", value_name = "D")]
+    #[arg(long = "ignore-dir", value_name = "D", env = "TRACER_IGNORE_DIR")]
     pub ignore_dir: Vec<String>,
     /// Keep only lines of files whose whole path matches this glob (`*` also matches `/`);
-    /// repeatable.
-    #[arg(long, value_name = "GLOB")]
+    /// repeatable (TRACER_INCLUDE holds one glob).
+    #[arg(long, value_name = "GLOB", env = "TRACER_INCLUDE")]
     pub include: Vec<String>,
     /// Leave out lines of the target's own standard library and site-packages, as found from
     /// its memory maps (recorded in JSON results for later reports).
-    #[arg(long = "ignore-stdlib")]
+    #[arg(long = "ignore-stdlib", env = "TRACER_IGNORE_STDLIB")]
     pub ignore_stdlib: bool,
 }
 
@@ -291,4 +291,47 @@ pub(crate) fn parse_version(s: &str) -> Result<(u8, u8), String> {
         major.parse().map_err(|_| "expected X.Y, as 3.12")?,
         minor.parse().map_err(|_| "expected X.Y, as 3.12")?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Sidecars are configured through the environment: every option of `attach` and `run` has a
+    /// variable, and docs/sidecar.md's table lists each one with its option.
+    #[test]
+    fn every_option_of_attach_and_run_has_a_documented_variable() {
+        let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/sidecar.md"))
+            .unwrap();
+        let cli = Cli::command();
+        for name in ["attach", "run"] {
+            let command = cli.find_subcommand(name).unwrap();
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else {
+                    continue;
+                };
+                if arg.is_positional() || ["help", "version"].contains(&long) {
+                    continue;
+                }
+                let env = arg
+                    .get_env()
+                    .unwrap_or_else(|| panic!("{name} --{long} has no environment variable"));
+                let env = env.to_str().unwrap();
+                let row = docs
+                    .lines()
+                    .find(|l| l.starts_with(&format!("| `{env}`")))
+                    .unwrap_or_else(|| panic!("docs/sidecar.md does not list {env}"));
+                let option = if long == "output" {
+                    "-o".to_owned()
+                } else {
+                    format!("--{long}")
+                };
+                assert!(
+                    row.contains(&format!("`{option}`")),
+                    "{env} is not {option}: {row}"
+                );
+            }
+        }
+    }
 }

@@ -19,7 +19,6 @@ use crate::aggregate::filter::Filter;
 use crate::aggregate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
 use crate::function_view::FunctionTracker;
 use crate::reader::sample::{CodeId, CodeInfo, Message, Sample};
-use crossbeam_channel::Receiver;
 use rustc_hash::FxHashMap as HashMap;
 
 /// The most distinct whole stacks kept for flame graphs (about 30 MB at a depth of 50).
@@ -84,14 +83,6 @@ impl Aggregator {
     /// (`--function`).
     pub fn with_function(mut self, qualname: &str, locals: bool) -> Aggregator {
         self.function = Some(FunctionTracker::new(qualname, locals));
-        self
-    }
-
-    /// Fold in every message until the channel closes.
-    pub fn run(mut self, rx: Receiver<Message>) -> Aggregator {
-        for message in rx {
-            self.handle(message);
-        }
         self
     }
 
@@ -173,11 +164,13 @@ impl Aggregator {
     }
 
     /// Samples folded in.
+    #[cfg(test)]
     pub fn samples(&self) -> u64 {
         self.samples
     }
 
     /// Samples refused because they named a code id never announced.
+    #[cfg(test)]
     pub fn unknown_codes(&self) -> u64 {
         self.unknown_codes
     }

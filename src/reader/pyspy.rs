@@ -44,12 +44,6 @@ impl PySpyReader {
         let v = &self.spy.version;
         format!("{}.{}.{}", v.major, v.minor, v.patch)
     }
-
-    /// `(major, minor)` of the target's Python.
-    pub fn version_tuple(&self) -> (u8, u8) {
-        let v = &self.spy.version;
-        (v.major as u8, v.minor as u8)
-    }
 }
 
 /// Reads per sample at most, in nonblocking mode, looking for two consecutive reads that agree.

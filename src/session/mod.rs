@@ -75,22 +75,8 @@ pub type LiveCounters = sampler::LiveCounters;
 /// A request to the aggregator thread for a snapshot of its results so far.
 type FlushRequest = crossbeam_channel::Sender<CoverageResults>;
 
-/// Sample `attached` until the duration passes, `stop` is set, or the target exits.
-pub fn sample(
-    attached: Attached,
-    options: &SessionOptions,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<SessionResult> {
-    sample_with_flushes(
-        attached,
-        options,
-        stop,
-        &Arc::new(LiveCounters::default()),
-        &mut |_| {},
-    )
-}
-
-/// Like [`sample`], and every [`SessionOptions::flush_every`] hand `on_flush` the
+/// Sample `attached` until the duration passes, `stop` is set, or the target exits; every
+/// [`SessionOptions::flush_every`] hand `on_flush` the
 /// results gathered so far (their stats partial: samples, errors and time so far) while
 /// sampling goes on. `live` is kept up to date by the sampler.
 pub fn sample_with_flushes(

@@ -311,6 +311,10 @@ mod tests {
         let stop = AtomicBool::new(false);
         let stats = run(&mut reader, Vec::new(), &config, &stop, &|| false, &tx);
         assert_eq!(stats.stop_reason, Some(StopReason::TargetExited));
-        assert_eq!(stats.samples, 2);
+        // The third read fails and the target is then found gone; a slow machine may reach the
+        // periodic liveness check first, after fewer samples. A failed read of a gone target
+        // is never counted as an error.
+        assert!(stats.samples <= 2, "{stats:?}");
+        assert_eq!(stats.errors, 0, "{stats:?}");
     }
 }

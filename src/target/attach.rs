@@ -144,11 +144,6 @@ pub struct Attached {
     pub pending_codes: Vec<(CodeId, CodeInfo)>,
 }
 
-/// Attach to `pid`, pausing it for each read only if `blocking`.
-pub fn attach(pid: i32, blocking: bool) -> Result<Attached, AttachError> {
-    attach_with(pid, blocking, ReaderChoice::Auto)
-}
-
 /// Attach to `pid` with the chosen reader.
 pub fn attach_with(
     pid: i32,

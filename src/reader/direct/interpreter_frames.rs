@@ -1,0 +1,318 @@
+//! The 3.11+ walk: a thread's `_PyInterpreterFrame` chain, read with its data-stack chunk
+//! twice in one call, each frame outside the chunk accepted only once it proves to be a frame.
+
+use super::*;
+
+impl DirectReader {
+    /// 3.11+: in one call, copy the frame pointer and the chunk twice, with the planned outside
+    /// frames per copy and the planned code identities; then walk both copies.
+    pub(super) fn read_interpreter_frames(
+        &mut self,
+        tstate: usize,
+        frame_slot: usize,
+        chunk: usize,
+        top: usize,
+        limit: usize,
+    ) -> Result<(), MemoryError> {
+        let layout = self.target.layout;
+        let data_start = chunk.wrapping_add(layout.stack_chunk_data.unwrap_or(0));
+        let chunk_len = if chunk != 0 && top > data_start && top - data_start <= MAX_CHUNK_BYTES {
+            top - data_start
+        } else {
+            0
+        };
+        let mut plan = self.plans.remove(&tstate).unwrap_or_default();
+        let (frame_span, identity_span) = (iframe_span(&layout), code_identity_span(&layout));
+        for copy in &mut self.outside {
+            copy.resize_with(plan.outside.len(), || (0, Vec::new()));
+            for ((address, buf), &planned) in copy.iter_mut().zip(&plan.outside) {
+                *address = planned;
+                buf.resize(frame_span, 0);
+            }
+        }
+        self.identities
+            .resize_with(plan.codes.len(), || (0, Vec::new()));
+        for ((address, buf), &planned) in self.identities.iter_mut().zip(&plan.codes) {
+            *address = planned;
+            buf.resize(identity_span, 0);
+        }
+        let [copy_a, copy_b] = &mut self.chunk_copies;
+        copy_a.resize(chunk_len, 0);
+        copy_b.resize(chunk_len, 0);
+        let (mut frame_a, mut frame_b) = ([0u8; 8], [0u8; 8]);
+        // `datastack_top` read with each frame pointer: frames of the chunk below it and past
+        // the copy must not be read one by one (a stack torn over time could then look whole
+        // to both copies).
+        let top_slot = layout
+            .tstate_datastack_top
+            .map_or(frame_slot, |o| tstate.wrapping_add(o));
+        let (mut top_a, mut top_b) = ([0u8; 8], [0u8; 8]);
+        let [outside_a, outside_b] = &mut self.outside;
+        let mut requests = Vec::with_capacity(6 + 2 * plan.outside.len() + plan.codes.len());
+        push_words(
+            &mut requests,
+            (frame_slot, &mut frame_a),
+            (top_slot, &mut top_a),
+        );
+        requests.push(ReadRequest {
+            address: data_start,
+            buf: copy_a,
+        });
+        for (address, buf) in outside_a.iter_mut() {
+            requests.push(ReadRequest {
+                address: *address,
+                buf,
+            });
+        }
+        push_words(
+            &mut requests,
+            (frame_slot, &mut frame_b),
+            (top_slot, &mut top_b),
+        );
+        requests.push(ReadRequest {
+            address: data_start,
+            buf: copy_b,
+        });
+        for (address, buf) in outside_b.iter_mut() {
+            requests.push(ReadRequest {
+                address: *address,
+                buf,
+            });
+        }
+        for (address, buf) in self.identities.iter_mut() {
+            requests.push(ReadRequest {
+                address: *address,
+                buf,
+            });
+        }
+        let planned_ok = self.target.memory.read_many(&mut requests).is_ok();
+        drop(requests);
+        if !planned_ok {
+            // Something planned is gone (a generator finished, a chunk or code object freed):
+            // read the six ranges alone, and let the walks find the outside frames anew.
+            self.outside.iter_mut().for_each(Vec::clear);
+            self.identities.clear();
+            plan.outside.clear();
+            plan.codes.clear();
+            let [copy_a, copy_b] = &mut self.chunk_copies;
+            self.target.memory.read_many(&mut [
+                ReadRequest {
+                    address: frame_slot,
+                    buf: &mut frame_a,
+                },
+                ReadRequest {
+                    address: top_slot,
+                    buf: &mut top_a,
+                },
+                ReadRequest {
+                    address: data_start,
+                    buf: copy_a,
+                },
+                ReadRequest {
+                    address: frame_slot,
+                    buf: &mut frame_b,
+                },
+                ReadRequest {
+                    address: top_slot,
+                    buf: &mut top_b,
+                },
+                ReadRequest {
+                    address: data_start,
+                    buf: copy_b,
+                },
+            ])?;
+        }
+        // The chunk's whole address range: a frame in it must come from the copies.
+        let chunk_end = if limit > data_start && limit - data_start <= MAX_CHUNK_BYTES {
+            limit
+        } else {
+            data_start.saturating_add(chunk_len)
+        };
+        let mut outside_used = Vec::new();
+        for (copy, first, live_top) in [(0, frame_a, top_a), (1, frame_b, top_b)] {
+            let mut frames = std::mem::take(&mut self.frames[copy]);
+            frames.clear();
+            let walked = self.walk_interpreter_frames(
+                usize::from_le_bytes(first),
+                (data_start, chunk_end),
+                usize::from_le_bytes(live_top),
+                copy,
+                &mut frames,
+                &mut outside_used,
+            );
+            self.frames[copy] = frames;
+            if let Err(e) = walked {
+                // Keep what the batch should read next time, with what this walk needed.
+                let mut outside = plan.outside;
+                outside.extend(outside_used);
+                outside.sort_unstable();
+                outside.dedup();
+                outside.truncate(MAX_PLANNED_FRAMES);
+                self.plans.insert(
+                    tstate,
+                    ThreadPlan {
+                        outside,
+                        codes: plan.codes,
+                    },
+                );
+                return Err(e);
+            }
+        }
+        outside_used.sort_unstable();
+        outside_used.dedup();
+        outside_used.truncate(MAX_PLANNED_FRAMES);
+        self.plans.insert(
+            tstate,
+            ThreadPlan {
+                outside: outside_used,
+                codes: plan.codes,
+            },
+        );
+        Ok(())
+    }
+
+    /// Walk `_PyInterpreterFrame`s from `frame` in copy `copy`: from the chunk copy where the
+    /// frame lies inside it, else from the planned outside frames read with that copy. Nothing
+    /// is read afterwards: a frame between the copy's end and `live_top` sets `stack_grew_to`,
+    /// an outside frame not in the batch sets `needs_replan`, and either fails the walk, to be
+    /// read again whole. Addresses of frames outside the chunk are pushed to `outside_used`.
+    ///
+    /// The walk follows only what it can prove is a frame of this stack: frames of the chunk
+    /// lie below their callee in it (a stack grows up), a frame outside it is met once (no
+    /// cycle), every frame has an owner its version defines, and a frame outside the chunk
+    /// read one by one must hold a code object (the batch's are checked once resolved).
+    /// Anything else is [`MemoryError::Implausible`]: a `previous` that led into another
+    /// object (once, on 3.12, into `PyType_Type`, whose type field at the offset of `previous`
+    /// is itself: 16,381 reads of the same 71 bytes a walk).
+    pub(super) fn walk_interpreter_frames(
+        &mut self,
+        mut frame: usize,
+        (data_start, chunk_end): (usize, usize),
+        live_top: usize,
+        copy: usize,
+        out: &mut Vec<RawFrame>,
+        outside_used: &mut Vec<usize>,
+    ) -> Result<(), MemoryError> {
+        let layout = self.target.layout;
+        let span = iframe_span(&layout);
+        let known_owner = |o: u8| {
+            o == FRAME_OWNED_BY_THREAD
+                || Some(o) == layout.frame_owned_by_generator
+                || Some(o) == layout.frame_owned_by_cstack
+                || Some(o) == layout.frame_owned_by_interpreter
+        };
+        self.visited.clear();
+        let mut unplanned = 0usize;
+        let mut last_in_chunk: Option<usize> = None;
+        // Counted in steps, not in frames kept: shim frames are not kept, and a cycle of them
+        // (a hostile or torn `previous`) would otherwise be followed without end.
+        let mut steps = 0usize;
+        while frame != 0 {
+            steps += 1;
+            if steps > MAX_DEPTH || !frame.is_multiple_of(std::mem::align_of::<usize>()) {
+                return Err(MemoryError::Implausible(frame));
+            }
+            // Checked: a garbage pointer near the top of the address space must not wrap.
+            let in_chunk = frame
+                .checked_sub(data_start)
+                .and_then(|at| self.chunk_copies[copy].get(at..at.checked_add(span)?));
+            let copied_end = data_start.saturating_add(self.chunk_copies[copy].len());
+            let outside = in_chunk.is_none() && !(data_start..chunk_end).contains(&frame);
+            if in_chunk.is_some() {
+                if last_in_chunk.is_some_and(|callee| frame >= callee) {
+                    return Err(MemoryError::Implausible(frame));
+                }
+                last_in_chunk = Some(frame);
+            } else if outside && !self.visited.insert(frame) {
+                return Err(MemoryError::Implausible(frame)); // a cycle
+            }
+            let mut read_alone = false;
+            let bytes: &[u8] = if let Some(in_chunk) = in_chunk {
+                in_chunk
+            } else if (copied_end..live_top).contains(&frame)
+                && live_top - data_start <= MAX_CHUNK_BYTES
+            {
+                // The stack grew past the copy: copy again rather than read frames one by one.
+                self.stack_grew_to = Some(live_top);
+                return Err(MemoryError::Torn(frame));
+            } else if !outside {
+                // In this chunk but neither copied nor below the live top: torn.
+                return Err(MemoryError::Torn(frame));
+            } else {
+                outside_used.push(frame);
+                match self.outside[copy].iter().find(|(a, _)| *a == frame) {
+                    Some((_, planned)) => planned,
+                    None => {
+                        // Not in this batch: read it now only to find the rest of the chain
+                        // (this walk will fail); the next batch reads it with both copies.
+                        unplanned += 1;
+                        if unplanned > MAX_UNPLANNED_FRAMES {
+                            return Err(MemoryError::Torn(frame));
+                        }
+                        self.needs_replan = true;
+                        self.frame_scratch.resize(span, 0);
+                        self.target.memory.read(frame, &mut self.frame_scratch)?;
+                        read_alone = true;
+                        &self.frame_scratch
+                    }
+                }
+            };
+            let field = |offset: usize| read_usize_at(bytes, offset).unwrap_or(0);
+            let previous = field(layout.iframe_previous.unwrap_or(0));
+            let code = field(layout.iframe_code.unwrap_or(0)) & !layout.iframe_code_tag_mask;
+            let instruction = field(layout.iframe_instr_ptr.unwrap_or(0));
+            let owner = layout
+                .iframe_owner
+                .map(|o| bytes.get(o).copied().unwrap_or(u8::MAX));
+            if owner.is_some_and(|o| !known_owner(o)) {
+                return Err(MemoryError::Implausible(frame));
+            }
+            // Shims pushed by C code (3.12+) and the interpreter's own entry frames (3.14+)
+            // hold no Python code.
+            let shim = owner.is_some_and(|o| {
+                Some(o) == layout.frame_owned_by_cstack
+                    || Some(o) == layout.frame_owned_by_interpreter
+            });
+            if !shim {
+                if outside && (code == 0 || !code.is_multiple_of(std::mem::align_of::<usize>())) {
+                    return Err(MemoryError::Implausible(frame));
+                }
+                if read_alone {
+                    self.check_code_type(code)?;
+                }
+                out.push(RawFrame {
+                    address: frame,
+                    code,
+                    position: RawFramePosition::InstructionPointer {
+                        pointer: instruction as u64,
+                        code_start: code.wrapping_add(layout.code_code_adaptive.unwrap_or(0))
+                            as u64,
+                    },
+                    outside,
+                });
+            }
+            frame = previous;
+        }
+        if self.needs_replan {
+            return Err(MemoryError::Torn(0));
+        }
+        Ok(())
+    }
+
+    /// A frame outside the chunk read one by one, not a shim: its code field must point to a
+    /// code object (one more read, made only while a new chain is discovered).
+    pub(super) fn check_code_type(&mut self, code: usize) -> Result<(), MemoryError> {
+        let type_ptr = self
+            .target
+            .memory
+            .read_usize(code.wrapping_add(self.target.layout.object_type))
+            .map_err(|e| match e {
+                MemoryError::Unmapped(a) => MemoryError::Implausible(a),
+                other => other,
+            })?;
+        if type_ptr != self.target.code_type {
+            return Err(MemoryError::Implausible(code));
+        }
+        Ok(())
+    }
+}
