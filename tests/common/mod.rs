@@ -385,3 +385,92 @@ pub fn regenerate(dir: &str, name: &str) -> (String, String) {
     let fresh = std::fs::read_to_string(&fresh_path).unwrap();
     (committed, fresh)
 }
+
+/// Run `check` on the Python 3.`minor` under test, panicking with its label and the error if it
+/// fails; prints SKIP when that version is not found (as [`pythons_under_test`] does).
+pub fn run_on_python(minor: u8, check: impl Fn(&Python) -> Result<(), String>) {
+    let Some(python) = all_pythons().into_iter().find(|p| p.version == (3, minor)) else {
+        println!("SKIP: no Python 3.{minor} found (set TRACER_TEST_PYTHONS or install it)");
+        return;
+    };
+    if let Err(e) = check(&python) {
+        panic!("{}: {e}", python.label());
+    }
+}
+
+/// One test per Python 3.8–3.14, `NAME::py3_X`, so that one version of one case can be run by
+/// name (`cargo test --release --test it trace_compat::NAME::py3_12`). `CHECK` is a
+/// `Fn(&Python) -> Result<(), String>`.
+#[macro_export]
+macro_rules! per_python {
+    ($(#[$meta:meta])* $name:ident, $check:expr) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn run(minor: u8) {
+                $crate::common::run_on_python(minor, $check)
+            }
+            #[test]
+            fn py3_8() {
+                run(8)
+            }
+            #[test]
+            fn py3_9() {
+                run(9)
+            }
+            #[test]
+            fn py3_10() {
+                run(10)
+            }
+            #[test]
+            fn py3_11() {
+                run(11)
+            }
+            #[test]
+            fn py3_12() {
+                run(12)
+            }
+            #[test]
+            fn py3_13() {
+                run(13)
+            }
+            #[test]
+            fn py3_14() {
+                run(14)
+            }
+        }
+    };
+}
+
+/// What one `tracer attach` wrote: its output, and the JSON results loaded back.
+pub struct Attached {
+    pub out: Output,
+    pub results: tracer::aggregate::model::CoverageResults,
+    pub info: tracer::output::RunInfo,
+}
+
+/// The steps most tests repeat: `tracer attach --pid PID --format json -o results.json ARGS…`
+/// in `dir`, asserted to succeed (its output printed if not), and the results loaded.
+pub fn attach_and_load(pid: i32, args: &[&str], dir: &Path, timeout: Duration) -> Attached {
+    let pid = pid.to_string();
+    let mut all = vec![
+        "attach",
+        "--pid",
+        &pid,
+        "--format",
+        "json",
+        "-o",
+        "results.json",
+    ];
+    all.extend_from_slice(args);
+    let out = run_tracer(&all, dir, timeout);
+    assert!(out.status.success(), "tracer {all:?}: {}", printed(&out));
+    let (results, info) = tracer::output::load_results(&dir.join("results.json"))
+        .unwrap_or_else(|e| panic!("results of tracer {all:?}: {e:#}"));
+    Attached {
+        out,
+        results,
+        info: info.expect("JSON results carry their run info"),
+    }
+}

@@ -91,29 +91,19 @@ fn a_python_under_a_path_with_spaces_is_traced() {
     let symbols = symbols_from_maps(target.pid()).unwrap();
     assert_eq!(symbols.version, debian.version);
     let out_dir = scratch("path with spaces out");
-    let out = run_tracer(
-        &[
-            "attach",
-            "--pid",
-            &target.pid().to_string(),
-            "--duration",
-            "1",
-            "--format",
-            "json",
-            "-o",
-            "out.json",
-        ],
+    let traced = attach_and_load(
+        target.pid(),
+        &["--duration", "1"],
         &out_dir,
         Duration::from_secs(30),
     );
-    assert!(out.status.success(), "{}", printed(&out));
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.join("out.json")).unwrap()).unwrap();
     assert!(
-        json["counts"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|e| e.to_string().contains("mix.py"))),
+        traced
+            .results
+            .counts
+            .keys()
+            .any(|(file, _)| file.ends_with("mix.py")),
         "lines of mix.py were traced: {}",
-        printed(&out)
+        printed(&traced.out)
     );
 }

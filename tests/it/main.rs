@@ -5,6 +5,7 @@
 //! process.
 
 #[path = "../common/mod.rs"]
+#[macro_use]
 mod common;
 
 mod bad_targets;

@@ -106,26 +106,10 @@ fn blocking_mode_reads_exact_stacks() {
     let python = newest_python();
     let dir = scratch("blocking");
     let mut target = Workload::start(&python, &workload("mix.py"), 2.0);
-    let pid = target.pid().to_string();
-    let out = run_tracer(
-        &[
-            "attach",
-            "--pid",
-            &pid,
-            "--blocking",
-            "--format",
-            "json",
-            "-o",
-            "r.json",
-        ],
-        &dir,
-        TIMEOUT,
-    );
+    let traced = attach_and_load(target.pid(), &["--blocking"], &dir, TIMEOUT);
     target.wait(TIMEOUT);
-    assert!(out.status.success(), "{}", printed(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pausing it for each sample"));
-    let (results, info) = tracer::output::load_results(&dir.join("r.json")).unwrap();
-    let stats = info.unwrap().stats;
+    assert!(String::from_utf8_lossy(&traced.out.stderr).contains("pausing it for each sample"));
+    let (results, stats) = (traced.results, traced.info.stats);
     // Paused, every read succeeds; truncation comes only from frames not yet started.
     assert_eq!(stats.errors, 0, "{stats:?}");
     assert!(

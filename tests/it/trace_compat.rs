@@ -24,48 +24,31 @@ const SHARE_SECONDS: f64 = 2.0;
 /// A line holding at least this share of the run time must be found.
 const MIN_SHARE: f64 = 0.05;
 
-#[test]
-fn attach_matches_stdlib_trace_on_every_python() {
-    let mut failures = Vec::new();
-    for python in pythons_under_test() {
-        if let Err(e) = check_python(&python) {
-            failures.push(format!("{}: {e}", python.label()));
-        }
-    }
-    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
-}
+per_python!(
+    /// `tracer attach` against the stdlib's trace on the same code, on each Python.
+    attach_matches_stdlib_trace,
+    check_python
+);
 
-/// Precision under stress: the highest rate, never pausing the target, against stacks that
-/// change as fast as they can (tests/workloads/stack_churn.py: recursion built and torn down,
-/// generators, exceptions unwinding, threads dying). Every line, function and edge reported
-/// must have run (ground truth from a separate run under trace), on every Python found.
-#[test]
-fn precision_under_stack_churn_at_the_highest_rate() {
-    let mut failures = Vec::new();
-    for python in pythons_under_test() {
-        if let Err(e) = check_precision_only(&python, "stack_churn.py", "1000000") {
-            failures.push(format!("{}: {e}", python.label()));
-        }
-    }
-    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
-}
+per_python!(
+    /// Precision under stress: the highest rate, never pausing the target, against stacks that
+    /// change as fast as they can (tests/workloads/stack_churn.py: recursion built and torn down,
+    /// generators, exceptions unwinding, threads dying). Every line, function and edge reported
+    /// must have run (ground truth from a separate run under trace), on every Python found.
+    precision_under_stack_churn_at_the_highest_rate,
+    |python| check_precision_only(python, "stack_churn.py", "1000000")
+);
 
-/// Precision with generators at a high rate (tests/workloads/generators.py): loops over
-/// generators that yield nothing, `yield from`, comprehensions, async generators. On 3.12 a
-/// `for` over an empty generator was sampled on its body line, which never ran: the caller
-/// stands on the loop's backward jump between the generator's return and `END_FOR`
-/// (`may_stand_on_an_unrun_loop_jump`, src/reader/linetable.rs). Every line, function and edge
-/// reported must have run, on every Python found.
-#[test]
-fn precision_with_generators_at_a_high_rate() {
-    let mut failures = Vec::new();
-    for python in pythons_under_test() {
-        if let Err(e) = check_precision_only(&python, "generators.py", "20000") {
-            failures.push(format!("{}: {e}", python.label()));
-        }
-    }
-    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
-}
+per_python!(
+    /// Precision with generators at a high rate (tests/workloads/generators.py): loops over
+    /// generators that yield nothing, `yield from`, comprehensions, async generators. On 3.12 a
+    /// `for` over an empty generator was sampled on its body line, which never ran: the caller
+    /// stands on the loop's backward jump between the generator's return and `END_FOR`
+    /// (`may_stand_on_an_unrun_loop_jump`, src/reader/linetable.rs). Every line, function and edge
+    /// reported must have run, on every Python found.
+    precision_with_generators_at_a_high_rate,
+    |python| check_precision_only(python, "generators.py", "20000")
+);
 
 fn check_precision_only(python: &Python, workload_name: &str, rate: &str) -> Result<(), String> {
     let (major, minor) = python.version;
