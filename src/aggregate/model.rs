@@ -166,7 +166,7 @@ impl CoverageResults {
 
     /// Leave out the line counts of files for which `ignored` is true (trace's filters apply
     /// to line counts only).
-    pub fn retain_counts(&mut self, ignored: impl Fn(&str) -> bool) {
+    pub fn remove_counts_where(&mut self, ignored: impl Fn(&str) -> bool) {
         self.counts.retain(|(file, _), _| !ignored(file));
     }
 

@@ -232,7 +232,7 @@ fn add_snapshot(result: &mut SessionResult, pid: i32, filters: &FilterArgs) {
         let mut results = taken.results;
         let mut likely = taken.likely;
         if !filter.is_empty() {
-            results.retain_counts(|file| filter.ignores(file));
+            results.remove_counts_where(|file| filter.ignores(file));
             likely.retain(|(file, _)| !filter.ignores(file));
         }
         Ok((results, likely))

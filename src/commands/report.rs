@@ -73,7 +73,7 @@ pub(super) fn apply_filters(
     let stdlib = info.and_then(|i| i.stdlib_dir.as_deref());
     let filter = filters.filter(&library_dirs, stdlib)?;
     if !filter.is_empty() {
-        results.retain_counts(|file| filter.ignores(file));
+        results.remove_counts_where(|file| filter.ignores(file));
     }
     Ok(results)
 }

@@ -30,7 +30,7 @@ pub(crate) fn snapshot_command(
     let mut results = taken.results;
     let mut likely = taken.likely;
     if !filter.is_empty() {
-        results.retain_counts(|file| filter.ignores(file));
+        results.remove_counts_where(|file| filter.ignores(file));
         likely.retain(|(file, _)| !filter.ignores(file));
     }
     let likely_lines = likely.len();

@@ -105,7 +105,9 @@ pub(crate) fn trace_one(
         }
         if args.filters.ignore_stdlib {
             let filter = args.filters.filter(&library_dirs, stdlib_dir.as_deref())?;
-            result.results.retain_counts(|file| filter.ignores(file));
+            result
+                .results
+                .remove_counts_where(|file| filter.ignores(file));
         }
     }
     result.info.library_dirs = library_dirs;

@@ -3,7 +3,7 @@
 //! variables held, like `tracefunc`'s per-call traces but read from outside (docs/function-view.md).
 //!
 //! Three steps, following the data:
-//! 1. the reader lists the followed function's frames in each sample ([`TargetFrame`]: frame
+//! 1. the reader lists the followed function's frames in each sample ([`FollowedFrame`]: frame
 //!    address, source point, locals);
 //! 2. [`FunctionTracker`], inside the aggregator, tells calls apart and counts per call and
 //!    source point;
@@ -19,7 +19,7 @@
 
 pub mod statements;
 
-use crate::reader::sample::{CodeId, FrameRef, Sample, SourcePoint, TargetFrame};
+use crate::reader::sample::{CodeId, FollowedFrame, FrameRef, Sample, SourcePoint};
 use rustc_hash::FxHashMap as HashMap;
 use statements::Statement;
 use std::collections::BTreeMap;
@@ -145,7 +145,7 @@ impl FunctionTracker {
         for (thread, frames) in sample.stacks() {
             let end = start + frames.len();
             for target in sample
-                .targets
+                .followed
                 .iter()
                 .filter(|t| (start..end).contains(&(t.frame_index as usize)))
             {
@@ -162,7 +162,13 @@ impl FunctionTracker {
         }
     }
 
-    fn add_frame(&mut self, thread_id: u64, target: &TargetFrame, frames: &[FrameRef], stamp: u64) {
+    fn add_frame(
+        &mut self,
+        thread_id: u64,
+        target: &FollowedFrame,
+        frames: &[FrameRef],
+        stamp: u64,
+    ) {
         let index = target.frame_index as usize;
         let Some(frame) = frames.get(index) else {
             return;
@@ -517,8 +523,8 @@ mod tests {
         FrameRef { code, line }
     }
 
-    fn target(address: u64, index: u32, line: u32, value: &str) -> TargetFrame {
-        TargetFrame {
+    fn target(address: u64, index: u32, line: u32, value: &str) -> FollowedFrame {
+        FollowedFrame {
             address,
             frame_index: index,
             first_line: 1,
@@ -540,7 +546,7 @@ mod tests {
         s.frames.push(frame(1, line));
         s.frames.push(frame(0, caller_line));
         s.end_thread(7, false);
-        s.targets.push(target(address, 0, line, value));
+        s.followed.push(target(address, 0, line, value));
         s
     }
 
@@ -562,8 +568,8 @@ mod tests {
         let mut recursion = sample(0x100, 12, 2, "4");
         recursion.frames.insert(0, frame(1, 2)); // an inner call at another address
         recursion.threads[0].end = 3;
-        recursion.targets[0].frame_index = 1;
-        recursion.targets.push(target(0x200, 0, 2, "5"));
+        recursion.followed[0].frame_index = 1;
+        recursion.followed.push(target(0x200, 0, 2, "5"));
         t.add_sample(&recursion);
         let results = t.results(names);
         let samples: Vec<u64> = results.calls.iter().map(|c| c.samples).collect();

@@ -44,7 +44,7 @@ pub struct Sample {
     pub threads: Vec<ThreadStack>,
     /// Frames of the function followed with `--function`, with what the function view needs;
     /// empty (and never filled) without it.
-    pub targets: Vec<TargetFrame>,
+    pub followed: Vec<FollowedFrame>,
     /// Threads left out of this sample, by why (their stacks could not be read whole).
     pub threads_dropped: crate::reader::ErrorKinds,
 }
@@ -70,7 +70,7 @@ pub struct LocalSample {
 
 /// A frame of the followed function in one sample.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetFrame {
+pub struct FollowedFrame {
     /// The frame's address in the target: with its thread and callers, what tells calls apart.
     pub address: u64,
     /// Index of this frame in [`Sample::frames`]; its callers follow it up to its thread's end.
@@ -87,7 +87,7 @@ impl Sample {
     pub fn clear(&mut self) {
         self.frames.clear();
         self.threads.clear();
-        self.targets.clear();
+        self.followed.clear();
         self.threads_dropped = Default::default();
     }
 

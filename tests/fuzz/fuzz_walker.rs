@@ -139,7 +139,7 @@ fn record_images() -> Vec<Recorded> {
         for _ in 0..5 {
             if reader.read(&mut sample, &mut codes).is_ok() {
                 frames = frames.max(sample.frames.len());
-                followed_frames += sample.targets.len();
+                followed_frames += sample.followed.len();
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -345,7 +345,7 @@ fn sample_image(recorded: &Recorded, image: ImageMemory) -> u64 {
     let (mut sample, mut codes) = (Sample::default(), Vec::new());
     for _ in 0..2 {
         if reader.read(&mut sample, &mut codes).is_ok() {
-            for followed in &sample.targets {
+            for followed in &sample.followed {
                 assert!(
                     (followed.frame_index as usize) < sample.frames.len(),
                     "{}: a followed frame outside the sample",

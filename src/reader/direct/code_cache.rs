@@ -23,7 +23,7 @@ pub(super) struct CodeEntry {
     /// where that line is unknown (the frame is then not placed). Sorted; empty elsewhere.
     pub(super) loop_exit_jumps: Vec<(u32, Option<u32>)>,
     /// Set for the code of the function followed with `--function`.
-    pub(super) target: Option<Box<TargetCode>>,
+    pub(super) target: Option<Box<FollowedCode>>,
 }
 
 impl CodeEntry {
@@ -217,7 +217,7 @@ impl DirectReader {
         let target = match &self.function {
             Some(filter) if filter.matches(&name, layout.code_qualname.is_some()) => {
                 let locals = filter.locals;
-                Some(Box::new(self.target_code(
+                Some(Box::new(self.followed_code(
                     &header,
                     format,
                     &line_table,

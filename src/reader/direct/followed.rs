@@ -5,7 +5,7 @@ use super::*;
 
 /// What the function view needs of the followed function's code, read once.
 #[derive(Debug, Clone)]
-pub(super) struct TargetCode {
+pub(super) struct FollowedCode {
     pub(super) first_line: u32,
     /// 3.11+: the location table's spans, in offset order; empty before 3.11.
     pub(super) positions: Vec<Position>,
@@ -23,7 +23,7 @@ pub(super) struct LocalSlot {
     pub(super) hidden: bool,
 }
 
-impl TargetCode {
+impl FollowedCode {
     /// Line and start column of the instruction at byte `offset`.
     pub(super) fn point_at(&self, offset: u32, line: u32) -> SourcePoint {
         let index = self.positions.partition_point(|p| p.end <= offset);
@@ -38,14 +38,14 @@ impl TargetCode {
 
 impl DirectReader {
     /// The followed function's positions and local slots, from its code object's `header`.
-    pub(super) fn target_code(
+    pub(super) fn followed_code(
         &mut self,
         header: &[u8],
         format: LineTableFormat,
         line_table: &[u8],
         first_line: u32,
         locals: bool,
-    ) -> Result<TargetCode, MemoryError> {
+    ) -> Result<FollowedCode, MemoryError> {
         let layout = self.target.layout;
         let positions = LineTable::new(format, line_table, first_line)
             .positions()
@@ -89,7 +89,7 @@ impl DirectReader {
                 }
             }
         }
-        Ok(TargetCode {
+        Ok(FollowedCode {
             first_line,
             positions,
             slots,
@@ -117,11 +117,11 @@ impl DirectReader {
 
     /// The followed function's frame `frame` as the function view records it: its source
     /// point and, with `--locals`, its bound local variables.
-    pub(super) fn target_frame(
+    pub(super) fn followed_frame(
         &mut self,
         frame: &RawFrame,
         frame_index: u32,
-    ) -> Option<TargetFrame> {
+    ) -> Option<FollowedFrame> {
         let entry = self.codes.get(&frame.code)?;
         let target = entry.target.as_ref()?;
         let InstructionOffset::At(offset) =
@@ -133,7 +133,7 @@ impl DirectReader {
         let point = target.point_at(offset, line);
         let first_line = target.first_line;
         let slots = target.slots.clone();
-        let mut out = TargetFrame {
+        let mut out = FollowedFrame {
             address: frame.address as u64,
             frame_index,
             first_line,

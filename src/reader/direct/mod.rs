@@ -33,7 +33,7 @@ use super::memory::{BudgetedMemory, MemoryError, MemoryReader, ReadBudget, ReadR
 use super::values::{TypeCache, ValueReader};
 use super::{CodeInterner, FunctionFilter, ReadError, ReadErrorKind, StackReader};
 use crate::reader::sample::{
-    CodeId, CodeInfo, FrameRef, LocalSample, Sample, SourcePoint, TargetFrame,
+    CodeId, CodeInfo, FollowedFrame, FrameRef, LocalSample, Sample, SourcePoint,
 };
 use rustc_hash::FxHashMap as HashMap;
 use rustc_hash::FxHashSet as HashSet;
@@ -46,7 +46,7 @@ mod interpreter_frames;
 mod objects;
 
 use code_cache::CodeEntry;
-use followed::TargetCode;
+use followed::FollowedCode;
 pub use objects::{read_bytes, read_bytes_len, read_unicode};
 
 /// Threads followed in one interpreter at most.
@@ -516,8 +516,8 @@ impl StackReader for DirectReader {
             let base = sample.frames.len() as u32;
             for (kept_index, resolved_index) in followed {
                 let frame = kept[kept_index];
-                if let Some(target) = self.target_frame(&frame, base + resolved_index as u32) {
-                    sample.targets.push(target);
+                if let Some(target) = self.followed_frame(&frame, base + resolved_index as u32) {
+                    sample.followed.push(target);
                 }
             }
             self.frames[1] = frames;
