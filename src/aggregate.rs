@@ -85,10 +85,12 @@ impl Aggregator {
         self
     }
 
-    /// Fold in every message until the channel closes.
-    pub fn run(mut self, rx: Receiver<Message>) -> Aggregator {
-        for message in rx {
-            self.handle(message);
+    /// Fold in every batch of messages until the channel closes.
+    pub fn run(mut self, rx: Receiver<Vec<Message>>) -> Aggregator {
+        for batch in rx {
+            for message in batch {
+                self.handle(message);
+            }
         }
         self
     }
@@ -97,6 +99,9 @@ impl Aggregator {
         match message {
             Message::Code(id, info) => self.add_code(id, info),
             Message::Sample(sample) => self.add_sample(&sample),
+            // Answered by the session's aggregator thread, which knows the filter; dropping
+            // the request tells the requester no snapshot comes.
+            Message::Snapshot(..) => {}
         }
     }
 

@@ -18,6 +18,7 @@ pub mod function_view;
 pub mod library_dirs;
 pub mod model;
 pub mod output;
+pub mod pacing;
 pub mod process;
 pub mod reader;
 pub mod sample;
