@@ -69,6 +69,8 @@ pub struct SamplerStats {
     pub cpu_s: f64,
     /// Batches of messages handed to the aggregator (each a wake-up of its thread at most).
     pub batches: u64,
+    /// Wall time the sampler spent spinning for deadlines a sleep could not keep.
+    pub spin_s: f64,
     /// The first read error, for the user's benefit.
     #[serde(skip)]
     pub first_error: Option<String>,
@@ -294,6 +296,7 @@ pub fn run_observed(
     stats.batches = out.batches;
     stats.duration_s = start.elapsed().as_secs_f64();
     stats.cpu_s = pacing::thread_cpu_ns().saturating_sub(cpu_start) as f64 / 1e9;
+    stats.spin_s = pacer.spun().as_secs_f64();
     stats.stop_reason = Some(reason);
     log::debug!(
         "sampler: {} sleeps, {:?} spun, sleep overshoot ~{:?}",

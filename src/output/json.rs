@@ -188,6 +188,8 @@ struct Stats {
     #[serde(default)]
     batches: u64,
     #[serde(default)]
+    spin_s: f64,
+    #[serde(default)]
     errors_by_kind: ErrorKinds,
     #[serde(default)]
     threads_dropped: ErrorKinds,
@@ -264,6 +266,7 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
             truncated: s.truncated,
             cpu_s: s.cpu_s,
             batches: s.batches,
+            spin_s: s.spin_s,
             errors_by_kind: s.errors_by_kind,
             threads_dropped: s.threads_dropped,
         },
@@ -358,6 +361,7 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             truncated: doc.stats.truncated,
             cpu_s: doc.stats.cpu_s,
             batches: doc.stats.batches,
+            spin_s: doc.stats.spin_s,
             errors_by_kind: doc.stats.errors_by_kind,
             threads_dropped: doc.stats.threads_dropped,
             duration_s: doc.stats.duration_s,

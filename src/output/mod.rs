@@ -144,6 +144,7 @@ impl RunInfo {
         a.duration_s += b.duration_s;
         a.cpu_s += b.cpu_s;
         a.batches += b.batches;
+        a.spin_s += b.spin_s;
         for dir in &other.library_dirs {
             if !self.library_dirs.contains(dir) {
                 self.library_dirs.push(dir.clone());
