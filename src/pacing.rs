@@ -236,7 +236,12 @@ impl CpuThrottle {
 
     /// `tick` is being sampled: the next sample is a stride on.
     pub fn sampled(&mut self, tick: u64) {
-        self.next_position = self.next_position.max(tick as f64) + self.stride();
+        // Later than planned (a late wake-up): the stride counts from there. Otherwise from the
+        // planned, fractional position, so that strides of 2.5 ticks alternate 3 and 2.
+        if tick as f64 >= self.next_position + 1.0 {
+            self.next_position = tick as f64;
+        }
+        self.next_position += self.stride();
     }
 
     /// Adjust the share of ticks sampled to the CPU used, once per control interval.
@@ -296,6 +301,39 @@ mod tests {
             pacer.wait_until(deadline, 1_000, &|| true),
             Err(Interrupted::Requested)
         );
+    }
+
+    #[test]
+    fn a_throttle_samples_one_tick_in_its_stride_on_average() {
+        let mut throttle = CpuThrottle::new(1.0, 1000.0, monotonic_ns());
+        throttle.fraction = 0.4;
+        let (mut tick, mut sampled) = (0u64, 0u64);
+        while tick < 1000 {
+            tick = throttle.next_tick(tick);
+            throttle.sampled(tick);
+            sampled += 1;
+            tick += 1;
+        }
+        // Strides of 2.5 ticks: 3, 2, 3, 2... never rounded up to 3 every time.
+        assert!((399..=401).contains(&sampled), "{sampled}");
+    }
+
+    #[test]
+    fn a_throttle_backs_off_when_over_budget_and_never_below_its_floor() {
+        let start = monotonic_ns();
+        let mut throttle = CpuThrottle::new(0.001, 100.0, start);
+        // Burn CPU well over 0.001 % of a core, then let a control interval pass.
+        let mut x = 0u64;
+        while monotonic_ns() < start + 2 * CONTROL_INTERVAL_NS {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+        }
+        throttle.control(monotonic_ns());
+        assert!(throttle.stride() > 1.0, "{throttle:?}");
+        for _ in 0..10 {
+            throttle.control(monotonic_ns() + 10 * CONTROL_INTERVAL_NS);
+        }
+        // One sample a second at 100 Hz: a stride of at most 100 ticks.
+        assert!(throttle.stride() <= 100.0 + 1e-9, "{throttle:?}");
     }
 
     #[test]
