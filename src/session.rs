@@ -68,7 +68,7 @@ impl SessionResult {
     }
 }
 
-/// Counters the sampler updates as it goes, for the status line and snapshots.
+/// Counters the sampler updates as it goes, for the status line.
 pub type LiveCounters = sampler::LiveCounters;
 
 /// Sample `attached` until the duration passes, `stop` is set, or the target exits.
