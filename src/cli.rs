@@ -232,6 +232,10 @@ pub struct TraceArgs {
     /// Stop sampling after this many seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_DURATION")]
     pub duration: Option<f64>,
+    /// Keep the tracer's own CPU time within PERCENT of one core (up to 100 × the CPUs), by
+    /// sampling fewer ticks when needed (counted as `throttled`). Default: no cap.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_max_cpu, env = "TRACER_MAX_CPU")]
+    pub max_cpu: Option<f64>,
     /// Pause the target while reading each sample (as py-spy does by default). Without it the
     /// target is never paused.
     #[arg(long, env = "TRACER_BLOCKING")]
@@ -275,6 +279,18 @@ pub(crate) fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 && r <= 1e6 => Ok(r),
         _ => Err("the rate is samples per second: a number above 0 and at most 1000000".into()),
+    }
+}
+
+pub(crate) fn parse_max_cpu(s: &str) -> Result<f64, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let most = 100.0 * cpus as f64;
+    match s.parse::<f64>() {
+        Ok(p) if p.is_finite() && p > 0.0 && p <= most => Ok(p),
+        _ => Err(format!(
+            "the CPU cap is a percent of one core: give a number above 0 and at most {most} \
+             (100 × {cpus} CPUs), e.g. --max-cpu 5"
+        )),
     }
 }
 

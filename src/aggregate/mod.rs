@@ -90,6 +90,9 @@ impl Aggregator {
         match message {
             Message::Code(id, info) => self.add_code(id, info),
             Message::Sample(sample) => self.add_sample(&sample),
+            // Answered by the session's aggregator thread, which knows the filter; dropping
+            // the request tells the requester no snapshot comes.
+            Message::Snapshot(..) => {}
         }
     }
 

@@ -31,6 +31,7 @@ impl TraceArgs {
             duration: self.duration.map(Duration::from_secs_f64),
             filter: self.filters.filter(library_dirs, stdlib)?,
             flush_every: self.flush_every.map(Duration::from_secs_f64),
+            max_cpu_percent: self.max_cpu,
             function: self
                 .function
                 .as_ref()

@@ -178,7 +178,17 @@ struct Stats {
     #[serde(default)]
     missed: u64,
     #[serde(default)]
+    throttled: u64,
+    #[serde(default)]
+    ticks: u64,
+    #[serde(default)]
     truncated: u64,
+    #[serde(default)]
+    cpu_s: f64,
+    #[serde(default)]
+    batches: u64,
+    #[serde(default)]
+    spin_s: f64,
     #[serde(default)]
     errors_by_kind: ErrorKinds,
     #[serde(default)]
@@ -251,7 +261,12 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
             errors: s.errors,
             late: s.late,
             missed: s.missed,
+            throttled: s.throttled,
+            ticks: s.ticks,
             truncated: s.truncated,
+            cpu_s: s.cpu_s,
+            batches: s.batches,
+            spin_s: s.spin_s,
             errors_by_kind: s.errors_by_kind,
             threads_dropped: s.threads_dropped,
         },
@@ -341,7 +356,12 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             errors: doc.stats.errors,
             late: doc.stats.late,
             missed: doc.stats.missed,
+            throttled: doc.stats.throttled,
+            ticks: doc.stats.ticks,
             truncated: doc.stats.truncated,
+            cpu_s: doc.stats.cpu_s,
+            batches: doc.stats.batches,
+            spin_s: doc.stats.spin_s,
             errors_by_kind: doc.stats.errors_by_kind,
             threads_dropped: doc.stats.threads_dropped,
             duration_s: doc.stats.duration_s,

@@ -138,8 +138,13 @@ impl RunInfo {
         a.threads_dropped.merge(&b.threads_dropped);
         a.late += b.late;
         a.missed += b.missed;
+        a.throttled += b.throttled;
+        a.ticks += b.ticks;
         a.truncated += b.truncated;
         a.duration_s += b.duration_s;
+        a.cpu_s += b.cpu_s;
+        a.batches += b.batches;
+        a.spin_s += b.spin_s;
         for dir in &other.library_dirs {
             if !self.library_dirs.contains(dir) {
                 self.library_dirs.push(dir.clone());

@@ -3,6 +3,7 @@
 //! A frame is two integers, an interned code id and a line number. The strings behind a code
 //! id (file name, function name) are sent once, in a [`Message::Code`] that precedes the first
 //! sample using that id on the same channel, so the aggregator always knows every id it sees.
+//! Messages travel in batches (`Vec<Message>`, in order), one channel send per batch.
 
 /// Interned identity of a code object: index into the aggregator's code table.
 pub type CodeId = u32;
@@ -125,6 +126,12 @@ pub enum Message {
     Code(CodeId, CodeInfo),
     /// One sample of every thread.
     Sample(Sample),
+    /// A snapshot request (`--flush-every`), placed after the last sample it is to include,
+    /// with the sampler's stats at that point: the aggregator answers it with its results.
+    Snapshot(
+        crate::session::sampler::SnapshotRequest,
+        Box<crate::session::sampler::SamplerStats>,
+    ),
 }
 
 #[cfg(test)]

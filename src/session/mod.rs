@@ -3,6 +3,7 @@
 
 pub mod family;
 pub mod flush;
+pub mod pacing;
 pub mod sampler;
 pub mod status;
 
@@ -10,19 +11,20 @@ use crate::aggregate::filter::Filter;
 use crate::aggregate::model::CoverageResults;
 use crate::aggregate::Aggregator;
 use crate::output::{self, Format, RunInfo};
+use crate::reader::sample::Message;
 use crate::reader::FunctionFilter;
 use crate::source::Sources;
 use crate::target::attach::Attached;
 use anyhow::Context;
-use sampler::{SamplerConfig, StopReason};
+use sampler::{SamplerConfig, SnapshotRequest, StopReason};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Samples buffered between sampler and aggregator: a full channel blocks the sampler, which
-/// then shows up as late and missed ticks rather than lost samples.
-const CHANNEL_CAPACITY: usize = 4096;
+/// Batches buffered between sampler and aggregator (each up to 256 messages): a full channel
+/// blocks the sampler, which then shows up as late and missed ticks rather than lost samples.
+const CHANNEL_CAPACITY: usize = 16;
 
 /// What a session does with its target.
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ pub struct SessionOptions {
     pub flush_every: Option<Duration>,
     /// The function view's function (`--function`, `--locals`).
     pub function: Option<FunctionFilter>,
+    /// `--max-cpu`: the tracer's CPU budget in percent of one core.
+    pub max_cpu_percent: Option<f64>,
 }
 
 /// What a session gathered.
@@ -69,16 +73,13 @@ impl SessionResult {
     }
 }
 
-/// Counters the sampler updates as it goes, for the status line and snapshots.
+/// Counters the sampler updates as it goes, for the status line.
 pub type LiveCounters = sampler::LiveCounters;
-
-/// A request to the aggregator thread for a snapshot of its results so far.
-type FlushRequest = crossbeam_channel::Sender<CoverageResults>;
 
 /// Sample `attached` until the duration passes, `stop` is set, or the target exits; every
 /// [`SessionOptions::flush_every`] hand `on_flush` the
-/// results gathered so far (their stats partial: samples, errors and time so far) while
-/// sampling goes on. `live` is kept up to date by the sampler.
+/// results gathered so far, with the stats of exactly the samples they hold, while sampling
+/// goes on. `live` is kept up to date by the sampler.
 pub fn sample_with_flushes(
     attached: Attached,
     options: &SessionOptions,
@@ -98,7 +99,8 @@ pub fn sample_with_flushes(
             .map_err(|e| anyhow::anyhow!("cannot follow --function {}: {e}", function.qualname))?;
     }
     let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
-    let (flush_tx, flush_rx) = crossbeam_channel::bounded::<FlushRequest>(1);
+    let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded::<SnapshotRequest>(1);
+    let snapshot_rx = options.flush_every.is_some().then_some(snapshot_rx);
     let filter = options.filter.clone();
     let mut aggregator = Aggregator::new();
     if let Some(function) = &options.function {
@@ -106,11 +108,12 @@ pub fn sample_with_flushes(
     }
     let aggregator = std::thread::Builder::new()
         .name("tracer-aggregator".into())
-        .spawn(move || aggregate_until_closed(aggregator, rx, flush_rx, &filter))
+        .spawn(move || aggregate_until_closed(aggregator, rx, &filter))
         .context("cannot start the aggregator thread")?;
     let config = SamplerConfig {
         rate_hz: options.rate_hz,
         duration: options.duration,
+        max_cpu_percent: options.max_cpu_percent,
     };
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let sampler_live = live.clone();
@@ -120,30 +123,34 @@ pub fn sample_with_flushes(
             let is_alive = move || crate::target::process::is_alive(pid);
             // `tx` moves in and drops when sampling ends, which closes the channel and lets
             // the aggregator finish.
+            let outlet = sampler::Outlet {
+                tx: &tx,
+                snapshot_requests: snapshot_rx.as_ref(),
+                live: Some(&sampler_live),
+            };
             let stats = sampler::run_observed(
                 reader.as_mut(),
                 pending_codes,
                 &config,
                 &stop,
                 &is_alive,
-                &tx,
-                Some(&sampler_live),
+                &outlet,
             );
             let _ = done_tx.send(());
             stats
         })
         .context("cannot start the sampler thread")?;
     if let Some(every) = options.flush_every {
-        let started = Instant::now();
-        let mut next = started + every;
+        let mut next = Instant::now() + every;
         // Ends when the sampler says it is done, or its thread failed (the sender dropped).
         while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = done_rx.recv_deadline(next) {
             next += every;
             let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-            if flush_tx.send(reply_tx).is_err() {
+            if snapshot_tx.send(reply_tx).is_err() {
                 break;
             }
-            let Ok(results) = reply_rx.recv() else {
+            // Answered by the aggregator once it has every sample taken before the request.
+            let Ok((results, stats)) = reply_rx.recv() else {
                 break;
             };
             let snapshot = SessionResult {
@@ -152,7 +159,7 @@ pub fn sample_with_flushes(
                 first_error: None,
                 info: RunInfo {
                     target: target.clone(),
-                    stats: live.stats_so_far(started.elapsed()),
+                    stats,
                     rate_requested: options.rate_hz,
                     ..RunInfo::default()
                 },
@@ -162,15 +169,17 @@ pub fn sample_with_flushes(
             next = next.max(Instant::now() + every / 2);
         }
     }
-    drop(flush_tx);
+    drop(snapshot_tx);
     // A sampler that failed still leaves what it sent; an aggregator that failed leaves nothing.
     let stats = sampler.join().unwrap_or_else(|_| {
         eprintln!("tracer: warning: the sampler thread failed; writing what it gathered");
         Default::default()
     });
-    let results = aggregator
+    let (results, aggregator_cpu_s) = aggregator
         .join()
         .map_err(|_| anyhow::anyhow!("the aggregator thread failed: no results to write"))?;
+    let mut stats = stats;
+    stats.cpu_s += aggregator_cpu_s;
     Ok(SessionResult {
         results,
         stop_reason: stats.stop_reason.unwrap_or(StopReason::Signal),
@@ -184,31 +193,30 @@ pub fn sample_with_flushes(
     })
 }
 
-/// The aggregator thread: fold in every sample until the sampler closes the channel, answering
-/// snapshot requests in between, and return the final results.
+/// The aggregator thread: fold in every batch until the sampler closes the channel, answering
+/// snapshot requests where they come in the stream, and return the final results and the
+/// thread's CPU time in seconds.
 fn aggregate_until_closed(
     mut aggregator: Aggregator,
-    samples: crossbeam_channel::Receiver<crate::reader::sample::Message>,
-    snapshot_requests: crossbeam_channel::Receiver<FlushRequest>,
+    batches: crossbeam_channel::Receiver<Vec<crate::reader::sample::Message>>,
     filter: &Filter,
-) -> CoverageResults {
-    let mut requests = snapshot_requests;
-    loop {
-        crossbeam_channel::select! {
-            recv(samples) -> message => match message {
-                Ok(message) => aggregator.handle(message),
-                Err(_) => break,
-            },
-            recv(requests) -> request => match request {
-                Ok(reply) => {
-                    let _ = reply.send(aggregator.results(filter));
+) -> (CoverageResults, f64) {
+    let cpu_s = |start: u64| pacing::thread_cpu_ns().saturating_sub(start) as f64 / 1e9;
+    let cpu_start = pacing::thread_cpu_ns();
+    for batch in batches {
+        for message in batch {
+            match message {
+                Message::Snapshot(reply, stats) => {
+                    let mut stats = *stats;
+                    stats.cpu_s += cpu_s(cpu_start);
+                    let _ = reply.send((aggregator.results(filter), stats));
                 }
-                // No more requests will come: wait on samples alone.
-                Err(_) => requests = crossbeam_channel::never(),
-            },
+                message => aggregator.handle(message),
+            }
         }
     }
-    aggregator.results(filter)
+    let results = aggregator.results(filter);
+    (results, cpu_s(cpu_start))
 }
 
 /// Write `result` in `format` to `path`, and return a one-line description of what was
@@ -251,7 +259,7 @@ fn describe(result: &SessionResult, path: &Path, cover_files: Option<usize>) -> 
     };
     format!(
         "tracer: wrote {what} to {} ({} lines in {} files, {} functions, {} call edges; \
-         {} samples in {:.1}s, {} errors, {} late, {} missed, {} truncated stacks, {} thread \
+         {} samples in {:.1}s, {} errors, {} late, {} missed, {}{} truncated stacks, {} thread \
          stacks left out)",
         path.display(),
         r.counts.len(),
@@ -263,6 +271,11 @@ fn describe(result: &SessionResult, path: &Path, cover_files: Option<usize>) -> 
         s.errors,
         s.late,
         s.missed,
+        if s.throttled > 0 {
+            format!("{} throttled (--max-cpu), ", s.throttled)
+        } else {
+            String::new()
+        },
         s.truncated,
         s.threads_dropped.total()
     )

@@ -110,7 +110,8 @@ fn report_until_stopped(
     }
 }
 
-/// `tracer: status: 12345 samples (998/s), 0 errors, 0 missed, 1 process, 3 flushes, 12s`.
+/// `tracer: status: 12345 samples (998/s), 0 errors, 0 missed, 1 process, 3 flushes, 12s`;
+/// with `--max-cpu` holding the rate down, `N throttled` follows the missed ticks.
 pub fn status_line(
     counters: &StatusCounters,
     samples: u64,
@@ -118,11 +119,17 @@ pub fn status_line(
     elapsed: Duration,
 ) -> String {
     let processes = counters.processes.load(Ordering::Relaxed);
+    let throttled = counters.sampler.throttled.load(Ordering::Relaxed);
     format!(
-        "tracer: status: {samples} samples ({rate:.0}/s), {} errors, {} missed, {processes} {}, \
+        "tracer: status: {samples} samples ({rate:.0}/s), {} errors, {} missed, {}{processes} {}, \
          {} flushes, {}s",
         counters.sampler.errors.load(Ordering::Relaxed),
         counters.sampler.missed.load(Ordering::Relaxed),
+        if throttled > 0 {
+            format!("{throttled} throttled (--max-cpu), ")
+        } else {
+            String::new()
+        },
         if processes == 1 {
             "process"
         } else {
@@ -131,4 +138,23 @@ pub fn status_line(
         counters.flushes.load(Ordering::Relaxed),
         elapsed.as_secs()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttled_ticks_show_only_when_there_are_some() {
+        let counters = StatusCounters::default();
+        counters.processes.store(1, Ordering::Relaxed);
+        let line = status_line(&counters, 10, 10.0, Duration::from_secs(1));
+        assert!(!line.contains("throttled"), "{line}");
+        counters.sampler.throttled.store(7, Ordering::Relaxed);
+        let line = status_line(&counters, 10, 10.0, Duration::from_secs(1));
+        assert!(
+            line.contains("0 missed, 7 throttled (--max-cpu), 1 process"),
+            "{line}"
+        );
+    }
 }

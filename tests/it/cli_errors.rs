@@ -143,6 +143,39 @@ fn usage_errors_are_refused_by_the_parser() {
 }
 
 #[test]
+fn a_cpu_cap_that_is_not_a_percent_names_the_fix() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let too_much = (100 * cpus + 1).to_string();
+    for bad in ["0", "-5", "abc", "nan", "inf", too_much.as_str()] {
+        let option = format!("--max-cpu={bad}");
+        for args in [
+            &["attach", "--pid", "1", &option][..],
+            &["run", &option, "--", "true"][..],
+        ] {
+            let out = run_tracer(args, &scratch("err-max-cpu"), TIMEOUT);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", printed(&out));
+            assert!(!stderr.contains("panicked"), "{}", printed(&out));
+            let first = stderr.lines().next().unwrap_or_default();
+            assert!(
+                first.contains("--max-cpu") && first.contains("e.g. --max-cpu 5"),
+                "{args:?}: the first line names the option and the fix\n{}",
+                printed(&out)
+            );
+        }
+    }
+    // From the environment, as sidecars are configured: refused the same way.
+    let out = std::process::Command::new(tracer_bin())
+        .args(["attach", "--pid", "1"])
+        .env("TRACER_MAX_CPU", "lots")
+        .current_dir(scratch("err-max-cpu-env"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", printed(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("e.g. --max-cpu 5"));
+}
+
+#[test]
 fn report_refuses_files_that_are_not_results() {
     let dir = scratch("err-report");
     let cases: [(&str, &[u8]); 4] = [

@@ -17,6 +17,7 @@ mod executable_lines;
 mod function_view;
 mod layouts;
 mod linetable;
+mod pacing;
 mod printable;
 mod reader_differential;
 mod readers;
