@@ -1,0 +1,8 @@
+//! The traced process, before anything is read from its interpreter: what `/proc` says of it
+//! ([`process`]), the checks and interpreter discovery of attaching ([`attach`]), and where its
+//! standard library and site-packages live ([`library_dirs`]).
+
+pub mod attach;
+pub mod library_dirs;
+pub mod proc;
+pub mod process;
