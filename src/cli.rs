@@ -168,8 +168,9 @@ pub struct TargetArgs {
         conflicts_with = "name"
     )]
     pub pid: Option<i32>,
-    /// Trace the oldest process whose command line contains PATTERN (this tracer and its
-    /// parents excluded).
+    /// Trace the oldest Python process whose command line contains PATTERN (this tracer and
+    /// its parents excluded; matches that are not Python, such as a `bash -c` wrapper, are
+    /// passed over).
     #[arg(long, value_name = "PATTERN", env = "TRACER_NAME")]
     pub name: Option<String>,
     /// When the target exits, wait for the next process matching --name (or the target's
