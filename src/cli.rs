@@ -179,11 +179,12 @@ pub struct TargetArgs {
     pub follow: bool,
     /// Also trace the target's Python children and grandchildren, including workers forked
     /// later (gunicorn, multiprocessing): each process's results are kept apart, merged on
-    /// output, and every traced process is listed in OUTPUT.processes.json.
+    /// output and in every flush, and every process is listed in tracer-processes-NAME.json
+    /// beside the output NAME.EXT.
     #[arg(long, env = "TRACER_SUBPROCESSES")]
     pub subprocesses: bool,
     /// With --subprocesses: trace at most N processes at once (a fork storm must not make a
-    /// thread per process); further ones are listed in OUTPUT.processes.json as not traced.
+    /// thread per process); further ones are listed in tracer-processes-NAME.json as not traced.
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..), env = "TRACER_MAX_PROCESSES")]
     pub max_processes: u16,

@@ -2,22 +2,23 @@
 //! signal or its exit; with `--follow`, the next process of the same name after it; with
 //! `--subprocesses`, its whole family.
 
-use super::tracing::{report_stop, trace_one, Flushing};
+use super::tracing::{report_stop, trace_one, Flushes, Flushing};
 use super::StopSignals;
 use crate::cli::{FilterArgs, TargetArgs, TraceArgs};
 use crate::session::family;
-use crate::session::sampler;
+use crate::session::sampler::{self, LiveCounters};
 use crate::session::{self, SessionResult};
 use crate::snapshot;
 use crate::source::Sources;
 use crate::target::attach;
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl TargetArgs {
-    /// The pid to trace: --pid, or the process --name finds (waiting up to --wait, or until
-    /// `stop` is set).
+    /// The pid to trace: --pid, or the Python process --name finds (waiting up to --wait, or
+    /// until `stop` is set).
     pub(crate) fn select(&self, stop: &AtomicBool) -> anyhow::Result<i32> {
         if self.wait.is_some() && self.name.is_none() {
             anyhow::bail!("--wait waits for a process matching --name PATTERN: give --name");
@@ -189,6 +190,41 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let mut flushing = Flushing::start(args, path.clone(), Sources::of_process(pid, version));
     let counters = flushing.counters.clone();
+    let trace_in_family = |pid: i32,
+                           attached: Option<attach::Attached>,
+                           duration: Option<Duration>,
+                           on_start: &mut dyn FnMut(session::Snapshots)|
+     -> anyhow::Result<SessionResult> {
+        let attached = match attached {
+            Some(attached) => attached,
+            // Forked a moment ago: its interpreter is its parent's copy, readable at once;
+            // one that exec'd needs a moment.
+            None => {
+                attach::attach_when_ready(pid, args.blocking, args.reader, Duration::from_secs(2))?
+            }
+        };
+        // Its own counters, for its own snapshots; the status line sees the family's sum.
+        let live = Arc::new(LiveCounters::adding_to(counters.sampler.clone()));
+        trace_one(
+            attached,
+            args,
+            duration,
+            &signals,
+            &live,
+            Flushes::OnDemand(on_start),
+        )
+    };
+    let mut family = target.subprocesses.then(|| {
+        family::Family::new(
+            family::FamilyOptions {
+                max_processes: usize::from(target.max_processes),
+                flush_every: args.flush_every.map(Duration::from_secs_f64),
+                deadline,
+            },
+            path.clone(),
+        )
+    });
+    // Without --subprocesses: every generation's results so far.
     let mut gathered: Option<SessionResult> = None;
     let mut traced_pids = Vec::new();
     let mut next = Some(attached);
@@ -200,45 +236,13 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
         if remaining.is_some_and(|r| r.is_zero()) {
             break;
         }
-        let traced = if target.subprocesses {
-            let trace = |pid: i32,
-                         attached: Option<attach::Attached>,
-                         duration: Option<Duration>,
-                         on_flush: &mut dyn FnMut(SessionResult)|
-             -> anyhow::Result<SessionResult> {
-                let attached = match attached {
-                    Some(attached) => attached,
-                    // Forked a moment ago: its interpreter is its parent's copy, readable at
-                    // once; one that exec'd needs a moment.
-                    None => attach::attach_when_ready(
-                        pid,
-                        args.blocking,
-                        args.reader,
-                        Duration::from_secs(2),
-                    )?,
-                };
-                trace_one(
-                    attached,
-                    args,
-                    duration,
-                    &signals,
-                    &counters.sampler,
-                    on_flush,
-                )
-            };
-            let options = family::FamilyOptions {
-                max_processes: usize::from(target.max_processes),
-                flush_every: args.flush_every.map(Duration::from_secs_f64),
-                deadline,
-            };
-            family::trace_family(
+        let traced = if let Some(family) = family.as_mut() {
+            family.trace_generation(
                 attached,
-                &options,
-                &path,
                 &signals.stop,
                 &counters,
                 &mut flushing.writer,
-                &trace,
+                &trace_in_family,
             )
         } else {
             counters.processes.store(1, Ordering::Relaxed);
@@ -248,34 +252,37 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
                 remaining,
                 &signals,
                 &counters.sampler,
-                &mut |flush| match &gathered {
+                Flushes::Timed(&mut |flush| match &gathered {
                     None => flushing.write(flush),
                     Some(earlier) => {
                         let mut merged = earlier.copy();
                         merged.absorb(&flush);
                         flushing.write(merged)
                     }
-                },
+                }),
             );
             counters.processes.store(0, Ordering::Relaxed);
-            traced
+            traced.map(|result| {
+                let reason = result.stop_reason;
+                gathered = Some(match gathered.take() {
+                    Some(mut all) => {
+                        all.absorb(&result);
+                        all
+                    }
+                    None => result,
+                });
+                reason
+            })
         };
-        let result = match traced {
-            Ok(result) => result,
-            Err(e) if gathered.is_some() => {
+        let stop_reason = match traced {
+            Ok(reason) => reason,
+            Err(e) if traced_pids.len() > 1 => {
                 eprintln!("tracer: warning: pid {last_pid} could not be traced: {e:#}");
                 continue;
             }
             Err(e) => return Err(e),
         };
-        let exited = result.stop_reason == sampler::StopReason::TargetExited;
-        gathered = Some(match gathered {
-            Some(mut all) => {
-                all.absorb(&result);
-                all
-            }
-            None => result,
-        });
+        let exited = stop_reason == sampler::StopReason::TargetExited;
         if let (true, Some(pattern)) = (exited, follow_pattern.as_deref()) {
             eprintln!(
                 "tracer: pid {last_pid} exited; --follow: waiting for the next process matching \
@@ -285,7 +292,11 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
         }
     }
     flushing.status.stop();
-    let result = gathered.context("no process was traced")?;
+    let result = match family {
+        Some(family) => family.results(),
+        None => gathered,
+    }
+    .context("no process was traced")?;
     if traced_pids.len() > 1 {
         let pids: Vec<String> = traced_pids.iter().map(i32::to_string).collect();
         eprintln!(

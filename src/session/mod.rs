@@ -87,17 +87,57 @@ pub fn sample(
         stop,
         &Arc::new(LiveCounters::default()),
         &mut |_| {},
+        &mut |_| {},
     )
+}
+
+/// Asks a running session for its results so far, from any thread: how a family
+/// (`--subprocesses`) takes every process's results at the moment of its one flush.
+#[derive(Clone)]
+pub struct Snapshots {
+    requests: crossbeam_channel::Sender<FlushRequest>,
+    target: crate::target::attach::TargetInfo,
+    rate_hz: f64,
+    started: Instant,
+    live: Arc<LiveCounters>,
+    /// Written into every snapshot (the session itself does not know them).
+    pub library_dirs: Vec<String>,
+    pub stdlib_dir: Option<String>,
+}
+
+impl Snapshots {
+    /// The session's results so far, their stats partial (samples, errors, missed and time
+    /// so far); `None` once the session has ended.
+    pub fn take(&self) -> Option<SessionResult> {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        self.requests.send(reply_tx).ok()?;
+        let results = reply_rx.recv().ok()?;
+        Some(SessionResult {
+            results,
+            stop_reason: StopReason::Signal,
+            first_error: None,
+            info: RunInfo {
+                target: self.target.clone(),
+                stats: self.live.stats_so_far(self.started.elapsed()),
+                rate_requested: self.rate_hz,
+                library_dirs: self.library_dirs.clone(),
+                stdlib_dir: self.stdlib_dir.clone(),
+                ..RunInfo::default()
+            },
+        })
+    }
 }
 
 /// Like [`sample`], and every [`SessionOptions::flush_every`] hand `on_flush` the
 /// results gathered so far (their stats partial: samples, errors and time so far) while
-/// sampling goes on. `live` is kept up to date by the sampler.
+/// sampling goes on. `live` is kept up to date by the sampler. `on_start` is handed, once
+/// sampling has begun, a handle that takes snapshots on demand.
 pub fn sample_with_flushes(
     attached: Attached,
     options: &SessionOptions,
     stop: Arc<AtomicBool>,
     live: &Arc<LiveCounters>,
+    on_start: &mut dyn FnMut(Snapshots),
     on_flush: &mut dyn FnMut(SessionResult),
 ) -> anyhow::Result<SessionResult> {
     let Attached {
@@ -128,6 +168,15 @@ pub fn sample_with_flushes(
     };
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let sampler_live = live.clone();
+    let snapshots = Snapshots {
+        requests: flush_tx,
+        target: target.clone(),
+        rate_hz: options.rate_hz,
+        started: Instant::now(),
+        live: live.clone(),
+        library_dirs: Vec::new(),
+        stdlib_dir: None,
+    };
     let sampler = std::thread::Builder::new()
         .name("tracer-sampler".into())
         .spawn(move || {
@@ -147,36 +196,21 @@ pub fn sample_with_flushes(
             stats
         })
         .context("cannot start the sampler thread")?;
+    on_start(snapshots.clone());
     if let Some(every) = options.flush_every {
-        let started = Instant::now();
-        let mut next = started + every;
+        let mut next = snapshots.started + every;
         // Ends when the sampler says it is done, or its thread failed (the sender dropped).
         while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = done_rx.recv_deadline(next) {
             next += every;
-            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-            if flush_tx.send(reply_tx).is_err() {
+            let Some(snapshot) = snapshots.take() else {
                 break;
-            }
-            let Ok(results) = reply_rx.recv() else {
-                break;
-            };
-            let snapshot = SessionResult {
-                results,
-                stop_reason: StopReason::Signal,
-                first_error: None,
-                info: RunInfo {
-                    target: target.clone(),
-                    stats: live.stats_so_far(started.elapsed()),
-                    rate_requested: options.rate_hz,
-                    ..RunInfo::default()
-                },
             };
             on_flush(snapshot);
             // A slow write must not queue up flushes: the next one is a period after this.
             next = next.max(Instant::now() + every / 2);
         }
     }
-    drop(flush_tx);
+    drop(snapshots);
     // A sampler that failed still leaves what it sent; an aggregator that failed leaves nothing.
     let stats = sampler.join().unwrap_or_else(|_| {
         eprintln!("tracer: warning: the sampler thread failed; writing what it gathered");

@@ -51,6 +51,9 @@ pub struct SamplerStats {
     pub truncated: u64,
     /// Wall time from the first tick to the stop.
     pub duration_s: f64,
+    /// Wall time summed over the processes sampled (process-seconds): `duration_s` for one
+    /// process; for a family (`--subprocesses`), whose `duration_s` is its wall time, more.
+    pub process_seconds: f64,
     /// The first read error, for the user's benefit.
     #[serde(skip)]
     pub first_error: Option<String>,
@@ -68,15 +71,46 @@ const SPIN_WINDOW: Duration = Duration::from_micros(60);
 const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The sampler's counters as it goes, readable from other threads (the status line, and the
-/// stats of periodic snapshots). Several sessions may add into one.
+/// stats of periodic snapshots). One session's counters may also add into a total (a
+/// family's, for its status line), so that a session's snapshots carry its own counts only.
 #[derive(Debug, Default)]
 pub struct LiveCounters {
     pub samples: AtomicU64,
     pub errors: AtomicU64,
     pub missed: AtomicU64,
+    total: Option<std::sync::Arc<LiveCounters>>,
 }
 
 impl LiveCounters {
+    /// Counters of one session that also add everything into `total`.
+    pub fn adding_to(total: std::sync::Arc<LiveCounters>) -> LiveCounters {
+        LiveCounters {
+            total: Some(total),
+            ..LiveCounters::default()
+        }
+    }
+
+    fn add_samples(&self, n: u64) {
+        self.samples.fetch_add(n, Ordering::Relaxed);
+        if let Some(total) = &self.total {
+            total.add_samples(n);
+        }
+    }
+
+    fn add_errors(&self, n: u64) {
+        self.errors.fetch_add(n, Ordering::Relaxed);
+        if let Some(total) = &self.total {
+            total.add_errors(n);
+        }
+    }
+
+    fn add_missed(&self, n: u64) {
+        self.missed.fetch_add(n, Ordering::Relaxed);
+        if let Some(total) = &self.total {
+            total.add_missed(n);
+        }
+    }
+
     /// The stats of a run still going, `elapsed` into it.
     pub fn stats_so_far(&self, elapsed: Duration) -> SamplerStats {
         SamplerStats {
@@ -84,6 +118,7 @@ impl LiveCounters {
             errors: self.errors.load(Ordering::Relaxed),
             missed: self.missed.load(Ordering::Relaxed),
             duration_s: elapsed.as_secs_f64(),
+            process_seconds: elapsed.as_secs_f64(),
             ..SamplerStats::default()
         }
     }
@@ -145,7 +180,7 @@ pub fn run_observed(
             }
             stats.missed += skipped;
             if let Some(live) = live {
-                live.missed.fetch_add(skipped, Ordering::Relaxed);
+                live.add_missed(skipped);
             }
             tick += skipped;
             if tick_limit == Some(tick) {
@@ -168,7 +203,7 @@ pub fn run_observed(
             Ok(()) => {
                 stats.samples += 1;
                 if let Some(live) = live {
-                    live.samples.fetch_add(1, Ordering::Relaxed);
+                    live.add_samples(1);
                 }
                 stats.truncated += sample.truncated_threads() as u64;
                 stats.threads_dropped.merge(&sample.threads_dropped);
@@ -184,7 +219,7 @@ pub fn run_observed(
                 stats.errors += 1;
                 stats.errors_by_kind.add(kind);
                 if let Some(live) = live {
-                    live.errors.fetch_add(1, Ordering::Relaxed);
+                    live.add_errors(1);
                 }
                 if stats.first_error.is_none() {
                     stats.first_error = Some(message);
@@ -201,6 +236,7 @@ pub fn run_observed(
         }
     };
     stats.duration_s = start.elapsed().as_secs_f64();
+    stats.process_seconds = stats.duration_s;
     stats.stop_reason = Some(reason);
     stats
 }

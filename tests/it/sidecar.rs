@@ -2,6 +2,8 @@
 //! of the tracer, failed writes retried, the target's SIGKILL, configuration from the
 //! environment.
 
+mod family;
+
 use crate::common::*;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -434,7 +436,8 @@ fn subprocesses_follows_children_grandchildren_and_later_workers() {
         );
     }
     let records: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("r.json.processes.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("tracer-processes-r.json")).unwrap())
+            .unwrap();
     let records = records.as_array().unwrap();
     assert_eq!(
         records.len(),
