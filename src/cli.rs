@@ -192,7 +192,8 @@ pub struct TargetArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_WAIT")]
     pub wait: Option<f64>,
     /// When sampling ends, also add a snapshot of what the target has run since it started
-    /// (Python 3.12+, read from its adaptive bytecode; see `tracer snapshot`).
+    /// (Python 3.12+, read from its adaptive bytecode; see `tracer snapshot`); with
+    /// --subprocesses, of every traced process still alive.
     #[arg(long, env = "TRACER_SNAPSHOT")]
     pub snapshot: bool,
 }

@@ -292,11 +292,15 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
         }
     }
     flushing.status.stop();
-    let result = match family {
-        Some(family) => family.results(),
-        None => gathered,
-    }
-    .context("no process was traced")?;
+    // `--snapshot`'s processes: every traced one still alive, or the last target.
+    let (result, snapshot_pids) = match family {
+        Some(family) => {
+            let alive = family.still_alive();
+            (family.results(), alive)
+        }
+        None => (gathered, vec![last_pid]),
+    };
+    let result = result.context("no process was traced")?;
     if traced_pids.len() > 1 {
         let pids: Vec<String> = traced_pids.iter().map(i32::to_string).collect();
         eprintln!(
@@ -307,7 +311,12 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
     report_stop(&result);
     let mut result = result;
     if target.snapshot {
-        add_snapshot(&mut result, last_pid, &args.filters);
+        if snapshot_pids.is_empty() {
+            eprintln!("tracer: warning: no snapshot: no traced process is still alive");
+        }
+        for pid in snapshot_pids {
+            add_snapshot(&mut result, pid, &args.filters);
+        }
     }
     // The target's root and rights as taken at attach time: it may be gone by now.
     let sources = if last_pid == pid {

@@ -373,6 +373,22 @@ impl Family {
         outcome
     }
 
+    /// The pids of the last generation's processes still alive, their sessions ended by a
+    /// signal or the duration (what `--snapshot` reads), by pid.
+    pub fn still_alive(&self) -> Vec<i32> {
+        let state = self.state.lock().unwrap();
+        let mut pids: Vec<i32> = state
+            .records
+            .iter()
+            .filter(|r| r.generation == self.generation)
+            .filter(|r| r.ended == "signal" || r.ended == "duration")
+            .map(|r| r.pid)
+            .filter(|&pid| crate::target::process::is_alive(pid))
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
     /// Write the family's results so far and the process list.
     fn flush(&self, flushes: &mut FlushWriter, counters: &StatusCounters) {
         if let Some(merged) = self.so_far() {

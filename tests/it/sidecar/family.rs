@@ -487,3 +487,55 @@ fn a_prefork_server_by_name_through_worker_deaths_and_a_graceful_stop() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let _ = seen;
 }
+
+#[test]
+fn snapshot_reads_every_traced_process_still_alive() {
+    let Some(python) = pythons_under_test()
+        .into_iter()
+        .rev()
+        .find(|p| p.version >= (3, 12))
+    else {
+        println!("SKIP: no Python 3.12+ found: attach --snapshot --subprocesses not tested");
+        return;
+    };
+    let dir = scratch("sidecar-family-snapshot");
+    let server = Server::start(
+        &python,
+        &format!("family-snapshot-{}", std::process::id()),
+        false,
+    );
+    let master = server.master().to_string();
+    let out = run_tracer(
+        &[
+            "attach",
+            "--pid",
+            &master,
+            "--subprocesses",
+            "--snapshot",
+            "--duration",
+            "1.5",
+            "--format",
+            "json",
+            "-o",
+            "r.json",
+        ],
+        &dir,
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", printed(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for pid in server.workers().into_iter().chain([server.master()]) {
+        assert!(
+            stderr.contains(&format!("snapshot of pid {pid} added")),
+            "pid {pid}:\n{stderr}"
+        );
+    }
+    let (results, info) = load_flush(&dir.join("r.json"));
+    assert_stats_add_up(&info, "the results");
+    assert!(
+        info.processes.iter().all(|r| r.ended == "duration"),
+        "{:#?}",
+        info.processes
+    );
+    assert!(has_function(&results, "handle_request"));
+}
