@@ -168,8 +168,9 @@ pub struct TargetArgs {
         conflicts_with = "name"
     )]
     pub pid: Option<i32>,
-    /// Trace the oldest process whose command line contains PATTERN (this tracer and its
-    /// parents excluded).
+    /// Trace the oldest Python process whose command line contains PATTERN (this tracer and
+    /// its parents excluded; matches that are not Python, such as a `bash -c` wrapper, are
+    /// passed over).
     #[arg(long, value_name = "PATTERN", env = "TRACER_NAME")]
     pub name: Option<String>,
     /// When the target exits, wait for the next process matching --name (or the target's
@@ -178,11 +179,12 @@ pub struct TargetArgs {
     pub follow: bool,
     /// Also trace the target's Python children and grandchildren, including workers forked
     /// later (gunicorn, multiprocessing): each process's results are kept apart, merged on
-    /// output, and every traced process is listed in OUTPUT.processes.json.
+    /// output and in every flush, and every process is listed in tracer-processes-NAME.json
+    /// beside the output NAME.EXT.
     #[arg(long, env = "TRACER_SUBPROCESSES")]
     pub subprocesses: bool,
     /// With --subprocesses: trace at most N processes at once (a fork storm must not make a
-    /// thread per process); further ones are listed in OUTPUT.processes.json as not traced.
+    /// thread per process); further ones are listed in tracer-processes-NAME.json as not traced.
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..), env = "TRACER_MAX_PROCESSES")]
     pub max_processes: u16,
@@ -190,7 +192,8 @@ pub struct TargetArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_WAIT")]
     pub wait: Option<f64>,
     /// When sampling ends, also add a snapshot of what the target has run since it started
-    /// (Python 3.12+, read from its adaptive bytecode; see `tracer snapshot`).
+    /// (Python 3.12+, read from its adaptive bytecode; see `tracer snapshot`); with
+    /// --subprocesses, of every traced process still alive.
     #[arg(long, env = "TRACER_SNAPSHOT")]
     pub snapshot: bool,
 }

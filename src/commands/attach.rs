@@ -2,22 +2,23 @@
 //! signal or its exit; with `--follow`, the next process of the same name after it; with
 //! `--subprocesses`, its whole family.
 
-use super::tracing::{report_stop, trace_one, Flushing};
+use super::tracing::{report_stop, trace_one, Flushes, Flushing};
 use super::StopSignals;
 use crate::cli::{FilterArgs, TargetArgs, TraceArgs};
 use crate::session::family;
-use crate::session::sampler;
+use crate::session::sampler::{self, LiveCounters};
 use crate::session::{self, SessionResult};
 use crate::snapshot;
 use crate::source::Sources;
 use crate::target::attach;
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl TargetArgs {
-    /// The pid to trace: --pid, or the process --name finds (waiting up to --wait, or until
-    /// `stop` is set).
+    /// The pid to trace: --pid, or the Python process --name finds (waiting up to --wait, or
+    /// until `stop` is set).
     pub(crate) fn select(&self, stop: &AtomicBool) -> anyhow::Result<i32> {
         if self.wait.is_some() && self.name.is_none() {
             anyhow::bail!("--wait waits for a process matching --name PATTERN: give --name");
@@ -30,55 +31,148 @@ impl TargetArgs {
             anyhow::bail!("--name needs a non-empty pattern to look for in command lines");
         }
         let wait = Duration::from_secs_f64(self.wait.unwrap_or(0.0));
-        let Some(pid) = wait_for_match(pattern, wait, stop) else {
+        let mut search = Search::new(pattern);
+        let Some(pid) = search.wait_for_match(wait, stop) else {
+            let waited = if self.wait.is_some() {
+                format!(" after waiting {}s", wait.as_secs_f64())
+            } else {
+                String::new()
+            };
+            if search.passed_over.is_empty() {
+                anyhow::bail!(
+                    "no process's command line contains {pattern:?}{waited}: check with \
+                     `pgrep -af {pattern:?}`, or wait for it with --wait SECS"
+                );
+            }
             anyhow::bail!(
-                "no process's command line contains {pattern:?}{}: check with `pgrep -af {pattern:?}`, \
-                 or wait for it with --wait SECS",
-                if self.wait.is_some() {
-                    format!(" after waiting {}s", wait.as_secs_f64())
-                } else {
-                    String::new()
-                }
+                "no Python process's command line contains {pattern:?}{waited}; {} that do \
+                 are not Python (pids {}): make the pattern name the Python process, or wait \
+                 for it with --wait SECS",
+                search.passed_over.len(),
+                search
+                    .passed_over
+                    .iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         };
         Ok(pid)
     }
 }
 
-/// The oldest process whose command line contains `pattern`, polled until `wait` passes or
-/// `stop` is set. Several matches (a pre-fork server's workers) pick the oldest, the master.
-fn wait_for_match(pattern: &str, wait: Duration, stop: &AtomicBool) -> Option<i32> {
-    let start = std::time::Instant::now();
-    let mut announced = false;
-    loop {
-        let found = crate::target::process::find_by_command_line(pattern);
-        if let Some(&pid) = found.first() {
-            if found.len() > 1 {
-                eprintln!(
-                    "tracer: {} processes match {pattern:?}; tracing the oldest, pid {pid}",
-                    found.len()
-                );
+/// A search by command line for a Python process: matches that are not Python (a shell
+/// wrapper, a supervisor, an entry script's `bash -c`) are passed over, each said once.
+struct Search<'a> {
+    pattern: &'a str,
+    /// Matches passed over as not Python, in the order met.
+    passed_over: Vec<i32>,
+    /// How many of `passed_over` were said.
+    announced: usize,
+}
+
+impl<'a> Search<'a> {
+    fn new(pattern: &'a str) -> Search<'a> {
+        Search {
+            pattern,
+            passed_over: Vec::new(),
+            announced: 0,
+        }
+    }
+
+    /// The Python processes matching now, oldest first, `excluded` left out.
+    fn python_matches(&mut self, excluded: &[i32]) -> Vec<i32> {
+        let (python, others): (Vec<i32>, Vec<i32>) =
+            crate::target::process::find_by_command_line(self.pattern)
+                .into_iter()
+                .filter(|pid| !excluded.contains(pid))
+                .partition(|&pid| may_be_python(pid));
+        for pid in others {
+            if !self.passed_over.contains(&pid) {
+                self.passed_over.push(pid);
             }
-            return Some(pid);
         }
-        if start.elapsed() >= wait || stop.load(Ordering::Relaxed) {
-            return None;
+        python
+    }
+
+    /// Say, in one line, the matches passed over since the last time.
+    fn announce_passed_over(&mut self) {
+        let new = &self.passed_over[self.announced..];
+        if new.is_empty() {
+            return;
         }
-        if !announced {
-            eprintln!(
-                "tracer: waiting up to {}s for a process matching {pattern:?}",
-                wait.as_secs_f64()
-            );
-            announced = true;
+        let described: Vec<String> = new
+            .iter()
+            .map(|&pid| {
+                format!(
+                    "pid {pid} ({})",
+                    crate::target::process::command_line(pid).unwrap_or_default()
+                )
+            })
+            .collect();
+        eprintln!(
+            "tracer: passing over {}: {} {:?} but not Python",
+            described.join(", "),
+            if new.len() == 1 { "matches" } else { "match" },
+            self.pattern
+        );
+        self.announced = self.passed_over.len();
+    }
+
+    /// The oldest Python process matching, polled until `wait` passes or `stop` is set.
+    /// Several matches (a pre-fork server's workers) pick the oldest, the master.
+    fn wait_for_match(&mut self, wait: Duration, stop: &AtomicBool) -> Option<i32> {
+        let start = std::time::Instant::now();
+        let mut announced = false;
+        loop {
+            let found = self.python_matches(&[]);
+            if let Some(&pid) = found.first() {
+                self.announce_passed_over();
+                if found.len() > 1 {
+                    eprintln!(
+                        "tracer: {} Python processes match {:?}; tracing the oldest, pid {pid}",
+                        found.len(),
+                        self.pattern
+                    );
+                }
+                return Some(pid);
+            }
+            // Not found: the error names what was passed over.
+            if start.elapsed() >= wait || stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            if !announced {
+                eprintln!(
+                    "tracer: waiting up to {}s for a Python process matching {:?}",
+                    wait.as_secs_f64(),
+                    self.pattern
+                );
+                announced = true;
+            }
+            self.announce_passed_over();
+            std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether `pid` maps a Python interpreter, or may (its maps cannot be read: attaching
+/// says why, better than passing over it).
+fn may_be_python(pid: i32) -> bool {
+    match crate::target::process::python_mappings(pid) {
+        Ok(mappings) => !mappings.is_empty(),
+        Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
     }
 }
 
 pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> {
     let signals = StopSignals::install()?;
     let pid = target.select(&signals.stop)?;
-    let attached = attach::attach_with(pid, args.blocking, args.reader)?;
+    let attached = if target.wait.is_some() {
+        // Found by --name while waiting: it may have started a moment ago.
+        attach::attach_when_ready(pid, args.blocking, args.reader, Duration::from_secs(10))?
+    } else {
+        attach::attach_with(pid, args.blocking, args.reader)?
+    };
     let path = session::output_path(args.output.as_ref(), args.format, pid);
     session::check_output_writable(&path, args.format)?;
     args.plugin.write_options().check(args.format)?;
@@ -96,6 +190,41 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let mut flushing = Flushing::start(args, path.clone(), Sources::of_process(pid, version));
     let counters = flushing.counters.clone();
+    let trace_in_family = |pid: i32,
+                           attached: Option<attach::Attached>,
+                           duration: Option<Duration>,
+                           on_start: &mut dyn FnMut(session::Snapshots)|
+     -> anyhow::Result<SessionResult> {
+        let attached = match attached {
+            Some(attached) => attached,
+            // Forked a moment ago: its interpreter is its parent's copy, readable at once;
+            // one that exec'd needs a moment.
+            None => {
+                attach::attach_when_ready(pid, args.blocking, args.reader, Duration::from_secs(2))?
+            }
+        };
+        // Its own counters, for its own snapshots; the status line sees the family's sum.
+        let live = Arc::new(LiveCounters::adding_to(counters.sampler.clone()));
+        trace_one(
+            attached,
+            args,
+            duration,
+            &signals,
+            &live,
+            Flushes::OnDemand(on_start),
+        )
+    };
+    let mut family = target.subprocesses.then(|| {
+        family::Family::new(
+            family::FamilyOptions {
+                max_processes: usize::from(target.max_processes),
+                flush_every: args.flush_every.map(Duration::from_secs_f64),
+                deadline,
+            },
+            path.clone(),
+        )
+    });
+    // Without --subprocesses: every generation's results so far.
     let mut gathered: Option<SessionResult> = None;
     let mut traced_pids = Vec::new();
     let mut next = Some(attached);
@@ -107,45 +236,13 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
         if remaining.is_some_and(|r| r.is_zero()) {
             break;
         }
-        let traced = if target.subprocesses {
-            let trace = |pid: i32,
-                         attached: Option<attach::Attached>,
-                         duration: Option<Duration>,
-                         on_flush: &mut dyn FnMut(SessionResult)|
-             -> anyhow::Result<SessionResult> {
-                let attached = match attached {
-                    Some(attached) => attached,
-                    // Forked a moment ago: its interpreter is its parent's copy, readable at
-                    // once; one that exec'd needs a moment.
-                    None => attach::attach_when_ready(
-                        pid,
-                        args.blocking,
-                        args.reader,
-                        Duration::from_secs(2),
-                    )?,
-                };
-                trace_one(
-                    attached,
-                    args,
-                    duration,
-                    &signals,
-                    &counters.sampler,
-                    on_flush,
-                )
-            };
-            let options = family::FamilyOptions {
-                max_processes: usize::from(target.max_processes),
-                flush_every: args.flush_every.map(Duration::from_secs_f64),
-                deadline,
-            };
-            family::trace_family(
+        let traced = if let Some(family) = family.as_mut() {
+            family.trace_generation(
                 attached,
-                &options,
-                &path,
                 &signals.stop,
                 &counters,
                 &mut flushing.writer,
-                &trace,
+                &trace_in_family,
             )
         } else {
             counters.processes.store(1, Ordering::Relaxed);
@@ -155,34 +252,37 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
                 remaining,
                 &signals,
                 &counters.sampler,
-                &mut |flush| match &gathered {
+                Flushes::Timed(&mut |flush| match &gathered {
                     None => flushing.write(flush),
                     Some(earlier) => {
                         let mut merged = earlier.copy();
                         merged.absorb(&flush);
                         flushing.write(merged)
                     }
-                },
+                }),
             );
             counters.processes.store(0, Ordering::Relaxed);
-            traced
+            traced.map(|result| {
+                let reason = result.stop_reason;
+                gathered = Some(match gathered.take() {
+                    Some(mut all) => {
+                        all.absorb(&result);
+                        all
+                    }
+                    None => result,
+                });
+                reason
+            })
         };
-        let result = match traced {
-            Ok(result) => result,
-            Err(e) if gathered.is_some() => {
+        let stop_reason = match traced {
+            Ok(reason) => reason,
+            Err(e) if traced_pids.len() > 1 => {
                 eprintln!("tracer: warning: pid {last_pid} could not be traced: {e:#}");
                 continue;
             }
             Err(e) => return Err(e),
         };
-        let exited = result.stop_reason == sampler::StopReason::TargetExited;
-        gathered = Some(match gathered {
-            Some(mut all) => {
-                all.absorb(&result);
-                all
-            }
-            None => result,
-        });
+        let exited = stop_reason == sampler::StopReason::TargetExited;
         if let (true, Some(pattern)) = (exited, follow_pattern.as_deref()) {
             eprintln!(
                 "tracer: pid {last_pid} exited; --follow: waiting for the next process matching \
@@ -192,7 +292,15 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
         }
     }
     flushing.status.stop();
-    let result = gathered.context("no process was traced")?;
+    // `--snapshot`'s processes: every traced one still alive, or the last target.
+    let (result, snapshot_pids) = match family {
+        Some(family) => {
+            let alive = family.still_alive();
+            (family.results(), alive)
+        }
+        None => (gathered, vec![last_pid]),
+    };
+    let result = result.context("no process was traced")?;
     if traced_pids.len() > 1 {
         let pids: Vec<String> = traced_pids.iter().map(i32::to_string).collect();
         eprintln!(
@@ -203,7 +311,12 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
     report_stop(&result);
     let mut result = result;
     if target.snapshot {
-        add_snapshot(&mut result, last_pid, &args.filters);
+        if snapshot_pids.is_empty() {
+            eprintln!("tracer: warning: no snapshot: no traced process is still alive");
+        }
+        for pid in snapshot_pids {
+            add_snapshot(&mut result, pid, &args.filters);
+        }
     }
     // The target's root and rights as taken at attach time: it may be gone by now.
     let sources = if last_pid == pid {
@@ -266,16 +379,16 @@ fn wait_to_follow(
     stop: &AtomicBool,
     deadline: Option<Instant>,
 ) -> Option<attach::Attached> {
-    let mut refused: Vec<i32> = Vec::new();
+    let mut search = Search::new(pattern);
+    let mut refused: Vec<i32> = traced.to_vec();
     // Bounded by the stop signal and the deadline; a sidecar waits as long as it runs.
     loop {
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
-        let candidate = crate::target::process::find_by_command_line(pattern)
-            .into_iter()
-            .find(|pid| !traced.contains(pid) && !refused.contains(pid));
-        if let Some(pid) = candidate {
+        let found = search.python_matches(&refused);
+        search.announce_passed_over();
+        if let Some(&pid) = found.first() {
             // Just started: its interpreter may need a moment.
             match attach::attach_when_ready(
                 pid,

@@ -22,7 +22,17 @@ pub(crate) fn merge_command(
     write_options.check(format)?;
     let mut merged: Option<(CoverageResults, RunInfo)> = None;
     let mut without_stacks = Vec::new();
+    let mut merged_files = 0;
     for input in inputs {
+        if is_process_list(input) {
+            // `results/*.json` meets the lists written beside `--subprocesses` results.
+            eprintln!(
+                "tracer: {} left out: a --subprocesses process list, not results",
+                input.display()
+            );
+            continue;
+        }
+        merged_files += 1;
         let (results, info) = output::load_results(input)?;
         if results.stacks.is_none() {
             without_stacks.push(input.display().to_string());
@@ -37,7 +47,7 @@ pub(crate) fn merge_command(
         }
     }
     let (results, info) = merged.context("no input files")?;
-    if !without_stacks.is_empty() && without_stacks.len() < inputs.len() {
+    if !without_stacks.is_empty() && without_stacks.len() < merged_files {
         eprintln!(
             "tracer: warning: the merged results hold no stacks (for flame graphs): {} held none",
             without_stacks.join(", ")
@@ -62,7 +72,7 @@ pub(crate) fn merge_command(
     }
     eprintln!(
         "tracer: merged {} files into {} ({}: {} lines in {} files, {} functions, {} call edges)",
-        inputs.len(),
+        merged_files,
         output_path.display(),
         format.name(),
         results.counts.len(),
@@ -71,4 +81,16 @@ pub(crate) fn merge_command(
         results.callers.len()
     );
     Ok(0)
+}
+
+/// Whether `path` is a process list written beside `--subprocesses` results
+/// (`tracer-processes-NAME.json`, a JSON array of processes).
+fn is_process_list(path: &Path) -> bool {
+    let named = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("tracer-processes-") && n.ends_with(".json"));
+    named
+        && std::fs::read(path)
+            .is_ok_and(|bytes| serde_json::from_slice::<Vec<output::ProcessRecord>>(&bytes).is_ok())
 }

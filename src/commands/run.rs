@@ -1,7 +1,7 @@
 //! `tracer run -- COMMAND`: start a command and trace it from its start to its exit, ending
 //! with the command's own exit status.
 
-use super::tracing::{report_stop, trace_one, Flushing};
+use super::tracing::{report_stop, trace_one, Flushes, Flushing};
 use super::StopSignals;
 use crate::aggregate::model::CoverageResults;
 use crate::cli::TraceArgs;
@@ -46,9 +46,14 @@ pub(crate) fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Resul
                 flushing.counters.processes.store(1, Ordering::Relaxed);
                 let live = flushing.counters.sampler.clone();
                 let duration = args.duration.map(Duration::from_secs_f64);
-                let traced = trace_one(attached, args, duration, &signals, &live, &mut |flush| {
-                    flushing.write(flush)
-                });
+                let traced = trace_one(
+                    attached,
+                    args,
+                    duration,
+                    &signals,
+                    &live,
+                    Flushes::Timed(&mut |flush| flushing.write(flush)),
+                );
                 flushing.status.stop();
                 let result = match traced {
                     Ok(result) => result,

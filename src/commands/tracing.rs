@@ -52,15 +52,24 @@ impl TraceArgs {
     }
 }
 
-/// Trace one process until it exits, the duration passes or a signal comes, handing each
-/// snapshot (library directories filled in) to `on_flush`.
+/// How a traced process's results so far are taken while it runs.
+pub(crate) enum Flushes<'a> {
+    /// Every `--flush-every`, the session hands its snapshot to the callback.
+    Timed(&'a mut dyn FnMut(SessionResult)),
+    /// No timer of its own: the callback gets a handle that takes snapshots on demand
+    /// (a family's one flush timer).
+    OnDemand(&'a mut dyn FnMut(session::Snapshots)),
+}
+
+/// Trace one process until it exits, the duration passes or a signal comes, its snapshots
+/// (library directories filled in) taken as `flushes` says.
 pub(crate) fn trace_one(
     mut attached: crate::target::attach::Attached,
     args: &TraceArgs,
     duration: Option<Duration>,
     signals: &StopSignals,
     live: &Arc<crate::session::sampler::LiveCounters>,
-    on_flush: &mut dyn FnMut(SessionResult),
+    flushes: Flushes,
 ) -> anyhow::Result<SessionResult> {
     let pid = attached.info.pid;
     let version = attached.info.version_tuple().unwrap_or((3, 12));
@@ -68,6 +77,17 @@ pub(crate) fn trace_one(
     let stdlib_dir = crate::target::library_dirs::stdlib_of_process(pid, version);
     let mut options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
     options.duration = duration;
+    let (mut no_start, mut no_flush) = (|_: session::Snapshots| {}, |_: SessionResult| {});
+    let (on_start, on_flush): (
+        &mut dyn FnMut(session::Snapshots),
+        &mut dyn FnMut(SessionResult),
+    ) = match flushes {
+        Flushes::Timed(on_flush) => (&mut no_start, on_flush),
+        Flushes::OnDemand(on_start) => {
+            options.flush_every = None;
+            (on_start, &mut no_flush)
+        }
+    };
     // Refused before anything is announced (the session asks again, harmlessly).
     if let Some(function) = &options.function {
         attached
@@ -90,6 +110,11 @@ pub(crate) fn trace_one(
         &options,
         signals.stop.clone(),
         live,
+        &mut |mut snapshots| {
+            snapshots.library_dirs = library_dirs.clone();
+            snapshots.stdlib_dir = stdlib_dir.clone();
+            on_start(snapshots)
+        },
         &mut |mut snapshot| {
             snapshot.info.library_dirs = library_dirs.clone();
             snapshot.info.stdlib_dir = stdlib_dir.clone();

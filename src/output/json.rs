@@ -36,6 +36,9 @@ struct Document {
     /// Optional: the function view, with `--function` (docs/function-view.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     function: Option<FunctionDoc>,
+    /// Optional: `--subprocesses`'s processes, each with its own samples.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    processes: Vec<super::ProcessRecord>,
 }
 
 /// The function view: per call of the followed function, its stack and statements.
@@ -172,6 +175,9 @@ struct Target {
 struct Stats {
     samples: u64,
     duration_s: f64,
+    /// Optional: `duration_s` when absent (one process).
+    #[serde(default)]
+    process_seconds: Option<f64>,
     rate_requested: f64,
     errors: u64,
     late: u64,
@@ -257,6 +263,7 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
         stats: Stats {
             samples: s.samples,
             duration_s: s.duration_s,
+            process_seconds: Some(s.process_seconds),
             rate_requested: info.rate_requested,
             errors: s.errors,
             late: s.late,
@@ -284,6 +291,7 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
         stacks,
         function: results.function.as_ref().map(function_doc),
         likely: info.likely.clone(),
+        processes: info.processes.clone(),
     };
     let mut bytes = serde_json::to_vec_pretty(&doc)?;
     bytes.push(b'\n');
@@ -365,6 +373,7 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             errors_by_kind: doc.stats.errors_by_kind,
             threads_dropped: doc.stats.threads_dropped,
             duration_s: doc.stats.duration_s,
+            process_seconds: doc.stats.process_seconds.unwrap_or(doc.stats.duration_s),
             ..SamplerStats::default()
         },
         rate_requested: doc.stats.rate_requested,
@@ -376,6 +385,7 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             likely.dedup();
             likely
         },
+        processes: doc.processes,
     };
     Ok((results, info))
 }
@@ -411,12 +421,23 @@ mod tests {
             stats: SamplerStats {
                 samples: 100,
                 late: 2,
+                duration_s: 2.0,
+                process_seconds: 3.5,
                 ..SamplerStats::default()
             },
             rate_requested: 1000.0,
             library_dirs: vec!["/usr/lib/python3.12".into()],
             stdlib_dir: Some("/usr/lib/python3.12".into()),
             likely: vec![("/a.py".into(), 4)],
+            processes: vec![crate::output::ProcessRecord {
+                pid: 43,
+                parent: Some(42),
+                generation: 1,
+                samples: 60,
+                duration_s: 1.5,
+                ended: "running".into(),
+                ..Default::default()
+            }],
         };
         let bytes = to_vec(&r, &info).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -426,6 +447,8 @@ mod tests {
         let (back, back_info) = from_slice(&bytes).unwrap();
         assert_eq!(back, r);
         assert_eq!(back_info.stats.late, 2);
+        assert_eq!(back_info.stats.process_seconds, 3.5);
+        assert_eq!(back_info.processes, info.processes);
         assert_eq!(back_info.library_dirs, info.library_dirs);
         assert_eq!(back_info.stdlib_dir, info.stdlib_dir);
         // Likely lines stay apart from the counts.
@@ -436,6 +459,14 @@ mod tests {
         let mut bad = v.clone();
         bad["stacks"]["samples"][0][1][0][0] = serde_json::json!(7);
         assert!(from_slice(&serde_json::to_vec(&bad).unwrap()).is_err());
+        // Written before process_seconds: one process, its duration.
+        let mut old = v.clone();
+        old["stats"]
+            .as_object_mut()
+            .unwrap()
+            .remove("process_seconds");
+        let (_, old_info) = from_slice(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(old_info.stats.process_seconds, 2.0);
     }
 
     #[test]

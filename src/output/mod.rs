@@ -125,6 +125,27 @@ pub struct RunInfo {
     /// `tracer snapshot`: lines likely but not proven to have run, kept apart from the
     /// counts (docs/snapshot.md); sorted, no duplicates.
     pub likely: Vec<(String, u32)>,
+    /// `--subprocesses`: every process met, traced or not, in the order met (empty otherwise).
+    pub processes: Vec<ProcessRecord>,
+}
+
+/// One process met in a `--subprocesses` run: written in the JSON results and in the process
+/// list beside any output (docs/sidecar.md).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessRecord {
+    pub pid: i32,
+    pub parent: Option<i32>,
+    /// `--follow`'s generation the process belongs to, from 1.
+    pub generation: u32,
+    pub command_line: String,
+    pub python_version: String,
+    pub samples: u64,
+    pub errors: u64,
+    /// Wall time it was sampled.
+    pub duration_s: f64,
+    /// `target_exited`, `duration`, `signal`, `running`, the error that ended it, or why it
+    /// was not traced.
+    pub ended: String,
 }
 
 impl RunInfo {
@@ -145,6 +166,7 @@ impl RunInfo {
         a.cpu_s += b.cpu_s;
         a.batches += b.batches;
         a.spin_s += b.spin_s;
+        a.process_seconds += b.process_seconds;
         for dir in &other.library_dirs {
             if !self.library_dirs.contains(dir) {
                 self.library_dirs.push(dir.clone());
@@ -161,6 +183,7 @@ impl RunInfo {
             self.likely.sort_unstable();
             self.likely.dedup();
         }
+        self.processes.extend(other.processes.iter().cloned());
     }
 }
 

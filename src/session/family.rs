@@ -1,10 +1,13 @@
 //! `--subprocesses`: trace a process and every Python descendant (children, grandchildren,
-//! workers forked later, as gunicorn and multiprocessing make them).
+//! workers forked later, as gunicorn and multiprocessing make them), and with `--follow` every
+//! later generation of them, into one set of results.
 //!
 //! Each process gets its own session (reader, sampler, aggregator) on a scoped thread, so code
 //! ids never mix. The main thread polls the root's descendants, attaches to a new one once it
 //! has been seen twice unchanged (a fork about to exec would be read as its parent's copy),
-//! writes merged flushes, and keeps `OUTPUT.processes.json` listing every process met.
+//! and keeps the family's one flush timer: each flush asks every running session for its
+//! results at that moment and merges them with every finished process's, so a flush is the
+//! results so far, and its stats add up (samples are the processes' samples summed).
 //!
 //! A family can be hostile too: a fork storm must not make the tracer spawn a thread per
 //! process or keep every process's results. So at most [`FamilyOptions::max_processes`]
@@ -12,11 +15,12 @@
 //! are folded into the family's at once, keeping memory to the distinct lines and functions
 //! seen; and the pids remembered are only those still alive, so a reused pid is a new process.
 
-use crate::output;
+use crate::output::{self, ProcessRecord};
 use crate::session::flush::FlushWriter;
+use crate::session::sampler::StopReason;
 use crate::session::status::StatusCounters;
-use crate::session::SessionResult;
-use crate::target::attach::Attached;
+use crate::session::{SessionResult, Snapshots};
+use crate::target::attach::{Attached, TargetInfo};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,7 +30,7 @@ use std::time::{Duration, Instant};
 /// How often the root's descendants are looked for.
 const POLL: Duration = Duration::from_millis(100);
 
-/// The most processes listed in `OUTPUT.processes.json`; later ones are counted, not listed.
+/// The most processes listed; later ones are counted, not listed.
 pub const MAX_PROCESS_RECORDS: usize = 10_000;
 
 /// How a family is traced.
@@ -40,89 +44,71 @@ pub struct FamilyOptions {
 }
 
 /// Traces one process of the family: attaches first when given no [`Attached`] (a new
-/// descendant), samples for at most the duration, hands each snapshot to the callback, and
-/// returns the results when the process exits, the duration passes or a signal stops it.
+/// descendant), samples for at most the duration, hands the callback a handle on its
+/// snapshots once sampling has begun, and returns the results when the process exits, the
+/// duration passes or a signal stops it.
 pub type TraceOne<'a> = dyn Fn(
         i32,
         Option<Attached>,
         Option<Duration>,
-        &mut dyn FnMut(SessionResult),
+        &mut dyn FnMut(Snapshots),
     ) -> anyhow::Result<SessionResult>
     + Sync
     + 'a;
 
-/// One process met in a `--subprocesses` run, as listed beside the results.
-#[derive(Debug, serde::Serialize)]
-struct ProcessRecord {
+fn record_of(
     pid: i32,
     parent: Option<i32>,
-    command_line: String,
-    python_version: String,
-    samples: u64,
-    errors: u64,
-    duration_s: f64,
-    /// `target_exited`, `duration`, `signal`, `running`, the error that ended it, or why it
-    /// was not traced.
+    generation: u32,
+    r: &SessionResult,
     ended: String,
+) -> ProcessRecord {
+    ProcessRecord {
+        pid,
+        parent,
+        generation,
+        command_line: r.info.target.command_line.clone(),
+        python_version: r.info.target.python_version.clone(),
+        samples: r.info.stats.samples,
+        errors: r.info.stats.errors,
+        duration_s: r.info.stats.duration_s,
+        ended,
+    }
 }
 
-impl ProcessRecord {
-    fn of_result(pid: i32, parent: Option<i32>, r: &SessionResult, ended: String) -> ProcessRecord {
-        ProcessRecord {
-            pid,
-            parent,
-            command_line: r.info.target.command_line.clone(),
-            python_version: r.info.target.python_version.clone(),
-            samples: r.info.stats.samples,
-            errors: r.info.stats.errors,
-            duration_s: r.info.stats.duration_s,
-            ended,
-        }
-    }
-
-    fn untraced(pid: i32, parent: Option<i32>, why: String) -> ProcessRecord {
-        ProcessRecord {
-            pid,
-            parent,
-            command_line: crate::target::process::command_line(pid).unwrap_or_default(),
-            python_version: String::new(),
-            samples: 0,
-            errors: 0,
-            duration_s: 0.0,
-            ended: why,
-        }
-    }
-
-    fn of(pid: i32, parent: Option<i32>, result: &anyhow::Result<SessionResult>) -> ProcessRecord {
-        match result {
-            Ok(r) => {
-                let ended = serde_json::to_value(r.stop_reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                ProcessRecord::of_result(pid, parent, r, ended)
-            }
-            Err(e) => ProcessRecord::untraced(pid, parent, format!("{e:#}")),
-        }
+fn untraced(pid: i32, parent: Option<i32>, generation: u32, why: String) -> ProcessRecord {
+    ProcessRecord {
+        pid,
+        parent,
+        generation,
+        command_line: crate::target::process::command_line(pid).unwrap_or_default(),
+        ended: why,
+        ..ProcessRecord::default()
     }
 }
 
 /// A process being traced.
 struct Running {
+    pid: i32,
     parent: Option<i32>,
-    /// Its latest snapshot, for merged snapshots of the family.
-    latest: Option<SessionResult>,
+    generation: u32,
+    /// Set once its session has begun sampling.
+    snapshots: Option<Snapshots>,
 }
 
 /// What the family's sessions share.
 #[derive(Default)]
 struct FamilyState {
-    running: BTreeMap<i32, Running>,
-    /// The root's results once it ended.
-    root: Option<anyhow::Result<SessionResult>>,
-    /// Every other finished process's results, added up as each ends.
-    descendants: Option<SessionResult>,
-    descendants_merged: usize,
+    /// By session number: a pid may come back as another process.
+    running: BTreeMap<u64, Running>,
+    sessions_started: u64,
+    /// Every finished process's results, of every generation, added up as each ends.
+    finished: Option<SessionResult>,
+    finished_count: usize,
+    /// The current generation's root session, and once it ended, how.
+    root_session: u64,
+    root_outcome: Option<anyhow::Result<StopReason>>,
+    /// Every process finished or not traced (running ones are listed as they are met).
     records: Vec<ProcessRecord>,
     records_dropped: u64,
     not_traced: u64,
@@ -137,245 +123,388 @@ impl FamilyState {
         }
     }
 
-    fn finish(&mut self, pid: i32, root_pid: i32, result: anyhow::Result<SessionResult>) {
-        let parent = self.running.remove(&pid).and_then(|r| r.parent);
-        self.record(ProcessRecord::of(pid, parent, &result));
-        if pid == root_pid {
-            self.root = Some(result);
+    fn finish(&mut self, session: u64, result: anyhow::Result<SessionResult>) {
+        let Some(running) = self.running.remove(&session) else {
             return;
-        }
+        };
+        let (pid, parent, generation) = (running.pid, running.parent, running.generation);
+        let is_root = session == self.root_session;
         match result {
             Ok(result) => {
-                self.descendants_merged += 1;
-                match &mut self.descendants {
+                let ended = serde_json::to_value(result.stop_reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                self.record(record_of(pid, parent, generation, &result, ended));
+                if is_root {
+                    self.root_outcome = Some(Ok(result.stop_reason));
+                }
+                self.finished_count += 1;
+                match &mut self.finished {
                     Some(all) => all.absorb(&result),
-                    None => self.descendants = Some(result),
+                    None => self.finished = Some(result),
                 }
             }
-            Err(e) => eprintln!("tracer: warning: pid {pid} could not be traced: {e:#}"),
+            Err(e) => {
+                self.record(untraced(pid, parent, generation, format!("{e:#}")));
+                if is_root {
+                    self.root_outcome = Some(Err(e));
+                } else {
+                    eprintln!("tracer: warning: pid {pid} could not be traced: {e:#}");
+                }
+            }
         }
     }
 
-    /// Everything so far, merged: the root first (its target describes the results), then
-    /// the finished descendants, then the running ones' latest snapshots.
-    fn merged(&self, root_pid: i32) -> Option<SessionResult> {
-        let root_finished = self.root.as_ref().and_then(|r| r.as_ref().ok());
-        let root_running = self.running.get(&root_pid).and_then(|r| r.latest.as_ref());
-        let others = self
+    /// The records of every process met, finished, untraced or running (these with their
+    /// snapshot taken now, if any), by generation and pid.
+    fn all_records(&self, taken: &HashMap<u64, SessionResult>) -> Vec<ProcessRecord> {
+        let mut records = self.records.clone();
+        for (session, r) in &self.running {
+            if records.len() >= MAX_PROCESS_RECORDS {
+                break;
+            }
+            records.push(match taken.get(session) {
+                Some(snapshot) => record_of(
+                    r.pid,
+                    r.parent,
+                    r.generation,
+                    snapshot,
+                    "running".to_owned(),
+                ),
+                None => ProcessRecord {
+                    pid: r.pid,
+                    parent: r.parent,
+                    generation: r.generation,
+                    command_line: crate::target::process::command_line(r.pid).unwrap_or_default(),
+                    ended: "attaching".to_owned(),
+                    ..ProcessRecord::default()
+                },
+            });
+        }
+        records.sort_by_key(|r| (r.generation, r.pid));
+        records
+    }
+}
+
+/// A traced family, across `--follow`'s generations: every process's results, and the
+/// family's one flush timer.
+pub struct Family {
+    options: FamilyOptions,
+    path: PathBuf,
+    started: Instant,
+    generation: u32,
+    /// The first root's description: what the merged results say they are of.
+    target: Option<TargetInfo>,
+    state: Mutex<FamilyState>,
+    next_flush: Option<Instant>,
+    last_stop: StopReason,
+}
+
+impl Family {
+    /// A family whose results and flushes go to `path`, the process list beside it.
+    pub fn new(options: FamilyOptions, path: PathBuf) -> Family {
+        let next_flush = options.flush_every.map(|every| Instant::now() + every);
+        Family {
+            options,
+            path,
+            started: Instant::now(),
+            generation: 0,
+            target: None,
+            state: Mutex::new(FamilyState::default()),
+            next_flush,
+            last_stop: StopReason::Signal,
+        }
+    }
+
+    /// Trace `root` and its Python descendants, one more generation, until every session has
+    /// ended (each ends on its process's exit, the deadline or `stop`), writing merged flushes
+    /// of the whole family so far to `flushes`. Returns how the root's session ended; fails
+    /// only if it failed.
+    pub fn trace_generation(
+        &mut self,
+        root: Attached,
+        stop: &AtomicBool,
+        counters: &StatusCounters,
+        flushes: &mut FlushWriter,
+        trace: &TraceOne,
+    ) -> anyhow::Result<StopReason> {
+        self.generation += 1;
+        let generation = self.generation;
+        if self.target.is_none() {
+            self.target = Some(root.info.clone());
+        }
+        let root_pid = root.info.pid;
+        let sessions = AtomicUsize::new(0);
+        let mut next_flush = self.next_flush;
+        let family = &*self;
+        let remaining = || {
+            family
+                .options
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()))
+        };
+        std::thread::scope(|scope| {
+            let start_session = |pid: i32, attached: Option<Attached>| {
+                let (state, sessions) = (&family.state, &sessions);
+                let session = {
+                    let mut state = state.lock().unwrap();
+                    state.sessions_started += 1;
+                    let session = state.sessions_started;
+                    if pid == root_pid {
+                        state.root_session = session;
+                        state.root_outcome = None;
+                    }
+                    state.running.insert(
+                        session,
+                        Running {
+                            pid,
+                            parent: crate::target::process::parent(pid),
+                            generation,
+                            snapshots: None,
+                        },
+                    );
+                    session
+                };
+                sessions.fetch_add(1, Ordering::SeqCst);
+                counters.processes.fetch_add(1, Ordering::SeqCst);
+                let duration = remaining();
+                scope.spawn(move || {
+                    let result = trace(pid, attached, duration, &mut |snapshots| {
+                        if let Some(running) = state.lock().unwrap().running.get_mut(&session) {
+                            running.snapshots = Some(snapshots);
+                        }
+                    });
+                    state.lock().unwrap().finish(session, result);
+                    counters.processes.fetch_sub(1, Ordering::SeqCst);
+                    sessions.fetch_sub(1, Ordering::SeqCst);
+                });
+            };
+            start_session(root_pid, Some(root));
+            let mut known: HashSet<i32> = HashSet::new();
+            let mut first_seen: HashMap<i32, (String, String)> = HashMap::new();
+            let mut warned_limit = false;
+            // Bounded: ends when every session has ended.
+            while sessions.load(Ordering::SeqCst) > 0 {
+                let sampling = !stop.load(Ordering::Relaxed)
+                    && family.options.deadline.is_none_or(|d| Instant::now() < d);
+                if sampling {
+                    let descendants: HashSet<i32> = crate::target::process::descendants(root_pid)
+                        .into_iter()
+                        .collect();
+                    // Only live descendants are remembered: a pid the kernel hands out again
+                    // is a new process.
+                    known.retain(|pid| descendants.contains(pid));
+                    first_seen.retain(|pid, _| descendants.contains(pid));
+                    for &pid in &descendants {
+                        if known.contains(&pid) {
+                            continue;
+                        }
+                        let identity = (
+                            crate::target::process::executable(pid)
+                                .map(|p| p.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
+                            crate::target::process::command_line(pid).unwrap_or_default(),
+                        );
+                        if first_seen.get(&pid) != Some(&identity) {
+                            first_seen.insert(pid, identity);
+                            continue;
+                        }
+                        first_seen.remove(&pid);
+                        known.insert(pid);
+                        if !crate::target::process::python_mappings(pid)
+                            .is_ok_and(|m| !m.is_empty())
+                        {
+                            continue;
+                        }
+                        let max = family.options.max_processes;
+                        if sessions.load(Ordering::SeqCst) >= max {
+                            if !warned_limit {
+                                warned_limit = true;
+                                eprintln!(
+                                    "tracer: warning: --subprocesses: {max} processes traced at \
+                                     once, the --max-processes limit; further ones are listed \
+                                     in {} as not traced (raise --max-processes to trace them)",
+                                    processes_path(&family.path).display()
+                                );
+                            }
+                            let mut state = family.state.lock().unwrap();
+                            state.not_traced += 1;
+                            state.record(untraced(
+                                pid,
+                                crate::target::process::parent(pid),
+                                generation,
+                                format!("not traced: --max-processes {max} reached"),
+                            ));
+                            continue;
+                        }
+                        eprintln!(
+                            "tracer: --subprocesses: pid {pid} ({})",
+                            crate::target::process::command_line(pid).unwrap_or_default()
+                        );
+                        start_session(pid, None);
+                    }
+                }
+                if let (Some(every), Some(due)) = (family.options.flush_every, next_flush) {
+                    if Instant::now() >= due {
+                        next_flush = Some(Instant::now() + every);
+                        family.flush(flushes, counters);
+                    }
+                }
+                std::thread::sleep(POLL);
+            }
+        });
+        self.next_flush = next_flush;
+        let outcome = self
+            .state
+            .lock()
+            .unwrap()
+            .root_outcome
+            .take()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("the root process's session did not end")));
+        if let Ok(reason) = &outcome {
+            self.last_stop = *reason;
+        }
+        // What is left when the tracer is killed while waiting for the next generation is
+        // everything so far, not the last timed flush.
+        if self.options.flush_every.is_some() {
+            self.flush(flushes, counters);
+        }
+        outcome
+    }
+
+    /// The pids of the last generation's processes still alive, their sessions ended by a
+    /// signal or the duration (what `--snapshot` reads), by pid.
+    pub fn still_alive(&self) -> Vec<i32> {
+        let state = self.state.lock().unwrap();
+        let mut pids: Vec<i32> = state
+            .records
+            .iter()
+            .filter(|r| r.generation == self.generation)
+            .filter(|r| r.ended == "signal" || r.ended == "duration")
+            .map(|r| r.pid)
+            .filter(|&pid| crate::target::process::is_alive(pid))
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Write the family's results so far and the process list.
+    fn flush(&self, flushes: &mut FlushWriter, counters: &StatusCounters) {
+        if let Some(merged) = self.so_far() {
+            write_records(&self.path, &merged.info.processes);
+            flushes.write(merged);
+            counters.flushes.store(flushes.written, Ordering::Relaxed);
+        }
+    }
+
+    /// Every process's results so far, merged: the finished ones' and each running one's at
+    /// this moment; `None` before any process has results.
+    fn so_far(&self) -> Option<SessionResult> {
+        let handles: Vec<(u64, Snapshots)> = self
+            .state
+            .lock()
+            .unwrap()
             .running
             .iter()
-            .filter(|(pid, _)| **pid != root_pid)
-            .filter_map(|(_, r)| r.latest.as_ref());
-        let mut parts = root_finished
+            .filter_map(|(session, r)| Some((*session, r.snapshots.clone()?)))
+            .collect();
+        // Taken without the lock, so that sessions ending meanwhile are not held up.
+        let taken: Vec<(u64, SessionResult)> = handles
             .into_iter()
-            .chain(root_running)
-            .chain(self.descendants.as_ref())
-            .chain(others);
+            .filter_map(|(session, h)| Some((session, h.take()?)))
+            .collect();
+        let state = self.state.lock().unwrap();
+        // A session that ended since its snapshot was taken is in `finished` now, whole.
+        let taken: HashMap<u64, SessionResult> = taken
+            .into_iter()
+            .filter(|(session, _)| state.running.contains_key(session))
+            .collect();
+        let records = state.all_records(&taken);
+        let mut parts = state.finished.iter().chain(taken.values());
         let mut merged = parts.next()?.copy();
         for part in parts {
             merged.absorb(part);
         }
+        drop(state);
+        self.describe(&mut merged, records);
+        merged.stop_reason = StopReason::Signal;
         Some(merged)
     }
 
-    /// Every process met, finished or running, by pid.
-    fn write_records(&self, path: &Path) {
-        let mut records: Vec<&ProcessRecord> = self.records.iter().collect();
-        let running: Vec<ProcessRecord> = self
-            .running
-            .iter()
-            .filter_map(|(pid, r)| {
-                let latest = r.latest.as_ref()?;
-                Some(ProcessRecord::of_result(
-                    *pid,
-                    r.parent,
-                    latest,
-                    "running".to_owned(),
-                ))
-            })
-            .collect();
-        records.extend(&running);
-        records.sort_by_key(|r| r.pid);
-        let written = serde_json::to_vec_pretty(&records)
-            .map_err(anyhow::Error::from)
-            .and_then(|json| {
-                output::write_atomically(&processes_path(path), |w| {
-                    Ok(std::io::Write::write_all(w, &json)?)
-                })
-            });
-        if let Err(e) = written {
-            eprintln!("tracer: warning: process list not written ({e:#})");
+    /// The merged results say they are of the first root, over the family's wall time, and
+    /// list the processes they add up.
+    fn describe(&self, merged: &mut SessionResult, records: Vec<ProcessRecord>) {
+        if let Some(target) = &self.target {
+            merged.info.target = target.clone();
         }
+        merged.info.stats.duration_s = self.started.elapsed().as_secs_f64();
+        merged.info.processes = records;
+    }
+
+    /// Every process's results merged, once every generation has ended (the process list
+    /// written beside them); `None` if no process was traced.
+    pub fn results(self) -> Option<SessionResult> {
+        let started = self.started;
+        let state = self.state.into_inner().unwrap();
+        let records = state.all_records(&HashMap::new());
+        write_records(&self.path, &records);
+        let mut note = format!(
+            "tracer: --subprocesses: results of {} processes merged{}; each listed in {}",
+            state.finished_count,
+            if self.generation > 1 {
+                format!(" ({} generations)", self.generation)
+            } else {
+                String::new()
+            },
+            processes_path(&self.path).display()
+        );
+        if state.not_traced > 0 {
+            note += &format!(
+                "; {} not traced (--max-processes {})",
+                state.not_traced, self.options.max_processes
+            );
+        }
+        if state.records_dropped > 0 {
+            note += &format!(
+                "; {} processes past the first {MAX_PROCESS_RECORDS} not listed",
+                state.records_dropped
+            );
+        }
+        eprintln!("{note}");
+        let mut merged = state.finished?;
+        if let Some(target) = &self.target {
+            merged.info.target = target.clone();
+        }
+        merged.info.stats.duration_s = started.elapsed().as_secs_f64();
+        merged.info.processes = records;
+        merged.stop_reason = self.last_stop;
+        Some(merged)
     }
 }
 
-/// Where `--subprocesses` lists the processes it met: `PATH.processes.json`.
+/// Write the process list beside `path`; a failure is a warning (the results are written
+/// all the same, and list the processes too in JSON).
+fn write_records(path: &Path, records: &[ProcessRecord]) {
+    let written = serde_json::to_vec_pretty(records)
+        .map_err(anyhow::Error::from)
+        .and_then(|json| {
+            output::write_atomically(&processes_path(path), |w| {
+                Ok(std::io::Write::write_all(w, &json)?)
+            })
+        });
+    if let Err(e) = written {
+        eprintln!("tracer: warning: process list not written ({e:#})");
+    }
+}
+
+/// Where `--subprocesses` lists the processes it met: `tracer-processes-STEM.json` beside the
+/// output `STEM.EXT` (`tracer-processes-.coverage.json` beside `.coverage`), a name no
+/// coverage.py data pattern (`.coverage.*`) matches.
 pub fn processes_path(path: &Path) -> PathBuf {
     let name = path
-        .file_name()
+        .file_stem()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "tracer".to_owned());
-    path.with_file_name(format!("{name}.processes.json"))
-}
-
-/// Trace `root` and its Python descendants until every session has ended (each ends on its
-/// process's exit, the deadline or `stop`), writing merged flushes to `flushes` and the
-/// process list beside `path`. Returns all the results merged; fails only if the root's
-/// session failed.
-pub fn trace_family(
-    root: Attached,
-    options: &FamilyOptions,
-    path: &Path,
-    stop: &AtomicBool,
-    counters: &StatusCounters,
-    flushes: &mut FlushWriter,
-    trace: &TraceOne,
-) -> anyhow::Result<SessionResult> {
-    let root_pid = root.info.pid;
-    let state = Mutex::new(FamilyState::default());
-    let sessions = AtomicUsize::new(0);
-    let remaining = || {
-        options
-            .deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-    };
-    std::thread::scope(|scope| {
-        let start_session = |pid: i32, attached: Option<Attached>| {
-            let (state, sessions) = (&state, &sessions);
-            let parent = crate::target::process::parent(pid);
-            state.lock().unwrap().running.insert(
-                pid,
-                Running {
-                    parent,
-                    latest: None,
-                },
-            );
-            sessions.fetch_add(1, Ordering::SeqCst);
-            counters.processes.fetch_add(1, Ordering::SeqCst);
-            let duration = remaining();
-            scope.spawn(move || {
-                let result = trace(pid, attached, duration, &mut |snapshot| {
-                    if let Some(running) = state.lock().unwrap().running.get_mut(&pid) {
-                        running.latest = Some(snapshot);
-                    }
-                });
-                state.lock().unwrap().finish(pid, root_pid, result);
-                counters.processes.fetch_sub(1, Ordering::SeqCst);
-                sessions.fetch_sub(1, Ordering::SeqCst);
-            });
-        };
-        start_session(root_pid, Some(root));
-        let mut known: HashSet<i32> = HashSet::new();
-        let mut first_seen: HashMap<i32, (String, String)> = HashMap::new();
-        let mut warned_limit = false;
-        let mut next_flush = options.flush_every.map(|every| Instant::now() + every);
-        // Bounded: ends when every session has ended.
-        while sessions.load(Ordering::SeqCst) > 0 {
-            let sampling = !stop.load(Ordering::Relaxed)
-                && options.deadline.is_none_or(|d| Instant::now() < d);
-            if sampling {
-                let descendants: HashSet<i32> = crate::target::process::descendants(root_pid)
-                    .into_iter()
-                    .collect();
-                // Only live descendants are remembered: a pid the kernel hands out again is
-                // a new process.
-                known.retain(|pid| descendants.contains(pid));
-                first_seen.retain(|pid, _| descendants.contains(pid));
-                for &pid in &descendants {
-                    if known.contains(&pid) {
-                        continue;
-                    }
-                    let identity = (
-                        crate::target::process::executable(pid)
-                            .map(|p| p.to_string_lossy().into_owned())
-                            .unwrap_or_default(),
-                        crate::target::process::command_line(pid).unwrap_or_default(),
-                    );
-                    if first_seen.get(&pid) != Some(&identity) {
-                        first_seen.insert(pid, identity);
-                        continue;
-                    }
-                    first_seen.remove(&pid);
-                    known.insert(pid);
-                    if !crate::target::process::python_mappings(pid).is_ok_and(|m| !m.is_empty()) {
-                        continue;
-                    }
-                    if sessions.load(Ordering::SeqCst) >= options.max_processes {
-                        if !warned_limit {
-                            warned_limit = true;
-                            eprintln!(
-                                "tracer: warning: --subprocesses: {} processes traced at once, \
-                                 the --max-processes limit; further ones are listed in {} as not \
-                                 traced (raise --max-processes to trace them)",
-                                options.max_processes,
-                                processes_path(path).display()
-                            );
-                        }
-                        let mut state = state.lock().unwrap();
-                        state.not_traced += 1;
-                        state.record(ProcessRecord::untraced(
-                            pid,
-                            crate::target::process::parent(pid),
-                            format!(
-                                "not traced: --max-processes {} reached",
-                                options.max_processes
-                            ),
-                        ));
-                        continue;
-                    }
-                    eprintln!(
-                        "tracer: --subprocesses: pid {pid} ({})",
-                        crate::target::process::command_line(pid).unwrap_or_default()
-                    );
-                    start_session(pid, None);
-                }
-            }
-            if let (Some(every), Some(due)) = (options.flush_every, next_flush) {
-                if Instant::now() >= due {
-                    next_flush = Some(Instant::now() + every);
-                    let merged = state.lock().unwrap().merged(root_pid);
-                    if let Some(merged) = merged {
-                        flushes.write(merged);
-                        counters.flushes.store(flushes.written, Ordering::Relaxed);
-                    }
-                    state.lock().unwrap().write_records(path);
-                }
-            }
-            std::thread::sleep(POLL);
-        }
-    });
-    let mut state = state.into_inner().unwrap();
-    state.write_records(path);
-    let root = state
-        .root
-        .take()
-        .unwrap_or_else(|| Err(anyhow::anyhow!("the root process's session did not end")))?;
-    let mut merged = root;
-    if let Some(descendants) = &state.descendants {
-        // The root's stop reason is the run's.
-        let stop_reason = merged.stop_reason;
-        merged.absorb(descendants);
-        merged.stop_reason = stop_reason;
-    }
-    let mut note = format!(
-        "tracer: --subprocesses: results of {} processes merged (pid {root_pid} and {} \
-         descendants); each listed in {}",
-        1 + state.descendants_merged,
-        state.descendants_merged,
-        processes_path(path).display()
-    );
-    if state.not_traced > 0 {
-        note += &format!(
-            "; {} not traced (--max-processes {})",
-            state.not_traced, options.max_processes
-        );
-    }
-    if state.records_dropped > 0 {
-        note += &format!(
-            "; {} processes past the first {MAX_PROCESS_RECORDS} not listed",
-            state.records_dropped
-        );
-    }
-    eprintln!("{note}");
-    Ok(merged)
+    path.with_file_name(format!("tracer-processes-{name}.json"))
 }

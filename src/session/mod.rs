@@ -76,15 +76,54 @@ impl SessionResult {
 /// Counters the sampler updates as it goes, for the status line.
 pub type LiveCounters = sampler::LiveCounters;
 
+/// Asks a running session for its results so far, from any thread: how a family
+/// (`--subprocesses`) takes every process's results at the moment of its one flush.
+#[derive(Clone)]
+pub struct Snapshots {
+    requests: crossbeam_channel::Sender<SnapshotRequest>,
+    target: crate::target::attach::TargetInfo,
+    rate_hz: f64,
+    started: Instant,
+    /// Written into every snapshot (the session itself does not know them).
+    pub library_dirs: Vec<String>,
+    pub stdlib_dir: Option<String>,
+}
+
+impl Snapshots {
+    /// The session's results so far, with the stats of exactly the samples they hold; `None`
+    /// once the session has ended. The request travels in the sample stream, behind the
+    /// samples taken before it; the sampler answers what it finds waiting when it stops, and a
+    /// request that came later still is given up after a moment.
+    pub fn take(&self) -> Option<SessionResult> {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        self.requests.send(reply_tx).ok()?;
+        let (results, stats) = reply_rx.recv_timeout(Duration::from_secs(2)).ok()?;
+        Some(SessionResult {
+            results,
+            stop_reason: StopReason::Signal,
+            first_error: None,
+            info: RunInfo {
+                target: self.target.clone(),
+                stats,
+                rate_requested: self.rate_hz,
+                library_dirs: self.library_dirs.clone(),
+                stdlib_dir: self.stdlib_dir.clone(),
+                ..RunInfo::default()
+            },
+        })
+    }
+}
+
 /// Sample `attached` until the duration passes, `stop` is set, or the target exits; every
-/// [`SessionOptions::flush_every`] hand `on_flush` the
-/// results gathered so far, with the stats of exactly the samples they hold, while sampling
-/// goes on. `live` is kept up to date by the sampler.
+/// [`SessionOptions::flush_every`] hand `on_flush` the results gathered so far, with the stats
+/// of exactly the samples they hold, while sampling goes on. `live` is kept up to date by the sampler. `on_start` is handed, once
+/// sampling has begun, a handle that takes snapshots on demand.
 pub fn sample_with_flushes(
     attached: Attached,
     options: &SessionOptions,
     stop: Arc<AtomicBool>,
     live: &Arc<LiveCounters>,
+    on_start: &mut dyn FnMut(Snapshots),
     on_flush: &mut dyn FnMut(SessionResult),
 ) -> anyhow::Result<SessionResult> {
     let Attached {
@@ -100,7 +139,8 @@ pub fn sample_with_flushes(
     }
     let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
     let (snapshot_tx, snapshot_rx) = crossbeam_channel::bounded::<SnapshotRequest>(1);
-    let snapshot_rx = options.flush_every.is_some().then_some(snapshot_rx);
+    // Always answered: a family (`--subprocesses`) asks for results at its own flushes.
+    let snapshot_rx = Some(snapshot_rx);
     let filter = options.filter.clone();
     let mut aggregator = Aggregator::new();
     if let Some(function) = &options.function {
@@ -117,6 +157,14 @@ pub fn sample_with_flushes(
     };
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let sampler_live = live.clone();
+    let snapshots = Snapshots {
+        requests: snapshot_tx,
+        target: target.clone(),
+        rate_hz: options.rate_hz,
+        started: Instant::now(),
+        library_dirs: Vec::new(),
+        stdlib_dir: None,
+    };
     let sampler = std::thread::Builder::new()
         .name("tracer-sampler".into())
         .spawn(move || {
@@ -140,36 +188,21 @@ pub fn sample_with_flushes(
             stats
         })
         .context("cannot start the sampler thread")?;
+    on_start(snapshots.clone());
     if let Some(every) = options.flush_every {
-        let mut next = Instant::now() + every;
+        let mut next = snapshots.started + every;
         // Ends when the sampler says it is done, or its thread failed (the sender dropped).
         while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = done_rx.recv_deadline(next) {
             next += every;
-            let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-            if snapshot_tx.send(reply_tx).is_err() {
+            let Some(snapshot) = snapshots.take() else {
                 break;
-            }
-            // Answered by the aggregator once it has every sample taken before the request.
-            let Ok((results, stats)) = reply_rx.recv() else {
-                break;
-            };
-            let snapshot = SessionResult {
-                results,
-                stop_reason: StopReason::Signal,
-                first_error: None,
-                info: RunInfo {
-                    target: target.clone(),
-                    stats,
-                    rate_requested: options.rate_hz,
-                    ..RunInfo::default()
-                },
             };
             on_flush(snapshot);
             // A slow write must not queue up flushes: the next one is a period after this.
             next = next.max(Instant::now() + every / 2);
         }
     }
-    drop(snapshot_tx);
+    drop(snapshots);
     // A sampler that failed still leaves what it sent; an aggregator that failed leaves nothing.
     let stats = sampler.join().unwrap_or_else(|_| {
         eprintln!("tracer: warning: the sampler thread failed; writing what it gathered");

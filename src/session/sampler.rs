@@ -71,6 +71,9 @@ pub struct SamplerStats {
     pub batches: u64,
     /// Wall time the sampler spent spinning for deadlines a sleep could not keep.
     pub spin_s: f64,
+    /// Wall time summed over the processes sampled (process-seconds): `duration_s` for one
+    /// process; for a family (`--subprocesses`), whose `duration_s` is its wall time, more.
+    pub process_seconds: f64,
     /// The first read error, for the user's benefit.
     #[serde(skip)]
     pub first_error: Option<String>,
@@ -85,17 +88,35 @@ const BATCH_MESSAGES: usize = 256;
 /// ...or once its first message has waited this long, whichever comes first.
 const BATCH_AGE_NS: u64 = 100_000_000;
 
-/// The sampler's counters as it goes, readable from other threads (the status line). Several
-/// sessions may add into one.
+/// The sampler's counters as it goes, readable from other threads (the status line, and the
+/// stats of periodic flushes). One session's counters may also add into a total (a
+/// family's, for its status line), so that a session's flushes carry its own counts only.
 #[derive(Debug, Default)]
 pub struct LiveCounters {
     pub samples: AtomicU64,
     pub errors: AtomicU64,
     pub missed: AtomicU64,
     pub throttled: AtomicU64,
+    total: Option<std::sync::Arc<LiveCounters>>,
 }
 
 impl LiveCounters {
+    /// Counters of one session that also add everything into `total`.
+    pub fn adding_to(total: std::sync::Arc<LiveCounters>) -> LiveCounters {
+        LiveCounters {
+            total: Some(total),
+            ..LiveCounters::default()
+        }
+    }
+
+    /// Add `n` to one counter, here and in the total this session adds into.
+    fn add(&self, counter: fn(&LiveCounters) -> &AtomicU64, n: u64) {
+        counter(self).fetch_add(n, Ordering::Relaxed);
+        if let Some(total) = &self.total {
+            total.add(counter, n);
+        }
+    }
+
     /// The stats of a run still going, `elapsed` into it.
     pub fn stats_so_far(&self, elapsed: Duration) -> SamplerStats {
         SamplerStats {
@@ -104,6 +125,7 @@ impl LiveCounters {
             missed: self.missed.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
             duration_s: elapsed.as_secs_f64(),
+            process_seconds: elapsed.as_secs_f64(),
             ..SamplerStats::default()
         }
     }
@@ -178,7 +200,7 @@ pub fn run_observed(
     let live = outlet.live;
     let add_live = |counter: fn(&LiveCounters) -> &AtomicU64, n: u64| {
         if let Some(live) = live {
-            counter(live).fetch_add(n, Ordering::Relaxed);
+            live.add(counter, n);
         }
     };
 
@@ -290,13 +312,17 @@ pub fn run_observed(
             }
         }
     };
-    // Nothing is lost at the stop: the last batch goes too (unless the aggregator is gone).
+    // Nothing is lost at the stop: the last batch goes too (unless the aggregator is gone),
+    // and a request already waiting is answered with everything (a family's flush may ask
+    // just as this process ends).
     let _ = out.send();
+    let _ = out.answer_snapshot_requests(&stats, start);
     stats.ticks = tick;
     stats.batches = out.batches;
     stats.duration_s = start.elapsed().as_secs_f64();
     stats.cpu_s = pacing::thread_cpu_ns().saturating_sub(cpu_start) as f64 / 1e9;
     stats.spin_s = pacer.spun().as_secs_f64();
+    stats.process_seconds = stats.duration_s;
     stats.stop_reason = Some(reason);
     stats
 }
@@ -395,6 +421,7 @@ impl<'a> Batcher<'a> {
         while let Ok(reply) = requests.try_recv() {
             let mut so_far = stats.clone();
             so_far.duration_s = start.elapsed().as_secs_f64();
+            so_far.process_seconds = so_far.duration_s;
             so_far.batches = self.batches + 1;
             self.batch.push(Message::Snapshot(reply, Box::new(so_far)));
             self.send()?;

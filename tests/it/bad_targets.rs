@@ -485,7 +485,7 @@ fn a_fork_storm_under_subprocesses_stays_bounded_and_precise() {
     );
 
     let records: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(work.join("storm.json.processes.json")).unwrap())
+        serde_json::from_slice(&std::fs::read(work.join("tracer-processes-storm.json")).unwrap())
             .unwrap();
     let records = records.as_array().unwrap();
     let untraced = records

@@ -2,6 +2,8 @@
 //! of the tracer, failed writes retried, the target's SIGKILL, configuration from the
 //! environment.
 
+mod family;
+
 use crate::common::*;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -434,7 +436,8 @@ fn subprocesses_follows_children_grandchildren_and_later_workers() {
         );
     }
     let records: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("r.json.processes.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("tracer-processes-r.json")).unwrap())
+            .unwrap();
     let records = records.as_array().unwrap();
     assert_eq!(
         records.len(),
@@ -490,4 +493,83 @@ fn on_a_terminal_the_status_line_is_redrawn_in_place() {
     );
     assert!(text.contains("1 process"), "{text:?}");
     assert!(dir.join("r.pickle").exists());
+}
+
+/// `--name` over a shell wrapper whose command line holds the pattern (a shell-form container
+/// command): the shell is passed over, said once however long it is waited past, and the
+/// Python process it becomes is traced. With only a wrapper and no --wait: a one-line error.
+#[test]
+fn name_passes_over_a_shell_wrapper_and_waits_for_python() {
+    let python = newest_python();
+    let dir = scratch("sidecar-name-wrapper");
+    let marker = format!("tracer-wrapper-marker-{}", std::process::id());
+    let mut wrapper = Command::new("bash")
+        .arg("-c")
+        .arg(format!("sleep 1; exec \"$0\" \"$1\" {marker}"))
+        .arg(&python.path)
+        .arg(workload("mix.py"))
+        .env("WORKLOAD_SECONDS", "3")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wrapper_pid = wrapper.id() as i32;
+    let out = run_tracer(
+        &[
+            "attach",
+            "--name",
+            &marker,
+            "--wait",
+            "30",
+            "--duration",
+            "1",
+            "--format",
+            "json",
+            "-o",
+            "r.json",
+        ],
+        &dir,
+        TIMEOUT,
+    );
+    let _ = wrapper.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", printed(&out));
+    // (A copy of the shell forked to run `sleep` may be met and passed over as well.)
+    let wrapper_said = format!("pid {wrapper_pid} (bash -c");
+    let passed = stderr
+        .lines()
+        .filter(|l| l.contains("passing over") && l.contains(&wrapper_said))
+        .count();
+    assert_eq!(passed, 1, "said once:\n{stderr}");
+    let (_, info) = tracer::output::load_results(&dir.join("r.json")).unwrap();
+    let info = info.unwrap();
+    assert_eq!(
+        info.target.pid, wrapper_pid,
+        "the same pid, once it is Python"
+    );
+    assert!(info.target.command_line.contains("mix.py"), "{info:?}");
+    assert!(info.stats.samples > 0);
+
+    let sleeper_marker = format!("tracer-only-a-wrapper-{}", std::process::id());
+    let mut sleeper = Command::new("bash")
+        .arg("-c")
+        .arg(format!("sleep 30; : {sleeper_marker}"))
+        .spawn()
+        .unwrap();
+    // Until bash has its command line (exec'd), nothing matches at all.
+    for _ in 0..200 {
+        if !tracer::target::process::find_by_command_line(&sleeper_marker).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = run_tracer(&["attach", "--name", &sleeper_marker], &dir, TIMEOUT);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_one_line_error(
+        &out,
+        &[
+            "no Python process's command line contains",
+            &format!("pids {}", sleeper.id()),
+        ],
+    );
 }

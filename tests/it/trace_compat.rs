@@ -273,7 +273,7 @@ fn check_python(python: &Python) -> Result<(), String> {
     }
 }
 
-fn load(path: &Path) -> Result<CoverageResults, String> {
+pub(crate) fn load(path: &Path) -> Result<CoverageResults, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     tracer::output::pickle::from_slice(&bytes).map_err(|e| format!("{}: {e:#}", path.display()))
 }
@@ -318,7 +318,7 @@ fn is_def_line_of_a_called_function(
 /// What trace cannot see although it ran: frames already running when trace installed its
 /// hook. A new thread's `_bootstrap` and `_bootstrap_inner` call `settrace` themselves, so
 /// trace never counts their lines or calls; tracer, looking from outside, does.
-struct Exemptions {
+pub(crate) struct Exemptions {
     threading_file: String,
     /// Line ranges of those two functions in threading.py.
     ranges: Vec<(u32, u32)>,
@@ -335,7 +335,7 @@ impl Exemptions {
     }
 }
 
-fn bootstrap_exemptions(python: &Python) -> Exemptions {
+pub(crate) fn bootstrap_exemptions(python: &Python) -> Exemptions {
     let code = "import inspect, json, threading\n\
                 r = []\n\
                 for name in ('_bootstrap', '_bootstrap_inner'):\n\
@@ -351,7 +351,7 @@ fn bootstrap_exemptions(python: &Python) -> Exemptions {
     }
 }
 
-fn check_precision(
+pub(crate) fn check_precision(
     ours: &CoverageResults,
     truth: &CoverageResults,
     exempt: &Exemptions,

@@ -7,7 +7,12 @@ its hook when the script returns, before the interpreter's shutdown runs threadi
 code run then is real but invisible to it. This drives trace.Trace's own methods for all three
 kinds at once and keeps the hook installed until atexit (which runs after threading._shutdown),
 then writes trace's pickle (counts, calledfuncs, callers). Python 3.8+.
+
+A child forked by the script keeps the hook (a thread's trace function survives fork) and
+writes its own pickle, OUT.PID, if it exits through the interpreter's exit (sys.exit, not
+os._exit): its counts are its parent's up to the fork plus its own.
 """
+import os
 import atexit
 import pickle
 import runpy
@@ -18,6 +23,10 @@ import trace
 
 def main():
     out_path, script = sys.argv[1], sys.argv[2]
+    out = {"path": out_path}
+    os.register_at_fork(
+        after_in_child=lambda: out.update(path="%s.%d" % (out_path, os.getpid()))
+    )
     sys.argv = sys.argv[2:]
     tracer = trace.Trace(count=1, trace=0)
 
@@ -39,8 +48,8 @@ def main():
         sys.settrace(None)
         threading.settrace(None)
         results = tracer.results()
-        with open(out_path, "wb") as out:
-            pickle.dump((results.counts, results.calledfuncs, results.callers), out, 2)
+        with open(out["path"], "wb") as f:
+            pickle.dump((results.counts, results.calledfuncs, results.callers), f, 2)
 
     atexit.register(dump)
     threading.settrace(globaltrace)
