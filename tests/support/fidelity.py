@@ -297,6 +297,7 @@ def measure_cell(tracer, venv, suite, rate, log):
             likely_score = score(likely, truth, split)
             scores[mode]["likely"] = likely_score["ours"]
             scores[mode]["likely_wrong"] = len(likely_score["wrong"])
+            scores[mode]["likely_wrong_lines"] = likely_score["wrong"]
     scores["_stats"] = stats
     return scores
 
@@ -353,6 +354,8 @@ def main():
                        f"{fmt(s['recall_function'])}  {fmt(s['recall_module'])}{likely}")
                 table.append(row)
                 log("  " + row)
+                if s.get("likely_wrong_lines"):
+                    log(f"  (likely, not counted: did not run: {', '.join(s['likely_wrong_lines'])})")
                 if s["wrong"]:
                     failed = True
                     log(f"  PRECISION < 1: {len(s['wrong'])} lines reported that did not run:")
