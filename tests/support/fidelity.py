@@ -275,9 +275,9 @@ def probe(tracer, venv, work):
     check_tracer_run(run, output, venv)
 
 
-def measure_cell(tracer, venv, suite, rate, log):
+def measure_cell(tracer, venv, suite, rate, log, work_base=WORK):
     """All modes of one suite × version: {mode: score}, or raises Skip/Failure."""
-    work = os.path.join(WORK, f"{suite.name}-{venv.label}")
+    work = os.path.join(work_base, f"{suite.name}-{venv.label}")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     probe(tracer, venv, work)
@@ -311,6 +311,7 @@ def main():
                         help="minor versions, e.g. 3.12,3.13 (default: every 3.8+ found)")
     parser.add_argument("--rate", type=int, help="tracer run's --rate (default: tracer's)")
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--work", default=WORK, help="scratch directory (default %(default)s)")
     parser.add_argument("--output", default=os.path.join(ROOT, "target", "fidelity-results.txt"))
     args = parser.parse_args()
     if not os.access(args.tracer, os.X_OK):
@@ -334,7 +335,7 @@ def main():
             cell = f"{suite.name} {suite.version} on Python {venv.label}"
             log(f"{cell}")
             try:
-                scores = measure_cell(args.tracer, venv, suite, args.rate, log)
+                scores = measure_cell(args.tracer, venv, suite, args.rate, log, args.work)
             except Skip as why:
                 log(f"SKIP: {cell}: {why}")
                 continue

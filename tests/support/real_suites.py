@@ -391,7 +391,9 @@ def setup(minors=None, suite_names=None, log=print):
     pythons = find_pythons()
     wanted_minors = list(minors) if minors else list(EXPECTED_MINORS)
     for minor in wanted_minors:
-        if minor not in pythons:
+        if minor < MIN_MINOR:
+            log(f"SKIP: real suites on Python 3.{minor}: they need 3.{MIN_MINOR}+")
+        elif minor not in pythons:
             hint = " (make pythons-new fetches it)" if minor >= 14 else ""
             log(f"SKIP: real suites on Python 3.{minor}: no interpreter found{hint}")
     pythons = {m: p for m, p in pythons.items() if m in wanted_minors}
