@@ -26,7 +26,14 @@ fn toolz_suite_precision_is_one() {
     let json = dir.join("fidelity.json");
     let out = Command::new("python3")
         .arg(support("fidelity.py"))
-        .args(["--tracer", &tracer_bin(), "--suite", SUITE, "--python", &version])
+        .args([
+            "--tracer",
+            &tracer_bin(),
+            "--suite",
+            SUITE,
+            "--python",
+            &version,
+        ])
         .arg("--json")
         .arg(&json)
         .arg("--output")
@@ -49,7 +56,10 @@ fn toolz_suite_precision_is_one() {
             "the driver measured nothing and said no SKIP\n{}",
             printed(&out)
         );
-        println!("SKIP: real-suite fidelity on Python {version}: {}", skips.join("; "));
+        println!(
+            "SKIP: real-suite fidelity on Python {version}: {}",
+            skips.join("; ")
+        );
         return;
     }
     assert!(out.status.success(), "{}", printed(&out));
