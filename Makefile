@@ -150,7 +150,7 @@ fidelity: build pythons-new
 	$(PYTHON) tests/support/fidelity.py --tracer $(TRACER) $(FIDELITY_ARGS)
 
 real-suites: pythons-new
-	$(PYTHON) tests/support/real_suites.py setup > /dev/null
+	$(PYTHON) tests/support/real_suites.py setup
 
 # aarch64: cross-build with Debian's Rust (rustup has no aarch64 std here) and test under qemu.
 # arch/aarch64/setup.sh installs the toolchain and an arm64 CPython 3.11 (idempotent).
