@@ -136,6 +136,22 @@ $(BENCH_STAMP):
 		py-spy==0.4.3 austin-dist==3.7.0
 	touch $@
 
+# Real code as the measure (docs/benchmarks.md, "Fidelity"): the pytest suites of pinned
+# more-itertools 10.5.0, toolz 1.0.0 and packaging 24.2 under coverage.py (the truth) and under
+# tracer (sampled on every Python 3.8+ found; on 3.12+ also snapshot), precision and recall
+# per suite x version x mode; exits 1 if any line reported did not run. The sdists and a venv per
+# Python are made once under target/real-suites by tests/support/real_suites.py. About an hour
+# with every Python (packaging's 26,921 tests dominate); FIDELITY_ARGS passes options, e.g.
+# FIDELITY_ARGS="--suite toolz --python 3.12" (tests/support/fidelity.py --help).
+FIDELITY_ARGS ?=
+
+.PHONY: fidelity real-suites
+fidelity: build pythons-new
+	$(PYTHON) tests/support/fidelity.py --tracer $(TRACER) $(FIDELITY_ARGS)
+
+real-suites: pythons-new
+	$(PYTHON) tests/support/real_suites.py setup
+
 # aarch64: cross-build with Debian's Rust (rustup has no aarch64 std here) and test under qemu.
 # arch/aarch64/setup.sh installs the toolchain and an arm64 CPython 3.11 (idempotent).
 AARCH64_ENV := RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \

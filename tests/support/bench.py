@@ -9,7 +9,12 @@ depth, run by CPython 3.12):
 2. live sampling at the maximum rate: achieved samples/s and the sampler's CPU, for
    `tracer attach`, `py-spy record --nonblocking` and `austin -i 1`;
 3. the target's slowdown under tracer at 1 kHz and at the maximum rate, and under py-spy at
-   1 kHz (nonblocking and blocking) for comparison.
+   1 kHz (nonblocking and blocking) for comparison;
+4. real code (bench_real.py): the pytest suites of pinned more-itertools, toolz and packaging
+   under `tracer run`, py-spy and austin at 1 kHz, 10 kHz and the maximum rate, on 3.10, 3.12
+   and 3.13.
+
+Sections 1-3 are the synthetic ones; `--only synthetic` or `--only real` picks one.
 
 Every measurement is repeated (3 times by default) and the median reported. One table goes to
 stdout and to target/bench-results.txt. The issue's targets are shown next to the numbers as
@@ -30,6 +35,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import bench_real
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKLOAD = os.path.join(ROOT, "tests", "workloads", "bench_depth.py")
@@ -498,6 +505,17 @@ def main():
     parser.add_argument("--depths", default="10,40", help="stack depths of the live runs")
     parser.add_argument("--slowdown-depth", type=int, default=40)
     parser.add_argument("--output", default=os.path.join(ROOT, "target", "bench-results.txt"))
+    parser.add_argument("--only", choices=["synthetic", "real"],
+                        help="run one section only (default: both)")
+    parser.add_argument("--real-suites", default="",
+                        help="real section: suites, comma-separated (default: all three)")
+    parser.add_argument("--real-pythons", default=bench_real.DEFAULT_PYTHONS,
+                        help=f"real section: Python versions (default {bench_real.DEFAULT_PYTHONS})")
+    parser.add_argument("--real-rates", default="1000,10000,max",
+                        help="real section: rates in Hz, `max` = --rate for tracer and py-spy "
+                             "and --austin-interval for austin (default 1000,10000,max)")
+    parser.add_argument("--real-repeat", type=int, default=1,
+                        help="real section: runs per tool and rate (median; default 1)")
     args = parser.parse_args()
     args.depths = [int(d) for d in args.depths.split(",")]
     if args.duration != int(args.duration):
@@ -518,25 +536,34 @@ def main():
         tools = Tools(args.tracer, extra_args, args.venv)
         load = os.getloadavg()[0]
         header = [
-            f"tracer bench: CPython {version} ({python})",
+            f"tracer bench: py-spy 0.4.3, austin 3.7.0; synthetic sections on CPython {version} "
+            f"({python})" if args.only != "real" else
+            "tracer bench: py-spy 0.4.3, austin 3.7.0; real-code section only",
             f"tracer reader: {reader_label}; median of {args.repeat} runs; "
-            f"{os.cpu_count()} CPUs, load average {load:.1f} at start",
+            f"{os.cpu_count()} CPUs, load average {load:.1f} at start; "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.uname().release}",
         ]
         log("\n".join(header))
 
-        paused, paused_note = measure_paused(python, args.cargo, log)
-        live = {}
-        with tempfile.TemporaryDirectory(prefix="tracer-bench-") as workdir:
-            for depth in args.depths:
-                log(f"live sampling at depth {depth}")
-                live[depth] = measure_live(tools, python, depth, args, workdir, log)
-            log(f"target slowdown at depth {args.slowdown_depth}")
-            slowdown = measure_slowdown(tools, python, args, workdir, log)
+        table = list(header)
+        if args.only != "real":
+            paused, paused_note = measure_paused(python, args.cargo, log)
+            live = {}
+            with tempfile.TemporaryDirectory(prefix="tracer-bench-") as workdir:
+                for depth in args.depths:
+                    log(f"live sampling at depth {depth}")
+                    live[depth] = measure_live(tools, python, depth, args, workdir, log)
+                log(f"target slowdown at depth {args.slowdown_depth}")
+                slowdown = measure_slowdown(tools, python, args, workdir, log)
+            table = make_table(header, paused, paused_note, live, slowdown, args)
+        real_notes = []
+        if args.only != "synthetic":
+            real, real_notes, _ = bench_real.measure(tools, args, log)
+            table += bench_real.table(real, real_notes, args)
     except BenchError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 1
 
-    table = make_table(header, paused, paused_note, live, slowdown, args)
     text = "\n".join(table) + "\n"
     print()
     print(text, end="")
@@ -544,7 +571,7 @@ def main():
     with open(args.output, "w") as f:
         f.write(text)
     print(f"(saved to {args.output})")
-    return 0
+    return 1 if real_notes else 0
 
 
 if __name__ == "__main__":
