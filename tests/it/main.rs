@@ -21,6 +21,7 @@ mod pacing;
 mod printable;
 mod reader_differential;
 mod readers;
+mod real_suite_fidelity;
 mod reports;
 mod run_and_report;
 mod security;

@@ -5,9 +5,7 @@
 //! The sdist and the venv are made once under target/real-suites; without them (no pip, no
 //! index) or without a Python 3.12+ the test prints SKIP.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 
 const SUITE: &str = "toolz";
