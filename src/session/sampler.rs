@@ -8,7 +8,7 @@
 //! *throttled*. None is ever dropped silently: samples + errors + missed + throttled = ticks.
 //!
 //! Waiting for a tick sleeps whenever a sleep keeps to the quarter period, and spins only the
-//! part a sleep cannot (src/pacing.rs). Samples reach the aggregator in batches (at most 256
+//! part a sleep cannot (src/session/pacing.rs). Samples reach the aggregator in batches (at most 256
 //! messages or 100 ms), so its thread wakes per batch, not per sample; a snapshot request is
 //! put into the stream after the samples it must include, so snapshots are exact.
 

@@ -1,4 +1,4 @@
-//! Fuzzing the frame walker and its string and bytes readers (src/reader/direct.rs) over memory
+//! Fuzzing the frame walker and its string and bytes readers (src/reader/direct/) over memory
 //! that lies: [`ImageMemory`] images recorded from real paused-or-live CPython processes (every
 //! range the reader read while sampling them), then mutated (bytes, words, pointers redirected
 //! into other recorded ranges) or replaced wholesale by random bytes at the same addresses.

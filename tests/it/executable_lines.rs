@@ -1,4 +1,4 @@
-//! The executable-line analysis (src/source/executable_lines.rs) against each Python's own
+//! The executable-line analysis (src/source/executable_lines/) against each Python's own
 //! `trace._find_executable_linenos`, on that Python's standard library.
 //!
 //! `make test` checks the test workloads exactly and a fixed sample of stdlib files; the whole

@@ -1,4 +1,4 @@
-//! The line-table decoder (src/reader/linetable.rs) against each Python's own answers.
+//! The line-table decoder (src/reader/linetable/) against each Python's own answers.
 //!
 //! tests/support/dump_linetables.py compiles the test workloads, a fixed list of stdlib modules
 //! and generated edge cases under every Python 3.8–3.13 found, and dumps each code object's

@@ -44,7 +44,7 @@ per_python!(
     /// generators that yield nothing, `yield from`, comprehensions, async generators. On 3.12 a
     /// `for` over an empty generator was sampled on its body line, which never ran: the caller
     /// stands on the loop's backward jump between the generator's return and `END_FOR`
-    /// (`may_stand_on_an_unrun_loop_jump`, src/reader/linetable.rs). Every line, function and edge
+    /// (`may_stand_on_an_unrun_loop_jump`, src/reader/linetable/). Every line, function and edge
     /// reported must have run, on every Python found.
     precision_with_generators_at_a_high_rate,
     |python| check_precision_only(python, "generators.py", "20000")

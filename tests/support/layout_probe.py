@@ -69,7 +69,7 @@ for text, kind, ascii in (("plain", 1, 1), ("caf\xe9", 1, 0), ("\u20ac5", 2, 0),
     check(label + " data", ctypes.string_at(id(text) + header, len(text) * kind),
           text.encode(encoding))
 
-# Dicts: walk the key table at the given offsets (as src/reader/values.rs does) and find the
+# Dicts: walk the key table at the given offsets (as src/reader/values/ does) and find the
 # dict's items in insertion order, the deleted entry skipped. 3.8-3.10's table comes from
 # Objects/dict-common.h, not from installed headers: this is what checks it.
 def dict_items(d):

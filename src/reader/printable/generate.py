@@ -3,7 +3,7 @@
 
 `repr()` of a `str` escapes a non-ASCII character unless `ch.isprintable()`, which follows the
 Unicode database of the interpreter's version (Unicode 12.1 in 3.8 up to 16.0 in 3.14). So
-that the value decoder (src/reader/values.rs) never shows a repr a given target would not
+that the value decoder (src/reader/values/) never shows a repr a given target would not
 produce, this asks every supported interpreter, 3.8-3.14, for `chr(c).isprintable()` over all
 code points and writes two tables of inclusive ranges:
 
