@@ -517,6 +517,9 @@ def main():
     parser.add_argument("--real-repeat", type=int, default=1,
                         help="real section: runs per tool and rate (median; default 1)")
     args = parser.parse_args()
+    # The real suites run from their own source trees: a relative path would not be found there.
+    args.tracer = os.path.abspath(args.tracer)
+    args.venv = os.path.abspath(args.venv)
     args.depths = [int(d) for d in args.depths.split(",")]
     if args.duration != int(args.duration):
         parser.error("--duration must be whole seconds (austin's -x takes seconds)")
