@@ -24,8 +24,7 @@ pub(crate) fn snapshot_command(
         .stats
         .walk_version()
         .unwrap_or(snapshot::FIRST_VERSION);
-    let library_dirs = crate::target::library_dirs::of_process(pid, version);
-    let stdlib_dir = crate::target::library_dirs::stdlib_of_process(pid, version);
+    let (library_dirs, stdlib_dir) = crate::target::library_dirs::of_process(pid, version);
     let filter = filters.filter(&library_dirs, stdlib_dir.as_deref())?;
     let mut results = taken.results;
     let mut likely = taken.likely;

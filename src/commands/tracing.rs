@@ -73,8 +73,7 @@ pub(crate) fn trace_one(
 ) -> anyhow::Result<SessionResult> {
     let pid = attached.info.pid;
     let version = attached.info.version_tuple().unwrap_or((3, 12));
-    let library_dirs = crate::target::library_dirs::of_process(pid, version);
-    let stdlib_dir = crate::target::library_dirs::stdlib_of_process(pid, version);
+    let (library_dirs, stdlib_dir) = crate::target::library_dirs::of_process(pid, version);
     let mut options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
     options.duration = duration;
     let (mut no_start, mut no_flush) = (|_: session::Snapshots| {}, |_: SessionResult| {});
@@ -124,7 +123,7 @@ pub(crate) fn trace_one(
     // Extension modules loaded while sampling show more library directories.
     let mut library_dirs = library_dirs;
     if crate::target::process::is_alive(pid) {
-        for dir in crate::target::library_dirs::of_process(pid, version) {
+        for dir in crate::target::library_dirs::of_process(pid, version).0 {
             if !library_dirs.contains(&dir) {
                 library_dirs.push(dir);
             }

@@ -15,21 +15,17 @@ use crate::aggregate::filter::normpath;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// The library directories of live process `pid`, whose Python is `version`; empty when its
-/// maps cannot be read.
-pub fn of_process(pid: i32, version: (u8, u8)) -> Vec<String> {
+/// The library directories of live process `pid`, whose Python is `version`, and its
+/// standard-library directory (`PREFIX/lib/pythonX.Y` of its python binary or libpython;
+/// libpython wins, as a binary may be a launcher elsewhere), from one read of its maps; empty
+/// when they cannot be read.
+pub fn of_process(pid: i32, version: (u8, u8)) -> (Vec<String>, Option<String>) {
     let maps = proc::maps(pid).unwrap_or_default();
     let mut dirs = from_maps(&maps, version);
     if let Some(venv) = venv_of_command(pid) {
         dirs.insert(format!("{venv}/lib/python{}.{}", version.0, version.1));
     }
-    dirs.into_iter().collect()
-}
-
-/// The standard-library directory of live process `pid` (`PREFIX/lib/pythonX.Y` of its
-/// python binary or libpython; libpython wins, as a binary may be a launcher elsewhere).
-pub fn stdlib_of_process(pid: i32, version: (u8, u8)) -> Option<String> {
-    stdlib_from_maps(&proc::maps(pid).ok()?, version)
+    (dirs.into_iter().collect(), stdlib_from_maps(&maps, version))
 }
 
 /// The standard-library directory the interpreter mapped in `maps` shows.
