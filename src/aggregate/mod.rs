@@ -173,7 +173,6 @@ impl Aggregator {
     }
 
     /// Samples refused because they named a code id never announced.
-    #[cfg(test)]
     pub fn unknown_codes(&self) -> u64 {
         self.unknown_codes
     }

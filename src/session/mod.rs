@@ -208,11 +208,11 @@ pub fn sample_with_flushes(
         eprintln!("tracer: warning: the sampler thread failed; writing what it gathered");
         Default::default()
     });
-    let (results, aggregator_cpu_s) = aggregator
+    let (results, aggregated) = aggregator
         .join()
         .map_err(|_| anyhow::anyhow!("the aggregator thread failed: no results to write"))?;
     let mut stats = stats;
-    stats.cpu_s += aggregator_cpu_s;
+    aggregated.account(&mut stats);
     Ok(SessionResult {
         results,
         stop_reason: stats.stop_reason.unwrap_or(StopReason::Signal),
@@ -226,22 +226,46 @@ pub fn sample_with_flushes(
     })
 }
 
+/// What the aggregator thread adds to the sampler's stats.
+struct Aggregated {
+    /// The thread's CPU time so far, in seconds.
+    cpu_s: f64,
+    /// Samples the sampler sent but the aggregator refused: they named a code whose strings
+    /// never came (see [`Aggregator::unknown_codes`]).
+    refused: u64,
+}
+
+impl Aggregated {
+    /// Fold into `stats`: the CPU time, and each refused sample moved from `samples` to the
+    /// dropped ones (implausible), so that the counts say what the results hold.
+    fn account(&self, stats: &mut sampler::SamplerStats) {
+        stats.cpu_s += self.cpu_s;
+        let refused = self.refused.min(stats.samples);
+        stats.samples -= refused;
+        stats.errors += refused;
+        stats.errors_by_kind.implausible += refused;
+    }
+}
+
 /// The aggregator thread: fold in every batch until the sampler closes the channel, answering
-/// snapshot requests where they come in the stream, and return the final results and the
-/// thread's CPU time in seconds.
+/// snapshot requests where they come in the stream, and return the final results and what the
+/// thread adds to the stats.
 fn aggregate_until_closed(
     mut aggregator: Aggregator,
     batches: crossbeam_channel::Receiver<Vec<crate::reader::sample::Message>>,
     filter: &Filter,
-) -> (CoverageResults, f64) {
-    let cpu_s = |start: u64| pacing::thread_cpu_ns().saturating_sub(start) as f64 / 1e9;
+) -> (CoverageResults, Aggregated) {
     let cpu_start = pacing::thread_cpu_ns();
+    let aggregated = |aggregator: &Aggregator| Aggregated {
+        cpu_s: pacing::thread_cpu_ns().saturating_sub(cpu_start) as f64 / 1e9,
+        refused: aggregator.unknown_codes(),
+    };
     for batch in batches {
         for message in batch {
             match message {
                 Message::Snapshot(reply, stats) => {
                     let mut stats = *stats;
-                    stats.cpu_s += cpu_s(cpu_start);
+                    aggregated(&aggregator).account(&mut stats);
                     let _ = reply.send((aggregator.results(filter), stats));
                 }
                 message => aggregator.handle(message),
@@ -249,7 +273,7 @@ fn aggregate_until_closed(
         }
     }
     let results = aggregator.results(filter);
-    (results, cpu_s(cpu_start))
+    (results, aggregated(&aggregator))
 }
 
 /// Write `result` in `format` to `path`, and return a one-line description of what was
@@ -348,4 +372,27 @@ pub fn check_output_writable(path: &Path, format: Format) -> anyhow::Result<()> 
         })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_samples_are_counted_as_dropped_not_as_samples() {
+        let mut stats = sampler::SamplerStats {
+            samples: 10,
+            errors: 1,
+            cpu_s: 0.5,
+            ..Default::default()
+        };
+        Aggregated {
+            cpu_s: 0.25,
+            refused: 3,
+        }
+        .account(&mut stats);
+        assert_eq!((stats.samples, stats.errors), (7, 4));
+        assert_eq!(stats.errors_by_kind.implausible, 3);
+        assert_eq!(stats.cpu_s, 0.75);
+    }
 }
