@@ -16,7 +16,7 @@
 pub mod filter;
 pub mod model;
 use crate::aggregate::filter::Filter;
-use crate::aggregate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
+use crate::aggregate::model::{CoverageResults, FuncKey, LineHits, StackFrame, StackKey, Stacks};
 use crate::function_view::FunctionTracker;
 use crate::reader::sample::{CodeId, CodeInfo, Message, Sample};
 use rustc_hash::FxHashMap as HashMap;
@@ -60,8 +60,14 @@ pub struct Aggregator {
     lines: HashMap<(FileIdx, u32), LineCounts>,
     edges: HashMap<(FuncIdx, FuncIdx), StampedCount>,
     called: Vec<bool>,
-    /// Whole stacks, outermost first, as `(function, line)` → thread samples.
-    stacks: HashMap<Vec<(FuncIdx, u32)>, u64>,
+    /// Per thread id, whole stacks, outermost first, as `(function, line)` → thread samples.
+    stacks: HashMap<u64, HashMap<Vec<(FuncIdx, u32)>, u64>>,
+    /// Distinct stacks kept, over all threads.
+    distinct_stacks: usize,
+    /// The pid the stacks are of; 0 when not known.
+    process: u32,
+    /// Per function, the lowest `co_firstlineno` of its codes (0: not known).
+    first_lines: Vec<u32>,
     /// Thread samples of new stacks met after [`MAX_DISTINCT_STACKS`] were kept.
     stacks_dropped: u64,
     /// Reused buffer for the stack being looked up.
@@ -77,6 +83,12 @@ pub struct Aggregator {
 impl Aggregator {
     pub fn new() -> Aggregator {
         Aggregator::default()
+    }
+
+    /// Name `pid` as the process of every stack (for profiles' process label).
+    pub fn of_process(mut self, pid: i32) -> Aggregator {
+        self.process = u32::try_from(pid).unwrap_or(0);
+        self
     }
 
     /// Also follow calls of the function the reader lists in [`Sample::targets`]
@@ -106,6 +118,11 @@ impl Aggregator {
         self.codes[slot] = Some((file, func));
         if self.called.len() < self.funcs.len() {
             self.called.resize(self.funcs.len(), false);
+            self.first_lines.resize(self.funcs.len(), 0);
+        }
+        let first = &mut self.first_lines[func as usize];
+        if *first == 0 || (info.first_line != 0 && info.first_line < *first) {
+            *first = info.first_line;
         }
     }
 
@@ -139,7 +156,7 @@ impl Aggregator {
                 callee = Some(func);
             }
             if !thread.truncated && !frames.is_empty() {
-                self.count_stack(frames);
+                self.count_stack(thread.thread_id, frames);
             }
         }
         if let Some(function) = &mut self.function {
@@ -147,7 +164,7 @@ impl Aggregator {
         }
     }
 
-    fn count_stack(&mut self, frames: &[crate::reader::sample::FrameRef]) {
+    fn count_stack(&mut self, thread: u64, frames: &[crate::reader::sample::FrameRef]) {
         let mut key = std::mem::take(&mut self.stack_scratch);
         key.clear();
         key.extend(
@@ -156,10 +173,12 @@ impl Aggregator {
                 .rev()
                 .filter_map(|frame| self.resolve(frame.code).map(|(_, func)| (func, frame.line))),
         );
-        if let Some(count) = self.stacks.get_mut(key.as_slice()) {
+        let stacks = self.stacks.entry(thread).or_default();
+        if let Some(count) = stacks.get_mut(key.as_slice()) {
             *count += 1;
-        } else if self.stacks.len() < MAX_DISTINCT_STACKS {
-            self.stacks.insert(key.clone(), 1);
+        } else if self.distinct_stacks < MAX_DISTINCT_STACKS {
+            stacks.insert(key.clone(), 1);
+            self.distinct_stacks += 1;
         } else {
             self.stacks_dropped += 1;
         }
@@ -207,6 +226,11 @@ impl Aggregator {
         }
         for (func, _) in self.called.iter().enumerate().filter(|(_, c)| **c) {
             results.calledfuncs.insert(keys[func].clone());
+            if self.first_lines[func] != 0 {
+                results
+                    .first_lines
+                    .insert(keys[func].clone(), self.first_lines[func]);
+            }
         }
         for (&(caller, callee), hits) in &self.edges {
             results.callers.insert(
@@ -218,15 +242,22 @@ impl Aggregator {
             dropped: self.stacks_dropped,
             ..Stacks::default()
         };
-        for (stack, count) in &self.stacks {
-            let frames = stack
-                .iter()
-                .map(|&(func, line)| StackFrame {
-                    func: keys[func as usize].clone(),
-                    line,
-                })
-                .collect();
-            stacks.samples.insert(frames, *count);
+        for (&thread, thread_stacks) in &self.stacks {
+            for (stack, count) in thread_stacks {
+                let frames = stack
+                    .iter()
+                    .map(|&(func, line)| StackFrame {
+                        func: keys[func as usize].clone(),
+                        line,
+                    })
+                    .collect();
+                let key = StackKey {
+                    process: self.process,
+                    thread,
+                    frames,
+                };
+                stacks.samples.insert(key, *count);
+            }
         }
         results.stacks = Some(stacks);
         results.function = self.function.as_ref().map(|f| {
@@ -283,6 +314,7 @@ mod tests {
         CodeInfo {
             filename: filename.into(),
             funcname: funcname.into(),
+            first_line: 1,
         }
     }
 
@@ -363,9 +395,18 @@ mod tests {
                 },
             ]
         };
-        assert_eq!(stacks.samples[&stack(3)], 2);
-        assert_eq!(stacks.samples[&stack(4)], 1);
-        assert_eq!(stacks.samples.len(), 2);
+        let key = |thread, frames| StackKey {
+            process: 0,
+            thread,
+            frames,
+        };
+        // Each thread's stack apart; summed over threads for flame graphs.
+        assert_eq!(stacks.samples[&key(0, stack(3))], 1);
+        assert_eq!(stacks.samples[&key(1, stack(3))], 1);
+        assert_eq!(stacks.samples[&key(0, stack(4))], 1);
+        assert_eq!(stacks.samples.len(), 3);
+        assert_eq!(stacks.by_frames()[stack(3).as_slice()], 2);
+        assert_eq!(stacks.by_frames().len(), 2);
         assert_eq!(stacks.dropped, 0);
     }
 

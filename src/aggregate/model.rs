@@ -42,13 +42,35 @@ pub struct StackFrame {
     pub line: u32,
 }
 
-/// Whole stacks with the number of thread samples that showed each, for flame graphs.
-/// Bounded: once [`Stacks::samples`] holds the aggregator's maximum of distinct stacks, samples
-/// of new stacks are only counted in [`Stacks::dropped`].
+/// One whole stack of one thread of one process: what [`Stacks`] counts samples of.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StackKey {
+    /// The process's pid; 0 when not known (results read from a file without it).
+    pub process: u32,
+    /// Python's thread id (`threading.get_ident()`); 0 when not known.
+    pub thread: u64,
+    /// Outermost frame first.
+    pub frames: Vec<StackFrame>,
+}
+
+impl StackKey {
+    /// A stack of an unknown process and thread.
+    pub fn of_frames(frames: Vec<StackFrame>) -> StackKey {
+        StackKey {
+            process: 0,
+            thread: 0,
+            frames,
+        }
+    }
+}
+
+/// Whole stacks with the number of thread samples that showed each, per thread and process,
+/// for flame graphs and profiles. Bounded: once [`Stacks::samples`] holds the aggregator's
+/// maximum of distinct stacks, samples of new stacks are only counted in [`Stacks::dropped`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stacks {
-    /// Stack (outermost frame first) → thread samples that stood exactly on it.
-    pub samples: BTreeMap<Vec<StackFrame>, u64>,
+    /// Stack → thread samples that stood exactly on it.
+    pub samples: BTreeMap<StackKey, u64>,
     /// Thread samples whose stack was new when the maximum of distinct stacks was reached.
     pub dropped: u64,
 }
@@ -62,6 +84,31 @@ impl Stacks {
         }
         self.dropped = self.dropped.saturating_add(other.dropped);
     }
+
+    /// The samples of each stack summed over threads and processes (for flame graphs).
+    pub fn by_frames(&self) -> BTreeMap<&[StackFrame], u64> {
+        let mut out: BTreeMap<&[StackFrame], u64> = BTreeMap::new();
+        for (key, count) in &self.samples {
+            let total = out.entry(key.frames.as_slice()).or_default();
+            *total = total.saturating_add(*count);
+        }
+        out
+    }
+
+    /// Name the process of every stack whose process is not known yet.
+    pub fn set_process(&mut self, pid: u32) {
+        if self.samples.keys().all(|key| key.process != 0) {
+            return;
+        }
+        let samples = std::mem::take(&mut self.samples);
+        for (mut key, count) in samples {
+            if key.process == 0 {
+                key.process = pid;
+            }
+            let total = self.samples.entry(key).or_default();
+            *total = total.saturating_add(count);
+        }
+    }
 }
 
 /// `trace.CoverageResults`: what ran, how often, who called whom.
@@ -73,6 +120,9 @@ pub struct CoverageResults {
     pub calledfuncs: BTreeSet<FuncKey>,
     /// `(caller, callee) → samples in which the edge was on a stack` (trace itself stores 1).
     pub callers: BTreeMap<(FuncKey, FuncKey), u64>,
+    /// The first line (`co_firstlineno`) of called functions, where the reader knew it: for
+    /// profiles' function records. Not trace's: its pickle has no place for it.
+    pub first_lines: BTreeMap<FuncKey, u32>,
     /// Whole stacks, for flame graphs; `None` when the results came from a format that cannot
     /// hold them (trace's pickle).
     pub stacks: Option<Stacks>,
@@ -95,6 +145,10 @@ impl CoverageResults {
         for (edge, hits) in &other.callers {
             let total = self.callers.entry(edge.clone()).or_default();
             *total = total.saturating_add(*hits);
+        }
+        for (func, line) in &other.first_lines {
+            let mine = self.first_lines.entry(func.clone()).or_insert(*line);
+            *mine = (*mine).min(*line);
         }
         // Stacks survive a merge only if both sides have them: a partial flame graph would
         // look complete.
@@ -143,6 +197,10 @@ impl CoverageResults {
             entry.self_hits = entry.self_hits.saturating_add(hits.self_hits);
         }
         out.calledfuncs = self.calledfuncs.iter().map(func).collect();
+        for (f, line) in &self.first_lines {
+            let mine = out.first_lines.entry(func(f)).or_insert(*line);
+            *mine = (*mine).min(*line);
+        }
         for ((a, b), hits) in &self.callers {
             let total = out.callers.entry((func(a), func(b))).or_default();
             *total = total.saturating_add(*hits);
@@ -150,13 +208,17 @@ impl CoverageResults {
         if let (Some(theirs), Some(mine)) = (&self.stacks, &mut out.stacks) {
             mine.dropped = theirs.dropped;
             for (stack, count) in &theirs.samples {
-                let mapped = stack
-                    .iter()
-                    .map(|frame| StackFrame {
-                        func: func(&frame.func),
-                        line: frame.line,
-                    })
-                    .collect();
+                let mapped = StackKey {
+                    frames: stack
+                        .frames
+                        .iter()
+                        .map(|frame| StackFrame {
+                            func: func(&frame.func),
+                            line: frame.line,
+                        })
+                        .collect(),
+                    ..*stack
+                };
                 let total = mine.samples.entry(mapped).or_default();
                 *total = total.saturating_add(*count);
             }

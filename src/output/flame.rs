@@ -42,7 +42,7 @@ pub fn frame_label(frame: &StackFrame) -> String {
 /// Folded stacks: one `frame;frame;... count` line per stack, outermost frame first.
 pub fn collapsed(stacks: &Stacks) -> String {
     let mut out = String::new();
-    for (stack, count) in &stacks.samples {
+    for (stack, count) in stacks.by_frames() {
         let labels: Vec<String> = stack.iter().map(frame_label).collect();
         out.push_str(&labels.join(";"));
         out.push_str(&format!(" {count}\n"));
@@ -93,7 +93,7 @@ pub fn speedscope(stacks: &Stacks, name: &str) -> anyhow::Result<Vec<u8>> {
     let mut frames = Vec::new();
     let mut samples = Vec::new();
     let mut weights = Vec::new();
-    for (stack, count) in &stacks.samples {
+    for (stack, count) in stacks.by_frames() {
         let mut indexes = Vec::with_capacity(stack.len());
         for frame in stack {
             let index = *frame_index.entry(frame).or_insert_with(|| {
@@ -107,7 +107,7 @@ pub fn speedscope(stacks: &Stacks, name: &str) -> anyhow::Result<Vec<u8>> {
             indexes.push(index);
         }
         samples.push(indexes);
-        weights.push(*count);
+        weights.push(count);
     }
     let total: u64 = weights.iter().sum();
     let document = json!({
@@ -134,7 +134,7 @@ pub fn speedscope(stacks: &Stacks, name: &str) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::model::FuncKey;
+    use crate::aggregate::model::{FuncKey, StackKey};
 
     fn stacks() -> Stacks {
         let main = FuncKey::new("/app/m.py", "<module>");
@@ -144,8 +144,10 @@ mod tests {
             line,
         };
         let mut s = Stacks::default();
-        s.samples.insert(vec![frame(&main, 10), frame(&f, 3)], 7);
-        s.samples.insert(vec![frame(&main, 11)], 2);
+        let stack = StackKey::of_frames;
+        s.samples
+            .insert(stack(vec![frame(&main, 10), frame(&f, 3)]), 7);
+        s.samples.insert(stack(vec![frame(&main, 11)]), 2);
         s
     }
 

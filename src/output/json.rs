@@ -1,7 +1,7 @@
 //! tracer's JSON results format, version 1 (documented in docs/json-format.md).
 
 use super::RunInfo;
-use crate::aggregate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
+use crate::aggregate::model::{CoverageResults, FuncKey, LineHits, StackFrame, StackKey, Stacks};
 use crate::function_view::{CallTrace, FunctionTraces, StatementTrace};
 use crate::reader::ErrorKinds;
 use crate::session::sampler::SamplerStats;
@@ -27,6 +27,10 @@ struct Document {
     counts: Vec<(String, u32, u64, u64)>,
     calledfuncs: Vec<Func>,
     callers: Vec<(Func, Func, u64)>,
+    /// Optional: `[function, first line]`, `function` an index into `calledfuncs`, for the
+    /// functions whose `co_firstlineno` the reader knew.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    first_lines: Vec<(usize, u32)>,
     /// Optional: absent in files converted from formats without stacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stacks: Option<StacksDoc>,
@@ -149,12 +153,21 @@ fn function_traces(doc: FunctionDoc) -> FunctionTraces {
     }
 }
 
-/// Whole stacks: `samples` rows are `[count, [[function, line], ...]]`, frames outermost
-/// first, `function` an index into `calledfuncs`.
+/// Whole stacks: `samples` rows are `[count, [[function, line], ...], thread, pid]`, frames
+/// outermost first, `function` an index into `calledfuncs`.
 #[derive(Serialize, Deserialize, Default)]
 struct StacksDoc {
     dropped: u64,
-    samples: Vec<(u64, Vec<(usize, u32)>)>,
+    samples: Vec<StackRow>,
+}
+
+/// One row of [`StacksDoc::samples`]. Files written before threads and processes were kept
+/// have rows of two elements; they are read as of thread 0 and pid 0 (unknown).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StackRow {
+    Whole(u64, Vec<(usize, u32)>, u64, u32),
+    FramesOnly(u64, Vec<(usize, u32)>),
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -229,8 +242,8 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
                 .collect();
             let mut samples = Vec::with_capacity(stacks.samples.len());
             for (stack, count) in &stacks.samples {
-                let mut frames = Vec::with_capacity(stack.len());
-                for frame in stack {
+                let mut frames = Vec::with_capacity(stack.frames.len());
+                for frame in &stack.frames {
                     let Some(i) = index.get(&frame.func) else {
                         bail!(
                             "a stack names {} of {}, which is not among the called functions",
@@ -240,7 +253,7 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
                     };
                     frames.push((*i, frame.line));
                 }
-                samples.push((*count, frames));
+                samples.push(StackRow::Whole(*count, frames, stack.thread, stack.process));
             }
             Some(StacksDoc {
                 dropped: stacks.dropped,
@@ -287,6 +300,12 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
             .iter()
             .map(|((a, b), hits)| (func_tuple(a), func_tuple(b), *hits))
             .collect(),
+        first_lines: results
+            .calledfuncs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| Some((i, *results.first_lines.get(f)?)))
+            .collect(),
         calledfuncs,
         stacks,
         function: results.function.as_ref().map(function_doc),
@@ -326,7 +345,11 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             dropped: doc_stacks.dropped,
             ..Stacks::default()
         };
-        for (count, frames) in doc_stacks.samples {
+        for row in doc_stacks.samples {
+            let (count, frames, thread, process) = match row {
+                StackRow::Whole(count, frames, thread, process) => (count, frames, thread, process),
+                StackRow::FramesOnly(count, frames) => (count, frames, 0, 0),
+            };
             let mut stack = Vec::with_capacity(frames.len());
             for (i, line) in frames {
                 let Some(func) = funcs.get(i) else {
@@ -337,10 +360,22 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
                     line,
                 });
             }
-            let total = stacks.samples.entry(stack).or_default();
+            let key = StackKey {
+                process,
+                thread,
+                frames: stack,
+            };
+            let total = stacks.samples.entry(key).or_default();
             *total = total.saturating_add(count);
         }
         results.stacks = Some(stacks);
+    }
+    for (i, line) in doc.first_lines {
+        let Some(func) = funcs.get(i) else {
+            bail!("first_lines names function {i}, past the end of calledfuncs");
+        };
+        let mine = results.first_lines.entry(func.clone()).or_insert(line);
+        *mine = (*mine).min(line);
     }
     results.calledfuncs = funcs.into_iter().collect();
     results.function = doc.function.map(function_traces);
@@ -406,11 +441,15 @@ mod tests {
         );
         let f = FuncKey::new("/a.py", "f");
         r.calledfuncs.insert(f.clone());
+        r.first_lines.insert(f.clone(), 2);
         r.callers.insert((f.clone(), f.clone()), 9);
         let mut stacks = Stacks::default();
-        stacks
-            .samples
-            .insert(vec![StackFrame { func: f, line: 3 }], 4);
+        let key = StackKey {
+            process: 42,
+            thread: 7,
+            frames: vec![StackFrame { func: f, line: 3 }],
+        };
+        stacks.samples.insert(key.clone(), 4);
         r.stacks = Some(stacks);
         let info = RunInfo {
             target: TargetInfo {
@@ -455,7 +494,16 @@ mod tests {
         assert_eq!(v["likely"], serde_json::json!([["/a.py", 4]]));
         assert_eq!(back_info.likely, info.likely);
         assert!(!back.counts.contains_key(&("/a.py".to_owned(), 4)));
-        assert_eq!(v["stacks"]["samples"][0], serde_json::json!([4, [[0, 3]]]));
+        assert_eq!(
+            v["stacks"]["samples"][0],
+            serde_json::json!([4, [[0, 3]], 7, 42])
+        );
+        // Rows written before threads and processes were kept: unknown (0) ones.
+        let mut old = v.clone();
+        old["stacks"]["samples"][0] = serde_json::json!([4, [[0, 3]]]);
+        let (old, _) = from_slice(&serde_json::to_vec(&old).unwrap()).unwrap();
+        let old_key = StackKey::of_frames(key.frames.clone());
+        assert_eq!(old.stacks.unwrap().samples[&old_key], 4);
         let mut bad = v.clone();
         bad["stacks"]["samples"][0][1][0][0] = serde_json::json!(7);
         assert!(from_slice(&serde_json::to_vec(&bad).unwrap()).is_err());

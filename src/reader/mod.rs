@@ -144,11 +144,13 @@ pub struct CodeInterner {
 }
 
 impl CodeInterner {
-    /// The id of `(filename, funcname)`, pushing it to `new_codes` the first time it is seen.
+    /// The id of `(filename, funcname)`, pushing it to `new_codes` the first time it is seen
+    /// (with `first_line`, the code's `co_firstlineno` or 0).
     pub fn intern(
         &mut self,
         filename: &str,
         funcname: &str,
+        first_line: u32,
         new_codes: &mut Vec<(CodeId, CodeInfo)>,
     ) -> CodeId {
         if let Some(id) = self.by_file.get(filename).and_then(|f| f.get(funcname)) {
@@ -165,6 +167,7 @@ impl CodeInterner {
             CodeInfo {
                 filename: filename.to_owned(),
                 funcname: funcname.to_owned(),
+                first_line,
             },
         ));
         id
@@ -179,10 +182,10 @@ mod tests {
     fn interner_reports_each_code_once() {
         let mut interner = CodeInterner::default();
         let mut new = Vec::new();
-        let a = interner.intern("/a.py", "f", &mut new);
-        let b = interner.intern("/a.py", "g", &mut new);
-        let a2 = interner.intern("/a.py", "f", &mut new);
-        let c = interner.intern("/b.py", "f", &mut new);
+        let a = interner.intern("/a.py", "f", 1, &mut new);
+        let b = interner.intern("/a.py", "g", 1, &mut new);
+        let a2 = interner.intern("/a.py", "f", 1, &mut new);
+        let c = interner.intern("/b.py", "f", 1, &mut new);
         assert_eq!((a, b, a2, c), (0, 1, 0, 2));
         assert_eq!(new.len(), 3);
         assert_eq!(new[2].1.filename, "/b.py");

@@ -170,7 +170,7 @@ impl StackReader for PySpyReader {
                 }
                 let code = self
                     .interner
-                    .intern(&frame.filename, &frame.name, new_codes);
+                    .intern(&frame.filename, &frame.name, 0, new_codes);
                 sample.frames.push(FrameRef {
                     code,
                     line: frame.line as u32,

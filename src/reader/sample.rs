@@ -15,6 +15,9 @@ pub struct CodeInfo {
     pub filename: String,
     /// `co_qualname` where the version has one (3.11+), else `co_name`.
     pub funcname: String,
+    /// `co_firstlineno` of the first code object seen with these names; 0 when the reader
+    /// does not know it (py-spy's).
+    pub first_line: u32,
 }
 
 /// One frame of a stack: the code running and the line it stands on.

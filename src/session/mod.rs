@@ -142,7 +142,7 @@ pub fn sample_with_flushes(
     // Always answered: a family (`--subprocesses`) asks for results at its own flushes.
     let snapshot_rx = Some(snapshot_rx);
     let filter = options.filter.clone();
-    let mut aggregator = Aggregator::new();
+    let mut aggregator = Aggregator::new().of_process(pid);
     if let Some(function) = &options.function {
         aggregator = aggregator.with_function(&function.qualname, function.locals);
     }

@@ -454,6 +454,7 @@ mod tests {
                     CodeInfo {
                         filename: "/a.py".into(),
                         funcname: "f".into(),
+                        first_line: 1,
                     },
                 ));
             }

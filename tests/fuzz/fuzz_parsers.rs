@@ -13,7 +13,7 @@ use crate::common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::sync::OnceLock;
-use tracer::aggregate::model::{CoverageResults, FuncKey, LineHits, StackFrame, Stacks};
+use tracer::aggregate::model::{CoverageResults, FuncKey, LineHits, StackFrame, StackKey, Stacks};
 use tracer::reader::linetable::{lookup_offset, LineTable, LineTableFormat, RawFramePosition};
 
 /// One edit of a seed input.
@@ -305,13 +305,17 @@ fn sample_results() -> CoverageResults {
     r.callers.insert((f.clone(), g.clone()), 5);
     let mut stacks = Stacks::default();
     stacks.samples.insert(
-        vec![
-            StackFrame { func: f, line: 3 },
-            StackFrame {
-                func: g,
-                line: 70000,
-            },
-        ],
+        StackKey {
+            process: 4242,
+            thread: u64::MAX,
+            frames: vec![
+                StackFrame { func: f, line: 3 },
+                StackFrame {
+                    func: g,
+                    line: 70000,
+                },
+            ],
+        },
         4,
     );
     r.stacks = Some(stacks);

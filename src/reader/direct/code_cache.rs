@@ -227,7 +227,9 @@ impl DirectReader {
             }
             _ => None,
         };
-        let id = self.interner.intern(&filename, &name, new_codes);
+        let id = self
+            .interner
+            .intern(&filename, &name, identity.first_line, new_codes);
         Ok(CodeEntry {
             last_seen: self.samples_read,
             identity,
