@@ -7,6 +7,7 @@ pub mod coverage_db;
 pub mod flame;
 pub mod json;
 pub mod pickle;
+pub mod pprof;
 pub mod trace_text;
 
 use crate::aggregate::model::CoverageResults;
@@ -38,6 +39,8 @@ pub enum Format {
     Speedscope,
     /// The callers graph in Graphviz's dot language, edges weighted by hits.
     Dot,
+    /// A gzipped pprof profile (profile.proto): `go tool pprof`, Pyroscope, Parca.
+    Pprof,
 }
 
 impl Format {
@@ -60,6 +63,7 @@ impl Format {
             Format::Flamegraph => "svg",
             Format::Speedscope => "speedscope.json",
             Format::Dot => "dot",
+            Format::Pprof => "pb.gz",
         }
     }
 
@@ -77,6 +81,8 @@ impl Format {
             (".svg", Format::Flamegraph),
             (".dot", Format::Dot),
             (".gv", Format::Dot),
+            (".pb.gz", Format::Pprof),
+            (".pprof", Format::Pprof),
         ];
         if name == ".coverage" || name.starts_with(".coverage.") {
             return Some(Format::Coverage);
@@ -91,7 +97,7 @@ impl Format {
     pub fn needs_stacks(self) -> bool {
         matches!(
             self,
-            Format::Collapsed | Format::Flamegraph | Format::Speedscope
+            Format::Collapsed | Format::Flamegraph | Format::Speedscope | Format::Pprof
         )
     }
 
@@ -106,6 +112,7 @@ impl Format {
             Format::Flamegraph => "flamegraph",
             Format::Speedscope => "speedscope",
             Format::Dot => "dot",
+            Format::Pprof => "pprof",
         }
     }
 }
@@ -294,6 +301,7 @@ pub fn write(
             flame::speedscope(flame::stacks_of(results, format)?, &name)?
         }
         Format::Dot => callgraph::dot(results).into_bytes(),
+        Format::Pprof => pprof::to_vec(results, flame::stacks_of(results, format)?, info)?,
     };
     write_atomically(path, |w| Ok(w.write_all(&bytes)?))?;
     Ok(None)

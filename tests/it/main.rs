@@ -18,6 +18,7 @@ mod function_view;
 mod layouts;
 mod linetable;
 mod pacing;
+mod pprof;
 mod printable;
 mod reader_differential;
 mod readers;
