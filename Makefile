@@ -16,7 +16,7 @@ demo: build
 
 # Unit tests and the integration tests against every Python 3.8-3.14 found (see
 # tests/common/mod.rs; TRACER_TEST_PYTHONS overrides the discovery).
-test: report-venv tracefunc-venvs i386-python pythons-new go-pprof
+test: report-venv tracefunc-venvs i386-python pythons-new test-debs
 	$(CARGO) test --release -- --nocapture
 
 # CPython 3.14 (read by tracer, tested like 3.8-3.13) and 3.15 (newer than tracer knows: its
@@ -48,14 +48,20 @@ i386-python:
 		arch/i386/setup.sh || echo "no i386 Python (the 32-bit test will print SKIP)"; \
 	fi
 
-# `go tool pprof`, the reader tests/it/pprof.rs checks `--format pprof` with: Debian's
-# golang-go, installed when missing and root (the test prints SKIP without it).
-.PHONY: go-pprof
-go-pprof:
-	@command -v go >/dev/null || [ -x /usr/lib/go/bin/go ] || { [ "$$(id -u)" = 0 ] && \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends golang-go >/dev/null; } || \
-		echo "no go (golang-go): the pprof test will print SKIP"
+# Real readers of our outputs that come from Debian: golang-go (`go tool pprof`, for
+# tests/it/pprof.rs) and tmux (the terminal tests/it/top.rs runs `tracer top` in); installed
+# when missing and root, else their tests print SKIP.
+TEST_DEBS := golang-go tmux
+.PHONY: test-debs
+test-debs:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+		grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$$missing >/dev/null; \
+		else echo "missing $$missing (as root: apt-get install $$missing): their tests print SKIP"; fi; \
+	fi
 
 # Regenerate src/output/pprof/profile.rs from the vendored profile.proto (needs protoc: Debian's
 # protobuf-compiler). A unit test fails when the proto and the generated file disagree.

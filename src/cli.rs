@@ -1,5 +1,5 @@
-//! The command line's arguments: `tracer attach`, `run`, `snapshot`, `report`, `merge`,
-//! `dump`. Each command runs in its own module of [`crate::commands`].
+//! The command line's arguments: `tracer attach`, `run`, `top`, `snapshot`, `report`,
+//! `merge`, `dump`. Each command runs in its own module of [`crate::commands`].
 
 use crate::aggregate::filter::PathMap;
 use crate::output::Format;
@@ -31,6 +31,11 @@ pub enum Commands {
         #[command(flatten)]
         trace: TraceArgs,
     },
+    /// A live view of a running Python in the terminal, refreshed every second: its hottest
+    /// lines (with their source) and functions, self and total, and the sampling rate,
+    /// errors and missed ticks. Keys: q quit, p pause, s sort, t thread, v since start / last
+    /// refresh.
+    Top(TopArgs),
     /// Print every thread's stack of a running Python once (thread name and id, native tid,
     /// running or idle), without pausing it unless --blocking: for incident response.
     Dump {
@@ -196,6 +201,37 @@ pub struct TargetArgs {
     /// --subprocesses, of every traced process still alive.
     #[arg(long, env = "TRACER_SNAPSHOT")]
     pub snapshot: bool,
+}
+
+/// `tracer top`'s options.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The process to watch.
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "PID",
+        env = "TRACER_PID",
+        required_unless_present = "name",
+        conflicts_with = "name"
+    )]
+    pub pid: Option<i32>,
+    /// Watch the oldest Python process whose command line contains PATTERN (as `attach
+    /// --name`).
+    #[arg(long, value_name = "PATTERN", env = "TRACER_NAME")]
+    pub name: Option<String>,
+    /// With --name: wait up to SECS for a matching process to appear.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_WAIT")]
+    pub wait: Option<f64>,
+    /// Samples per second.
+    #[arg(long, default_value_t = 1000.0, value_name = "HZ", value_parser = parse_rate, env = "TRACER_RATE")]
+    pub rate: f64,
+    /// Seconds between refreshes of the view.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = parse_duration)]
+    pub refresh: f64,
+    /// Which stack reader: tracer's own where it knows the version (auto), or py-spy's.
+    #[arg(long, value_enum, default_value_t = ReaderChoice::Auto, env = "TRACER_READER")]
+    pub reader: ReaderChoice,
 }
 
 /// Filters on line counts, with trace's semantics where trace has them.

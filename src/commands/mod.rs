@@ -7,6 +7,7 @@ pub mod merge;
 pub mod report;
 pub mod run;
 pub mod snapshot;
+pub mod top;
 pub mod tracing;
 
 use crate::aggregate::filter::Filter;
@@ -83,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Commands::Attach { target, trace } => attach::attach_command(&target, &trace),
         Commands::Run { trace, command } => run::run_command(&trace, &command),
+        Commands::Top(top) => top::top_command(&top),
         Commands::Dump {
             pid,
             locals,

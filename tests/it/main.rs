@@ -29,4 +29,5 @@ mod security;
 mod sidecar;
 mod signals_and_filters;
 mod snapshot;
+mod top;
 mod trace_compat;
