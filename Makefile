@@ -49,9 +49,10 @@ i386-python:
 	fi
 
 # Real readers of our outputs that come from Debian: golang-go (`go tool pprof`, for
-# tests/it/pprof.rs) and tmux (the terminal tests/it/top.rs runs `tracer top` in); installed
+# tests/it/pprof.rs), tmux (the terminal tests/it/top.rs runs `tracer top` in) and chromium
+# (headless, the browser tests/it/html.rs opens `--format html` in); installed
 # when missing and root, else their tests print SKIP.
-TEST_DEBS := golang-go tmux
+TEST_DEBS := golang-go tmux chromium
 .PHONY: test-debs
 test-debs:
 	@missing=$$(for p in $(TEST_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// trace's marker that keeps a line out of the missed lines.
-const PRAGMA_NOCOVER: &str = "#pragma NO COVER";
+pub(crate) const PRAGMA_NOCOVER: &str = "#pragma NO COVER";
 
 /// How to write the report.
 #[derive(Debug, Clone, Default)]

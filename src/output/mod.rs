@@ -5,6 +5,7 @@ pub mod callgraph;
 pub mod cover;
 pub mod coverage_db;
 pub mod flame;
+pub mod html;
 pub mod json;
 pub mod pickle;
 pub mod pprof;
@@ -41,6 +42,9 @@ pub enum Format {
     Dot,
     /// A gzipped pprof profile (profile.proto): `go tool pprof`, Pyroscope, Parca.
     Pprof,
+    /// One self-contained HTML page: sources shaded by hits, missed lines, callers and
+    /// callees, the summary.
+    Html,
 }
 
 impl Format {
@@ -64,6 +68,7 @@ impl Format {
             Format::Speedscope => "speedscope.json",
             Format::Dot => "dot",
             Format::Pprof => "pb.gz",
+            Format::Html => "html",
         }
     }
 
@@ -83,6 +88,8 @@ impl Format {
             (".gv", Format::Dot),
             (".pb.gz", Format::Pprof),
             (".pprof", Format::Pprof),
+            (".html", Format::Html),
+            (".htm", Format::Html),
         ];
         if name == ".coverage" || name.starts_with(".coverage.") {
             return Some(Format::Coverage);
@@ -113,6 +120,7 @@ impl Format {
             Format::Speedscope => "speedscope",
             Format::Dot => "dot",
             Format::Pprof => "pprof",
+            Format::Html => "html",
         }
     }
 }
@@ -301,6 +309,7 @@ pub fn write(
             flame::speedscope(flame::stacks_of(results, format)?, &name)?
         }
         Format::Dot => callgraph::dot(results).into_bytes(),
+        Format::Html => html::page(results, info, sources).into_bytes(),
         Format::Pprof => pprof::to_vec(results, flame::stacks_of(results, format)?, info)?,
     };
     write_atomically(path, |w| Ok(w.write_all(&bytes)?))?;

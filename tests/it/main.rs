@@ -15,6 +15,7 @@ mod containers;
 mod discovery;
 mod executable_lines;
 mod function_view;
+mod html;
 mod layouts;
 mod linetable;
 mod pacing;
