@@ -91,11 +91,7 @@ pub fn page(results: &CoverageResults, info: &RunInfo, sources: &Sources) -> Str
             .then_with(|| a.path.cmp(&b.path))
     });
     for f in &files {
-        let percent = if f.executable > 0 {
-            100 * f.ran / f.executable
-        } else {
-            100
-        };
+        let percent = (100 * f.ran).checked_div(f.executable).unwrap_or(100);
         let _ = writeln!(
             out,
             "<tr><td><a href=\"#{}\">{}</a></td><td>{}</td><td class=\"n\">{}</td>\
