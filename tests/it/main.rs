@@ -14,6 +14,7 @@ mod cli_errors;
 mod containers;
 mod discovery;
 mod executable_lines;
+mod fleet;
 mod function_view;
 mod html;
 mod layouts;
