@@ -196,11 +196,6 @@ pub struct TargetArgs {
     /// With --name: wait up to SECS for a matching process to appear.
     #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_WAIT")]
     pub wait: Option<f64>,
-    /// When sampling ends, also add a snapshot of what the target has run since it started
-    /// (Python 3.12+, read from its adaptive bytecode; see `tracer snapshot`); with
-    /// --subprocesses, of every traced process still alive.
-    #[arg(long, env = "TRACER_SNAPSHOT")]
-    pub snapshot: bool,
 }
 
 /// `tracer top`'s options.
@@ -265,6 +260,17 @@ pub struct PathMapArgs {
 /// Options shared by `attach` and `run`.
 #[derive(Debug, Args)]
 pub struct TraceArgs {
+    /// Also add what the target has run since it started, read from its adaptive bytecode
+    /// (Python 3.12+; see `tracer snapshot`): with `run`, at the moment its interpreter starts
+    /// finalizing (the child is paused once, there); with `attach`, when sampling ends (with
+    /// --subprocesses, of every traced process still alive).
+    #[arg(long, env = "TRACER_SNAPSHOT")]
+    pub snapshot: bool,
+    /// With --snapshot: also snapshot every SECS while the target runs, so that code later
+    /// freed or replaced (a reloaded module, a dropped function) is caught while it lives.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_SNAPSHOT_EVERY",
+          requires = "snapshot")]
+    pub snapshot_every: Option<f64>,
     /// Samples per second.
     #[arg(long, default_value_t = 1000.0, value_name = "HZ", value_parser = parse_rate, env = "TRACER_RATE")]
     pub rate: f64,

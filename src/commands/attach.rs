@@ -2,7 +2,7 @@
 //! signal or its exit; with `--follow`, the next process of the same name after it; with
 //! `--subprocesses`, its whole family.
 
-use super::tracing::{report_stop, trace_one, Flushes, Flushing};
+use super::tracing::{report_stop, trace_one, Flushes, Flushing, Snapshotting};
 use super::StopSignals;
 use crate::cli::{FilterArgs, TargetArgs, TraceArgs};
 use crate::session::family;
@@ -10,7 +10,7 @@ use crate::session::sampler::{self, LiveCounters};
 use crate::session::{self, SessionResult};
 use crate::snapshot;
 use crate::source::Sources;
-use crate::target::attach;
+use crate::target::{attach, process};
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -166,6 +166,12 @@ fn may_be_python(pid: i32) -> bool {
 
 pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> {
     let signals = StopSignals::install()?;
+    if args.snapshot_every.is_some() && (target.subprocesses || target.follow) {
+        anyhow::bail!(
+            "--snapshot-every follows one process: leave out --subprocesses and --follow (their \
+             processes are each snapshotted once at the end with --snapshot)"
+        );
+    }
     let pid = target.select(&signals.stop)?;
     let attached = if target.wait.is_some() {
         // Found by --name while waiting: it may have started a moment ago.
@@ -185,6 +191,9 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
             .unwrap_or_else(|| attached.info.command_line.clone())
     });
     let version = attached.info.version_tuple().unwrap_or((3, 12));
+    let snapshotting = args
+        .snapshot_every
+        .and_then(|every| Snapshotting::start(pid, version, Some(Duration::from_secs_f64(every))));
     let deadline = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
@@ -310,13 +319,16 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
     }
     report_stop(&result);
     let mut result = result;
-    if target.snapshot {
+    if let Some(snapshotting) = snapshotting {
+        if process::is_alive(pid) {
+            (snapshotting.taker())();
+        }
+        snapshotting.finish(&mut result, &args.filters);
+    } else if args.snapshot {
         if snapshot_pids.is_empty() {
             eprintln!("tracer: warning: no snapshot: no traced process is still alive");
         }
-        for pid in snapshot_pids {
-            add_snapshot(&mut result, pid, &args.filters);
-        }
+        add_snapshots(&mut result, &snapshot_pids, &args.filters);
     }
     // The target's root and rights as taken at attach time: it may be gone by now.
     let sources = if last_pid == pid {
@@ -336,38 +348,37 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
     Ok(0)
 }
 
-/// `attach --snapshot`: add what the target has run since it started to the sampled results.
-/// A target gone or too old is a warning: the sampled results are still written.
-fn add_snapshot(result: &mut SessionResult, pid: i32, filters: &FilterArgs) {
-    let taken = snapshot::take(pid, snapshot::SnapshotOptions::default()).and_then(|taken| {
-        let info = &result.info;
-        let filter = filters.filter(&info.library_dirs, info.stdlib_dir.as_deref())?;
-        let mut results = taken.results;
-        let mut likely = taken.likely;
-        if !filter.is_empty() {
-            results.remove_counts_where(|file| filter.ignores(file));
-            likely.retain(|(file, _)| !filter.ignores(file));
+/// `attach --snapshot`: add what each of `pids` has run since it started to the sampled
+/// results, as a union ([`crate::snapshot::union`]). A target gone or too old is a warning:
+/// the sampled results are still written.
+fn add_snapshots(result: &mut SessionResult, pids: &[i32], filters: &FilterArgs) {
+    let mut proven = snapshot::union::Proven::default();
+    for &pid in pids {
+        match snapshot::take(pid, snapshot::SnapshotOptions::default()) {
+            Ok(taken) => {
+                let before = proven.lines.len();
+                proven.add(&taken);
+                eprintln!(
+                    "tracer: snapshot of pid {pid}: {} proven lines ({} new)",
+                    taken.results.counts.len(),
+                    proven.lines.len() - before
+                );
+            }
+            Err(e) => eprintln!("tracer: warning: no snapshot of pid {pid}: {e:#}"),
         }
-        Ok((results, likely))
-    });
-    match taken {
-        Ok((results, likely)) => {
-            eprintln!(
-                "tracer: snapshot of pid {pid} added: {} proven lines, {} functions ({} more \
-                 lines likely, kept apart)",
-                results.counts.len(),
-                results.calledfuncs.len(),
-                likely.len()
-            );
-            result.results.update(&results);
-            // Kept apart from the counts.
-            let kept = &mut result.info.likely;
-            kept.extend(likely);
-            kept.sort_unstable();
-            kept.dedup();
-        }
-        Err(e) => eprintln!("tracer: warning: no snapshot of pid {pid}: {e:#}"),
     }
+    if proven.snapshots == 0 {
+        return;
+    }
+    let info = &result.info;
+    match filters.filter(&info.library_dirs, info.stdlib_dir.as_deref()) {
+        Ok(filter) => proven.retain_files(|file| !filter.ignores(file)),
+        Err(e) => eprintln!("tracer: warning: snapshot lines not filtered: {e:#}"),
+    }
+    if let Some(warning) = proven.instrumented_warning() {
+        eprintln!("{warning}");
+    }
+    proven.join_into(&mut result.results, &mut result.info);
 }
 
 /// Wait for the next Python process matching `pattern` that was not traced yet, and attach

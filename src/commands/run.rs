@@ -1,15 +1,17 @@
 //! `tracer run -- COMMAND`: start a command and trace it from its start to its exit, ending
 //! with the command's own exit status.
 
-use super::tracing::{report_stop, trace_one, Flushes, Flushing};
+use super::tracing::{report_stop, trace_one, Flushes, Flushing, Snapshotting};
 use super::StopSignals;
 use crate::aggregate::model::CoverageResults;
 use crate::cli::TraceArgs;
 use crate::output::RunInfo;
+use crate::reader::discover;
 use crate::session::sampler;
 use crate::session::{self, SessionResult};
 use crate::source::Sources;
 use crate::target::attach::{self, AttachError};
+use crate::target::exit_watch::{ExitWatch, Moment};
 use anyhow::Context;
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -35,10 +37,28 @@ pub(crate) fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Resul
         let _ = child.wait();
         return Err(e);
     }
+    let mut watch: Option<ExitWatch> = None;
+    let mut exit_status: Option<i32> = None;
     let result =
         match attach::attach_when_ready(pid, args.blocking, args.reader, Duration::from_secs(10)) {
             Ok(attached) => {
                 let version = attached.info.version_tuple().unwrap_or((3, 12));
+                let every = args.snapshot_every.map(Duration::from_secs_f64);
+                let snapshotting = args
+                    .snapshot
+                    .then(|| Snapshotting::start(pid, version, every))
+                    .flatten();
+                // The final snapshot, when the interpreter starts finalizing: the watch then
+                // reaps the child and gives its status.
+                if let Some(snapshotting) = &snapshotting {
+                    match final_snapshot_watch(pid, snapshotting) {
+                        Ok(started) => watch = Some(started),
+                        Err(e) => eprintln!(
+                            "tracer: warning: no final snapshot ({e:#}); the snapshots along \
+                             the way are kept"
+                        ),
+                    }
+                }
                 // The target's root and rights, taken now: it may be gone when the results are
                 // written.
                 let sources = Sources::of_process(pid, version);
@@ -55,11 +75,14 @@ pub(crate) fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Resul
                     Flushes::Timed(&mut |flush| flushing.write(flush)),
                 );
                 flushing.status.stop();
-                let result = match traced {
+                let mut result = match traced {
                     Ok(result) => result,
                     Err(e) => {
                         let _ = child.kill();
-                        let _ = child.wait();
+                        match watch.take() {
+                            Some(watch) => drop(watch.wait()),
+                            None => drop(child.wait()),
+                        }
                         return Err(e);
                     }
                 };
@@ -67,6 +90,17 @@ pub(crate) fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Resul
                     // SIGTERM was for the whole job: pass it on. (Ctrl-C already reached the child
                     // through the terminal's process group.)
                     unsafe { libc::kill(pid, libc::SIGTERM) };
+                }
+                if let Some(snapshotting) = snapshotting {
+                    // The final snapshot is taken when the child finalizes: wait for its end.
+                    if let Some(started) = watch.take() {
+                        let ended = started.wait()?;
+                        if let Some(why) = &ended.missed {
+                            eprintln!("tracer: warning: no final snapshot: {why}");
+                        }
+                        exit_status = Some(ended.status);
+                    }
+                    snapshotting.finish(&mut result, &args.filters);
                 }
                 Some((result, sources, true))
             }
@@ -85,7 +119,10 @@ pub(crate) fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Resul
                 return Err(e.into());
             }
         };
-    let status = child.wait().context("waiting for the traced command")?;
+    let status = match exit_status {
+        Some(status) => status,
+        None => shell_status(child.wait().context("waiting for the traced command")?),
+    };
     if let Some((result, sources, sampled)) = result {
         if sampled {
             report_stop(&result);
@@ -99,10 +136,40 @@ pub(crate) fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Resul
         )?;
         println!("{message}");
     }
+    Ok(status)
+}
+
+/// The status as a shell gives it: the code, or 128 + the signal.
+fn shell_status(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    Ok(status
+    status
         .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Arm the final snapshot of `pid` at its interpreter's finalization (or its exit, if it
+/// never finalizes).
+fn final_snapshot_watch(pid: i32, snapshotting: &Snapshotting) -> anyhow::Result<ExitWatch> {
+    let finalizing = discover::find_target(pid)?
+        .finalizing
+        .ok_or_else(|| anyhow::anyhow!("the interpreter's runtime was not found"))?;
+    let take = snapshotting.taker();
+    ExitWatch::start(
+        pid,
+        finalizing,
+        Box::new(move |moment| {
+            let started = std::time::Instant::now();
+            take();
+            eprintln!(
+                "tracer: final snapshot taken {} ({:.0} ms paused)",
+                match moment {
+                    Moment::Finalizing => "as the interpreter began finalizing",
+                    Moment::ExitWithoutFinalizing => "at the exit (no finalization)",
+                },
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }),
+    )
 }
 
 /// The empty results of a command that exited before it could be traced, and a note saying so.

@@ -9,6 +9,7 @@ use crate::session::flush::FlushWriter;
 use crate::session::sampler;
 use crate::session::status::{StatusCounters, StatusReporter};
 use crate::session::{self, SessionOptions, SessionResult};
+use crate::snapshot;
 use crate::source::Sources;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -185,4 +186,103 @@ pub(crate) fn report_stop(result: &session::SessionResult) {
             eprintln!("tracer: no stack could be read; first error: {e}");
         }
     }
+}
+
+/// `--snapshot`'s snapshots of one process (3.12+): every `--snapshot-every` in a thread of
+/// their own while it runs, and any taken at a moment of the caller's (the final one); joined
+/// into the sampled results at the end as a union ([`snapshot::union`]).
+pub(crate) struct Snapshotting {
+    pid: i32,
+    proven: Arc<std::sync::Mutex<snapshot::union::Proven>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    periodic: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Snapshotting {
+    /// Start for `pid` running Python `version`; `None` (with a one-line note) when its
+    /// interpreter keeps no record of what ran.
+    pub(crate) fn start(
+        pid: i32,
+        version: (u8, u8),
+        every: Option<Duration>,
+    ) -> Option<Snapshotting> {
+        if version < snapshot::FIRST_VERSION {
+            eprintln!(
+                "tracer: note: --snapshot adds nothing on Python {}.{} (its interpreter keeps no \
+                 record of what ran; 3.12+ does): sampling only",
+                version.0, version.1
+            );
+            return None;
+        }
+        let proven = Arc::new(std::sync::Mutex::new(snapshot::union::Proven::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let periodic = every.map(|every| {
+            let (proven, stop) = (proven.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut next = std::time::Instant::now() + every;
+                let mut warned = false;
+                while !stop.load(Ordering::Relaxed) && crate::target::process::is_alive(pid) {
+                    if std::time::Instant::now() < next {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                    match snapshot::take(pid, snapshot::SnapshotOptions::default()) {
+                        Ok(taken) => lock(&proven).add(&taken),
+                        Err(e) if !warned && crate::target::process::is_alive(pid) => {
+                            eprintln!("tracer: warning: a snapshot of pid {pid} failed: {e:#}");
+                            warned = true;
+                        }
+                        Err(_) => {}
+                    }
+                    next = std::time::Instant::now() + every;
+                }
+            })
+        });
+        Some(Snapshotting {
+            pid,
+            proven,
+            stop,
+            periodic,
+        })
+    }
+
+    /// Take one snapshot now (the target stopped or not), from any thread.
+    pub(crate) fn taker(&self) -> impl FnOnce() + Send + 'static {
+        let (pid, proven) = (self.pid, self.proven.clone());
+        move || match snapshot::take(pid, snapshot::SnapshotOptions::default()) {
+            Ok(taken) => lock(&proven).add(&taken),
+            Err(e) => eprintln!("tracer: warning: no final snapshot of pid {pid}: {e:#}"),
+        }
+    }
+
+    /// Stop the periodic snapshots and join everything taken into `result`, through the same
+    /// filters as the sampled lines.
+    pub(crate) fn finish(self, result: &mut SessionResult, filters: &crate::cli::FilterArgs) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.periodic {
+            let _ = thread.join();
+        }
+        let mut proven = lock(&self.proven).clone();
+        if proven.snapshots == 0 {
+            eprintln!("tracer: warning: no snapshot of pid {} was taken", self.pid);
+            return;
+        }
+        let info = &result.info;
+        match filters.filter(&info.library_dirs, info.stdlib_dir.as_deref()) {
+            Ok(filter) => proven.retain_files(|file| !filter.ignores(file)),
+            Err(e) => eprintln!("tracer: warning: snapshot lines not filtered: {e:#}"),
+        }
+        if let Some(warning) = proven.instrumented_warning() {
+            eprintln!("{warning}");
+        }
+        eprintln!("{}", proven.summary(self.pid));
+        proven.join_into(&mut result.results, &mut result.info);
+    }
+}
+
+/// The proven lines so far, whatever a panicking snapshot left.
+fn lock(
+    proven: &std::sync::Mutex<snapshot::union::Proven>,
+) -> std::sync::MutexGuard<'_, snapshot::union::Proven> {
+    proven.lock().unwrap_or_else(|e| e.into_inner())
 }

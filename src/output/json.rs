@@ -37,6 +37,12 @@ struct Document {
     /// Optional: `tracer snapshot`'s likely but unproven lines, `[filename, line]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     likely: Vec<(String, u32)>,
+    /// Optional: `--snapshot`'s proven lines, and those of them never sampled (their count of
+    /// 1 is the snapshots'), `[filename, line]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    proven: Vec<(String, u32)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    proven_only: Vec<(String, u32)>,
     /// Optional: the function view, with `--function` (docs/function-view.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     function: Option<FunctionDoc>,
@@ -310,6 +316,8 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
         stacks,
         function: results.function.as_ref().map(function_doc),
         likely: info.likely.clone(),
+        proven: info.proven.clone(),
+        proven_only: info.proven_only.clone(),
         processes: info.processes.clone(),
     };
     let mut bytes = serde_json::to_vec_pretty(&doc)?;
@@ -420,6 +428,8 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             likely.dedup();
             likely
         },
+        proven: doc.proven,
+        proven_only: doc.proven_only,
         processes: doc.processes,
     };
     Ok((results, info))

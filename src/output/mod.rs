@@ -140,6 +140,10 @@ pub struct RunInfo {
     /// `tracer snapshot`: lines likely but not proven to have run, kept apart from the
     /// counts (docs/snapshot.md); sorted, no duplicates.
     pub likely: Vec<(String, u32)>,
+    /// `--snapshot`: the lines the snapshots proved (sorted); `proven_only` those of them never
+    /// sampled, whose count of 1 is the snapshots' (docs/snapshot.md).
+    pub proven: Vec<(String, u32)>,
+    pub proven_only: Vec<(String, u32)>,
     /// `--subprocesses`: every process met, traced or not, in the order met (empty otherwise).
     pub processes: Vec<ProcessRecord>,
 }

@@ -35,6 +35,8 @@ pub struct Discovered {
     /// The interpreter, or `None` when the version has no layout: 2.7, 3.6, 3.7 (py-spy's
     /// reader serves those) or a version newer than tracer knows (refused).
     pub target: Option<(Target, RuntimeFoundBy)>,
+    /// The address of `_PyRuntime._finalizing` (with a target).
+    pub finalizing: Option<usize>,
 }
 
 /// How to find the interpreter's binaries and symbols.
@@ -86,6 +88,7 @@ pub fn find_target_with(pid: i32, method: DiscoveryMethod) -> anyhow::Result<Dis
             version_text,
             version,
             target: None,
+            finalizing: None,
         });
     }
     let mut memory = TargetMemory::open(pid).map_err(|e| anyhow!("{e}"))?;
@@ -112,6 +115,7 @@ pub fn find_target_with(pid: i32, method: DiscoveryMethod) -> anyhow::Result<Dis
     Ok(Discovered {
         version_text,
         version,
+        finalizing: Some(runtime + layout.runtime_finalizing),
         target: Some((
             Target {
                 memory: Box::new(memory),

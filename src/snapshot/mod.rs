@@ -19,6 +19,7 @@
 pub mod cfg;
 pub mod evidence;
 pub mod opcodes;
+pub mod union;
 pub mod walk;
 
 use crate::aggregate::model::{CoverageResults, FuncKey, LineHits};
@@ -53,6 +54,9 @@ pub struct SnapshotStats {
     /// Code objects analysed, and left out (instrumented, malformed).
     pub analysed: usize,
     pub skipped: usize,
+    /// Of the skipped, those instrumented by another tool (`INSTRUMENTED_*` instructions:
+    /// coverage.py's sys.monitoring, a debugger): their bytecode holds no record of what ran.
+    pub instrumented: usize,
     /// Code objects with evidence where their own graph says no code can run: only the
     /// evidence is kept for them.
     pub graph_disagreements: usize,
@@ -144,9 +148,16 @@ pub fn analyse(
     let mut stats = SnapshotStats::default();
     let mut analysed: Vec<Analysed> = Vec::new();
     for code in codes {
-        let Ok(instrs) = evidence::decode(&code.code, ops) else {
-            stats.skipped += 1;
-            continue;
+        let instrs = match evidence::decode(&code.code, ops) {
+            Ok(instrs) => instrs,
+            Err(e) => {
+                stats.skipped += 1;
+                if matches!(e, evidence::DecodeError::Unreadable(name, _) if name.starts_with("INSTRUMENTED_"))
+                {
+                    stats.instrumented += 1;
+                }
+                continue;
+            }
         };
         let graph = cfg::parse_exception_table(&code.exception_table)
             .and_then(|table| cfg::Cfg::build(&instrs, &table).ok());

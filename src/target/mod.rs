@@ -3,6 +3,7 @@
 //! standard library and site-packages live ([`library_dirs`]).
 
 pub mod attach;
+pub mod exit_watch;
 pub mod library_dirs;
 pub mod proc;
 pub mod process;

@@ -62,7 +62,10 @@ fn the_documented_combine_of_two_pods_holds_the_union_of_their_lines() {
         pods.push(lines_in(&dir.join(&data), "/srv/app/mix.py"));
     }
     let union: BTreeSet<u32> = pods.iter().flatten().copied().collect();
-    assert!(pods.iter().all(|lines| !lines.is_empty()), "each pod's file holds lines");
+    assert!(
+        pods.iter().all(|lines| !lines.is_empty()),
+        "each pod's file holds lines"
+    );
 
     // The combining host: its own copy under src/, the document's .coveragerc and commands.
     std::fs::create_dir_all(dir.join("src")).unwrap();

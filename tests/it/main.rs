@@ -27,6 +27,7 @@ mod readers;
 mod real_suite_fidelity;
 mod reports;
 mod run_and_report;
+mod run_snapshot;
 mod security;
 mod sidecar;
 mod signals_and_filters;

@@ -211,15 +211,42 @@ def run_held_snapshot(tracer, venv, suite, work, rate):
              "snapshot+sampled": (merged, merged_likely)}, stats, run)
 
 
+# Seconds between the snapshots along the way in --snapshot mode.
+SNAPSHOT_EVERY = 5
+
+
 def run_snapshot_flag(tracer, venv, suite, work, rate):
-    """The same three modes from one `tracer run --snapshot` (not in tracer yet): the run's
-    samples and, at the command's exit, a snapshot of it, in one results file."""
-    raise Skip("tracer run --snapshot does not exist yet (coverage issue item 1)")
+    """The same three modes from one `tracer run --snapshot --snapshot-every`: its samples
+    (counts without the lines only the snapshots found), its snapshots (`proven`), and both
+    (the counts), from one results file."""
+    output = os.path.join(work, "run-snapshot.json")
+    if os.path.exists(output):
+        os.unlink(output)
+    argv, cwd, env = suite.command([])
+    rate_args = ["--rate", str(rate)] if rate else []
+    run = real_suites.run_measured(
+        [tracer, "run", *rate_args, "--snapshot", "--snapshot-every", str(SNAPSHOT_EVERY),
+         "--format", "json", "-o", output, "--", venv.path, *argv],
+        cwd=cwd, env_add=env, timeout=RUN_TIMEOUT)
+    check_tracer_run(run, output, venv)
+    both, likely, stats = json_lines(output, suite)
+    with open(output) as f:
+        data = json.load(f)
+    only = {(f, l) for f, l in data.get("proven_only", [])}
+    sampled, proven = {}, {}
+    for filename, line, hits, _self in data["counts"]:
+        if hits > 0 and (filename, line) not in only:
+            sampled.setdefault(filename, []).append(line)
+    for filename, line in data.get("proven", []):
+        proven.setdefault(filename, []).append(line)
+    return ({"sampled": (library_lines(sampled.items(), suite), {}),
+             "snapshot": (library_lines(proven.items(), suite), likely),
+             "snapshot+sampled": (both, likely)}, stats, run)
 
 
-# TODO(tracer run --snapshot (coverage issue item 1)): once `tracer run --snapshot` exists,
-# implement run_snapshot_flag above and switch here: SNAPSHOT_RUN = run_snapshot_flag
-SNAPSHOT_RUN = run_held_snapshot
+# 3.12+: `tracer run --snapshot` (run_held_snapshot, the suite held at its end while `tracer
+# snapshot` reads it, is kept for comparison).
+SNAPSHOT_RUN = run_snapshot_flag
 
 
 # ---------------------------------------------------------------------------------------------

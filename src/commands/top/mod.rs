@@ -46,7 +46,6 @@ pub(crate) fn top_command(args: &TopArgs) -> anyhow::Result<i32> {
         subprocesses: false,
         max_processes: 1,
         wait: args.wait,
-        snapshot: false,
     };
     let pid = target.select(&signals.stop)?;
     let attached = if args.wait.is_some() {

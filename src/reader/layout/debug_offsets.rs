@@ -51,6 +51,7 @@ pub const VERSION_POSITION: usize = 8;
 pub enum DebugField {
     RuntimeStateSize,
     RuntimeStateInterpretersHead,
+    RuntimeStateFinalizing,
     InterpreterStateSize,
     InterpreterStateId,
     InterpreterStateNext,
@@ -139,6 +140,7 @@ impl DebugField {
         match self {
             RuntimeStateSize => plain!(runtime_size),
             RuntimeStateInterpretersHead => plain!(runtime_interpreters_head),
+            RuntimeStateFinalizing => plain!(runtime_finalizing),
             InterpreterStateSize => plain!(interp_size),
             InterpreterStateId => plain!(interp_id),
             InterpreterStateNext => plain!(interp_next),

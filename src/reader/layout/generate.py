@@ -76,6 +76,11 @@ FIELDS = [
      all_versions("offsetof(_PyRuntimeState, interpreters.head)")),
     ("runtime_interpreters_main", "offset",
      all_versions("offsetof(_PyRuntimeState, interpreters.main)")),
+    # Set by Py_FinalizeEx once atexit has run, before modules are cleared: the final snapshot's
+    # moment (3.8's `finalizing`, `_finalizing` from 3.9).
+    ("runtime_finalizing", "offset",
+     [(8, 8, "offsetof(_PyRuntimeState, finalizing)"),
+      (9, MINORS.stop - 1, "offsetof(_PyRuntimeState, _finalizing)")]),
     # PyInterpreterState
     ("interp_size", "offset", all_versions("sizeof(PyInterpreterState)")),
     ("interp_next", "offset", all_versions("offsetof(PyInterpreterState, next)")),
@@ -249,6 +254,7 @@ FIELDS = [
 DEBUG_FIELDS = [
     ("RuntimeStateSize", "runtime_state.size"),
     ("RuntimeStateInterpretersHead", "runtime_state.interpreters_head"),
+    ("RuntimeStateFinalizing", "runtime_state.finalizing"),
     ("InterpreterStateSize", "interpreter_state.size"),
     ("InterpreterStateId", "interpreter_state.id"),
     ("InterpreterStateNext", "interpreter_state.next"),

@@ -71,6 +71,9 @@ pub struct Layout {
     pub runtime_interpreters_head: usize,
     /// `_PyRuntimeState.interpreters.main`: the main interpreter.
     pub runtime_interpreters_main: usize,
+    /// `_PyRuntimeState._finalizing` (`finalizing` in 3.8): the finalizing thread state, set
+    /// by `Py_FinalizeEx` after atexit and before modules are cleared.
+    pub runtime_finalizing: usize,
 
     /// `sizeof(PyInterpreterState)`.
     pub interp_size: usize,
