@@ -243,6 +243,9 @@ FIELDS = [
     ("code_fast_cell", "enum", [(11, NEWEST, "CO_FAST_CELL")]),
     ("code_fast_free", "enum", [(11, NEWEST, "CO_FAST_FREE")]),
     ("code_fast_hidden", "enum", [(12, NEWEST, "CO_FAST_HIDDEN")]),
+    # 3.14+: a localsplus slot is a _PyStackRef; this tag value (in iframe_code_tag_mask's
+    # bits) marks a tagged int, not an object.
+    ("stackref_int_tag", "option", [(14, NEWEST, "Py_INT_TAG")]),
     # --- end of the function view's block ---
 ]
 

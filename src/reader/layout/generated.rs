@@ -121,6 +121,7 @@ pub const PY3_8: Layout = Layout {
     code_fast_cell: None,
     code_fast_free: None,
     code_fast_hidden: None,
+    stackref_int_tag: None,
 };
 
 /// CPython 3.9, measured from the 3.9.18 headers.
@@ -237,6 +238,7 @@ pub const PY3_9: Layout = Layout {
     code_fast_cell: None,
     code_fast_free: None,
     code_fast_hidden: None,
+    stackref_int_tag: None,
 };
 
 /// CPython 3.10, measured from the 3.10.13 headers.
@@ -353,6 +355,7 @@ pub const PY3_10: Layout = Layout {
     code_fast_cell: None,
     code_fast_free: None,
     code_fast_hidden: None,
+    stackref_int_tag: None,
 };
 
 /// CPython 3.11, measured from the 3.11.7 headers.
@@ -469,6 +472,7 @@ pub const PY3_11: Layout = Layout {
     code_fast_cell: Some(64),
     code_fast_free: Some(128),
     code_fast_hidden: None,
+    stackref_int_tag: None,
 };
 
 /// CPython 3.12, measured from the 3.12.1 headers.
@@ -585,6 +589,7 @@ pub const PY3_12: Layout = Layout {
     code_fast_cell: Some(64),
     code_fast_free: Some(128),
     code_fast_hidden: Some(16),
+    stackref_int_tag: None,
 };
 
 /// CPython 3.13, measured from the 3.13.0 headers.
@@ -701,6 +706,7 @@ pub const PY3_13: Layout = Layout {
     code_fast_cell: Some(64),
     code_fast_free: Some(128),
     code_fast_hidden: Some(16),
+    stackref_int_tag: None,
 };
 
 /// CPython 3.14, measured from the 3.14.10 headers.
@@ -817,6 +823,7 @@ pub const PY3_14: Layout = Layout {
     code_fast_cell: Some(64),
     code_fast_free: Some(128),
     code_fast_hidden: Some(16),
+    stackref_int_tag: Some(3),
 };
 
 /// CPython 3.15, measured from the 3.15.2 headers.
@@ -933,6 +940,7 @@ pub const PY3_15: Layout = Layout {
     code_fast_cell: Some(64),
     code_fast_free: Some(128),
     code_fast_hidden: Some(16),
+    stackref_int_tag: Some(3),
 };
 
 /// Every generated layout, oldest version first.

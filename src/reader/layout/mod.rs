@@ -316,6 +316,10 @@ pub struct Layout {
     pub code_fast_free: Option<u8>,
     /// `CO_FAST_HIDDEN` (3.12+): an inlined comprehension's variable, not a local of its own.
     pub code_fast_hidden: Option<u8>,
+    /// `Py_INT_TAG` (3.14+): a `_PyStackRef` (a `localsplus` slot) whose tag bits
+    /// ([`Layout::iframe_code_tag_mask`]) equal this holds a tagged int, not an object; other
+    /// tags (`Py_TAG_REFCNT`: a borrowed or immortal reference) are masked off the pointer.
+    pub stackref_int_tag: Option<usize>,
     // --- end of the function view's block ---
 }
 
@@ -659,7 +663,9 @@ mod tests {
             );
             if layout.tstate_current_frame.is_some() {
                 assert!(
-                    DEBUG_OFFSETS_LAYOUTS.iter().any(|debug| debug.version == version),
+                    DEBUG_OFFSETS_LAYOUTS
+                        .iter()
+                        .any(|debug| debug.version == version),
                     "{version:?}: no _Py_DebugOffsets layout (src/reader/layout/generate.py)"
                 );
             }
