@@ -387,7 +387,11 @@ mod tests {
         assert!(!py_spy_known(newer));
         assert_eq!(version_tuple("3.16.0"), Some((3, 16)));
         let text = format!("{}.{}.0", newer.0, newer.1);
-        for choice in [ReaderChoice::Auto, ReaderChoice::Direct, ReaderChoice::PySpy] {
+        for choice in [
+            ReaderChoice::Auto,
+            ReaderChoice::Direct,
+            ReaderChoice::PySpy,
+        ] {
             let message = unsupported(4242, &text, choice).to_string();
             assert!(!message.contains('\n'), "{message}");
             for needle in [

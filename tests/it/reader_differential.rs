@@ -334,7 +334,10 @@ impl Drop for CpythonReader {
 /// Whether `python` has CPython's own remote reader.
 fn has_remote_debugging(python: &Python) -> bool {
     std::process::Command::new(&python.path)
-        .args(["-c", "import _remote_debugging; _remote_debugging.RemoteUnwinder"])
+        .args([
+            "-c",
+            "import _remote_debugging; _remote_debugging.RemoteUnwinder",
+        ])
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
@@ -388,11 +391,16 @@ fn compare_with_cpython(python: &Python, script: &str) -> Result<String, String>
             ));
         }
         for (our_frames, truncated) in ours.values() {
-            let matched = theirs.iter().position(|their| their == our_frames).or_else(|| {
-                theirs.iter().position(|their| {
-                    *truncated && their.len() == our_frames.len() + 1 && their[1..] == our_frames[..]
-                })
-            });
+            let matched = theirs
+                .iter()
+                .position(|their| their == our_frames)
+                .or_else(|| {
+                    theirs.iter().position(|their| {
+                        *truncated
+                            && their.len() == our_frames.len() + 1
+                            && their[1..] == our_frames[..]
+                    })
+                });
             let Some(index) = matched else {
                 return Err(format!(
                     "round {round}: our stack\n {our_frames:?}\nis none of CPython's reader's\n {theirs:?}"

@@ -146,6 +146,7 @@ def render(found):
         f"// {undecided} code points are printable in some of these versions only.",
         "",
         "/// The versions measured: the tables hold for each of them.",
+        "#[rustfmt::skip]",
         "pub static VERSIONS: &[(u8, u8)] = &[" + ", ".join(f"(3, {m})" for m in minors) + "];",
         "",
         rust_table("PRINTABLE_IN_EVERY_VERSION",

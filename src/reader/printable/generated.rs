@@ -6,6 +6,7 @@
 // 21863 code points are printable in some of these versions only.
 
 /// The versions measured: the tables hold for each of them.
+#[rustfmt::skip]
 pub static VERSIONS: &[(u8, u8)] = &[(3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13), (3, 14), (3, 15)];
 
 /// Code points `str.isprintable()` in every version: inclusive, ascending.
