@@ -100,9 +100,12 @@ pub fn find_target_with(pid: i32, method: DiscoveryMethod) -> anyhow::Result<Dis
     } else {
         *generated.ok_or_else(|| anyhow!("no layout for Python {}.{}", version.0, version.1))?
     };
+    // The main interpreter: `interpreters.head` is the newest, a subinterpreter's once one
+    // exists (an idle one has no threads at all, and nothing would be read). The threads of
+    // the other interpreters are not read yet.
     let interpreter = memory
-        .read_usize(runtime + layout.runtime_interpreters_head)
-        .map_err(|e| anyhow!("cannot read the interpreter list: {e}"))?;
+        .read_usize(runtime + layout.runtime_interpreters_main)
+        .map_err(|e| anyhow!("cannot read the main interpreter: {e}"))?;
     if interpreter == 0 {
         bail!("the interpreter is not initialised yet");
     }

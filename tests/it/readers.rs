@@ -118,3 +118,54 @@ fn generator_churn_stays_within_the_read_budget() {
         assert!(kept > SAMPLES / 2, "{}", python.label());
     }
 }
+
+/// A busy main interpreter beside two live subinterpreters (tests/workloads/subinterpreters.py:
+/// one idle, one running code in a thread of its own), 3.12+: the main interpreter's threads
+/// are read and its busy function recorded. Reading `interpreters.head`, the newest interpreter,
+/// recorded only the subinterpreter's code, or nothing at all with an idle one newest.
+#[test]
+fn the_main_interpreter_is_read_beside_live_subinterpreters() {
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+    let mut tested = 0;
+    for python in pythons_under_test() {
+        if python.version < (3, 12) {
+            continue;
+        }
+        let dir = scratch(&format!("subinterpreters-{}.{}", python.version.0, python.version.1));
+        let script = workload("subinterpreters.py");
+        let mut target = Workload::start(&python, &script, 3.0);
+        let attached = attach_and_load(target.pid(), &["--duration", "2"], &dir, TIMEOUT);
+        target.wait(TIMEOUT);
+        let file = script.to_string_lossy().into_owned();
+        let busy_lines: Vec<u32> = attached
+            .results
+            .counts
+            .keys()
+            .filter(|(name, line)| *name == file && (15..=19).contains(line))
+            .map(|(_, line)| *line)
+            .collect();
+        assert!(
+            !busy_lines.is_empty(),
+            "{}: the main interpreter's busy() was not recorded: {:?}",
+            python.label(),
+            attached.results.counts.keys().collect::<Vec<_>>()
+        );
+        assert!(
+            attached
+                .results
+                .calledfuncs
+                .iter()
+                .any(|f| f.funcname == "busy"),
+            "{}",
+            python.label()
+        );
+        println!(
+            "{}: main interpreter read beside two subinterpreters: busy() lines {busy_lines:?}",
+            python.label()
+        );
+        tested += 1;
+    }
+    if tested == 0 {
+        println!("SKIP: no Python 3.12+ found: subinterpreters not tested");
+    }
+}
