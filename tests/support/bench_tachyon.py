@@ -8,7 +8,8 @@ For each depth of --depths (10 and 40), on one tests/workloads/bench_depth.py ta
 turns --repeat times (medians reported):
   - `tracer attach --rate RATE` and `python3.15 -m profiling.sampling attach -a -r RATE
     --collapsed` for --duration seconds each: samples per second (tracer: its own count over
-    its sampling time; Tachyon: its "Captured N samples in S seconds" line), and the sampler's
+    its sampling time; Tachyon: the samples in its collapsed output over the seconds of its
+    "Captured N samples in S seconds" line, N counting failed reads too), and the sampler's
     CPU (user + system from wait4, start-up and writing the output included, as for the other
     tools) per sample. `-a`: every thread, as tracer reads them.
   - Writes into the target: each tool once more under `strace -f -e trace=process_vm_writev`
@@ -54,7 +55,14 @@ def tachyon_run(bench, python, pid, rate, seconds, workdir):
     if not match:
         raise bench.BenchError(f"Tachyon printed no sample count:\n{text[-2000:]}")
     errors = re.search(r"Error rate: ([\d.]+)", text)
-    return run, int(match.group(1)), float(match.group(2)), errors.group(1) if errors else "?"
+    # "Captured N samples" counts failed reads too (its error rate is errors / N): the samples
+    # are those in the collapsed output, one line per distinct stack ending in its count.
+    samples = 0
+    with open(output, errors="replace") as f:
+        for line in f:
+            if line.strip():
+                samples += int(line.rsplit(" ", 1)[1])
+    return run, samples, float(match.group(2)), errors.group(1) if errors else "?"
 
 
 def count_writes(bench, argv, workdir, name):
@@ -119,7 +127,7 @@ def measure(bench, tools, args, log):
             results[depth] = {
                 name: {"rate": bench.median([r["rate"] for r in rows]),
                        "us_per_sample": bench.median([r["us_per_sample"] for r in rows]),
-                       "errors": ", ".join(str(r["errors"]) for r in rows)}
+                       "errors": " / ".join(str(r["errors"]) for r in rows)}
                 for name, rows in raw.items()}
     version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
                              capture_output=True, text=True).stdout.strip()
@@ -141,8 +149,8 @@ def table(bench, results, writes, notes, args):
         lines.append(f"  {f'depth {depth}: CPU µs/sample':28s}{ours['us_per_sample']:12.2f}"
                      f"{theirs['us_per_sample']:12.2f}"
                      f"{bench.ratio(ours['us_per_sample'], theirs['us_per_sample']):>16s}")
-        lines.append(f"  {f'depth {depth}: errors':28s}{ours['errors']:>12s}"
-                     f"{theirs['errors'] + ' %':>12s}")
+        lines.append(f"  {f'depth {depth}: errors, per run':28s}tracer {ours['errors']} "
+                     f"(errors); Tachyon {theirs['errors']} (error rate, %)")
     shown = {name: ("not measured (no strace)" if count is None else str(count))
              for name, count in writes.items()}
     lines.append(f"  writes into the target (process_vm_writev under strace -f, "
