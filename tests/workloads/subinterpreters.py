@@ -1,6 +1,7 @@
 """A busy main interpreter beside live subinterpreters (3.12+): one idle, one running code in a
 thread of its own; the newest interpreter (`interpreters.head`) is a subinterpreter throughout.
-tests/it/readers.rs checks that the main interpreter's busy() is recorded."""
+tests/it/readers.rs checks that the main interpreter's busy() and the subinterpreter's sub_spin()
+are both recorded, and `tracer dump` lists the main interpreter's threads first."""
 import os
 import sys
 import threading
@@ -21,9 +22,20 @@ def busy(seconds):
     return total
 
 
+SUBINTERPRETER_CODE = """
+import time
+
+def sub_spin(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.001)
+
+sub_spin(%r)
+"""
+
+
 def run_in_subinterpreter(interp, seconds):
-    interpreters.run_string(interp, f"import time\nend = time.monotonic() + {seconds}\n"
-                                    "while time.monotonic() < end:\n    time.sleep(0.01)\n")
+    interpreters.run_string(interp, SUBINTERPRETER_CODE % seconds)
 
 
 seconds = float(os.environ.get("WORKLOAD_SECONDS", "3"))
