@@ -167,3 +167,32 @@ fn every_interpreter_is_read_beside_a_busy_main() {
         println!("SKIP: no Python 3.12+ found: subinterpreters not tested");
     }
 }
+
+/// `tracer dump` on every version: both threads of mix.py, each with a frame of the workload,
+/// `main` on the main thread's, under the interpreter's own version. (Not `worker` on the
+/// other: py-spy's reader, which dump uses, shows a running generator's frame without its
+/// callers: `squares` alone.)
+#[test]
+fn dump_shows_every_thread_on_every_version() {
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+    for python in pythons_under_test() {
+        let dir = scratch(&format!("dump-{}.{}", python.version.0, python.version.1));
+        let mut target = Workload::start(&python, &workload("mix.py"), 3.0);
+        let pid = target.pid().to_string();
+        let out = run_tracer(&["dump", "--pid", &pid], &dir, TIMEOUT);
+        target.wait(TIMEOUT);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let version = format!("Python v{}.{}.", python.version.0, python.version.1);
+        let threads: Vec<&str> = text.split("\nThread ").skip(1).collect();
+        assert!(
+            out.status.success()
+                && text.contains(&version)
+                && threads.len() == 2
+                && threads.iter().all(|thread| thread.contains("mix.py:"))
+                && text.contains("    main ("),
+            "{}: {}",
+            python.label(),
+            printed(&out)
+        );
+    }
+}
