@@ -14,13 +14,12 @@ demo: build
 	$(TRACER) run --format cover -o demo-cover -- $(PYTHON) tests/workloads/demo.py
 	@echo "annotated sources: demo-cover/*.cover"
 
-# Unit tests and the integration tests against every Python 3.8-3.14 found (see
+# Unit tests and the integration tests against every Python 3.8-3.15 found (see
 # tests/common/mod.rs; TRACER_TEST_PYTHONS overrides the discovery).
 test: report-venv tracefunc-venvs i386-python pythons-new test-debs
 	$(CARGO) test --release -- --nocapture
 
-# CPython 3.14 (read by tracer, tested like 3.8-3.13) and 3.15 (newer than tracer knows: its
-# refusal is tested), Debian sid's builds unpacked under target/pythons by
+# CPython 3.14 and 3.15 (read by tracer, tested like 3.8-3.13), Debian sid's builds unpacked under target/pythons by
 # tests/support/fetch-python.sh: about 20 s for both the first time (downloads, no compiling),
 # nothing once there. `make test PYTHONS_NEW=` leaves them out (their tests print SKIP).
 PYTHONS_NEW ?= 3.14 3.15

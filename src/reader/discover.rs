@@ -103,9 +103,12 @@ pub fn find_target_with(pid: i32, method: DiscoveryMethod) -> anyhow::Result<Dis
     } else {
         *generated.ok_or_else(|| anyhow!("no layout for Python {}.{}", version.0, version.1))?
     };
+    // The main interpreter: `interpreters.head` is the newest, a subinterpreter's once one
+    // exists (an idle one has no threads at all). The reader lists the others from the
+    // runtime, after the main one.
     let interpreter = memory
-        .read_usize(runtime + layout.runtime_interpreters_head)
-        .map_err(|e| anyhow!("cannot read the interpreter list: {e}"))?;
+        .read_usize(runtime + layout.runtime_interpreters_main)
+        .map_err(|e| anyhow!("cannot read the main interpreter: {e}"))?;
     if interpreter == 0 {
         bail!("the interpreter is not initialised yet");
     }
@@ -122,6 +125,7 @@ pub fn find_target_with(pid: i32, method: DiscoveryMethod) -> anyhow::Result<Dis
                 layout,
                 interpreter,
                 code_type,
+                runtime,
             },
             found_by,
         )),

@@ -95,12 +95,14 @@ impl Sources {
 
 /// The nearest version whose compiler the executable-line analysis models.
 fn analysed_version(version: (u8, u8)) -> (u8, u8) {
+    let (first, last) = (
+        *executable_lines::SUPPORTED_MINORS.start(),
+        *executable_lines::SUPPORTED_MINORS.end(),
+    );
     match version {
-        (major, _) if major < 3 => (3, 8),
-        (3, minor) if minor < 8 => (3, 8),
-        (3, minor) if minor > 14 => (3, 14),
-        (3, minor) => (3, minor),
-        _ => (3, 14),
+        (major, _) if major < 3 => (3, first),
+        (3, minor) => (3, minor.clamp(first, last)),
+        _ => (3, last),
     }
 }
 

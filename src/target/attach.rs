@@ -70,7 +70,7 @@ pub enum AttachError {
     Unsupported {
         pid: i32,
         version: String,
-        /// The versions tracer's own reader reads, as `3.8–3.14`.
+        /// The versions tracer's own reader reads, as `3.8–3.15`.
         direct: String,
         /// What else the user may try.
         hint: String,
@@ -91,8 +91,8 @@ fn newest_direct_version() -> (u8, u8) {
 
 /// Whether `--reader auto` may use py-spy's reader on `version`: below our own reader's range
 /// (2.7, 3.6, 3.7, tested in tests/it/readers.rs) or inside it (py-spy is compared with ours
-/// there, tests/it/reader_differential.rs). Never above it: py-spy 0.4.3 carries bindings for a
-/// version newer than any we test (3.15.0), which nothing here verifies on a later release.
+/// there, tests/it/reader_differential.rs). Never above it: nothing here verifies py-spy's
+/// bindings on a version newer than our newest table.
 fn py_spy_known(version: (u8, u8)) -> bool {
     version <= newest_direct_version()
 }
@@ -124,7 +124,7 @@ fn version_tuple(text: &str) -> Option<(u8, u8)> {
 /// Which stack reader to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReaderChoice {
-    /// Our own reader where the version has a layout (3.8–3.14), py-spy's for older versions;
+    /// Our own reader where the version has a layout (3.8–3.15), py-spy's for older versions;
     /// newer versions are refused.
     #[default]
     Auto,
@@ -365,5 +365,48 @@ fn classify(pid: i32, err: anyhow::Error) -> AttachError {
             pid,
             reason: format!("{err:#}").replace('\n', " "),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::layout::layout_for;
+
+    /// The decision `open_reader` makes on a version newer than every table, without a target
+    /// of that version (none exists yet): no layout for it, py-spy's reader not offered under
+    /// `auto`, and the refusal one line that names the version, the versions read and the fix.
+    /// The newest version itself is read (tests/it: trace_compat and the others on 3.15).
+    #[test]
+    fn a_version_newer_than_the_newest_table_is_refused_in_one_line() {
+        let newest = newest_direct_version();
+        let newer = (newest.0, newest.1 + 1);
+        assert!(layout_for(newest).is_some());
+        assert!(layout_for(newer).is_none());
+        assert!(py_spy_known(newest));
+        assert!(!py_spy_known(newer));
+        assert_eq!(version_tuple("3.16.0"), Some((3, 16)));
+        let text = format!("{}.{}.0", newer.0, newer.1);
+        for choice in [
+            ReaderChoice::Auto,
+            ReaderChoice::Direct,
+            ReaderChoice::PySpy,
+        ] {
+            let message = unsupported(4242, &text, choice).to_string();
+            assert!(!message.contains('\n'), "{message}");
+            for needle in [
+                format!("Python {text},"),
+                "process 4242".to_owned(),
+                format!("reads 3.8–{}.{}", newest.0, newest.1),
+                "upgrade tracer".to_owned(),
+            ] {
+                assert!(message.contains(&needle), "{needle:?} not in {message}");
+            }
+            assert_eq!(
+                message.contains("--reader py-spy"),
+                choice != ReaderChoice::PySpy,
+                "{message}"
+            );
+        }
     }
 }

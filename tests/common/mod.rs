@@ -32,7 +32,7 @@ pub const REQUIRED_MINORS: std::ops::RangeInclusive<u8> = 8..=13;
 
 /// Newer versions our reader supports, exercised too when present: `make pythons-new`
 /// (tests/support/fetch-python.sh) installs them under target/pythons.
-pub const NEW_MINORS: std::ops::RangeInclusive<u8> = 14..=14;
+pub const NEW_MINORS: std::ops::RangeInclusive<u8> = 14..=15;
 
 /// Interpreters from `TRACER_TEST_PYTHONS` (paths separated by `:` or spaces), else pyenv's
 /// `$PYENV_ROOT/versions/*/bin/python`, then `target/pythons/*/bin/python3.*` (fetched by
@@ -104,7 +104,7 @@ pub fn version_of(python: &Path) -> Option<(u8, u8)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
-/// Interpreters 3.8–3.14, printing a SKIP line for each of those versions not found.
+/// Interpreters 3.8–3.15, printing a SKIP line for each of those versions not found.
 pub fn pythons_under_test() -> Vec<Python> {
     let all = all_pythons();
     for minor in REQUIRED_MINORS {
@@ -398,7 +398,7 @@ pub fn run_on_python(minor: u8, check: impl Fn(&Python) -> Result<(), String>) {
     }
 }
 
-/// One test per Python 3.8–3.14, `NAME::py3_X`, so that one version of one case can be run by
+/// One test per Python 3.8–3.15, `NAME::py3_X`, so that one version of one case can be run by
 /// name (`cargo test --release --test it trace_compat::NAME::py3_12`). `CHECK` is a
 /// `Fn(&Python) -> Result<(), String>`.
 #[macro_export]
@@ -438,6 +438,10 @@ macro_rules! per_python {
             #[test]
             fn py3_14() {
                 run(14)
+            }
+            #[test]
+            fn py3_15() {
+                run(15)
             }
         }
     };

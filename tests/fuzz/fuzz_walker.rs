@@ -334,6 +334,7 @@ fn counted_reader(recorded: &Recorded, image: ImageMemory) -> (DirectReader, Arc
         }),
         layout: recorded.layout,
         interpreter: recorded.interpreter,
+        runtime: 0,
         code_type: recorded.code_type,
     };
     (DirectReader::new(target, None), ranges)
@@ -516,6 +517,7 @@ fn snapshot_image(
         }),
         layout: recorded.layout,
         interpreter: recorded.interpreter,
+        runtime: 0,
         code_type: recorded.code_type,
     };
     let Ok(found) = tracer::snapshot::walk::Walker::new(&mut target).walk() else {
@@ -651,6 +653,7 @@ fn main_thread_stack(recorded: &Recorded, image: ImageMemory) -> (Vec<String>, b
         memory: Box::new(image),
         layout: recorded.layout,
         interpreter: recorded.interpreter,
+        runtime: 0,
         code_type: recorded.code_type,
     };
     let mut reader = DirectReader::new(target, None);
@@ -847,6 +850,7 @@ fn a_cycle_of_shim_frames_outside_the_chunk_ends_the_walk() {
             memory: Box::new(image),
             layout,
             interpreter: recorded.interpreter,
+            runtime: 0,
             code_type: recorded.code_type,
         };
         let mut reader = DirectReader::new(target, None);

@@ -83,7 +83,7 @@ fn workloads_exactly_and_a_stdlib_sample_nearly_always() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
-/// `make exec-lines-accuracy`: every stdlib file of every Python 3.8–3.14, ≥ 99% identical.
+/// `make exec-lines-accuracy`: every stdlib file of every Python 3.8–3.15, ≥ 99% identical.
 #[test]
 #[ignore]
 fn whole_stdlib_accuracy() {

@@ -8,9 +8,10 @@
 //! snippet (precision 1.000). Opaque values (`<type at 0x…>`) are compared by type. Recall is
 //! printed.
 //!
-//! 3.8–3.11 and 3.14 (no tracefunc): every statement we report starts on a line the stdlib's `trace`
-//! saw executing (precision), with line granularity before 3.11; and every `dict` and `str`
-//! value we report is one that the same local held in a separate run of the workload under
+//! 3.8–3.11, 3.14 and 3.15 (no tracefunc): every statement we report starts on a line the
+//! stdlib's `trace` saw executing (precision), with line granularity before 3.11; and every
+//! `dict` and `str` value we report is one that the same local held in a separate run of the
+//! workload under
 //! tests/support/settrace_locals.py (a `sys.settrace` recorder of repr cut as tracefunc cuts).
 //!
 //! On every version, the workload's dicts (with a deleted key, nested, past 255 slots, empty)
@@ -36,9 +37,12 @@ fn function_view_against_tracefunc_and_trace() {
                 Some(venv_python) => against_tracefunc(&python, &venv_python),
                 None => continue,
             },
-            // 3.14: no tracefunc build here; the same checks as before 3.12.
-            (3, 8..=11) | (3, 14) => against_trace(&python),
-            _ => continue,
+            // 3.14, 3.15: no tracefunc build here; the same checks as before 3.12.
+            (3, 8..=11) | (3, 14..=15) => against_trace(&python),
+            _ => {
+                println!("SKIP: {}: no function-view ground truth", python.label());
+                continue;
+            }
         }
         println!(
             "{}: function view checked in {:.1}s",
@@ -412,7 +416,7 @@ fn recall(ours: &FunctionTraces, truth: &[TruthCall]) -> (f64, f64) {
     )
 }
 
-/// 3.8–3.11 and 3.14: every statement we report starts on a line trace saw running in the
+/// 3.8–3.11, 3.14 and 3.15: every statement we report starts on a line trace saw running in the
 /// workload, and every dict and str value is one settrace saw the local hold.
 fn against_trace(python: &Python) {
     let dir = scratch(&format!(

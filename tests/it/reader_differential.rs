@@ -1,5 +1,5 @@
 //! Our reader against py-spy's, on a paused target: the same (file, function, line) frames
-//! for every thread, on every Python 3.8–3.13, over hard stack shapes (tests/workloads/shapes.py:
+//! for every thread, on every Python 3.8–3.15, over hard stack shapes (tests/workloads/shapes.py:
 //! depth-500 recursion, generators, coroutines, threads starting and ending, non-ASCII names)
 //! and the mix workload. (tests/workloads/generators.py is not compared yet: on 3.13 our
 //! reader left a paused thread out, its plan of outside frames not settling in three tries.)
@@ -10,6 +10,10 @@
 //! gives the line before it, such as a `with` cleanup or `END_ASYNC_FOR`), and py-spy shares
 //! the phantom we fixed. The frames so moved are counted: the same reads with our lines differ
 //! from `f_lineno` only in lines.
+//!
+//! From 3.15 also against CPython's own out-of-process reader (`_remote_debugging`, the module
+//! under `python -m profiling.sampling`), run by the target's interpreter
+//! (tests/support/remote_unwinder.py) on the same pauses, threads matched by stack.
 
 use crate::common::*;
 use std::collections::HashMap;
@@ -247,6 +251,220 @@ fn our_frames_equal_py_spys_on_a_paused_target() {
                 Err(e) => failures.push(format!("{}: {script}: {e}", python.label())),
             }
         }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+}
+
+/// CPython's own reader (`_remote_debugging.RemoteUnwinder`, run by the target's interpreter in
+/// tests/support/remote_unwinder.py), where the version has it (3.14+; compared from 3.15).
+struct CpythonReader {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl CpythonReader {
+    fn start(python: &Python, pid: u32) -> Result<CpythonReader, String> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(&python.path)
+            .arg(support("remote_unwinder.py"))
+            .arg(pid.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            return Err(format!("remote_unwinder.py did not start: {line:?}"));
+        }
+        Ok(CpythonReader { child, stdout })
+    }
+
+    /// Every thread's stack, or why this read failed.
+    fn read(&mut self) -> Result<Result<Vec<Vec<Frame>>, String>, String> {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"read\n").map_err(|e| e.to_string())?;
+        stdin.flush().map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))?;
+        if let Some(error) = answer.get("error") {
+            return Ok(Err(error.to_string()));
+        }
+        let stacks = answer["stacks"]
+            .as_array()
+            .ok_or_else(|| format!("no stacks in {line:?}"))?
+            .iter()
+            .map(|stack| {
+                stack
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|frame| {
+                        (
+                            frame[0].as_str().unwrap_or_default().to_owned(),
+                            frame[1].as_str().unwrap_or_default().to_owned(),
+                            frame[2].as_u64().unwrap_or(0) as u32,
+                        )
+                    })
+                    // As py-spy, 3.15.2's reader shows the interpreter's entry frame (Python
+                    // called from C) as a frame named like its file at line 0; CPython's
+                    // tracebacks and our reader skip it.
+                    .filter(|(file, name, line)| !(*line == 0 && file == name))
+                    .collect()
+            })
+            .collect();
+        Ok(Ok(stacks))
+    }
+}
+
+impl Drop for CpythonReader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `python` has CPython's own remote reader.
+fn has_remote_debugging(python: &Python) -> bool {
+    std::process::Command::new(&python.path)
+        .args([
+            "-c",
+            "import _remote_debugging; _remote_debugging.RemoteUnwinder",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Our stacks against CPython's reader's on the paused target. Its thread ids are native ones
+/// and ours `threading.get_ident()`'s, so the threads are matched by stack: every stack of ours
+/// must equal a distinct one of theirs (or, for a stack of ours marked truncated, theirs with
+/// one more innermost frame: a frame called but not started), and both must count as many
+/// threads.
+fn compare_with_cpython(python: &Python, script: &str) -> Result<String, String> {
+    let mut target = Workload::start(python, &workload(script), 30.0);
+    let pid = target.pid();
+    let process = remoteprocess::Process::new(pid).map_err(|e| e.to_string())?;
+    let mut cpython = CpythonReader::start(python, pid as u32)?;
+    let mut reader = {
+        let _paused = process.lock().map_err(|e| e.to_string())?;
+        let (found, _) = find_target(pid)
+            .map_err(|e| format!("{e:#}"))?
+            .target
+            .ok_or("no layout for this version")?;
+        DirectReader::new(found, None).with_f_lineno_lines()
+    };
+    let mut names = HashMap::new();
+    let (mut rounds, mut failed, mut threads, mut frames, mut prologue) = (0, 0, 0, 0, 0);
+    let mut max_depth = 0;
+    let mut first_error = None;
+    for round in 0..ROUNDS * 8 {
+        if rounds == ROUNDS {
+            break;
+        }
+        let (ours, theirs) = {
+            let _paused = process.lock().map_err(|e| e.to_string())?;
+            (ours(&mut reader, &mut names)?, cpython.read()?)
+        };
+        let mut theirs = match theirs {
+            Ok(theirs) => theirs,
+            Err(error) => {
+                failed += 1;
+                first_error.get_or_insert(error);
+                // Another pause later, at another point of the workload.
+                std::thread::sleep(Duration::from_millis(15));
+                continue;
+            }
+        };
+        if ours.len() != theirs.len() {
+            return Err(format!(
+                "round {round}: {} threads by ours, {} by CPython's reader",
+                ours.len(),
+                theirs.len()
+            ));
+        }
+        for (our_frames, truncated) in ours.values() {
+            let matched = theirs
+                .iter()
+                .position(|their| their == our_frames)
+                .or_else(|| {
+                    theirs.iter().position(|their| {
+                        *truncated
+                            && their.len() == our_frames.len() + 1
+                            && their[1..] == our_frames[..]
+                    })
+                });
+            let Some(index) = matched else {
+                return Err(format!(
+                    "round {round}: our stack\n {our_frames:?}\nis none of CPython's reader's\n {theirs:?}"
+                ));
+            };
+            if theirs[index].len() != our_frames.len() {
+                prologue += 1;
+            }
+            theirs.swap_remove(index);
+            threads += 1;
+            frames += our_frames.len();
+            max_depth = max_depth.max(our_frames.len());
+        }
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    drop(target.child.kill());
+    // CPython 3.15.2's reader fails the whole read when any thread's innermost frame is not a
+    // Python one ("Failed to parse initial frame in chain": a thread without Python frames yet,
+    // or back in the interpreter's entry frame), which shapes.py's thread churn makes common:
+    // a sixth of ROUNDS compared (in at most 8 × ROUNDS pauses) is enough; failures are
+    // counted and printed.
+    if rounds < ROUNDS / 6 {
+        return Err(format!(
+            "CPython's reader failed in {failed} of {} rounds (first: {}): only {rounds} compared",
+            rounds + failed,
+            first_error.unwrap_or_default()
+        ));
+    }
+    Ok(format!(
+        "{script}: {threads} thread stacks, {frames} frames identical to CPython's own reader's \
+         (max depth {max_depth}, {prologue} not-started frames left out; {failed} rounds it \
+         could not read, the first: {})",
+        first_error.unwrap_or_else(|| "none".to_owned())
+    ))
+}
+
+#[test]
+fn our_frames_equal_cpythons_own_readers_on_a_paused_target() {
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for python in pythons_under_test() {
+        if !has_remote_debugging(&python) {
+            continue;
+        }
+        if python.version < (3, 15) {
+            // Seen on 3.14.10: its stacks end early (a worker thread's at Thread.run, without
+            // _bootstrap_inner and _bootstrap), some are empty or "<unknown function>" at line 0.
+            println!(
+                "SKIP: {}: its _remote_debugging leaves out outer frames; not a reference",
+                python.label()
+            );
+            continue;
+        }
+        for script in ["shapes.py", "mix.py"] {
+            match compare_with_cpython(&python, script) {
+                Ok(summary) => println!("{}: {summary}", python.label()),
+                Err(e) => failures.push(format!("{}: {script}: {e}", python.label())),
+            }
+        }
+        compared += 1;
+    }
+    if compared == 0 {
+        println!("SKIP: no Python 3.15+ with _remote_debugging found: not compared");
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
 }

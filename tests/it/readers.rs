@@ -118,3 +118,81 @@ fn generator_churn_stays_within_the_read_budget() {
         assert!(kept > SAMPLES / 2, "{}", python.label());
     }
 }
+
+/// A busy main interpreter beside two live subinterpreters (tests/workloads/subinterpreters.py:
+/// one idle, one running `sub_spin` in a thread of its own), 3.12+: the threads of every
+/// interpreter are read, the main interpreter's busy() and the subinterpreter's sub_spin() both
+/// recorded. Reading only `interpreters.head`, the newest interpreter, recorded nothing of
+/// main's (with an idle subinterpreter newest: nothing at all).
+#[test]
+fn every_interpreter_is_read_beside_a_busy_main() {
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+    let mut tested = 0;
+    for python in pythons_under_test() {
+        if python.version < (3, 12) {
+            continue;
+        }
+        let dir = scratch(&format!(
+            "subinterpreters-{}.{}",
+            python.version.0, python.version.1
+        ));
+        let script = workload("subinterpreters.py");
+        let mut target = Workload::start(&python, &script, 3.0);
+        let attached = attach_and_load(target.pid(), &["--duration", "2"], &dir, TIMEOUT);
+        target.wait(TIMEOUT);
+        let results = &attached.results;
+        let ran = |name: &str| results.calledfuncs.iter().any(|f| f.funcname == name);
+        let file = script.to_string_lossy().into_owned();
+        let main_lines = results.counts.keys().filter(|(f, _)| *f == file).count();
+        assert!(
+            ran("busy") && main_lines > 0,
+            "{}: the main interpreter's busy() was not recorded: {:?}",
+            python.label(),
+            results.calledfuncs
+        );
+        assert!(
+            ran("sub_spin"),
+            "{}: the subinterpreter's sub_spin() was not recorded: {:?}",
+            python.label(),
+            results.calledfuncs
+        );
+        println!(
+            "{}: busy() of the main interpreter and sub_spin() of a subinterpreter recorded \
+             ({main_lines} lines of the workload)",
+            python.label()
+        );
+        tested += 1;
+    }
+    if tested == 0 {
+        println!("SKIP: no Python 3.12+ found: subinterpreters not tested");
+    }
+}
+
+/// `tracer dump` on every version: both threads of mix.py, each with a frame of the workload,
+/// `main` on the main thread's, under the interpreter's own version. (Not `worker` on the
+/// other: py-spy's reader, which dump uses, shows a running generator's frame without its
+/// callers: `squares` alone.)
+#[test]
+fn dump_shows_every_thread_on_every_version() {
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+    for python in pythons_under_test() {
+        let dir = scratch(&format!("dump-{}.{}", python.version.0, python.version.1));
+        let mut target = Workload::start(&python, &workload("mix.py"), 3.0);
+        let pid = target.pid().to_string();
+        let out = run_tracer(&["dump", "--pid", &pid], &dir, TIMEOUT);
+        target.wait(TIMEOUT);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let version = format!("Python v{}.{}.", python.version.0, python.version.1);
+        let threads: Vec<&str> = text.split("\nThread ").skip(1).collect();
+        assert!(
+            out.status.success()
+                && text.contains(&version)
+                && threads.len() == 2
+                && threads.iter().all(|thread| thread.contains("mix.py:"))
+                && text.contains("    main ("),
+            "{}: {}",
+            python.label(),
+            printed(&out)
+        );
+    }
+}

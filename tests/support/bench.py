@@ -10,11 +10,14 @@ depth, run by CPython 3.12):
    `tracer attach`, `py-spy record --nonblocking` and `austin -i 1`;
 3. the target's slowdown under tracer at 1 kHz and at the maximum rate, and under py-spy at
    1 kHz (nonblocking and blocking) for comparison;
-4. real code (bench_real.py): the pytest suites of pinned more-itertools, toolz and packaging
+4. beside Tachyon, CPython 3.15's own sampler (bench_tachyon.py), on 3.15 at the same depths:
+   samples/s, CPU per sample, and writes into the target counted with strace;
+5. real code (bench_real.py): the pytest suites of pinned more-itertools, toolz and packaging
    under `tracer run`, py-spy and austin at 1 kHz, 10 kHz and the maximum rate, on 3.10, 3.12
    and 3.13.
 
-Sections 1-3 are the synthetic ones; `--only synthetic` or `--only real` picks one.
+Sections 1-3 are the synthetic ones; `--only synthetic`, `--only tachyon` or `--only real`
+picks one.
 
 Every measurement is repeated (3 times by default) and the median reported. One table goes to
 stdout and to target/bench-results.txt. The issue's targets are shown next to the numbers as
@@ -37,6 +40,7 @@ import threading
 import time
 
 import bench_real
+import bench_tachyon
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKLOAD = os.path.join(ROOT, "tests", "workloads", "bench_depth.py")
@@ -171,12 +175,13 @@ def run_tool(name, argv, workdir, expected_seconds, interrupt_after=None):
 class Tools:
     """The command lines of the three samplers, and how to read their sample counts."""
 
-    def __init__(self, tracer, reader_args, venv):
+    def __init__(self, tracer, reader_args, venv, others=True):
         self.tracer = tracer
         self.reader_args = reader_args
         self.py_spy = os.path.join(venv, "bin", "py-spy")
         self.austin = os.path.join(venv, "bin", "austin")
-        for path in (tracer, self.py_spy, self.austin):
+        # The Tachyon section alone needs neither py-spy nor austin.
+        for path in (tracer, self.py_spy, self.austin) if others else (tracer,):
             if not os.access(path, os.X_OK):
                 raise BenchError(f"{path} is missing: run `make bench`, which installs it")
 
@@ -505,8 +510,8 @@ def main():
     parser.add_argument("--depths", default="10,40", help="stack depths of the live runs")
     parser.add_argument("--slowdown-depth", type=int, default=40)
     parser.add_argument("--output", default=os.path.join(ROOT, "target", "bench-results.txt"))
-    parser.add_argument("--only", choices=["synthetic", "real"],
-                        help="run one section only (default: both)")
+    parser.add_argument("--only", choices=["synthetic", "real", "tachyon"],
+                        help="run one section only (default: all three)")
     parser.add_argument("--real-suites", default="",
                         help="real section: suites, comma-separated (default: all three)")
     parser.add_argument("--real-pythons", default=bench_real.DEFAULT_PYTHONS,
@@ -536,9 +541,10 @@ def main():
                                   "print(platform.python_version())"],
                                  capture_output=True, text=True, check=True).stdout.strip()
         extra_args, reader_label = reader_args(args.tracer, args.reader)
-        tools = Tools(args.tracer, extra_args, args.venv)
+        tools = Tools(args.tracer, extra_args, args.venv, others=args.only != "tachyon")
         load = os.getloadavg()[0]
         header = [
+            "tracer bench: Tachyon section only" if args.only == "tachyon" else
             f"tracer bench: py-spy 0.4.3, austin 3.7.0; synthetic sections on CPython {version} "
             f"({python})" if args.only != "real" else
             "tracer bench: py-spy 0.4.3, austin 3.7.0; real-code section only",
@@ -549,7 +555,7 @@ def main():
         log("\n".join(header))
 
         table = list(header)
-        if args.only != "real":
+        if args.only in (None, "synthetic"):
             paused, paused_note = measure_paused(python, args.cargo, log)
             live = {}
             with tempfile.TemporaryDirectory(prefix="tracer-bench-") as workdir:
@@ -559,8 +565,12 @@ def main():
                 log(f"target slowdown at depth {args.slowdown_depth}")
                 slowdown = measure_slowdown(tools, python, args, workdir, log)
             table = make_table(header, paused, paused_note, live, slowdown, args)
+        if args.only in (None, "tachyon"):
+            me = sys.modules[__name__]
+            results, writes, notes = bench_tachyon.measure(me, tools, args, log)
+            table += bench_tachyon.table(me, results, writes, notes, args)
         real_notes = []
-        if args.only != "synthetic":
+        if args.only in (None, "real"):
             real, real_notes, _ = bench_real.measure(tools, args, log)
             table += bench_real.table(real, real_notes, args)
     except BenchError as error:

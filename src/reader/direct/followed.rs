@@ -210,16 +210,31 @@ impl DirectReader {
         {
             let mut values =
                 ValueReader::new(self.target.memory.as_mut(), &layout, &mut self.types);
+            // 3.14+: each slot is a _PyStackRef, whose low bits are tags: a borrowed or
+            // immortal reference (a constant, on 3.15 also a local assigned from one) carries
+            // Py_TAG_REFCNT, masked off; a tagged int is no object (read as 0: skipped).
+            let object_in = |raw: &[u8]| {
+                let bits = usize::from_le_bytes(raw.try_into().unwrap_or_default());
+                let tag = bits & layout.iframe_code_tag_mask;
+                if layout
+                    .stackref_int_tag
+                    .is_some_and(|int_tag| tag == int_tag)
+                {
+                    0
+                } else {
+                    bits & !layout.iframe_code_tag_mask
+                }
+            };
             let objects: Vec<usize> = before
                 .0
                 .chunks_exact(8)
                 .zip(slots)
                 .filter(|(_, slot)| !slot.hidden)
-                .map(|(raw, _)| usize::from_le_bytes(raw.try_into().unwrap_or_default()))
+                .map(|(raw, _)| object_in(raw))
                 .collect();
             values.prefetch(&objects);
             for (slot, raw) in slots.iter().zip(before.0.chunks_exact(8)) {
-                let object = usize::from_le_bytes(raw.try_into().unwrap_or_default());
+                let object = object_in(raw);
                 if object == 0 || slot.hidden || locals.iter().any(|l| l.name == slot.name) {
                     continue;
                 }

@@ -51,6 +51,8 @@ pub use objects::{read_bytes, read_bytes_len, read_unicode};
 
 /// Threads followed in one interpreter at most.
 const MAX_THREADS: usize = 8192;
+/// Interpreters read, at most (the main one and its subinterpreters).
+const MAX_INTERPRETERS: usize = 256;
 /// Frames followed in one thread at most (Python's default recursion limit is 1000).
 const MAX_DEPTH: usize = 16384;
 /// Longest file or function name read, in bytes.
@@ -111,6 +113,9 @@ pub struct Target {
     pub interpreter: usize,
     /// `&PyCode_Type` in the target: every code object's `ob_type`.
     pub code_type: usize,
+    /// `&_PyRuntime`, whose interpreter list leads to the subinterpreters; 0 when unknown (a
+    /// test image): the main interpreter alone is read.
+    pub runtime: usize,
 }
 
 /// Outside-chunk frames and code objects of a thread read speculatively, at most: with the
@@ -141,7 +146,9 @@ pub struct DirectReader {
     pause: Option<remoteprocess::Process>,
     interner: CodeInterner,
     codes: HashMap<usize, CodeEntry>,
-    /// The thread states as last read, in list order.
+    /// The interpreters as last read: the main one first, then the others newest first.
+    interpreters: Vec<usize>,
+    /// The thread states as last read: each interpreter's in list order, main's first.
     threads: Vec<usize>,
     /// Each thread state's fields, this sample (parallel to `threads`).
     thread_spans: Vec<Vec<u8>>,
@@ -201,6 +208,7 @@ impl DirectReader {
             pause,
             interner: CodeInterner::default(),
             codes: HashMap::default(),
+            interpreters: Vec::new(),
             threads: Vec::new(),
             thread_spans: Vec::new(),
             plans: HashMap::default(),
@@ -254,15 +262,26 @@ impl DirectReader {
             .interp_code_object_generation
             .map(|offset| self.target.interpreter.wrapping_add(offset));
         let known = self.threads.len();
-        if known > 0 && known < 62 {
+        // The prediction holds for the main interpreter alone, while the runtime's list still
+        // starts with it; with subinterpreters every sample walks the lists.
+        let runtime = self.target.runtime;
+        let main_alone = self.interpreters.len() <= 1;
+        if known > 0 && known < 61 && main_alone {
             let mut head = [0u8; 8];
             let mut generation = [0u8; 8];
+            let mut newest = self.target.interpreter.to_le_bytes();
             self.thread_spans.resize_with(known, Vec::new);
-            let mut requests = Vec::with_capacity(known + 2);
+            let mut requests = Vec::with_capacity(known + 3);
             requests.push(ReadRequest {
                 address: head_slot,
                 buf: &mut head,
             });
+            if runtime != 0 {
+                requests.push(ReadRequest {
+                    address: runtime.wrapping_add(layout.runtime_interpreters_head),
+                    buf: &mut newest,
+                });
+            }
             if let Some(address) = generation_slot {
                 requests.push(ReadRequest {
                     address,
@@ -276,7 +295,8 @@ impl DirectReader {
             if self.target.memory.read_many(&mut requests).is_ok() {
                 drop(requests);
                 let next = |i: usize| read_usize_at(&self.thread_spans[i], layout.tstate_next);
-                let chain_holds = usize::from_le_bytes(head) == self.threads[0]
+                let chain_holds = usize::from_le_bytes(newest) == self.target.interpreter
+                    && usize::from_le_bytes(head) == self.threads[0]
                     && (0..known)
                         .all(|i| next(i) == Some(self.threads.get(i + 1).copied().unwrap_or(0)));
                 if chain_holds {
@@ -287,30 +307,83 @@ impl DirectReader {
                 }
             }
         }
-        if let Some(address) = generation_slot {
-            let generation = self.target.memory.read_usize(address)?;
-            self.note_code_generation(generation as u64);
+        self.list_interpreters()?;
+        if let Some(offset) = layout.interp_code_object_generation {
+            // Each interpreter has its own generation: their sum moves when any one does.
+            let mut generation = 0u64;
+            for (index, &interp) in self.interpreters.iter().enumerate() {
+                match self.target.memory.read_usize(interp.wrapping_add(offset)) {
+                    Ok(value) => generation = generation.wrapping_add(value as u64),
+                    Err(e) if index == 0 => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            self.note_code_generation(generation);
         }
-        // Walk the list one thread at a time.
+        // Walk each interpreter's list one thread at a time, the main interpreter's first. A
+        // subinterpreter's list that cannot be read (it is being destroyed) is left out.
         self.threads.clear();
         let mut seen = std::collections::HashSet::new();
-        let mut tstate = self.target.memory.read_usize(head_slot)?;
-        while tstate != 0 && self.threads.len() < MAX_THREADS && seen.insert(tstate) {
-            let index = self.threads.len();
-            if self.thread_spans.len() <= index {
-                self.thread_spans.push(Vec::new());
+        for index in 0..self.interpreters.len() {
+            let slot = self.interpreters[index].wrapping_add(layout.interp_threads_head);
+            let mut tstate = match self.target.memory.read_usize(slot) {
+                Ok(tstate) => tstate,
+                Err(e) if index == 0 => return Err(e),
+                Err(_) => continue,
+            };
+            while tstate != 0 && self.threads.len() < MAX_THREADS && seen.insert(tstate) {
+                let at = self.threads.len();
+                if self.thread_spans.len() <= at {
+                    self.thread_spans.push(Vec::new());
+                }
+                self.thread_spans[at].resize(span, 0);
+                match self.target.memory.read(tstate, &mut self.thread_spans[at]) {
+                    Ok(()) => {}
+                    Err(e) if index == 0 => return Err(e),
+                    Err(_) => break,
+                }
+                self.threads.push(tstate);
+                tstate = read_usize_at(&self.thread_spans[at], layout.tstate_next).unwrap_or(0);
             }
-            self.thread_spans[index].resize(span, 0);
-            self.target
-                .memory
-                .read(tstate, &mut self.thread_spans[index])?;
-            self.threads.push(tstate);
-            tstate = read_usize_at(&self.thread_spans[index], layout.tstate_next).unwrap_or(0);
         }
         self.thread_spans.truncate(self.threads.len());
         let threads = &self.threads;
         self.plans.retain(|t, _| threads.contains(t));
         Ok(self.threads.len())
+    }
+
+    /// The main interpreter, then the others from the runtime's list (newest first), into
+    /// `interpreters`; the main one alone when the runtime is unknown.
+    fn list_interpreters(&mut self) -> Result<(), MemoryError> {
+        let layout = self.target.layout;
+        let main = self.target.interpreter;
+        self.interpreters.clear();
+        self.interpreters.push(main);
+        if self.target.runtime == 0 {
+            return Ok(());
+        }
+        let head = self
+            .target
+            .runtime
+            .wrapping_add(layout.runtime_interpreters_head);
+        let mut interp = self.target.memory.read_usize(head)?;
+        let mut steps = 0;
+        while interp != 0 && steps < MAX_INTERPRETERS {
+            steps += 1;
+            if interp != main && !self.interpreters.contains(&interp) {
+                self.interpreters.push(interp);
+            }
+            match self
+                .target
+                .memory
+                .read_usize(interp.wrapping_add(layout.interp_next))
+            {
+                Ok(next) => interp = next,
+                // A subinterpreter being destroyed: the ones read so far are kept.
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     /// 3.14+: drop the code cache when the interpreter's code-object generation moved (code

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate src/reader/layout/generated.rs from the headers of every installed CPython 3.8-3.14.
+"""Generate src/reader/layout/generated.rs from the headers of every installed CPython 3.8-3.15.
 
 For each interpreter found, this writes a small C program that includes that version's own
 headers (public and internal, compiled with -DPy_BUILD_CORE), prints offsetof/sizeof values,
@@ -42,7 +42,9 @@ import subprocess
 import sys
 import tempfile
 
-MINORS = range(8, 15)
+# The newest minor version with tables; a newer one is refused (src/target/attach.rs).
+NEWEST = 15
+MINORS = range(8, NEWEST + 1)
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(HERE, "generated.rs")
 
@@ -86,33 +88,33 @@ FIELDS = [
     ("interp_next", "offset", all_versions("offsetof(PyInterpreterState, next)")),
     ("interp_threads_head", "offset", [
         (8, 10, "offsetof(PyInterpreterState, tstate_head)"),
-        (11, 14, "offsetof(PyInterpreterState, threads.head)"),
+        (11, NEWEST, "offsetof(PyInterpreterState, threads.head)"),
     ]),
     ("interp_id", "offset", all_versions("offsetof(PyInterpreterState, id)")),
     # 3.14+: bumped when code objects may have been freed (caches by code address go stale).
     ("interp_code_object_generation", "option",
-     [(14, 14, "offsetof(PyInterpreterState, _code_object_generation)")]),
+     [(14, NEWEST, "offsetof(PyInterpreterState, _code_object_generation)")]),
     # PyThreadState
     ("tstate_size", "offset", all_versions("sizeof(PyThreadState)")),
     ("tstate_next", "offset", all_versions("offsetof(PyThreadState, next)")),
     ("tstate_interp", "offset", all_versions("offsetof(PyThreadState, interp)")),
     ("tstate_thread_id", "offset", all_versions("offsetof(PyThreadState, thread_id)")),
     ("tstate_native_thread_id", "option",
-     [(11, 14, "offsetof(PyThreadState, native_thread_id)")]),
+     [(11, NEWEST, "offsetof(PyThreadState, native_thread_id)")]),
     ("tstate_frame", "option", [(8, 10, "offsetof(PyThreadState, frame)")]),
     ("tstate_cframe", "option", [(11, 12, "offsetof(PyThreadState, cframe)")]),
     ("cframe_current_frame", "option", [(11, 12, "offsetof(_PyCFrame, current_frame)")]),
-    ("tstate_current_frame", "option", [(13, 14, "offsetof(PyThreadState, current_frame)")]),
+    ("tstate_current_frame", "option", [(13, NEWEST, "offsetof(PyThreadState, current_frame)")]),
     ("tstate_datastack_chunk", "option",
-     [(11, 14, "offsetof(PyThreadState, datastack_chunk)")]),
-    ("tstate_datastack_top", "option", [(11, 14, "offsetof(PyThreadState, datastack_top)")]),
+     [(11, NEWEST, "offsetof(PyThreadState, datastack_chunk)")]),
+    ("tstate_datastack_top", "option", [(11, NEWEST, "offsetof(PyThreadState, datastack_top)")]),
     ("tstate_datastack_limit", "option",
-     [(11, 14, "offsetof(PyThreadState, datastack_limit)")]),
+     [(11, NEWEST, "offsetof(PyThreadState, datastack_limit)")]),
     # _PyStackChunk
-    ("stack_chunk_previous", "option", [(11, 14, "offsetof(_PyStackChunk, previous)")]),
-    ("stack_chunk_size", "option", [(11, 14, "offsetof(_PyStackChunk, size)")]),
-    ("stack_chunk_top", "option", [(11, 14, "offsetof(_PyStackChunk, top)")]),
-    ("stack_chunk_data", "option", [(11, 14, "offsetof(_PyStackChunk, data)")]),
+    ("stack_chunk_previous", "option", [(11, NEWEST, "offsetof(_PyStackChunk, previous)")]),
+    ("stack_chunk_size", "option", [(11, NEWEST, "offsetof(_PyStackChunk, size)")]),
+    ("stack_chunk_top", "option", [(11, NEWEST, "offsetof(_PyStackChunk, top)")]),
+    ("stack_chunk_data", "option", [(11, NEWEST, "offsetof(_PyStackChunk, data)")]),
     # PyFrameObject, the frame itself up to 3.10
     ("frame_object_size", "option", [(8, 10, "sizeof(PyFrameObject)")]),
     ("frame_object_back", "option", [(8, 10, "offsetof(PyFrameObject, f_back)")]),
@@ -120,46 +122,46 @@ FIELDS = [
     ("frame_object_lasti", "option", [(8, 10, "offsetof(PyFrameObject, f_lasti)")]),
     ("frame_object_lineno", "option", [(8, 10, "offsetof(PyFrameObject, f_lineno)")]),
     # _PyInterpreterFrame, 3.11+
-    ("iframe_size", "option", [(11, 14, "sizeof(_PyInterpreterFrame)")]),
-    ("iframe_previous", "option", [(11, 14, "offsetof(_PyInterpreterFrame, previous)")]),
+    ("iframe_size", "option", [(11, NEWEST, "sizeof(_PyInterpreterFrame)")]),
+    ("iframe_previous", "option", [(11, NEWEST, "offsetof(_PyInterpreterFrame, previous)")]),
     ("iframe_code", "option", [
         (11, 12, "offsetof(_PyInterpreterFrame, f_code)"),
-        (13, 14, "offsetof(_PyInterpreterFrame, f_executable)"),
+        (13, NEWEST, "offsetof(_PyInterpreterFrame, f_executable)"),
     ]),
     ("iframe_instr_ptr", "option", [
         (11, 12, "offsetof(_PyInterpreterFrame, prev_instr)"),
-        (13, 14, "offsetof(_PyInterpreterFrame, instr_ptr)"),
+        (13, NEWEST, "offsetof(_PyInterpreterFrame, instr_ptr)"),
     ]),
-    ("iframe_owner", "option", [(11, 14, "offsetof(_PyInterpreterFrame, owner)")]),
-    ("iframe_localsplus", "option", [(11, 14, "offsetof(_PyInterpreterFrame, localsplus)")]),
+    ("iframe_owner", "option", [(11, NEWEST, "offsetof(_PyInterpreterFrame, owner)")]),
+    ("iframe_localsplus", "option", [(11, NEWEST, "offsetof(_PyInterpreterFrame, localsplus)")]),
     # Up to 3.13 the code pointer is a plain PyObject*: nothing to mask. 3.14's f_executable
     # is a _PyStackRef whose low bits are tags.
-    ("iframe_code_tag_mask", "fixed", [(8, 13, "0"), (14, 14, "Py_TAG_BITS")]),
-    ("frame_owned_by_generator", "enum", [(11, 14, "FRAME_OWNED_BY_GENERATOR")]),
+    ("iframe_code_tag_mask", "fixed", [(8, 13, "0"), (14, NEWEST, "Py_TAG_BITS")]),
+    ("frame_owned_by_generator", "enum", [(11, NEWEST, "FRAME_OWNED_BY_GENERATOR")]),
     ("frame_owned_by_cstack", "enum", [(12, 14, "FRAME_OWNED_BY_CSTACK")]),
     # 3.14+: the interpreter's own entry frames (no Python code).
-    ("frame_owned_by_interpreter", "enum", [(14, 14, "FRAME_OWNED_BY_INTERPRETER")]),
+    ("frame_owned_by_interpreter", "enum", [(14, NEWEST, "FRAME_OWNED_BY_INTERPRETER")]),
     # PyCodeObject
     ("code_size", "offset", all_versions("sizeof(PyCodeObject)")),
     ("code_filename", "offset", all_versions("offsetof(PyCodeObject, co_filename)")),
     ("code_name", "offset", all_versions("offsetof(PyCodeObject, co_name)")),
-    ("code_qualname", "option", [(11, 14, "offsetof(PyCodeObject, co_qualname)")]),
+    ("code_qualname", "option", [(11, NEWEST, "offsetof(PyCodeObject, co_qualname)")]),
     ("code_firstlineno", "offset", all_versions("offsetof(PyCodeObject, co_firstlineno)")),
     ("code_lnotab", "option", [(8, 9, "offsetof(PyCodeObject, co_lnotab)")]),
-    ("code_linetable", "option", [(10, 14, "offsetof(PyCodeObject, co_linetable)")]),
+    ("code_linetable", "option", [(10, NEWEST, "offsetof(PyCodeObject, co_linetable)")]),
     ("code_code", "option", [(8, 10, "offsetof(PyCodeObject, co_code)")]),
-    ("code_code_adaptive", "option", [(11, 14, "offsetof(PyCodeObject, co_code_adaptive)")]),
+    ("code_code_adaptive", "option", [(11, NEWEST, "offsetof(PyCodeObject, co_code_adaptive)")]),
     ("code_firsttraceable", "option",
-     [(11, 14, "offsetof(PyCodeObject, _co_firsttraceable)")]),
+     [(11, NEWEST, "offsetof(PyCodeObject, _co_firsttraceable)")]),
     ("code_flags", "offset", all_versions("offsetof(PyCodeObject, co_flags)")),
     ("code_argcount", "offset", all_versions("offsetof(PyCodeObject, co_argcount)")),
     ("code_nlocals", "offset", all_versions("offsetof(PyCodeObject, co_nlocals)")),
-    ("code_nlocalsplus", "option", [(11, 14, "offsetof(PyCodeObject, co_nlocalsplus)")]),
+    ("code_nlocalsplus", "option", [(11, NEWEST, "offsetof(PyCodeObject, co_nlocalsplus)")]),
     ("code_varnames", "option", [(8, 10, "offsetof(PyCodeObject, co_varnames)")]),
     ("code_localsplusnames", "option",
-     [(11, 14, "offsetof(PyCodeObject, co_localsplusnames)")]),
+     [(11, NEWEST, "offsetof(PyCodeObject, co_localsplusnames)")]),
     ("code_localspluskinds", "option",
-     [(11, 14, "offsetof(PyCodeObject, co_localspluskinds)")]),
+     [(11, NEWEST, "offsetof(PyCodeObject, co_localspluskinds)")]),
     # Objects
     ("object_type", "offset", all_versions("offsetof(PyObject, ob_type)")),
     ("var_object_size", "offset", all_versions("offsetof(PyVarObject, ob_size)")),
@@ -179,17 +181,17 @@ FIELDS = [
     # ---- snapshot (src/snapshot/): walking sys.modules to every live code object, 3.12+ ----
     # Kept together at the end so that merging with branches adding other fields stays easy.
     ("interp_imports_modules", "option",
-     [(12, 14, "offsetof(PyInterpreterState, imports.modules)")]),
+     [(12, NEWEST, "offsetof(PyInterpreterState, imports.modules)")]),
     ("object_refcnt", "offset", all_versions("offsetof(PyObject, ob_refcnt)")),
     ("object_head_size", "offset", all_versions("sizeof(PyObject)")),
     ("type_dict", "offset", all_versions("offsetof(PyTypeObject, tp_dict)")),
-    ("tpflags_type_subclass", "option", [(12, 14, "Py_TPFLAGS_TYPE_SUBCLASS")]),
-    ("tpflags_dict_subclass", "option", [(12, 14, "Py_TPFLAGS_DICT_SUBCLASS")]),
-    ("module_dict", "option", [(12, 14, "offsetof(PyModuleObject, md_dict)")]),
-    ("function_code", "option", [(12, 14, "offsetof(PyFunctionObject, func_code)")]),
-    ("function_closure", "option", [(12, 14, "offsetof(PyFunctionObject, func_closure)")]),
-    ("code_consts", "option", [(12, 14, "offsetof(PyCodeObject, co_consts)")]),
-    ("code_exceptiontable", "option", [(12, 14, "offsetof(PyCodeObject, co_exceptiontable)")]),
+    ("tpflags_type_subclass", "option", [(12, NEWEST, "Py_TPFLAGS_TYPE_SUBCLASS")]),
+    ("tpflags_dict_subclass", "option", [(12, NEWEST, "Py_TPFLAGS_DICT_SUBCLASS")]),
+    ("module_dict", "option", [(12, NEWEST, "offsetof(PyModuleObject, md_dict)")]),
+    ("function_code", "option", [(12, NEWEST, "offsetof(PyFunctionObject, func_code)")]),
+    ("function_closure", "option", [(12, NEWEST, "offsetof(PyFunctionObject, func_closure)")]),
+    ("code_consts", "option", [(12, NEWEST, "offsetof(PyCodeObject, co_consts)")]),
+    ("code_exceptiontable", "option", [(12, NEWEST, "offsetof(PyCodeObject, co_exceptiontable)")]),
     # ---- end of snapshot fields (it also reads tp_flags and the dict fields below) ----
     # --- Function view (--function --locals): a frame's locals and the values they hold. ---
     ("frame_object_localsplus", "option", [(8, 10, "offsetof(PyFrameObject, f_localsplus)")]),
@@ -201,9 +203,9 @@ FIELDS = [
     ("float_value", "offset", all_versions("offsetof(PyFloatObject, ob_fval)")),
     ("long_digits", "offset", [
         (8, 11, "offsetof(PyLongObject, ob_digit)"),
-        (12, 14, "offsetof(PyLongObject, long_value.ob_digit)"),
+        (12, NEWEST, "offsetof(PyLongObject, long_value.ob_digit)"),
     ]),
-    ("long_tag", "option", [(12, 14, "offsetof(PyLongObject, long_value.lv_tag)")]),
+    ("long_tag", "option", [(12, NEWEST, "offsetof(PyLongObject, long_value.lv_tag)")]),
     ("long_digit_bits", "offset", all_versions("PyLong_SHIFT")),
     ("long_digit_size", "offset", all_versions("sizeof(digit)")),
     ("dict_used", "offset", all_versions("offsetof(PyDictObject, ma_used)")),
@@ -214,38 +216,41 @@ FIELDS = [
     # declared in PRE_3_11_DICT (below), which tests/it/layouts.rs checks against each
     # interpreter's own dicts (tests/support/layout_probe.py).
     ("dict_keys_size", "option", [(8, 10, "offsetof(TracerDictKeysObject, dk_size)")]),
-    ("dict_keys_log2_size", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_log2_size)")]),
+    ("dict_keys_log2_size", "option", [(11, NEWEST, "offsetof(PyDictKeysObject, dk_log2_size)")]),
     ("dict_keys_log2_index_bytes", "option",
-     [(11, 14, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
-    ("dict_keys_kind", "option", [(11, 14, "offsetof(PyDictKeysObject, dk_kind)")]),
+     [(11, NEWEST, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
+    ("dict_keys_kind", "option", [(11, NEWEST, "offsetof(PyDictKeysObject, dk_kind)")]),
     ("dict_keys_nentries", "option", [
         (8, 10, "offsetof(TracerDictKeysObject, dk_nentries)"),
-        (11, 14, "offsetof(PyDictKeysObject, dk_nentries)"),
+        (11, NEWEST, "offsetof(PyDictKeysObject, dk_nentries)"),
     ]),
     ("dict_keys_indices", "option", [
         (8, 10, "offsetof(TracerDictKeysObject, dk_indices)"),
-        (11, 14, "offsetof(PyDictKeysObject, dk_indices)"),
+        (11, NEWEST, "offsetof(PyDictKeysObject, dk_indices)"),
     ]),
     ("dict_entry_size", "option", [
         (8, 10, "sizeof(TracerDictKeyEntry)"),
-        (11, 14, "sizeof(PyDictKeyEntry)"),
+        (11, NEWEST, "sizeof(PyDictKeyEntry)"),
     ]),
     ("dict_entry_key", "option", [
         (8, 10, "offsetof(TracerDictKeyEntry, me_key)"),
-        (11, 14, "offsetof(PyDictKeyEntry, me_key)"),
+        (11, NEWEST, "offsetof(PyDictKeyEntry, me_key)"),
     ]),
     ("dict_entry_value", "option", [
         (8, 10, "offsetof(TracerDictKeyEntry, me_value)"),
-        (11, 14, "offsetof(PyDictKeyEntry, me_value)"),
+        (11, NEWEST, "offsetof(PyDictKeyEntry, me_value)"),
     ]),
-    ("dict_unicode_entry_size", "option", [(11, 14, "sizeof(PyDictUnicodeEntry)")]),
-    ("dict_unicode_entry_key", "option", [(11, 14, "offsetof(PyDictUnicodeEntry, me_key)")]),
+    ("dict_unicode_entry_size", "option", [(11, NEWEST, "sizeof(PyDictUnicodeEntry)")]),
+    ("dict_unicode_entry_key", "option", [(11, NEWEST, "offsetof(PyDictUnicodeEntry, me_key)")]),
     ("dict_unicode_entry_value", "option",
-     [(11, 14, "offsetof(PyDictUnicodeEntry, me_value)")]),
-    ("dict_kind_general", "enum", [(11, 14, "DICT_KEYS_GENERAL")]),
-    ("code_fast_cell", "enum", [(11, 14, "CO_FAST_CELL")]),
-    ("code_fast_free", "enum", [(11, 14, "CO_FAST_FREE")]),
-    ("code_fast_hidden", "enum", [(12, 14, "CO_FAST_HIDDEN")]),
+     [(11, NEWEST, "offsetof(PyDictUnicodeEntry, me_value)")]),
+    ("dict_kind_general", "enum", [(11, NEWEST, "DICT_KEYS_GENERAL")]),
+    ("code_fast_cell", "enum", [(11, NEWEST, "CO_FAST_CELL")]),
+    ("code_fast_free", "enum", [(11, NEWEST, "CO_FAST_FREE")]),
+    ("code_fast_hidden", "enum", [(12, NEWEST, "CO_FAST_HIDDEN")]),
+    # 3.14+: a localsplus slot is a _PyStackRef; this tag value (in iframe_code_tag_mask's
+    # bits) marks a tagged int, not an object.
+    ("stackref_int_tag", "option", [(14, NEWEST, "Py_INT_TAG")]),
     # --- end of the function view's block ---
 ]
 
@@ -468,7 +473,8 @@ def find_pythons():
                  "print('%d %d %s' % (sys.version_info[0], sys.version_info[1], "
                  "sys.version.split()[0])); "
                  "print(sysconfig.get_config_var('INCLUDEPY'))\n"
-                 "print(sysconfig.get_paths()['include'])"],
+                 "print(sysconfig.get_paths()['include'])\n"
+                 "print(sysconfig.get_config_var('PY_CORE_CFLAGS') or '')"],
                 capture_output=True, text=True, timeout=30, check=True).stdout.split("\n")
         except (OSError, subprocess.SubprocessError) as error:
             print(f"generate.py: skipping {python}: {error}", file=sys.stderr)
@@ -486,18 +492,29 @@ def find_pythons():
             print(f"generate.py: skipping {python}: no internal headers under {include}",
                   file=sys.stderr)
             continue
-        found[int(minor)] = (full, include)
+        found[int(minor)] = (full, include, build_defines(out[3]))
     return found
 
 
-def measure(minor, include, workdir):
+def build_defines(core_cflags):
+    """The -D options the interpreter's own core was compiled with (PY_CORE_CFLAGS): they
+    shape its structs as much as pyconfig.h does. Debian's 3.14 and 3.15 are built with
+    --enable-experimental-jit=yes-off, that is -D_Py_TIER2=3 -D_Py_JIT, which 3.15's
+    _PyThreadStateImpl grows by (so PyInterpreterState, which embeds one, too). Not
+    _FORTIFY_SOURCE: a hardening option that changes no layout (and warns without -O)."""
+    return [flag for flag in shlex.split(core_cflags)
+            if flag.startswith("-D") and not flag.startswith("-D_FORTIFY_SOURCE")
+            and flag != "-DPy_BUILD_CORE"]
+
+
+def measure(minor, include, defines, workdir):
     source = os.path.join(workdir, f"layout3{minor}.c")
     binary = os.path.join(workdir, f"layout3{minor}")
     with open(source, "w") as f:
         f.write(c_program(minor))
     cc = shlex.split(os.environ.get("CC", "cc"))
     # The parent directory too: Debian's pyconfig.h includes <MULTIARCH/python3.X/pyconfig.h>.
-    compile_cmd = cc + ["-DPy_BUILD_CORE", "-I", include, "-I", os.path.join(include, "internal"),
+    compile_cmd = cc + ["-DPy_BUILD_CORE"] + defines + ["-I", include, "-I", os.path.join(include, "internal"),
                         "-I", os.path.dirname(include), "-o", binary, source]
     result = subprocess.run(compile_cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -560,7 +577,7 @@ def debug_block(minor, values):
 
 
 def render(found, measured, target):
-    sources = ", ".join(f"{full}" for _minor, (full, _inc) in sorted(found.items()))
+    sources = ", ".join(f"{full}" for _minor, (full, _inc, _defs) in sorted(found.items()))
     out = [
         "// @generated by src/reader/layout/generate.py from each CPython version's own headers.",
         "// Do not edit: regenerate with",
@@ -602,11 +619,11 @@ def main():
             print(f"generate.py: no CPython 3.{minor} with headers found; left out",
                   file=sys.stderr)
     if not found:
-        sys.exit("generate.py: no CPython 3.8-3.14 found at all")
+        sys.exit(f"generate.py: no CPython 3.8-3.{NEWEST} found at all")
     measured = {}
     with tempfile.TemporaryDirectory(prefix="tracer-layouts-") as workdir:
-        for minor, (_full, include) in sorted(found.items()):
-            measured[minor] = measure(minor, include, workdir)
+        for minor, (_full, include, defines) in sorted(found.items()):
+            measured[minor] = measure(minor, include, defines, workdir)
     target = subprocess.run(shlex.split(os.environ.get("CC", "cc")) + ["-dumpmachine"],
                             capture_output=True, text=True).stdout.strip() or "unknown"
     text = render(found, measured, target)

@@ -2,7 +2,7 @@
 // Do not edit: regenerate with
 //     python3 src/reader/layout/generate.py
 // (TRACER_TEST_PYTHONS or $PYENV_ROOT/versions/3.X.* choose the interpreters).
-// Measured from: 3.8.18, 3.9.18, 3.10.13, 3.11.7, 3.12.1, 3.13.0, 3.14.10; target x86_64-linux-gnu.
+// Measured from: 3.8.18, 3.9.18, 3.10.13, 3.11.7, 3.12.1, 3.13.0, 3.14.10, 3.15.2; target x86_64-linux-gnu.
 
 use super::debug_offsets::{DebugField, DebugOffsetsLayout};
 use super::{Bitfield, Layout};
@@ -122,6 +122,7 @@ pub const PY3_8: Layout = Layout {
     code_fast_cell: None,
     code_fast_free: None,
     code_fast_hidden: None,
+    stackref_int_tag: None,
 };
 
 /// CPython 3.9, measured from the 3.9.18 headers.
@@ -239,6 +240,7 @@ pub const PY3_9: Layout = Layout {
     code_fast_cell: None,
     code_fast_free: None,
     code_fast_hidden: None,
+    stackref_int_tag: None,
 };
 
 /// CPython 3.10, measured from the 3.10.13 headers.
@@ -356,6 +358,7 @@ pub const PY3_10: Layout = Layout {
     code_fast_cell: None,
     code_fast_free: None,
     code_fast_hidden: None,
+    stackref_int_tag: None,
 };
 
 /// CPython 3.11, measured from the 3.11.7 headers.
@@ -473,6 +476,7 @@ pub const PY3_11: Layout = Layout {
     code_fast_cell: Some(64),
     code_fast_free: Some(128),
     code_fast_hidden: None,
+    stackref_int_tag: None,
 };
 
 /// CPython 3.12, measured from the 3.12.1 headers.
@@ -590,6 +594,7 @@ pub const PY3_12: Layout = Layout {
     code_fast_cell: Some(64),
     code_fast_free: Some(128),
     code_fast_hidden: Some(16),
+    stackref_int_tag: None,
 };
 
 /// CPython 3.13, measured from the 3.13.0 headers.
@@ -707,6 +712,7 @@ pub const PY3_13: Layout = Layout {
     code_fast_cell: Some(64),
     code_fast_free: Some(128),
     code_fast_hidden: Some(16),
+    stackref_int_tag: None,
 };
 
 /// CPython 3.14, measured from the 3.14.10 headers.
@@ -824,10 +830,128 @@ pub const PY3_14: Layout = Layout {
     code_fast_cell: Some(64),
     code_fast_free: Some(128),
     code_fast_hidden: Some(16),
+    stackref_int_tag: Some(3),
+};
+
+/// CPython 3.15, measured from the 3.15.2 headers.
+pub const PY3_15: Layout = Layout {
+    version: (3, 15),
+    runtime_size: 346568,
+    runtime_interpreters_head: 936,
+    runtime_interpreters_main: 944,
+    interp_size: 226240,
+    interp_next: 7264,
+    interp_threads_head: 7336,
+    interp_id: 7272,
+    interp_code_object_generation: Some(7944),
+    tstate_size: 888,
+    tstate_next: 8,
+    tstate_interp: 16,
+    tstate_thread_id: 176,
+    tstate_native_thread_id: Some(184),
+    tstate_frame: None,
+    tstate_cframe: None,
+    cframe_current_frame: None,
+    tstate_current_frame: Some(72),
+    tstate_datastack_chunk: Some(256),
+    tstate_datastack_top: Some(264),
+    tstate_datastack_limit: Some(272),
+    stack_chunk_previous: Some(0),
+    stack_chunk_size: Some(8),
+    stack_chunk_top: Some(16),
+    stack_chunk_data: Some(24),
+    frame_object_size: None,
+    frame_object_back: None,
+    frame_object_code: None,
+    frame_object_lasti: None,
+    frame_object_lineno: None,
+    iframe_size: Some(88),
+    iframe_previous: Some(8),
+    iframe_code: Some(0),
+    iframe_instr_ptr: Some(56),
+    iframe_owner: Some(74),
+    iframe_localsplus: Some(80),
+    iframe_code_tag_mask: 3,
+    frame_owned_by_generator: Some(1),
+    frame_owned_by_cstack: None,
+    frame_owned_by_interpreter: Some(3),
+    code_size: 216,
+    code_filename: 112,
+    code_name: 120,
+    code_qualname: Some(128),
+    code_firstlineno: 68,
+    code_lnotab: None,
+    code_linetable: Some(136),
+    code_code: None,
+    code_code_adaptive: Some(208),
+    code_firsttraceable: Some(192),
+    code_flags: 48,
+    code_argcount: 52,
+    code_nlocals: 80,
+    code_nlocalsplus: Some(72),
+    code_varnames: None,
+    code_localsplusnames: Some(96),
+    code_localspluskinds: Some(104),
+    object_type: 8,
+    var_object_size: 16,
+    type_name: 24,
+    bytes_sval: 32,
+    tuple_items: 32,
+    unicode_ascii_size: 40,
+    unicode_compact_size: 56,
+    unicode_length: 16,
+    unicode_state: 32,
+    unicode_state_size: 4,
+    unicode_kind: Bitfield { shift: 2, width: 3 },
+    unicode_compact: Bitfield { shift: 5, width: 1 },
+    unicode_ascii: Bitfield { shift: 6, width: 1 },
+    unicode_ready: None,
+    interp_imports_modules: Some(7592),
+    object_refcnt: 0,
+    object_head_size: 16,
+    type_dict: 264,
+    tpflags_type_subclass: Some(2147483648),
+    tpflags_dict_subclass: Some(536870912),
+    module_dict: Some(16),
+    function_code: Some(48),
+    function_closure: Some(72),
+    code_consts: Some(24),
+    code_exceptiontable: Some(40),
+    frame_object_localsplus: None,
+    code_cellvars: None,
+    code_freevars: None,
+    type_flags: 168,
+    cell_ref: 16,
+    list_items: 24,
+    float_value: 16,
+    long_digits: 24,
+    long_tag: Some(16),
+    long_digit_bits: 30,
+    long_digit_size: 4,
+    dict_used: 16,
+    dict_keys: 32,
+    dict_values: 40,
+    dict_keys_size: None,
+    dict_keys_log2_size: Some(8),
+    dict_keys_log2_index_bytes: Some(9),
+    dict_keys_kind: Some(10),
+    dict_keys_nentries: Some(24),
+    dict_keys_indices: Some(32),
+    dict_entry_size: Some(24),
+    dict_entry_key: Some(8),
+    dict_entry_value: Some(16),
+    dict_unicode_entry_size: Some(16),
+    dict_unicode_entry_key: Some(0),
+    dict_unicode_entry_value: Some(8),
+    dict_kind_general: Some(0),
+    code_fast_cell: Some(64),
+    code_fast_free: Some(128),
+    code_fast_hidden: Some(16),
+    stackref_int_tag: Some(3),
 };
 
 /// Every generated layout, oldest version first.
-pub static LAYOUTS: &[Layout] = &[PY3_8, PY3_9, PY3_10, PY3_11, PY3_12, PY3_13, PY3_14];
+pub static LAYOUTS: &[Layout] = &[PY3_8, PY3_9, PY3_10, PY3_11, PY3_12, PY3_13, PY3_14, PY3_15];
 
 /// Where the members of 3.13's `_Py_DebugOffsets` are.
 pub const DEBUG_OFFSETS_PY3_13: DebugOffsetsLayout = DebugOffsetsLayout {
@@ -926,6 +1050,57 @@ pub const DEBUG_OFFSETS_PY3_14: DebugOffsetsLayout = DebugOffsetsLayout {
     ],
 };
 
+/// Where the members of 3.15's `_Py_DebugOffsets` are.
+pub const DEBUG_OFFSETS_PY3_15: DebugOffsetsLayout = DebugOffsetsLayout {
+    version: (3, 15),
+    size: 888,
+    free_threaded: 16,
+    fields: &[
+        (DebugField::RuntimeStateSize, 24),
+        (DebugField::RuntimeStateInterpretersHead, 40),
+        (DebugField::InterpreterStateSize, 48),
+        (DebugField::InterpreterStateId, 56),
+        (DebugField::InterpreterStateNext, 64),
+        (DebugField::InterpreterStateThreadsHead, 72),
+        (DebugField::InterpreterStateCodeObjectGeneration, 160),
+        (DebugField::ThreadStateSize, 176),
+        (DebugField::ThreadStateNext, 192),
+        (DebugField::ThreadStateInterp, 200),
+        (DebugField::ThreadStateCurrentFrame, 208),
+        (DebugField::ThreadStateThreadId, 240),
+        (DebugField::ThreadStateNativeThreadId, 248),
+        (DebugField::ThreadStateDatastackChunk, 256),
+        (DebugField::InterpreterFrameSize, 312),
+        (DebugField::InterpreterFramePrevious, 320),
+        (DebugField::InterpreterFrameExecutable, 328),
+        (DebugField::InterpreterFrameInstrPtr, 336),
+        (DebugField::InterpreterFrameLocalsplus, 344),
+        (DebugField::InterpreterFrameOwner, 352),
+        (DebugField::CodeObjectSize, 376),
+        (DebugField::CodeObjectFilename, 384),
+        (DebugField::CodeObjectName, 392),
+        (DebugField::CodeObjectQualname, 400),
+        (DebugField::CodeObjectLinetable, 408),
+        (DebugField::CodeObjectFirstlineno, 416),
+        (DebugField::CodeObjectArgcount, 424),
+        (DebugField::CodeObjectLocalsplusnames, 432),
+        (DebugField::CodeObjectLocalspluskinds, 440),
+        (DebugField::CodeObjectCoCodeAdaptive, 448),
+        (DebugField::PyObjectObType, 472),
+        (DebugField::TypeObjectTpName, 488),
+        (DebugField::TupleObjectObItem, 552),
+        (DebugField::TupleObjectObSize, 560),
+        (DebugField::BytesObjectObSize, 696),
+        (DebugField::BytesObjectObSval, 704),
+        (DebugField::UnicodeObjectState, 720),
+        (DebugField::UnicodeObjectLength, 728),
+        (DebugField::UnicodeObjectAsciiobjectSize, 736),
+    ],
+};
+
 /// Every generated `_Py_DebugOffsets` layout, oldest version first.
-pub static DEBUG_OFFSETS_LAYOUTS: &[DebugOffsetsLayout] =
-    &[DEBUG_OFFSETS_PY3_13, DEBUG_OFFSETS_PY3_14];
+pub static DEBUG_OFFSETS_LAYOUTS: &[DebugOffsetsLayout] = &[
+    DEBUG_OFFSETS_PY3_13,
+    DEBUG_OFFSETS_PY3_14,
+    DEBUG_OFFSETS_PY3_15,
+];

@@ -319,6 +319,10 @@ pub struct Layout {
     pub code_fast_free: Option<u8>,
     /// `CO_FAST_HIDDEN` (3.12+): an inlined comprehension's variable, not a local of its own.
     pub code_fast_hidden: Option<u8>,
+    /// `Py_INT_TAG` (3.14+): a `_PyStackRef` (a `localsplus` slot) whose tag bits
+    /// ([`Layout::iframe_code_tag_mask`]) equal this holds a tagged int, not an object; other
+    /// tags (`Py_TAG_REFCNT`: a borrowed or immortal reference) are masked off the pointer.
+    pub stackref_int_tag: Option<usize>,
     // --- end of the function view's block ---
 }
 
@@ -619,9 +623,71 @@ impl Checks {
 mod tests {
     use super::*;
 
+    /// A version with a layout is read, so every other per-version table must know it too:
+    /// otherwise a version added to the layout generator alone is attached to and silently
+    /// yields no lines (no line-table format), no `.cover` marks (no executable-line rules),
+    /// no snapshot (no opcode table), or opaque strings (not in the printable tables).
+    /// docs/new-python-version.md lists the generators to re-run.
     #[test]
-    fn every_version_from_3_8_to_3_14_has_one_plausible_layout() {
-        for minor in 8..=14 {
+    fn every_version_with_a_layout_has_every_per_version_table() {
+        use crate::reader::linetable::{lookup_offset, LineTableFormat, RawFramePosition};
+        for layout in LAYOUTS {
+            let version = layout.version;
+            assert!(
+                LineTableFormat::for_version(version).is_some(),
+                "{version:?}: no line-table format (src/reader/linetable/mod.rs)"
+            );
+            // The kind of position this version's frames store, as its layout says.
+            let position = if layout.frame_object_lasti.is_some() {
+                RawFramePosition::Lasti(0)
+            } else {
+                RawFramePosition::InstructionPointer {
+                    pointer: 0x1000,
+                    code_start: 0x1000,
+                }
+            };
+            assert!(
+                lookup_offset(version, position).is_some(),
+                "{version:?}: lookup_offset knows no frame position (src/reader/linetable/mod.rs)"
+            );
+            assert!(
+                crate::source::executable_lines::executable_lines("x = 1\n", version).is_ok(),
+                "{version:?}: no executable-line rules (src/source/executable_lines/)"
+            );
+            if version >= crate::snapshot::FIRST_VERSION {
+                assert!(
+                    crate::snapshot::opcodes::table_for(version).is_some(),
+                    "{version:?}: no opcode table (src/snapshot/opcodes/generate.py)"
+                );
+            }
+            assert!(
+                crate::reader::printable::VERSIONS.contains(&version),
+                "{version:?}: not measured by src/reader/printable/generate.py"
+            );
+            if layout.tstate_current_frame.is_some() {
+                assert!(
+                    DEBUG_OFFSETS_LAYOUTS
+                        .iter()
+                        .any(|debug| debug.version == version),
+                    "{version:?}: no _Py_DebugOffsets layout (src/reader/layout/generate.py)"
+                );
+            }
+        }
+        // And no table for a version the reader does not read.
+        for table in crate::snapshot::opcodes::TABLES {
+            assert!(layout_for(table.version).is_some(), "{:?}", table.version);
+        }
+        for version in crate::reader::printable::VERSIONS {
+            assert!(layout_for(*version).is_some(), "{version:?}");
+        }
+        for debug in DEBUG_OFFSETS_LAYOUTS {
+            assert!(layout_for(debug.version).is_some(), "{:?}", debug.version);
+        }
+    }
+
+    #[test]
+    fn every_version_from_3_8_to_3_15_has_one_plausible_layout() {
+        for minor in 8..=15 {
             let layout = layout_for((3, minor)).expect("generated layout");
             assert_eq!(layout.version, (3, minor));
             layout
@@ -633,7 +699,7 @@ mod tests {
         versions.dedup();
         assert_eq!(versions, sorted, "one layout per version, in order");
         assert!(layout_for((3, 7)).is_none());
-        assert!(layout_for((3, 15)).is_none());
+        assert!(layout_for((3, 16)).is_none());
     }
 
     #[test]
@@ -672,7 +738,11 @@ mod tests {
             assert_eq!(layout.stack_chunk_data.is_some(), minor >= 11);
             assert_eq!(layout.unicode_ready.is_some(), minor <= 11, "3.{minor}");
             assert_eq!(layout.frame_owned_by_generator.is_some(), minor >= 11);
-            assert_eq!(layout.frame_owned_by_cstack.is_some(), minor >= 12);
+            // 3.15 dropped FRAME_OWNED_BY_CSTACK (entry frames are the interpreter's, 3.14+).
+            assert_eq!(
+                layout.frame_owned_by_cstack.is_some(),
+                (12..=14).contains(&minor)
+            );
             assert_eq!(layout.frame_owned_by_interpreter.is_some(), minor >= 14);
             assert_eq!(layout.interp_code_object_generation.is_some(), minor >= 14);
             // 3.14's f_executable is a _PyStackRef: its tag bits (Py_TAG_BITS) are masked.

@@ -7,7 +7,7 @@
 //! |-----------|----------------|----------------------------|
 //! | 3.8–3.9   | `co_lnotab`    | [`LineTableFormat::Lnotab`] |
 //! | 3.10      | `co_linetable` | [`LineTableFormat::Linetable310`] |
-//! | 3.11–3.14 | `co_linetable` | [`LineTableFormat::Locations`] (3.12–3.14 unchanged) |
+//! | 3.11–3.15 | `co_linetable` | [`LineTableFormat::Locations`] (3.12–3.15 unchanged) |
 //!
 //! Offsets are always **byte** offsets into the code (`co_code`; `co_code_adaptive` on 3.11+,
 //! whose code units are 2 bytes, caches included), which is what `PyCode_Addr2Line` takes on
@@ -41,12 +41,12 @@ pub enum LineTableFormat {
 
 impl LineTableFormat {
     /// The format of CPython `version` (major, minor), for the versions our reader supports
-    /// (3.8–3.14).
+    /// (3.8–3.15).
     pub fn for_version(version: (u8, u8)) -> Option<LineTableFormat> {
         match version {
             (3, 8..=9) => Some(LineTableFormat::Lnotab),
             (3, 10) => Some(LineTableFormat::Linetable310),
-            (3, 11..=14) => Some(LineTableFormat::Locations),
+            (3, 11..=15) => Some(LineTableFormat::Locations),
             _ => None,
         }
     }
@@ -95,6 +95,7 @@ pub enum InstructionOffset {
 ///   never before the code.
 /// - 3.14: as 3.13 (`_PyInterpreterFrame_LASTI` against `_PyFrame_GetBytecode`, which is
 ///   `co_code_adaptive` in a build with the GIL).
+/// - 3.15: as 3.14 (checked against its own `f_lineno` by tests/it/linetable.rs).
 ///
 /// The caller still checks `At(offset)` against the code's length.
 pub fn lookup_offset(version: (u8, u8), raw: RawFramePosition) -> Option<InstructionOffset> {
@@ -111,7 +112,7 @@ pub fn lookup_offset(version: (u8, u8), raw: RawFramePosition) -> Option<Instruc
             _ => None,
         },
         (
-            (3, minor @ 11..=14),
+            (3, minor @ 11..=15),
             RawFramePosition::InstructionPointer {
                 pointer,
                 code_start,
@@ -141,7 +142,7 @@ pub fn lookup_offset(version: (u8, u8), raw: RawFramePosition) -> Option<Instruc
 ///   resumes: until `END_FOR` (or `END_SEND`) starts and moves `prev_instr` on, the caller
 ///   stands on the instruction before it, the loop's `JUMP_BACKWARD` on the body's last line.
 ///   A `for` over a generator that yields nothing was sampled on its body line that way.
-/// - 3.13, 3.14: `FOR_ITER_GEN` keeps `instr_ptr` on itself and the return moves only the
+/// - 3.13–3.15: `FOR_ITER_GEN` keeps `instr_ptr` on itself and the return moves only the
 ///   local `next_instr` (`LOAD_IP(frame->return_offset)`): the caller stands on the `for` line
 ///   until `END_FOR` starts.
 /// - 3.11 resumes a generator through `gen_send_ex`, in a frame of its own; 3.8–3.10 keep

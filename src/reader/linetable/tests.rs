@@ -23,7 +23,8 @@ fn formats_by_version() {
     assert_eq!(LineTableFormat::for_version((3, 11)), Some(Locations));
     assert_eq!(LineTableFormat::for_version((3, 13)), Some(Locations));
     assert_eq!(LineTableFormat::for_version((3, 14)), Some(Locations));
-    assert_eq!(LineTableFormat::for_version((3, 15)), None);
+    assert_eq!(LineTableFormat::for_version((3, 15)), Some(Locations));
+    assert_eq!(LineTableFormat::for_version((3, 16)), None);
     assert_eq!(LineTableFormat::for_version((2, 7)), None);
 }
 
@@ -295,7 +296,9 @@ fn lookup_offsets_per_version() {
     assert_eq!(lookup_offset((3, 13), ip(u64::MAX)), None);
     assert_eq!(lookup_offset((3, 13), ip(0x1000 + (1 << 40))), None);
     assert_eq!(lookup_offset((3, 14), ip(0x1018)), Some(At(24)));
-    assert_eq!(lookup_offset((3, 15), ip(0x1000)), None);
+    assert_eq!(lookup_offset((3, 15), ip(0x1018)), Some(At(24)));
+    assert_eq!(lookup_offset((3, 15), ip(0x0ffe)), None);
+    assert_eq!(lookup_offset((3, 16), ip(0x1000)), None);
 
     let table = LineTable::new(Linetable310, &[2, 1], 4);
     assert_eq!(table.line_at(BeforeStart), Some(4));

@@ -4,7 +4,7 @@
 `repr()` of a `str` escapes a non-ASCII character unless `ch.isprintable()`, which follows the
 Unicode database of the interpreter's version (Unicode 12.1 in 3.8 up to 16.0 in 3.14). So
 that the value decoder (src/reader/values/) never shows a repr a given target would not
-produce, this asks every supported interpreter, 3.8-3.14, for `chr(c).isprintable()` over all
+produce, this asks every supported interpreter, 3.8-3.15, for `chr(c).isprintable()` over all
 code points and writes two tables of inclusive ranges:
 
   PRINTABLE_IN_EVERY_VERSION    printable in every version found;
@@ -18,7 +18,7 @@ Which interpreters (as src/reader/layout/generate.py finds them):
   - otherwise $PYENV_ROOT/versions/3.X.*/bin/python (PYENV_ROOT defaults to /root/.pyenv),
     then target/pythons/3.X/bin/python3.X (`make pythons-new` installs 3.14 there).
   One per minor version, the first found winning. The committed file must be generated from
-  all of 3.8-3.14; versions not found are reported on stderr and named in the output's header.
+  all of 3.8-3.15; versions not found are reported on stderr and named in the output's header.
 
 Usage:
   python3 src/reader/printable/generate.py                 # rewrite generated.rs in place
@@ -32,7 +32,7 @@ import re
 import subprocess
 import sys
 
-MINORS = range(8, 15)
+MINORS = range(8, 16)
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 DEFAULT_OUTPUT = os.path.join(HERE, "generated.rs")
@@ -145,6 +145,10 @@ def render(found):
         f"// Measured from: {sources}.",
         f"// {undecided} code points are printable in some of these versions only.",
         "",
+        "/// The versions measured: the tables hold for each of them.",
+        "#[rustfmt::skip]",
+        "pub static VERSIONS: &[(u8, u8)] = &[" + ", ".join(f"(3, {m})" for m in minors) + "];",
+        "",
         rust_table("PRINTABLE_IN_EVERY_VERSION",
                    "Code points `str.isprintable()` in every version: inclusive, ascending.",
                    printable),
@@ -166,7 +170,7 @@ def main():
         if minor not in found:
             print(f"generate.py: no CPython 3.{minor} found; left out", file=sys.stderr)
     if not found:
-        sys.exit("generate.py: no CPython 3.8-3.14 found at all")
+        sys.exit("generate.py: no CPython 3.8-3.15 found at all")
     with open(args.output, "w") as f:
         f.write(render(found))
     print(f"generate.py: wrote {args.output} (3.{', 3.'.join(str(m) for m in sorted(found))})",

@@ -2,7 +2,7 @@
 //!
 //! Python escapes a non-ASCII character in a `str`'s repr unless `str.isprintable()` says it is
 //! printable, which follows the Unicode database of the interpreter's own version. The tables
-//! in `generated.rs` are measured from every CPython 3.8–3.14 by `generate.py` (in this
+//! in `generated.rs` are measured from every CPython 3.8–3.15 by `generate.py` (in this
 //! directory): code points printable in all of them, and code points printable in none. A code
 //! point in neither (one a newer Unicode assigned, say) is [`Printability::Differs`], and the
 //! value decoder leaves a string holding it opaque rather than guess which repr the target
@@ -10,7 +10,7 @@
 
 mod generated;
 
-pub use generated::{PRINTABLE_IN_EVERY_VERSION, UNPRINTABLE_IN_EVERY_VERSION};
+pub use generated::{PRINTABLE_IN_EVERY_VERSION, UNPRINTABLE_IN_EVERY_VERSION, VERSIONS};
 
 /// What every supported version's `str.isprintable()` says of one code point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,7 +40,7 @@ version itself, so a new version is covered by running this again with it instal
 
 Which interpreters: TRACER_TEST_PYTHONS if set (':' or space separated), else
 $PYENV_ROOT/versions/3.*/bin/python (PYENV_ROOT defaults to /root/.pyenv), then
-target/pythons/3.*/bin/python3.* (tests/support/fetch-python.sh); one per minor, 3.12-3.14.
+target/pythons/3.*/bin/python3.* (tests/support/fetch-python.sh); one per minor, 3.12-3.15.
 
 Usage:
   python3 src/snapshot/opcodes/generate.py              # rewrite generated.rs in place
@@ -59,7 +59,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(HERE, "generated.rs")
 FIRST_MINOR = 12
-LAST_MINOR = 14
+LAST_MINOR = 15
 
 NO_FALLTHROUGH = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE", "JUMP_FORWARD",
                   "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP_BACKWARD_NO_JIT",
@@ -83,7 +83,8 @@ for code, name in enumerate(dis._all_opname):
         names[code] = name
 opmap = {name: code for code, name in names.items()}
 caches = opcode._inline_cache_entries
-if isinstance(caches, dict):
+# By name: a dict in 3.13-3.14, a frozendict in 3.15; by number (a list) in 3.12.
+if not isinstance(caches, (list, tuple)):
     cache_of = lambda name: caches.get(name, 0)
 else:
     cache_of = lambda name: caches[opmap[name]] if opmap[name] < len(caches) else 0

@@ -34,6 +34,10 @@ use docstrings::*;
 use line_model::*;
 use rules::*;
 
+/// The minor versions of CPython 3 whose compiler [`executable_lines`] models. A version added
+/// here needs its rules checked against its own `trace` (tests/it/executable_lines.rs).
+pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u8> = 8..=15;
+
 /// Why [`executable_lines`] could not compute a line set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecutableLinesError {
@@ -43,7 +47,7 @@ pub enum ExecutableLinesError {
     /// (CPython itself refuses such input with a RecursionError or
     /// "too many nested parentheses").
     TooDeeplyNested { line: u32 },
-    /// The Python version is outside the supported range (3.8 to 3.14).
+    /// The Python version is outside [`SUPPORTED_MINORS`].
     UnsupportedVersion { major: u8, minor: u8 },
 }
 
@@ -55,7 +59,9 @@ impl fmt::Display for ExecutableLinesError {
             Self::UnsupportedVersion { major, minor } => {
                 write!(
                     f,
-                    "unsupported Python version {major}.{minor} (supported: 3.8 to 3.14)"
+                    "unsupported Python version {major}.{minor} (supported: 3.{} to 3.{})",
+                    SUPPORTED_MINORS.start(),
+                    SUPPORTED_MINORS.end()
                 )
             }
         }
@@ -67,7 +73,7 @@ impl std::error::Error for ExecutableLinesError {}
 /// Lines CPython's `trace` module would mark as executable, as Lib/trace.py's
 /// `_find_executable_linenos` computes them for Python `version` (major, minor).
 ///
-/// Supported versions are 3.8 to 3.14.  Line numbers are 1-based.  Code that
+/// Supported versions are [`SUPPORTED_MINORS`] of 3.  Line numbers are 1-based.  Code that
 /// CPython 3.13 attributes to "no line" (`None`) is not reported.
 pub fn executable_lines(
     source: &str,
@@ -489,7 +495,7 @@ mod tests {
 
     #[test]
     fn unsupported_versions_are_errors() {
-        for version in [(2, 7), (3, 7), (3, 15), (4, 0)] {
+        for version in [(2, 7), (3, 7), (3, 16), (4, 0)] {
             assert!(matches!(
                 executable_lines("x = 1\n", version),
                 Err(ExecutableLinesError::UnsupportedVersion { .. })
@@ -556,7 +562,7 @@ mod tests {
                 seed ^= seed << 17;
                 source.push_str(fragments[(seed % fragments.len() as u64) as usize]);
             }
-            for minor in 8..=14 {
+            for minor in SUPPORTED_MINORS {
                 let _ = executable_lines(&source, (3, minor));
             }
         }

@@ -94,7 +94,7 @@ pub(super) enum FStringSearch {
 impl CompilerRules {
     pub(super) fn for_version(version: (u8, u8)) -> Result<Self, ExecutableLinesError> {
         let (major, minor) = version;
-        if major != 3 || !(8..=14).contains(&minor) {
+        if major != 3 || !super::SUPPORTED_MINORS.contains(&minor) {
             return Err(ExecutableLinesError::UnsupportedVersion { major, minor });
         }
         Ok(Self {
