@@ -839,6 +839,7 @@ pub const PY3_15: Layout = Layout {
     runtime_size: 346568,
     runtime_interpreters_head: 936,
     runtime_interpreters_main: 944,
+    runtime_finalizing: 912,
     interp_size: 226240,
     interp_next: 7264,
     interp_threads_head: 7336,
@@ -1058,6 +1059,7 @@ pub const DEBUG_OFFSETS_PY3_15: DebugOffsetsLayout = DebugOffsetsLayout {
     fields: &[
         (DebugField::RuntimeStateSize, 24),
         (DebugField::RuntimeStateInterpretersHead, 40),
+        (DebugField::RuntimeStateFinalizing, 32),
         (DebugField::InterpreterStateSize, 48),
         (DebugField::InterpreterStateId, 56),
         (DebugField::InterpreterStateNext, 64),
