@@ -37,6 +37,10 @@ impl Spinner {
     fn pid(&self) -> String {
         self.0.id().to_string()
     }
+
+    fn id(&self) -> i32 {
+        self.0.id() as i32
+    }
 }
 
 impl Drop for Spinner {
@@ -79,29 +83,10 @@ fn max_cpu_throttles_and_accounts_for_every_tick() {
     let python = newest_python();
     let dir = scratch("pacing-max-cpu");
     let target = Spinner::start(&python, 20);
-    let pid = target.pid();
     // 200 kHz needs most of a core; 2 % of one cannot pay for it on any machine.
-    let out = run_tracer(
-        &[
-            "attach",
-            "--pid",
-            &pid,
-            "--rate",
-            "200000",
-            "--max-cpu",
-            "2",
-            "--duration",
-            "2",
-            "--format",
-            "json",
-            "-o",
-            "r.json",
-        ],
-        &dir,
-        TIMEOUT,
-    );
-    assert!(out.status.success(), "{}", printed(&out));
-    let stats = json_stats(&dir.join("r.json"));
+    let run = ["--rate", "200000", "--max-cpu", "2", "--duration", "2"];
+    let out = attach_and_load(target.id(), &run, &dir, TIMEOUT).out;
+    let stats = json_stats(&dir.join("results.json"));
     assert!(u(&stats, "throttled") > 0, "{stats}");
     assert!(u(&stats, "samples") > 0, "{stats}");
     assert_every_tick_accounted(&stats, 200_000.0, 2.0);
@@ -121,26 +106,13 @@ fn without_a_cap_nothing_is_throttled() {
     let python = newest_python();
     let dir = scratch("pacing-no-cap");
     let target = Spinner::start(&python, 20);
-    let pid = target.pid();
-    let out = run_tracer(
-        &[
-            "attach",
-            "--pid",
-            &pid,
-            "--rate",
-            "500",
-            "--duration",
-            "1",
-            "--format",
-            "json",
-            "-o",
-            "r.json",
-        ],
+    attach_and_load(
+        target.id(),
+        &["--rate", "500", "--duration", "1"],
         &dir,
         TIMEOUT,
     );
-    assert!(out.status.success(), "{}", printed(&out));
-    let stats = json_stats(&dir.join("r.json"));
+    let stats = json_stats(&dir.join("results.json"));
     assert_eq!(u(&stats, "throttled"), 0, "{stats}");
     assert_every_tick_accounted(&stats, 500.0, 1.0);
 }
