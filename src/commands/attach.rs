@@ -359,7 +359,7 @@ fn add_snapshots(result: &mut SessionResult, pids: &[i32], filters: &FilterArgs)
                 let before = proven.lines.len();
                 proven.add(&taken);
                 eprintln!(
-                    "tracer: snapshot of pid {pid}: {} proven lines ({} new)",
+                    "tracer: snapshot of pid {pid} added: {} proven lines ({} new)",
                     taken.results.counts.len(),
                     proven.lines.len() - before
                 );
