@@ -83,6 +83,9 @@ pub struct Walk {
     /// was read; `None` if some stack could not be read to its end (a read failed, a bound
     /// was reached, a cycle met): then any code may be live.
     pub live: Option<HashSet<usize>>,
+    /// The code objects read as some function object's `__code__` (not merely found in a
+    /// `co_consts` or on a stack): a function was made of each, so its `def` ran somewhere.
+    pub function_codes: HashSet<usize>,
     pub stats: WalkStats,
 }
 
@@ -113,6 +116,7 @@ pub struct Walker<'a> {
     codes: Vec<CodeObject>,
     /// Code addresses already read (or refused).
     code_seen: HashSet<usize>,
+    function_codes: HashSet<usize>,
     pub stats: WalkStats,
 }
 
@@ -128,6 +132,7 @@ impl<'a> Walker<'a> {
             visited: HashSet::default(),
             codes: Vec::new(),
             code_seen: HashSet::default(),
+            function_codes: HashSet::default(),
             stats: WalkStats::default(),
         }
     }
@@ -166,6 +171,7 @@ impl<'a> Walker<'a> {
         Ok(Walk {
             codes: self.codes,
             live,
+            function_codes: self.function_codes,
             stats: self.stats,
         })
     }
@@ -202,7 +208,18 @@ impl<'a> Walker<'a> {
             Kind::Function => {
                 if self.visit(object) {
                     self.stats.functions += 1;
-                    self.pointer_field(object, self.layout.function_code, depth, true);
+                    if let Some(at) = self.layout.function_code {
+                        match self.memory.read_usize(object.wrapping_add(at)) {
+                            Ok(0) => {}
+                            Ok(code) => {
+                                if self.function_codes.len() < MAX_OBJECTS {
+                                    self.function_codes.insert(code);
+                                }
+                                self.code(code, depth);
+                            }
+                            Err(_) => self.stats.unreadable += 1,
+                        }
+                    }
                     self.closure(object, depth + 1);
                 }
             }
