@@ -322,6 +322,7 @@ impl Bodies<'_> {
             | Stmt::Pass(_)
             | Stmt::TypeAlias(_) => {
                 self.claims.insert(self.line(stmt));
+                self.straight_line(stmt);
             }
             Stmt::FunctionDef(def) => {
                 for decorator in &def.decorator_list {
@@ -360,6 +361,79 @@ impl Bodies<'_> {
             }
             _ => {}
         }
+    }
+}
+
+impl Bodies<'_> {
+    /// A simple statement that completed and has no branch in its own code (no `and`/`or`,
+    /// conditional expression, comprehension, chained comparison, `await`/`yield`) ran every
+    /// one of its instructions: the line each of its expressions starts on is claimed (only
+    /// lines with code survive the filter). Lambda bodies, and annotations (lazy on 3.14,
+    /// strings under `from __future__ import annotations`), are separate code and are not.
+    fn straight_line(&mut self, stmt: &Stmt) {
+        let mut lines = StraightLine {
+            index: &self.lines,
+            lines: BTreeSet::new(),
+            branches: false,
+            depth: 0,
+        };
+        ruff_python_ast::visitor::walk_stmt(&mut lines, stmt);
+        if !lines.branches {
+            self.claims.extend(lines.lines);
+        }
+    }
+}
+
+/// The start lines of a statement's expressions, and whether its code branches.
+struct StraightLine<'l> {
+    index: &'l LineStarts,
+    lines: BTreeSet<u32>,
+    branches: bool,
+    depth: usize,
+}
+
+impl<'a> ruff_python_ast::visitor::Visitor<'a> for StraightLine<'_> {
+    fn visit_annotation(&mut self, _: &'a Expr) {}
+
+    fn visit_expr(&mut self, expr: &'a Expr) {
+        if self.branches || self.depth > MAX_NESTING {
+            self.branches = true;
+            return;
+        }
+        match expr {
+            Expr::BoolOp(_)
+            | Expr::If(_)
+            | Expr::ListComp(_)
+            | Expr::SetComp(_)
+            | Expr::DictComp(_)
+            | Expr::Generator(_)
+            | Expr::Await(_)
+            | Expr::Yield(_)
+            | Expr::YieldFrom(_) => {
+                self.branches = true;
+                return;
+            }
+            Expr::Compare(compare) if compare.comparators.len() > 1 => {
+                self.branches = true;
+                return;
+            }
+            _ => {}
+        }
+        self.lines.insert(self.index.line(expr.start()));
+        self.depth += 1;
+        if let Expr::Lambda(lambda) = expr {
+            // Only the defaults are evaluated here; the body is the lambda's own code.
+            if let Some(parameters) = &lambda.parameters {
+                for parameter in parameters.iter_non_variadic_params() {
+                    if let Some(default) = parameter.default() {
+                        self.visit_expr(default);
+                    }
+                }
+            }
+        } else {
+            ruff_python_ast::visitor::walk_expr(self, expr);
+        }
+        self.depth -= 1;
     }
 }
 

@@ -511,6 +511,7 @@ fn module_bodies_inferred_lines_all_ran_under_trace() {
             "AFTER_RAISE = \"never\"",
             "tail_statement = 2",
             "FAST = True",
+            "       x],",
         ] {
             assert!(
                 !shapes.contains(&line_of("mb_shapes.py", unsure)),
@@ -528,6 +529,7 @@ fn module_bodies_inferred_lines_all_ran_under_trace() {
             "names = [n for n in",
             "ordering = [\"sides\"]",
             "del value",
+            "    b=1,",
         ] {
             assert!(
                 shapes.contains(&line_of("mb_shapes.py", sure)),

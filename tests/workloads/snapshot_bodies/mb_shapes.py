@@ -78,6 +78,14 @@ class Empty:
     pass
 
 
+TABLE = dict(
+    a=[lambda x:
+       x],
+    b=1,
+)
+PICK = (1
+        if HAVE_JSON else
+        2)
 value = 1
 value = value + 1
 del value
