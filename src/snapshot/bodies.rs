@@ -374,12 +374,14 @@ impl Bodies<'_> {
         let mut lines = StraightLine {
             index: &self.lines,
             lines: BTreeSet::new(),
+            other_code: BTreeSet::new(),
             branches: false,
             depth: 0,
         };
         ruff_python_ast::visitor::walk_stmt(&mut lines, stmt);
         if !lines.branches {
-            self.claims.extend(lines.lines);
+            self.claims
+                .extend(lines.lines.difference(&lines.other_code).copied());
         }
     }
 }
@@ -388,6 +390,10 @@ impl Bodies<'_> {
 struct StraightLine<'l> {
     index: &'l LineStarts,
     lines: BTreeSet<u32>,
+    /// Lines a lambda spans after its first: its own code may be all that is there (3.14
+    /// folds constant defaults into one constant on the `lambda` line), and the filter on
+    /// executable lines cannot tell whose code a line holds.
+    other_code: BTreeSet<u32>,
     branches: bool,
     depth: usize,
 }
@@ -422,6 +428,11 @@ impl<'a> ruff_python_ast::visitor::Visitor<'a> for StraightLine<'_> {
         self.lines.insert(self.index.line(expr.start()));
         self.depth += 1;
         if let Expr::Lambda(lambda) = expr {
+            let (first, last) = (
+                self.index.line(lambda.start()),
+                self.index.line(lambda.end()),
+            );
+            self.other_code.extend(first + 1..=last);
             // Only the defaults are evaluated here; the body is the lambda's own code.
             if let Some(parameters) = &lambda.parameters {
                 for parameter in parameters.iter_non_variadic_params() {
@@ -516,6 +527,26 @@ def last(): pass
 ";
         let got = infer(source, &made(&[("fallback", 4), ("last", 9)])).unwrap();
         let want: BTreeSet<u32> = [1, 2, 3, 4, 5, 6, 7, 8, 9].into_iter().collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn continuation_lines_of_straight_line_statements_only() {
+        let source = "\
+TABLE = dict(
+    a=1,
+    b=[lambda x, y=None,
+       z=None: None],
+    c=2,
+)
+PICK = (1
+        if TABLE else
+        2)
+def f(): pass
+";
+        let got = infer(source, &made(&[("f", 10)])).unwrap();
+        // Not 4 (a lambda's own code may be all there is), nor 8-9 (a branch).
+        let want: BTreeSet<u32> = [1, 2, 3, 5, 7, 10].into_iter().collect();
         assert_eq!(got, want);
     }
 }
