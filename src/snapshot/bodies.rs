@@ -147,7 +147,7 @@ impl Bodies<'_> {
                 for decorator in &def.decorator_list {
                     self.header_of_decorator(decorator);
                 }
-                self.claims.insert(self.line(def));
+                self.claims.insert(self.line(&def.name));
                 true
             }
             Stmt::ClassDef(class) => {
@@ -251,7 +251,7 @@ impl Bodies<'_> {
             self.header_of_decorator(decorator);
         }
         // LOAD_BUILD_CLASS, on the `class` line, runs before the body.
-        self.claims.insert(self.line(class));
+        self.claims.insert(self.line(&class.name));
     }
 
     /// A `try` started: its line, and its first body statement started.
@@ -276,11 +276,11 @@ impl Bodies<'_> {
             | Stmt::ImportFrom(_)
             | Stmt::Delete(_)
             | Stmt::Raise(_)
-            | Stmt::Pass(_) => {
+            | Stmt::Pass(_)
                 // The first instruction lies on the first line only if it is the only one.
-                if self.line(stmt) == self.lines.line(stmt.end()) {
-                    self.claims.insert(self.line(stmt));
-                }
+                if self.line(stmt) == self.lines.line(stmt.end()) =>
+            {
+                self.claims.insert(self.line(stmt));
             }
             Stmt::If(s) => self.header(stmt, &s.test),
             Stmt::While(s) => self.header(stmt, &s.test),
@@ -328,7 +328,7 @@ impl Bodies<'_> {
                 for decorator in &def.decorator_list {
                     self.header_of_decorator(decorator);
                 }
-                self.claims.insert(self.line(def));
+                self.claims.insert(self.line(&def.name));
             }
             Stmt::ClassDef(class) => {
                 self.class_started(class);
@@ -547,6 +547,19 @@ def f(): pass
         let got = infer(source, &made(&[("f", 10)])).unwrap();
         // Not 4 (a lambda's own code may be all there is), nor 8-9 (a branch).
         let want: BTreeSet<u32> = [1, 2, 3, 5, 7, 10].into_iter().collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn decorated_defs_and_classes_claim_their_def_and_class_lines() {
+        let source = "\
+@dec
+class C:
+    @property
+    def p(self): pass
+";
+        let got = infer(source, &made(&[("C.p", 3)])).unwrap();
+        let want: BTreeSet<u32> = [1, 2, 3, 4].into_iter().collect();
         assert_eq!(got, want);
     }
 }

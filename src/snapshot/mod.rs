@@ -122,7 +122,12 @@ pub fn take(pid: i32, options: SnapshotOptions) -> anyhow::Result<Snapshot> {
     );
     if !options.evidence_only {
         let sources = crate::source::Sources::of_process(pid, discovered.version);
-        add_bodies(&mut snapshot, &walked.codes, &walked.function_codes, &sources);
+        add_bodies(
+            &mut snapshot,
+            &walked.codes,
+            &walked.function_codes,
+            &sources,
+        );
     }
     snapshot.stats.walk = walked.stats;
     snapshot.stats.python_version = discovered.version_text;

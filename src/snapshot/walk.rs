@@ -102,6 +102,9 @@ enum Kind {
     Wraps3,
     /// A closure's cell: its content at `cell_ref`.
     Cell,
+    /// A dict (or subclass) held in a namespace or a cell: dispatch tables,
+    /// `functools.singledispatch`'s registry (in its wrapper's closure).
+    Dict,
     Other,
 }
 
@@ -250,6 +253,11 @@ impl<'a> Walker<'a> {
                 }
             }
             Kind::Code => self.code(object, depth),
+            Kind::Dict => {
+                if self.visit(object) {
+                    self.namespace(object, depth + 1);
+                }
+            }
             Kind::Cell | Kind::Module | Kind::Other => {}
         }
     }
@@ -610,6 +618,9 @@ impl<'a> Walker<'a> {
         let flags = self.type_flags(type_ptr)?;
         if flags & self.layout.tpflags_type_subclass.unwrap_or(0) != 0 {
             return Ok(Kind::Class);
+        }
+        if flags & self.layout.tpflags_dict_subclass.unwrap_or(0) != 0 {
+            return Ok(Kind::Dict);
         }
         let name_ptr = self
             .memory

@@ -467,7 +467,7 @@ fn module_bodies_inferred_lines_all_ran_under_trace() {
         );
         assert!(out.status.success(), "{}", printed(&out));
         drop(target);
-        let files = "mb_shapes.py,mb_cycle_a.py,mb_cycle_b.py,mb_broken.py,drive.py";
+        let files = "mb_shapes.py,mb_cycle_a.py,mb_cycle_b.py,mb_broken.py,mb_dispatch.py,drive.py";
         let out = Command::new(&python.path)
             .arg(support("snapshot_compare.py"))
             .arg(&truth)
@@ -537,6 +537,13 @@ fn module_bodies_inferred_lines_all_ran_under_trace() {
                 python.label()
             );
         }
+        // Reached through the singledispatch registry (a dict in a closure cell) only.
+        let dispatch = proven("mb_dispatch.py");
+        assert!(
+            dispatch.contains(&line_of("mb_dispatch.py", "from the registry only")),
+            "{}: a function held only by a singledispatch registry: {dispatch:?}",
+            python.label()
+        );
         let broken = proven("mb_broken.py");
         assert!(
             broken.contains(&line_of("mb_broken.py", "KEPT = made_before_the_error")),

@@ -9,6 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mb_shapes  # noqa: E402
 import mb_cycle_a  # noqa: E402
+import mb_dispatch  # noqa: E402
 
 try:
     import mb_broken  # noqa: F401  (raises half-way: removed from sys.modules)
