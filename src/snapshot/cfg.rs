@@ -352,6 +352,26 @@ fn post_dominators(
             reversed[s].push(b);
         }
     }
+    // A block with no normal path to the exit (a `while True` left only by an exception) is
+    // given an edge to it: otherwise the other arm of a branch before the loop (a `raise`)
+    // would post-dominate the branch, and be taken to have run (measured wrong on
+    // more-itertools' `sample`).
+    let mut reaches = vec![false; n + 1];
+    let mut stack = vec![exit];
+    reaches[exit] = true;
+    while let Some(b) = stack.pop() {
+        for &p in &reversed[b] {
+            if !reaches[p] {
+                reaches[p] = true;
+                stack.push(p);
+            }
+        }
+    }
+    for (b, reached) in reaches.iter().enumerate().take(n) {
+        if !reached {
+            reversed[exit].push(b);
+        }
+    }
     for list in &mut reversed {
         list.sort_unstable();
         list.dedup();

@@ -16,6 +16,7 @@
 //!
 //! [`MemoryReader`]: crate::reader::memory::MemoryReader
 
+pub mod bodies;
 pub mod cfg;
 pub mod evidence;
 pub mod opcodes;
@@ -68,6 +69,10 @@ pub struct SnapshotStats {
     pub proven_lines: usize,
     /// Lines likely but not proven (reported apart).
     pub likely_lines: usize,
+    /// Lines of module and class bodies proven from the functions they made ([`bodies`]),
+    /// not otherwise proven; and the files whose source no longer matches what ran.
+    pub body_lines: usize,
+    pub body_files_changed: usize,
 }
 
 impl SnapshotStats {
@@ -119,9 +124,78 @@ pub fn take(pid: i32, options: SnapshotOptions) -> anyhow::Result<Snapshot> {
         &Opcodes::new(table),
         options,
     );
+    if !options.evidence_only {
+        let sources = crate::source::Sources::of_process(pid, discovered.version);
+        add_bodies(
+            &mut snapshot,
+            &walked.codes,
+            &walked.function_codes,
+            &sources,
+        );
+    }
     snapshot.stats.walk = walked.stats;
     snapshot.stats.python_version = discovered.version_text;
     Ok(snapshot)
+}
+
+/// Files read at most for module and class bodies.
+const MAX_BODY_FILES: usize = 1 << 16;
+
+/// Add the lines of module and class bodies proven by the functions they made (see
+/// [`bodies`]): code read as a function's `__code__`, with a qualname of a module or class
+/// body (no `<locals>`, `<lambda>`, `<module>`).
+pub fn add_bodies(
+    snapshot: &mut Snapshot,
+    codes: &[CodeObject],
+    function_codes: &HashSet<usize>,
+    sources: &crate::source::Sources,
+) {
+    let mut by_file: std::collections::BTreeMap<&str, std::collections::HashSet<bodies::Made>> =
+        Default::default();
+    for code in codes {
+        if !function_codes.contains(&code.address)
+            || code.qualname.contains('<')
+            || code.qualname.is_empty()
+            || code.first_line == 0
+        {
+            continue;
+        }
+        if by_file.len() >= MAX_BODY_FILES && !by_file.contains_key(code.filename.as_str()) {
+            continue;
+        }
+        by_file
+            .entry(code.filename.as_str())
+            .or_default()
+            .insert((code.qualname.clone(), code.first_line));
+    }
+    for (file, made) in by_file {
+        let Ok(bytes) = sources.read(file) else {
+            continue;
+        };
+        let text = crate::source::SourceText::decode(&bytes);
+        let Some(claims) = bodies::infer(&text.text, &made) else {
+            snapshot.stats.body_files_changed += 1;
+            continue;
+        };
+        let executable = sources.executable_lines(&text);
+        for line in claims.intersection(&executable) {
+            let key = (file.to_string(), *line);
+            if snapshot.results.counts.contains_key(&key) {
+                continue;
+            }
+            snapshot.likely.remove(&key);
+            snapshot.results.counts.insert(
+                key,
+                LineHits {
+                    hits: 1,
+                    self_hits: 0,
+                },
+            );
+            snapshot.stats.body_lines += 1;
+        }
+    }
+    snapshot.stats.proven_lines = snapshot.results.counts.len();
+    snapshot.stats.likely_lines = snapshot.likely.len();
 }
 
 /// One code object, decoded.

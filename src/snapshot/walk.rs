@@ -83,6 +83,9 @@ pub struct Walk {
     /// was read; `None` if some stack could not be read to its end (a read failed, a bound
     /// was reached, a cycle met): then any code may be live.
     pub live: Option<HashSet<usize>>,
+    /// The code objects read as some function object's `__code__` (not merely found in a
+    /// `co_consts` or on a stack): a function was made of each, so its `def` ran somewhere.
+    pub function_codes: HashSet<usize>,
     pub stats: WalkStats,
 }
 
@@ -99,6 +102,9 @@ enum Kind {
     Wraps3,
     /// A closure's cell: its content at `cell_ref`.
     Cell,
+    /// A dict (or subclass) held in a namespace or a cell: dispatch tables,
+    /// `functools.singledispatch`'s registry (in its wrapper's closure).
+    Dict,
     Other,
 }
 
@@ -113,6 +119,7 @@ pub struct Walker<'a> {
     codes: Vec<CodeObject>,
     /// Code addresses already read (or refused).
     code_seen: HashSet<usize>,
+    function_codes: HashSet<usize>,
     pub stats: WalkStats,
 }
 
@@ -128,6 +135,7 @@ impl<'a> Walker<'a> {
             visited: HashSet::default(),
             codes: Vec::new(),
             code_seen: HashSet::default(),
+            function_codes: HashSet::default(),
             stats: WalkStats::default(),
         }
     }
@@ -166,6 +174,7 @@ impl<'a> Walker<'a> {
         Ok(Walk {
             codes: self.codes,
             live,
+            function_codes: self.function_codes,
             stats: self.stats,
         })
     }
@@ -202,7 +211,18 @@ impl<'a> Walker<'a> {
             Kind::Function => {
                 if self.visit(object) {
                     self.stats.functions += 1;
-                    self.pointer_field(object, self.layout.function_code, depth, true);
+                    if let Some(at) = self.layout.function_code {
+                        match self.memory.read_usize(object.wrapping_add(at)) {
+                            Ok(0) => {}
+                            Ok(code) => {
+                                if self.function_codes.len() < MAX_OBJECTS {
+                                    self.function_codes.insert(code);
+                                }
+                                self.code(code, depth);
+                            }
+                            Err(_) => self.stats.unreadable += 1,
+                        }
+                    }
                     self.closure(object, depth + 1);
                 }
             }
@@ -233,6 +253,11 @@ impl<'a> Walker<'a> {
                 }
             }
             Kind::Code => self.code(object, depth),
+            Kind::Dict => {
+                if self.visit(object) {
+                    self.namespace(object, depth + 1);
+                }
+            }
             Kind::Cell | Kind::Module | Kind::Other => {}
         }
     }
@@ -593,6 +618,9 @@ impl<'a> Walker<'a> {
         let flags = self.type_flags(type_ptr)?;
         if flags & self.layout.tpflags_type_subclass.unwrap_or(0) != 0 {
             return Ok(Kind::Class);
+        }
+        if flags & self.layout.tpflags_dict_subclass.unwrap_or(0) != 0 {
+            return Ok(Kind::Dict);
         }
         let name_ptr = self
             .memory

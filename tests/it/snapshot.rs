@@ -416,3 +416,142 @@ fn nested_code_run_without_its_parent_proves_nothing_of_the_parent() {
         );
     }
 }
+
+/// The line of `file` (under tests/workloads/snapshot_bodies/) that holds `text`.
+fn line_of(file: &str, text: &str) -> u64 {
+    let source = std::fs::read_to_string(workload(&format!("snapshot_bodies/{file}"))).unwrap();
+    source
+        .lines()
+        .position(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("{file}: no line holds {text:?}")) as u64
+        + 1
+}
+
+/// Module and class bodies (freed after import) inferred from the functions they made and
+/// the modules' source (src/snapshot/bodies.rs): conditional imports, try/except ImportError,
+/// module-level if/else, a failed import caught, classes with nested defs and class-level
+/// statements, decorators, a circular import, function bodies that never ran. Every line
+/// reported must be in trace's truth of the same workload; a statement after a call that
+/// raised and was caught at module level must not be reported.
+#[test]
+fn module_bodies_inferred_lines_all_ran_under_trace() {
+    let mut tested = 0;
+    for python in pythons_under_test() {
+        if python.version < (3, 12) {
+            continue;
+        }
+        tested += 1;
+        let dir = scratch(&format!(
+            "snapshot-bodies-{}.{}",
+            python.version.0, python.version.1
+        ));
+        let driver = workload("snapshot_bodies/drive.py");
+        let driver = driver.to_str().unwrap();
+        let truth = dir.join("truth.pickle");
+        let out = Command::new(&python.path)
+            .arg(support("trace_truth.py"))
+            .arg(&truth)
+            .arg(driver)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "truth run: {}", printed(&out));
+        let target = Waiting::start(&python, &[driver]);
+        let path = dir.join("bodies.json");
+        let pid = target.pid().to_string();
+        let args = ["snapshot", "--pid", &pid, "--format", "json", "-o"];
+        let out = run_tracer(
+            &[args.as_slice(), &[path.to_str().unwrap()]].concat(),
+            &dir,
+            TIMEOUT,
+        );
+        assert!(out.status.success(), "{}", printed(&out));
+        drop(target);
+        let files = "mb_shapes.py,mb_cycle_a.py,mb_cycle_b.py,mb_broken.py,mb_dispatch.py,drive.py";
+        let out = Command::new(&python.path)
+            .arg(support("snapshot_compare.py"))
+            .arg(&truth)
+            .arg(files)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "compare: {}", printed(&out));
+        let row: Value = serde_json::from_str(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or("{}"),
+        )
+        .unwrap();
+        let false_positives = row["false_positives"].as_array().unwrap();
+        assert!(
+            false_positives.is_empty(),
+            "{}: module-body lines reported that trace never saw run: {false_positives:?}",
+            python.label()
+        );
+        let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let proven = |file: &str| -> Vec<u64> {
+            doc["counts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r[0].as_str().unwrap_or("").ends_with(file))
+                .filter_map(|r| r[1].as_u64())
+                .collect()
+        };
+        let shapes = proven("mb_shapes.py");
+        println!(
+            "{}: module/class level recall {}; mb_shapes.py proven {shapes:?}",
+            python.label(),
+            percent(ratio(&row["recall"]["module/class level"]))
+        );
+        // Unsure lines: after a call that raised and was caught; the statement after the
+        // last def (nothing after it proves it ran); a branch not taken.
+        for unsure in [
+            "AFTER_RAISE = \"never\"",
+            "tail_statement = 2",
+            "FAST = True",
+            "       x],",
+        ] {
+            assert!(
+                !shapes.contains(&line_of("mb_shapes.py", unsure)),
+                "{}: unsure line {unsure:?} reported as run",
+                python.label()
+            );
+        }
+        // Proven by the functions the bodies made: the sequence before them, the taken
+        // branch of a module-level `if`, the handler that ran, the class body.
+        for sure in [
+            "import functools",
+            "import json",
+            "FAST = False",
+            "if sys.version_info >= (3, 12):",
+            "names = [n for n in",
+            "ordering = [\"sides\"]",
+            "del value",
+            "    b=1,",
+        ] {
+            assert!(
+                shapes.contains(&line_of("mb_shapes.py", sure)),
+                "{}: {sure:?} not proven",
+                python.label()
+            );
+        }
+        // Reached through the singledispatch registry (a dict in a closure cell) only.
+        let dispatch = proven("mb_dispatch.py");
+        assert!(
+            dispatch.contains(&line_of("mb_dispatch.py", "from the registry only")),
+            "{}: a function held only by a singledispatch registry: {dispatch:?}",
+            python.label()
+        );
+        let broken = proven("mb_broken.py");
+        assert!(
+            broken.contains(&line_of("mb_broken.py", "KEPT = made_before_the_error")),
+            "{}: the failed import's lines before the function that escaped: {broken:?}",
+            python.label()
+        );
+    }
+    if tested == 0 {
+        println!("SKIP: no Python 3.12+ found: module-body inference not tested");
+    }
+}
