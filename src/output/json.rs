@@ -478,6 +478,8 @@ mod tests {
             library_dirs: vec!["/usr/lib/python3.12".into()],
             stdlib_dir: Some("/usr/lib/python3.12".into()),
             likely: vec![("/a.py".into(), 4)],
+            proven: vec![("/a.py".into(), 3)],
+            proven_only: vec![("/a.py".into(), 3)],
             processes: vec![crate::output::ProcessRecord {
                 pid: 43,
                 parent: Some(42),
@@ -498,6 +500,8 @@ mod tests {
         assert_eq!(back_info.stats.late, 2);
         assert_eq!(back_info.stats.process_seconds, 3.5);
         assert_eq!(back_info.processes, info.processes);
+        assert_eq!(back_info.proven, info.proven);
+        assert_eq!(back_info.proven_only, info.proven_only);
         assert_eq!(back_info.library_dirs, info.library_dirs);
         assert_eq!(back_info.stdlib_dir, info.stdlib_dir);
         // Likely lines stay apart from the counts.
