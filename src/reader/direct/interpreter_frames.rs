@@ -16,6 +16,14 @@ impl DirectReader {
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
         let data_start = chunk.wrapping_add(layout.stack_chunk_data.unwrap_or(0));
+        // Copied a little past the top read with the thread list, within the chunk: a stack
+        // that grew by a call since (a leaf function pushed) is then in the copy, rather than
+        // read again.
+        let top = if limit > top {
+            top.saturating_add(CHUNK_SLACK_BYTES).min(limit)
+        } else {
+            top
+        };
         let chunk_len = if chunk != 0 && top > data_start && top - data_start <= MAX_CHUNK_BYTES {
             top - data_start
         } else {
@@ -218,7 +226,28 @@ impl DirectReader {
                 .and_then(|at| self.chunk_copies[copy].get(at..at.checked_add(span)?));
             let copied_end = data_start.saturating_add(self.chunk_copies[copy].len());
             let outside = in_chunk.is_none() && !(data_start..chunk_end).contains(&frame);
-            if in_chunk.is_some() {
+            if let Some(bytes) = in_chunk {
+                // A frame at or above the data stack's top read with this copy is not on it
+                // (memory past the top is copied too, and holds popped frames). One exception:
+                // `RETURN_GENERATOR` pops the function's frame (the top comes down to it)
+                // before it points the thread's frame back at the caller, so a thread caught
+                // between the two (even paused) stands on a frame exactly at the top, whose
+                // Python code has not started and never will: it is left out, the walk goes
+                // on from its caller, as it will a moment later. On 3.13 this left the
+                // thread out of every sample taken there (a torn stack, read again in vain).
+                let above_top = layout.tstate_datastack_top.is_some() && frame >= live_top;
+                if above_top && steps == 1 && frame == live_top {
+                    let owner = layout.iframe_owner.and_then(|o| bytes.get(o).copied());
+                    if owner.is_none_or(|o| o == FRAME_OWNED_BY_THREAD) {
+                        last_in_chunk = Some(frame);
+                        frame =
+                            read_usize_at(bytes, layout.iframe_previous.unwrap_or(0)).unwrap_or(0);
+                        continue;
+                    }
+                }
+                if above_top {
+                    return Err(MemoryError::Torn(frame));
+                }
                 if last_in_chunk.is_some_and(|callee| frame >= callee) {
                     return Err(MemoryError::Implausible(frame));
                 }
@@ -316,3 +345,7 @@ impl DirectReader {
         Ok(())
     }
 }
+
+/// Bytes of the data-stack chunk copied past the top read with the thread list (within the
+/// chunk's limit): room for a frame or two pushed since.
+const CHUNK_SLACK_BYTES: usize = 512;

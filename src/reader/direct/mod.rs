@@ -74,6 +74,9 @@ const MAX_LOCALS: usize = 512;
 /// the thread's plan: a generator started since the last sample). A longer new chain is
 /// planned over several samples.
 const MAX_UNPLANNED_FRAMES: usize = 1024;
+/// Reads of one thread's stack in one sample at most: a stack that grew past its copy, met
+/// frames outside the batch or whose two copies disagree is read again, up to this.
+const MAX_ATTEMPTS: usize = 3;
 /// `FRAME_OWNED_BY_THREAD`, the same on every version with interpreter frames (3.11+).
 const FRAME_OWNED_BY_THREAD: u8 = 0;
 
@@ -85,11 +88,11 @@ const FRAME_OWNED_BY_THREAD: u8 = 0;
 /// is dropped as `over_budget`, whatever its memory holds. (ranges, bytes)
 const SAMPLE_BUDGET: (u64, u64) = (8192, 32 << 20);
 const THREAD_BUDGET: (u64, u64) = (
-    3 * (6
-        + 2 * MAX_PLANNED_FRAMES as u64
-        + MAX_PLANNED_CODES as u64
-        + 2 * MAX_UNPLANNED_FRAMES as u64),
-    3 * 2 * MAX_CHUNK_BYTES as u64 + (4 << 20),
+    MAX_ATTEMPTS as u64
+        * (6 + 2 * MAX_PLANNED_FRAMES as u64
+            + MAX_PLANNED_CODES as u64
+            + 2 * MAX_UNPLANNED_FRAMES as u64),
+    MAX_ATTEMPTS as u64 * 2 * MAX_CHUNK_BYTES as u64 + (4 << 20),
 );
 
 /// One frame as read from memory, before its code is resolved.
@@ -177,6 +180,9 @@ pub struct DirectReader {
     /// added to the thread's plan and the batch read again, never read on its own afterwards
     /// (a late read could pair a newer frame with older copies, alike in both).
     needs_replan: bool,
+    /// The two copies of an earlier read of this thread that disagreed, kept while it is read
+    /// again.
+    stash: [Vec<RawFrame>; 2],
     /// Set by a 3.8–3.10 walk that met a freed frame: the thread's stack is reported empty and
     /// truncated this sample.
     torn_chain: bool,
@@ -216,6 +222,7 @@ impl DirectReader {
             outside: [Vec::new(), Vec::new()],
             identities: Vec::new(),
             frames: [Vec::new(), Vec::new()],
+            stash: [Vec::new(), Vec::new()],
             frame_scratch: Vec::new(),
             visited: HashSet::default(),
             code_scratch: Vec::new(),
@@ -419,38 +426,63 @@ impl DirectReader {
             (None, _, _, Some(current)) => tstate.wrapping_add(current),
             _ => return Err(MemoryError::Unmapped(tstate)),
         };
-        if layout.iframe_previous.is_some() {
-            let chunk = layout.tstate_datastack_chunk.and_then(field).unwrap_or(0);
-            let mut top = layout.tstate_datastack_top.and_then(field).unwrap_or(0);
-            let limit = layout.tstate_datastack_limit.and_then(field).unwrap_or(0);
-            // Copy again, up to the top read with the frame pointer, or with frames outside the
-            // chunk added to the batch; a stack that keeps changing drops the thread from this
-            // sample.
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                self.stack_grew_to = None;
-                self.needs_replan = false;
-                match self.read_interpreter_frames(tstate, frame_slot, chunk, top, limit) {
-                    Ok(()) => break,
-                    Err(e) if attempt >= 3 => return Err(e),
-                    // Too costly: reading again would not change that.
-                    Err(e @ MemoryError::OverBudget { .. }) => return Err(e),
-                    Err(e) => match self.stack_grew_to.take() {
-                        Some(grown) => top = grown,
-                        None if self.needs_replan => {}
-                        None => return Err(e),
-                    },
-                }
-            }
-        } else {
-            self.identities.clear();
-            // A chain that met a freed frame is read again from the top: the thread has moved
-            // on, and its new stack is as good a sample as the one missed.
-            for _attempt in 0..3 {
-                self.read_frame_objects(frame_slot)?;
-                if !self.torn_chain {
+        let chunk = layout.tstate_datastack_chunk.and_then(field).unwrap_or(0);
+        let mut top = layout.tstate_datastack_top.and_then(field).unwrap_or(0);
+        let limit = layout.tstate_datastack_limit.and_then(field).unwrap_or(0);
+        let interpreter_frames = layout.iframe_previous.is_some();
+        self.identities.clear();
+        // Read again: up to the top read with the frame pointer, or with the frames found
+        // outside the batch added to it, or when the two copies disagree (frames changing
+        // while they were read: the innermost frame cut off). A stack that keeps changing is
+        // read at most MAX_ATTEMPTS times; the last pair that was read whole is kept.
+        let mut stashed = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.stack_grew_to = None;
+            self.needs_replan = false;
+            let read = if interpreter_frames {
+                self.read_interpreter_frames(tstate, frame_slot, chunk, top, limit)
+            } else {
+                self.read_frame_objects(tstate, frame_slot)
+            };
+            match read {
+                Ok(()) if self.torn_chain && stashed => {
+                    self.restore_stash();
                     break;
+                }
+                // A 3.8–3.10 chain that met a freed frame is read again from the top: the
+                // thread has moved on, and its new stack is as good a sample as the one missed.
+                Ok(()) if self.torn_chain && attempt < MAX_ATTEMPTS => {}
+                Ok(()) if attempt >= MAX_ATTEMPTS || self.copies_agree() => break,
+                Ok(()) => {
+                    let [a, b] = &mut self.frames;
+                    let [stash_a, stash_b] = &mut self.stash;
+                    std::mem::swap(a, stash_a);
+                    std::mem::swap(b, stash_b);
+                    stashed = true;
+                }
+                // Too costly: reading again would not change that.
+                Err(e @ MemoryError::OverBudget { .. }) => return Err(e),
+                Err(e) => {
+                    let retry = attempt < MAX_ATTEMPTS
+                        && match self.stack_grew_to.take() {
+                            Some(grown) => {
+                                top = grown;
+                                true
+                            }
+                            // Frames that changed while they were read (a frame pointer
+                            // past the top read with it): a new pair may be whole.
+                            None => self.needs_replan || matches!(e, MemoryError::Torn(_)),
+                        };
+                    if retry {
+                        continue;
+                    }
+                    if stashed {
+                        self.restore_stash();
+                        break;
+                    }
+                    return Err(e);
                 }
             }
         }
@@ -470,6 +502,19 @@ impl DirectReader {
     /// A `bytes` object's contents, at most `limit` bytes.
     fn read_bytes(&mut self, object: usize, limit: usize) -> Result<Vec<u8>, MemoryError> {
         read_bytes(&mut *self.target.memory, &self.target.layout, object, limit)
+    }
+
+    /// Whether a frame of known code has not started: its position is before the code's first
+    /// instruction, or before its first traceable one (the prologue, `RETURN_GENERATOR`).
+    fn frame_not_started(&self, frame: &RawFrame) -> bool {
+        let Some(entry) = self.codes.get(&frame.code) else {
+            return false;
+        };
+        match lookup_offset(self.target.layout.version, frame.position) {
+            Some(InstructionOffset::BeforeStart) => true,
+            Some(InstructionOffset::At(offset)) => offset < entry.first_traceable_byte,
+            None => false,
+        }
     }
 
     /// The line a frame stands on, if its code is known and its instruction valid; `None` for
@@ -577,7 +622,15 @@ impl StackReader for DirectReader {
                         resolved.push(FrameRef { code, line })
                     }
                     // The innermost frame not started yet: left out, the stack is truncated.
-                    None if index == 0 => truncated = true,
+                    // The innermost frame not started yet (pushed, its first instruction not
+                    // run: both copies hold it so, or it would not be kept) is left out, as
+                    // CPython's own frame walking does; the stack is whole without it. Any
+                    // other innermost frame that cannot be placed is cut off: truncated.
+                    None if index == 0 => {
+                        if !(agreed == total && self.frame_not_started(frame)) {
+                            truncated = true;
+                        }
+                    }
                     // A frame in the middle we cannot place: keep only what lies below it.
                     None => {
                         resolved.clear();
@@ -606,6 +659,22 @@ impl StackReader for DirectReader {
 }
 
 impl DirectReader {
+    /// Whether the two copies agree on every frame (as [`DirectReader::agreed_outer_frames`]
+    /// counts them): nothing of the stack would be cut off.
+    fn copies_agree(&self) -> bool {
+        self.frames[0].len() == self.frames[1].len()
+            && self.agreed_outer_frames() == self.frames[1].len()
+    }
+
+    /// Take back the copies stashed by an earlier read of the thread.
+    fn restore_stash(&mut self) {
+        let [a, b] = &mut self.frames;
+        let [stash_a, stash_b] = &mut self.stash;
+        std::mem::swap(a, stash_a);
+        std::mem::swap(b, stash_b);
+        self.torn_chain = false;
+    }
+
     /// How many outermost frames both copies agree on.
     ///
     /// The innermost frame also counts when the copies differ only in its instruction and both
