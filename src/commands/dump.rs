@@ -15,6 +15,26 @@ use serde::Serialize;
 /// stack while it is read).
 const READ_ATTEMPTS: usize = 5;
 
+/// How many unpaused reads are tried for two in a row that agree on the outer frames.
+const AGREEING_ATTEMPTS: usize = 20;
+
+/// Each thread's two outermost frames (function and file), by thread: what two reads of a
+/// running process agree on unless one of them was torn.
+fn outer_frames(traces: &[StackTrace]) -> Vec<(u64, Vec<(&str, &str)>)> {
+    let mut out: Vec<(u64, Vec<(&str, &str)>)> = traces
+        .iter()
+        .map(|t| {
+            let outer = t.frames.iter().rev().take(2);
+            let frames = outer
+                .map(|f| (f.name.as_str(), f.filename.as_str()))
+                .collect();
+            (t.thread_id, frames)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// One thread's stack, as dumped.
 #[derive(Debug, Serialize)]
 pub struct ThreadDump {
@@ -95,18 +115,33 @@ pub fn dump(pid: i32, locals: bool, blocking: bool) -> anyhow::Result<ProcessDum
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .with_context(|| format!("cannot read the interpreter of process {pid}"))?;
     let mut last_error = None;
-    for _ in 0..READ_ATTEMPTS {
+    // An unpaused read can be torn: a stack cut short, its outer frames missing. A read is kept
+    // when the next one agrees with it on every thread's outermost frames, which a running
+    // thread does not change; after the attempts, the last read that succeeded.
+    let mut previous: Option<Vec<StackTrace>> = None;
+    let attempts = if blocking { 1 } else { AGREEING_ATTEMPTS };
+    for _ in 0..attempts.max(READ_ATTEMPTS) {
         match spy.get_stack_traces() {
             Ok(traces) => {
-                return Ok(ProcessDump {
-                    pid,
-                    python_version: attached.info.python_version,
-                    command_line: attached.info.command_line,
-                    threads: traces.iter().map(thread_dump).collect(),
-                })
+                let agreed = blocking
+                    || previous
+                        .as_ref()
+                        .is_some_and(|p| outer_frames(p) == outer_frames(&traces));
+                previous = Some(traces);
+                if agreed {
+                    break;
+                }
             }
             Err(e) => last_error = Some(e),
         }
+    }
+    if let Some(traces) = previous {
+        return Ok(ProcessDump {
+            pid,
+            python_version: attached.info.python_version,
+            command_line: attached.info.command_line,
+            threads: traces.iter().map(thread_dump).collect(),
+        });
     }
     let e = last_error.map(|e| format!("{e:#}")).unwrap_or_default();
     anyhow::bail!(

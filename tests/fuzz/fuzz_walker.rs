@@ -1076,6 +1076,7 @@ fn a_frame_pushed_between_the_copies_is_never_reported_as_a_whole_stack() {
             layout,
             interpreter: recorded.interpreter,
             code_type: recorded.code_type,
+            runtime: 0,
         };
         let mut reader = DirectReader::new(target, None);
         let (mut sample, mut codes) = (Sample::default(), Vec::new());

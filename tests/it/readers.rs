@@ -179,7 +179,10 @@ fn dump_shows_every_thread_on_every_version() {
         let dir = scratch(&format!("dump-{}.{}", python.version.0, python.version.1));
         let mut target = Workload::start(&python, &workload("mix.py"), 3.0);
         let pid = target.pid().to_string();
-        let out = run_tracer(&["dump", "--pid", &pid], &dir, TIMEOUT);
+        // Paused: unpaused, py-spy's reader (which dump uses) sometimes follows 3.8-3.10's
+        // free list of frames and prints a stack of `fib`s without its callers, even twice in a
+        // row. Known; dump moves to tracer's own reader (the house issue, item 7).
+        let out = run_tracer(&["dump", "--pid", &pid, "--blocking"], &dir, TIMEOUT);
         target.wait(TIMEOUT);
         let text = String::from_utf8_lossy(&out.stdout);
         let version = format!("Python v{}.{}.", python.version.0, python.version.1);

@@ -49,7 +49,9 @@ fn no_api_that_writes_to_another_process_by_construction() {
                 || line.contains(&["PTRACE_", "SETREGSET"].concat()))
     };
     let watch_text = std::fs::read_to_string(&watch).unwrap();
-    let regsets = watch_text.matches(&["PTRACE_", "SETREGSET"].concat()).count();
+    let regsets = watch_text
+        .matches(&["PTRACE_", "SETREGSET"].concat())
+        .count();
     assert!(
         regsets <= 1 && watch_text.contains("NT_ARM_HW_WATCH"),
         "the exit watch sets only the hardware watchpoint register set"
