@@ -48,7 +48,7 @@ impl ExitWatch {
         finalizing: usize,
         at_moment: Box<dyn FnOnce(Moment) + Send>,
     ) -> anyhow::Result<ExitWatch> {
-        if finalizing % 8 != 0 {
+        if !finalizing.is_multiple_of(8) {
             anyhow::bail!("_PyRuntime._finalizing at {finalizing:#x} is not 8-byte aligned");
         }
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);

@@ -196,6 +196,7 @@ fn check(python: &Python) -> Result<(), String> {
     };
     let Some(pid) = stopped else {
         let _ = child.kill();
+        let _ = child.wait();
         return Err("the child never stopped itself".into());
     };
     unsafe { libc::kill(pid, libc::SIGCONT) };
