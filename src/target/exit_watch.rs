@@ -125,19 +125,19 @@ fn watch(
         ptrace(libc::PTRACE_SEIZE, pid, 0, options)
             .map_err(|e| anyhow::anyhow!("cannot trace the child (ptrace seize): {e}"))?;
         ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0)?;
-        // The interrupt's stop (a signal may come first: keep it for after).
-        let mut pending = 0;
-        loop {
+        // The interrupt's stop, or a group-stop that came first (either is a PTRACE_EVENT_STOP
+        // in which the debug registers may be set). A signal that comes before is delivered
+        // at once, unchanged: the interrupt stays pending and stops the child after it.
+        let group_stopped = loop {
             let status = wait_status(pid)?;
             if !libc::WIFSTOPPED(status) {
                 anyhow::bail!("the child ended before the final snapshot could be armed");
             }
             if status >> 16 == libc::PTRACE_EVENT_STOP {
-                break;
+                break is_group_stop(libc::WSTOPSIG(status));
             }
-            pending = libc::WSTOPSIG(status);
-            ptrace(libc::PTRACE_CONT, pid, 0, 0)?;
-        }
+            ptrace(libc::PTRACE_CONT, pid, 0, libc::WSTOPSIG(status) as usize)?;
+        };
         arch::arm(pid, finalizing)?;
         if std::env::var_os("TRACER_DEBUG_WATCH").is_some() {
             eprintln!(
@@ -145,7 +145,12 @@ fn watch(
                 read_word(pid, finalizing)
             );
         }
-        ptrace(libc::PTRACE_CONT, pid, 0, pending as usize)?;
+        if group_stopped {
+            // Stopped by SIGSTOP and the like: it stays stopped until a SIGCONT.
+            ptrace(libc::PTRACE_LISTEN, pid, 0, 0)?;
+        } else {
+            ptrace(libc::PTRACE_CONT, pid, 0, 0)?;
+        }
         Ok(())
     })();
     match armed {
@@ -204,10 +209,7 @@ fn watch(
             let _ = resume(0);
         } else if event == libc::PTRACE_EVENT_STOP {
             // A group-stop (SIGSTOP, SIGTSTP, ...): stay stopped as an untraced child would.
-            if matches!(
-                signal,
-                libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
-            ) {
+            if is_group_stop(signal) {
                 let _ = ptrace(libc::PTRACE_LISTEN, pid, 0, 0);
             } else {
                 let _ = resume(0);
@@ -224,6 +226,15 @@ fn watch(
             let _ = resume(signal);
         }
     }
+}
+
+/// Whether a `PTRACE_EVENT_STOP` with this stop signal is a group-stop (the child stopped by
+/// SIGSTOP and the like), not the stop of a `PTRACE_INTERRUPT` (SIGTRAP).
+fn is_group_stop(signal: i32) -> bool {
+    matches!(
+        signal,
+        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+    )
 }
 
 /// One word of the child's memory.
