@@ -16,7 +16,7 @@ demo: build
 
 # Unit tests and the integration tests against every Python 3.8-3.15 found (see
 # tests/common/mod.rs; TRACER_TEST_PYTHONS overrides the discovery).
-test: report-venv tracefunc-venvs i386-python pythons-new test-debs
+test: report-venv tracefunc-venvs i386-python pythons-new python-ft test-debs
 	$(CARGO) test --release -- --nocapture
 
 # CPython 3.14 and 3.15 (read by tracer, tested like 3.8-3.13), Debian sid's builds unpacked under target/pythons by
@@ -26,6 +26,14 @@ PYTHONS_NEW ?= 3.14 3.15
 .PHONY: pythons-new
 pythons-new:
 	@if [ -n "$(PYTHONS_NEW)" ]; then tests/support/fetch-python.sh $(PYTHONS_NEW); fi
+
+# A free-threaded CPython 3.13 (--disable-gil), built from the source Debian stable packages by
+# tests/support/build-python-ft.sh into target/pythons/3.13t: about 12 minutes on 2 cores the
+# first time, nothing once there. `make test PYTHON_FT=` leaves it out (its tests print SKIP).
+PYTHON_FT ?= 3.13t
+.PHONY: python-ft
+python-ft:
+	@if [ -n "$(PYTHON_FT)" ]; then tests/support/build-python-ft.sh $(PYTHON_FT); fi
 
 # The pinned real consumers of our formats (coverage.py, pydot), for tests/it/reports.rs, and our
 # coverage.py plugin (src/coverage_plugin): a venv under target/, rebuilt only when

@@ -3,6 +3,7 @@
 
 use crate::aggregate::filter::PathMap;
 use crate::output::Format;
+use crate::reader::PyVersion;
 use crate::target::attach::ReaderChoice;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -96,7 +97,7 @@ pub enum Commands {
         /// The Python version whose compiler decides which lines are executable (for
         /// --missing), as X.Y; default: the one recorded in the results, else 3.12.
         #[arg(long, value_name = "X.Y", value_parser = parse_version)]
-        python_version: Option<(u8, u8)>,
+        python_version: Option<PyVersion>,
         #[command(flatten)]
         plugin: CoveragePluginArg,
         #[command(flatten)]
@@ -127,6 +128,10 @@ pub enum Commands {
         #[command(flatten)]
         filters: FilterArgs,
     },
+    /// Internal: the keeper of `run --snapshot`'s exit watch, started by tracer itself
+    /// (src/target/exit_watch/keeper.rs).
+    #[command(name = "keep-watch", hide = true)]
+    KeepWatch,
     /// Merge results files (trace pickles and tracer JSON, in any mix) as
     /// `CoverageResults.update` does, and write the sum in any format.
     Merge {
@@ -230,7 +235,7 @@ pub struct TopArgs {
 }
 
 /// Filters on line counts, with trace's semantics where trace has them.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct FilterArgs {
     /// Leave out lines of this module and its submodules (comma-separated lists accepted).
     #[arg(long = "ignore-module", value_name = "M", env = "TRACER_IGNORE_MODULE")]
@@ -263,7 +268,7 @@ pub struct TraceArgs {
     /// Also add what the target has run since it started, read from its adaptive bytecode
     /// (Python 3.12+; see `tracer snapshot`): with `run`, at the moment its interpreter starts
     /// finalizing (the child is paused once, there); with `attach`, when sampling ends (with
-    /// --subprocesses, of every traced process still alive).
+    /// --subprocesses, of each process as it finalizes or exits, or when sampling ends).
     #[arg(long, env = "TRACER_SNAPSHOT")]
     pub snapshot: bool,
     /// With --snapshot: also snapshot every SECS while the target runs, so that code later
@@ -299,8 +304,8 @@ pub struct TraceArgs {
     /// Which stack reader: tracer's own where it knows the version (auto), or py-spy's.
     #[arg(long, value_enum, default_value_t = ReaderChoice::Auto, env = "TRACER_READER")]
     pub reader: ReaderChoice,
-    /// Also write a complete snapshot of the results every SECS while sampling, atomically
-    /// (a killed tracer leaves the last full snapshot). A failed write is reported and retried
+    /// Also write the complete results so far every SECS while sampling, atomically
+    /// (a killed tracer leaves the last full flush). A failed write is reported and retried
     /// at the next flush.
     #[arg(long, value_name = "SECS", value_parser = parse_duration, env = "TRACER_FLUSH_EVERY")]
     pub flush_every: Option<f64>,
@@ -346,12 +351,9 @@ pub(crate) fn parse_duration(s: &str) -> Result<f64, String> {
     }
 }
 
-pub(crate) fn parse_version(s: &str) -> Result<(u8, u8), String> {
-    let (major, minor) = s.split_once('.').ok_or("expected X.Y, as 3.12")?;
-    Ok((
-        major.parse().map_err(|_| "expected X.Y, as 3.12")?,
-        minor.parse().map_err(|_| "expected X.Y, as 3.12")?,
-    ))
+pub(crate) fn parse_version(s: &str) -> Result<PyVersion, String> {
+    s.parse()
+        .map_err(|e: crate::reader::version::ParseVersionError| e.to_string())
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ impl Aggregator {
         self
     }
 
-    /// Also follow calls of the function the reader lists in [`Sample::targets`]
+    /// Also follow calls of the function the reader lists in [`Sample::followed`]
     /// (`--function`).
     pub fn with_function(mut self, qualname: &str, locals: bool) -> Aggregator {
         self.function = Some(FunctionTracker::new(qualname, locals));
@@ -103,8 +103,8 @@ impl Aggregator {
             Message::Code(id, info) => self.add_code(id, info),
             Message::Sample(sample) => self.add_sample(&sample),
             // Answered by the session's aggregator thread, which knows the filter; dropping
-            // the request tells the requester no snapshot comes.
-            Message::Snapshot(..) => {}
+            // the request tells the requester no flush comes.
+            Message::Flush(..) => {}
         }
     }
 

@@ -53,6 +53,7 @@ pub struct StackKey {
     pub frames: Vec<StackFrame>,
 }
 
+#[cfg(test)]
 impl StackKey {
     /// A stack of an unknown process and thread.
     pub fn of_frames(frames: Vec<StackFrame>) -> StackKey {
@@ -93,21 +94,6 @@ impl Stacks {
             *total = total.saturating_add(*count);
         }
         out
-    }
-
-    /// Name the process of every stack whose process is not known yet.
-    pub fn set_process(&mut self, pid: u32) {
-        if self.samples.keys().all(|key| key.process != 0) {
-            return;
-        }
-        let samples = std::mem::take(&mut self.samples);
-        for (mut key, count) in samples {
-            if key.process == 0 {
-                key.process = pid;
-            }
-            let total = self.samples.entry(key).or_default();
-            *total = total.saturating_add(count);
-        }
     }
 }
 

@@ -2,12 +2,11 @@
 //! signal or its exit; with `--follow`, the next process of the same name after it; with
 //! `--subprocesses`, its whole family.
 
-use super::tracing::{report_stop, trace_one, Flushes, Flushing, Snapshotting};
-use super::StopSignals;
+use super::tracing::Snapshotting;
 use crate::cli::{FilterArgs, TargetArgs, TraceArgs};
 use crate::session::family;
 use crate::session::sampler::{self, LiveCounters};
-use crate::session::{self, SessionResult};
+use crate::session::{self, report_stop, trace_one, Flushes, Flushing, SessionResult, StopSignals};
 use crate::snapshot;
 use crate::source::Sources;
 use crate::target::{attach, process};
@@ -164,12 +163,13 @@ fn may_be_python(pid: i32) -> bool {
     }
 }
 
-pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> {
+/// `tracer attach`: trace the process `target` names as `args` say; the exit status.
+pub fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::Result<i32> {
     let signals = StopSignals::install()?;
     if args.snapshot_every.is_some() && (target.subprocesses || target.follow) {
         anyhow::bail!(
-            "--snapshot-every follows one process: leave out --subprocesses and --follow (their \
-             processes are each snapshotted once at the end with --snapshot)"
+            "--snapshot-every follows one process: leave out --subprocesses and --follow (with \
+             --snapshot, a family's processes are each snapshotted once, as they end)"
         );
     }
     let pid = target.select(&signals.stop)?;
@@ -190,19 +190,28 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
             .clone()
             .unwrap_or_else(|| attached.info.command_line.clone())
     });
-    let version = attached.info.version_tuple().unwrap_or((3, 12));
-    let snapshotting = args
-        .snapshot_every
-        .and_then(|every| Snapshotting::start(pid, version, Some(Duration::from_secs_f64(every))));
+    let version = attached.version;
+    let snapshotting = args.snapshot_every.and_then(|every| {
+        Snapshotting::start(
+            pid,
+            version,
+            attached.info.free_threaded,
+            Some(Duration::from_secs_f64(every)),
+        )
+    });
     let deadline = args
         .duration
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     let mut flushing = Flushing::start(args, path.clone(), Sources::of_process(pid, version));
     let counters = flushing.counters.clone();
+    // `--snapshot` of a family: each process's final snapshot, when it finalizes or exits, or
+    // when its session ends if it lives on (src/session/family/snapshots.rs).
+    let family_snapshots = (args.snapshot && target.subprocesses)
+        .then(|| Arc::new(family::Snapshots::start(&args.filters)));
     let trace_in_family = |pid: i32,
                            attached: Option<attach::Attached>,
                            duration: Option<Duration>,
-                           on_start: &mut dyn FnMut(session::Snapshots)|
+                           on_start: &mut dyn FnMut(session::FlushHandle)|
      -> anyhow::Result<SessionResult> {
         let attached = match attached {
             Some(attached) => attached,
@@ -212,16 +221,23 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
                 attach::attach_when_ready(pid, args.blocking, args.reader, Duration::from_secs(2))?
             }
         };
-        // Its own counters, for its own snapshots; the status line sees the family's sum.
+        let snapshots = family_snapshots
+            .as_ref()
+            .and_then(|s| s.begin(pid, attached.version, attached.info.free_threaded));
+        // Its own counters, for its own flushes; the status line sees the family's sum.
         let live = Arc::new(LiveCounters::adding_to(counters.sampler.clone()));
-        trace_one(
+        let traced = trace_one(
             attached,
             args,
             duration,
             &signals,
             &live,
             Flushes::OnDemand(on_start),
-        )
+        );
+        if let Some(snapshots) = snapshots {
+            snapshots.end();
+        }
+        traced
     };
     let mut family = target.subprocesses.then(|| {
         family::Family::new(
@@ -229,6 +245,7 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
                 max_processes: usize::from(target.max_processes),
                 flush_every: args.flush_every.map(Duration::from_secs_f64),
                 deadline,
+                snapshots: family_snapshots.clone(),
             },
             path.clone(),
         )
@@ -301,13 +318,10 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
         }
     }
     flushing.status.stop();
-    // `--snapshot`'s processes: every traced one still alive, or the last target.
-    let (result, snapshot_pids) = match family {
-        Some(family) => {
-            let alive = family.still_alive();
-            (family.results(), alive)
-        }
-        None => (gathered, vec![last_pid]),
+    // A family's snapshots are in its results already.
+    let result = match family {
+        Some(family) => family.results(),
+        None => gathered,
     };
     let result = result.context("no process was traced")?;
     if traced_pids.len() > 1 {
@@ -324,18 +338,17 @@ pub(crate) fn attach_command(target: &TargetArgs, args: &TraceArgs) -> anyhow::R
             (snapshotting.taker())();
         }
         snapshotting.finish(&mut result, &args.filters);
-    } else if args.snapshot {
-        if snapshot_pids.is_empty() {
-            eprintln!("tracer: warning: no snapshot: no traced process is still alive");
-        }
-        add_snapshots(&mut result, &snapshot_pids, &args.filters);
+    } else if args.snapshot && !target.subprocesses {
+        add_snapshots(&mut result, &[last_pid], &args.filters);
     }
     // The target's root and rights as taken at attach time: it may be gone by now.
     let sources = if last_pid == pid {
         flushing.writer.sources.clone()
     } else {
-        let version = result.info.target.version_tuple().unwrap_or((3, 12));
-        Sources::of_process(last_pid, version)
+        match result.info.target.version() {
+            Some(version) => Sources::of_process(last_pid, version),
+            None => Sources::lost(),
+        }
     };
     let message = session::write_results(
         &result,

@@ -9,7 +9,8 @@ use crate::source::Sources;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
-pub(crate) fn merge_command(
+/// `tracer merge`: `inputs` merged as `CoverageResults.update` does, written to `output_path`.
+pub fn merge_command(
     inputs: &[PathBuf],
     output_path: &Path,
     (format, write_options): (Option<Format>, WriteOptions),
@@ -57,7 +58,7 @@ pub(crate) fn merge_command(
     let info = info.unwrap_or_default();
     let file_refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     let results = apply_filters(results, Some(&info), filters, &file_refs)?;
-    let version = info.target.version_tuple().unwrap_or((3, 12));
+    let version = info.target.version();
     if let Some(report) = output::write(
         &results,
         &info,

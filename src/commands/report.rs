@@ -5,25 +5,26 @@ use crate::aggregate::filter::PathMap;
 use crate::aggregate::model::CoverageResults;
 use crate::cli::FilterArgs;
 use crate::output::{self, cover, Format, RunInfo, WriteOptions};
+use crate::reader::PyVersion;
 use crate::source::Sources;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 /// What `tracer report` was asked to do.
-pub(crate) struct ReportRequest {
-    pub(crate) file: PathBuf,
-    pub(crate) coverdir: Option<PathBuf>,
-    pub(crate) missing: bool,
-    pub(crate) summary: bool,
-    pub(crate) listfuncs: bool,
-    pub(crate) trackcalls: bool,
-    pub(crate) function: bool,
-    pub(crate) format: Option<Format>,
-    pub(crate) output: Option<PathBuf>,
-    pub(crate) python_version: Option<(u8, u8)>,
-    pub(crate) write_options: WriteOptions,
-    pub(crate) filters: FilterArgs,
-    pub(crate) path_map: Vec<PathMap>,
+pub struct ReportRequest {
+    pub file: PathBuf,
+    pub coverdir: Option<PathBuf>,
+    pub missing: bool,
+    pub summary: bool,
+    pub listfuncs: bool,
+    pub trackcalls: bool,
+    pub function: bool,
+    pub format: Option<Format>,
+    pub output: Option<PathBuf>,
+    pub python_version: Option<PyVersion>,
+    pub write_options: WriteOptions,
+    pub filters: FilterArgs,
+    pub path_map: Vec<PathMap>,
 }
 
 /// Load a results file, rewrite its paths and filter its line counts as asked.
@@ -78,12 +79,12 @@ pub(super) fn apply_filters(
     Ok(results)
 }
 
-pub(crate) fn report_command(request: &ReportRequest) -> anyhow::Result<i32> {
+/// `tracer report`: what `request` asks, printed or written; the exit status.
+pub fn report_command(request: &ReportRequest) -> anyhow::Result<i32> {
     let (results, info) = load_for_report(&request.file, &request.filters, &request.path_map)?;
     let version = request
         .python_version
-        .or_else(|| info.as_ref().and_then(|i| i.target.version_tuple()))
-        .unwrap_or((3, 12));
+        .or_else(|| info.as_ref().and_then(|i| i.target.version()));
     let sources = Sources::local(version);
     if request.listfuncs {
         print!("{}", output::trace_text::functions_called(&results));

@@ -1,7 +1,7 @@
 //! `tracer run -- COMMAND`: start a command and trace it from its start to its exit, ending
 //! with the command's own exit status.
 
-use super::tracing::{report_stop, trace_one, Flushes, Flushing, Snapshotting};
+use super::tracing::Snapshotting;
 use super::StopSignals;
 use crate::aggregate::model::CoverageResults;
 use crate::cli::TraceArgs;
@@ -9,19 +9,46 @@ use crate::output::RunInfo;
 use crate::reader::discover;
 use crate::session::sampler;
 use crate::session::{self, SessionResult};
+use crate::session::{report_stop, trace_one, Flushes, Flushing};
 use crate::source::Sources;
 use crate::target::attach::{self, AttachError};
+use crate::target::exit_watch::keeper::Keeper;
 use crate::target::exit_watch::{ExitWatch, Moment};
 use anyhow::Context;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-pub(crate) fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
+pub fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Result<i32> {
     let signals = StopSignals::install()?;
     args.plugin.write_options().check(args.format)?;
-    let mut child = Command::new(&command[0])
-        .args(&command[1..])
+    // The final snapshot's watch has a keeper, started first so that the child can name it as
+    // a ptracer: it clears the watch if this process is killed (src/target/exit_watch/keeper.rs).
+    let mut keeper = match args.snapshot.then(Keeper::start).transpose() {
+        Ok(keeper) => keeper,
+        Err(e) => {
+            eprintln!(
+                "tracer: warning: no final snapshot ({e:#}); the snapshots along the way are kept"
+            );
+            None
+        }
+    };
+    let mut child = Command::new(&command[0]);
+    child.args(&command[1..]);
+    if let Some(keeper) = &keeper {
+        let keeper_pid = keeper.pid() as libc::c_ulong;
+        // SAFETY: one prctl, async-signal-safe, between fork and exec. Under Yama's ptrace
+        // scope 1 it lets the keeper (not an ancestor of the child) seize it; elsewhere it is
+        // not needed, and its failure is not an error.
+        unsafe {
+            child.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PTRACER, keeper_pid, 0, 0, 0);
+                Ok(())
+            });
+        }
+    }
+    let mut child = child
         .spawn()
         .with_context(|| format!("cannot start {:?}", command[0]))?;
     let pid = child.id() as i32;
@@ -42,16 +69,16 @@ pub(crate) fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Resul
     let result =
         match attach::attach_when_ready(pid, args.blocking, args.reader, Duration::from_secs(10)) {
             Ok(attached) => {
-                let version = attached.info.version_tuple().unwrap_or((3, 12));
+                let version = attached.version;
                 let every = args.snapshot_every.map(Duration::from_secs_f64);
                 let snapshotting = args
                     .snapshot
-                    .then(|| Snapshotting::start(pid, version, every))
+                    .then(|| Snapshotting::start(pid, version, attached.info.free_threaded, every))
                     .flatten();
                 // The final snapshot, when the interpreter starts finalizing: the watch then
                 // reaps the child and gives its status.
-                if let Some(snapshotting) = &snapshotting {
-                    match final_snapshot_watch(pid, snapshotting) {
+                if let (Some(snapshotting), Some(keeper)) = (&snapshotting, keeper.take()) {
+                    match final_snapshot_watch(pid, snapshotting, keeper) {
                         Ok(started) => watch = Some(started),
                         Err(e) => eprintln!(
                             "tracer: warning: no final snapshot ({e:#}); the snapshots along \
@@ -98,7 +125,7 @@ pub(crate) fn run_command(args: &TraceArgs, command: &[String]) -> anyhow::Resul
                         if let Some(why) = &ended.missed {
                             eprintln!("tracer: warning: no final snapshot: {why}");
                         }
-                        exit_status = Some(ended.status);
+                        exit_status = ended.status;
                     }
                     snapshotting.finish(&mut result, &args.filters);
                 }
@@ -149,7 +176,11 @@ fn shell_status(status: std::process::ExitStatus) -> i32 {
 
 /// Arm the final snapshot of `pid` at its interpreter's finalization (or its exit, if it
 /// never finalizes).
-fn final_snapshot_watch(pid: i32, snapshotting: &Snapshotting) -> anyhow::Result<ExitWatch> {
+fn final_snapshot_watch(
+    pid: i32,
+    snapshotting: &Snapshotting,
+    keeper: Keeper,
+) -> anyhow::Result<ExitWatch> {
     let finalizing = discover::find_target(pid)?
         .finalizing
         .ok_or_else(|| anyhow::anyhow!("the interpreter's runtime was not found"))?;
@@ -157,6 +188,7 @@ fn final_snapshot_watch(pid: i32, snapshotting: &Snapshotting) -> anyhow::Result
     ExitWatch::start(
         pid,
         finalizing,
+        keeper,
         Box::new(move |moment| {
             let started = std::time::Instant::now();
             take();
@@ -199,5 +231,5 @@ fn exited_untraced(
         first_error: None,
     };
     // The target is gone: no file of its is read as it saw it.
-    (result, Sources::of_process(pid, (3, 12)), false)
+    (result, Sources::lost(), false)
 }

@@ -9,7 +9,7 @@ use crate::source::Sources;
 use std::path::PathBuf;
 
 /// `tracer snapshot`: read once what `pid` has run and write it in `format`.
-pub(crate) fn snapshot_command(
+pub fn snapshot_command(
     pid: i32,
     output: Option<&PathBuf>,
     (format, write_options): (Format, WriteOptions),
@@ -23,7 +23,7 @@ pub(crate) fn snapshot_command(
     let version = taken
         .stats
         .walk_version()
-        .unwrap_or(snapshot::FIRST_VERSION);
+        .ok_or_else(|| anyhow::anyhow!("the snapshot names no Python version"))?;
     let (library_dirs, stdlib_dir) = crate::target::library_dirs::of_process(pid, version);
     let filter = filters.filter(&library_dirs, stdlib_dir.as_deref())?;
     let mut results = taken.results;
@@ -42,6 +42,7 @@ pub(crate) fn snapshot_command(
                 .unwrap_or_default(),
             command_line: crate::target::process::command_line(pid).unwrap_or_default(),
             reader: "snapshot".to_owned(),
+            free_threaded: false,
         },
         library_dirs,
         stdlib_dir,

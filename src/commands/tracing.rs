@@ -1,192 +1,14 @@
-//! What `attach` and `run` share: one session per traced process (the target's library and
-//! stdlib directories, filters, the function view), and around them the status line and the
-//! flush writer.
+//! `--snapshot`'s part of `attach` and `run`: periodic snapshots of one process, joined into
+//! the sampled results at the end. The session itself, with its status line and flushes, is
+//! [`crate::session::trace_one`].
 
-use super::StopSignals;
-use crate::cli::TraceArgs;
-use crate::output::Format;
-use crate::session::flush::FlushWriter;
-use crate::session::sampler;
-use crate::session::status::{StatusCounters, StatusReporter};
-use crate::session::{self, SessionOptions, SessionResult};
+use crate::cli::FilterArgs;
+use crate::reader::PyVersion;
+use crate::session::SessionResult;
 use crate::snapshot;
-use crate::source::Sources;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-impl TraceArgs {
-    /// How often a status line is logged when stderr is not a terminal.
-    pub(crate) fn status_every(&self) -> Duration {
-        Duration::from_secs_f64(self.status_every)
-    }
-
-    pub(crate) fn session_options(
-        &self,
-        library_dirs: &[String],
-        stdlib: Option<&str>,
-    ) -> anyhow::Result<SessionOptions> {
-        Ok(SessionOptions {
-            rate_hz: self.rate,
-            duration: self.duration.map(Duration::from_secs_f64),
-            filter: self.filters.filter(library_dirs, stdlib)?,
-            flush_every: self.flush_every.map(Duration::from_secs_f64),
-            max_cpu_percent: self.max_cpu,
-            function: self
-                .function
-                .as_ref()
-                .inspect(|_| {
-                    if self.format != Format::Json {
-                        eprintln!(
-                            "tracer: warning: the function view is written with --format json \
-                             only; {} leaves it out",
-                            self.format.name()
-                        );
-                    }
-                })
-                .map(|qualname| crate::reader::FunctionFilter {
-                    qualname: qualname.clone(),
-                    locals: self.locals,
-                }),
-        })
-    }
-}
-
-/// How a traced process's results so far are taken while it runs.
-pub(crate) enum Flushes<'a> {
-    /// Every `--flush-every`, the session hands its snapshot to the callback.
-    Timed(&'a mut dyn FnMut(SessionResult)),
-    /// No timer of its own: the callback gets a handle that takes snapshots on demand
-    /// (a family's one flush timer).
-    OnDemand(&'a mut dyn FnMut(session::Snapshots)),
-}
-
-/// Trace one process until it exits, the duration passes or a signal comes, its snapshots
-/// (library directories filled in) taken as `flushes` says.
-pub(crate) fn trace_one(
-    mut attached: crate::target::attach::Attached,
-    args: &TraceArgs,
-    duration: Option<Duration>,
-    signals: &StopSignals,
-    live: &Arc<crate::session::sampler::LiveCounters>,
-    flushes: Flushes,
-) -> anyhow::Result<SessionResult> {
-    let pid = attached.info.pid;
-    let version = attached.info.version_tuple().unwrap_or((3, 12));
-    let (library_dirs, stdlib_dir) = crate::target::library_dirs::of_process(pid, version);
-    let mut options = args.session_options(&library_dirs, stdlib_dir.as_deref())?;
-    options.duration = duration;
-    let (mut no_start, mut no_flush) = (|_: session::Snapshots| {}, |_: SessionResult| {});
-    let (on_start, on_flush): (
-        &mut dyn FnMut(session::Snapshots),
-        &mut dyn FnMut(SessionResult),
-    ) = match flushes {
-        Flushes::Timed(on_flush) => (&mut no_start, on_flush),
-        Flushes::OnDemand(on_start) => {
-            options.flush_every = None;
-            (on_start, &mut no_flush)
-        }
-    };
-    // Refused before anything is announced (the session asks again, harmlessly).
-    if let Some(function) = &options.function {
-        attached
-            .reader
-            .follow_function(function.clone())
-            .map_err(|e| anyhow::anyhow!("cannot follow --function {}: {e}", function.qualname))?;
-    }
-    eprintln!(
-        "tracer: tracing pid {pid} (Python {}) at {} Hz{}; Ctrl-C to stop",
-        attached.info.python_version,
-        args.rate,
-        if args.blocking {
-            ", pausing it for each sample"
-        } else {
-            ""
-        }
-    );
-    let mut result = session::sample_with_flushes(
-        attached,
-        &options,
-        signals.stop.clone(),
-        live,
-        &mut |mut snapshots| {
-            snapshots.library_dirs = library_dirs.clone();
-            snapshots.stdlib_dir = stdlib_dir.clone();
-            on_start(snapshots)
-        },
-        &mut |mut snapshot| {
-            snapshot.info.library_dirs = library_dirs.clone();
-            snapshot.info.stdlib_dir = stdlib_dir.clone();
-            on_flush(snapshot)
-        },
-    )?;
-    // Extension modules loaded while sampling show more library directories.
-    let mut library_dirs = library_dirs;
-    if crate::target::process::is_alive(pid) {
-        for dir in crate::target::library_dirs::of_process(pid, version).0 {
-            if !library_dirs.contains(&dir) {
-                library_dirs.push(dir);
-            }
-        }
-        if args.filters.ignore_stdlib {
-            let filter = args.filters.filter(&library_dirs, stdlib_dir.as_deref())?;
-            result
-                .results
-                .remove_counts_where(|file| filter.ignores(file));
-        }
-    }
-    result.info.library_dirs = library_dirs;
-    result.info.stdlib_dir = stdlib_dir;
-    Ok(result)
-}
-
-/// Around the sessions of one `attach` or `run`: the status line and its counters, and the
-/// writer of `--flush-every`'s files.
-pub(crate) struct Flushing {
-    pub(crate) counters: Arc<StatusCounters>,
-    pub(crate) status: StatusReporter,
-    pub(crate) writer: FlushWriter,
-}
-
-impl Flushing {
-    /// Start the status line; flushes go to `path`, reading the target's sources through
-    /// `sources` (taken at attach time: the target may be gone at the last flush).
-    pub(crate) fn start(args: &TraceArgs, path: PathBuf, sources: Sources) -> Flushing {
-        let counters = Arc::new(StatusCounters::default());
-        let status = StatusReporter::start(counters.clone(), Some(args.status_every()));
-        let mut writer = FlushWriter::new(path, args.format, args.plugin.write_options(), sources);
-        writer.log_each = !status.on_terminal;
-        Flushing {
-            counters,
-            status,
-            writer,
-        }
-    }
-
-    /// Write one flush and count it on the status line.
-    pub(crate) fn write(&mut self, results: SessionResult) {
-        self.writer.write(results);
-        self.counters
-            .flushes
-            .store(self.writer.written, Ordering::Relaxed);
-    }
-}
-
-/// Say why sampling ended (and, if nothing was read, the first error).
-pub(crate) fn report_stop(result: &session::SessionResult) {
-    let why = match result.stop_reason {
-        sampler::StopReason::Duration => "duration reached",
-        sampler::StopReason::Signal => "stopped by signal",
-        sampler::StopReason::TargetExited => "target exited",
-    };
-    eprintln!("tracer: sampling ended: {why}");
-    if result.info.stats.samples == 0 {
-        if let Some(e) = &result.first_error {
-            eprintln!("tracer: no stack could be read; first error: {e}");
-        }
-    }
-}
 
 /// `--snapshot`'s snapshots of one process (3.12+): every `--snapshot-every` in a thread of
 /// their own while it runs, and any taken at a moment of the caller's (the final one); joined
@@ -199,18 +21,27 @@ pub(crate) struct Snapshotting {
 }
 
 impl Snapshotting {
-    /// Start for `pid` running Python `version`; `None` (with a one-line note) when its
+    /// Start for `pid` running Python `version` (free-threaded or not); `None` (with a one-line note) when its
     /// interpreter keeps no record of what ran.
     pub(crate) fn start(
         pid: i32,
-        version: (u8, u8),
+        version: PyVersion,
+        free_threaded: bool,
         every: Option<Duration>,
     ) -> Option<Snapshotting> {
+        if free_threaded {
+            eprintln!(
+                "tracer: note: --snapshot adds nothing on a free-threaded Python {}.{} (its \
+                 bytecode keeps no record snapshot reads; builds with the GIL do): sampling only",
+                version.major, version.minor
+            );
+            return None;
+        }
         if version < snapshot::FIRST_VERSION {
             eprintln!(
                 "tracer: note: --snapshot adds nothing on Python {}.{} (its interpreter keeps no \
                  record of what ran; 3.12+ does): sampling only",
-                version.0, version.1
+                version.major, version.minor
             );
             return None;
         }
@@ -257,7 +88,7 @@ impl Snapshotting {
 
     /// Stop the periodic snapshots and join everything taken into `result`, through the same
     /// filters as the sampled lines.
-    pub(crate) fn finish(self, result: &mut SessionResult, filters: &crate::cli::FilterArgs) {
+    pub(crate) fn finish(self, result: &mut SessionResult, filters: &FilterArgs) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.periodic {
             let _ = thread.join();

@@ -144,12 +144,12 @@ impl FunctionTracker {
         let mut start = 0usize;
         for (thread, frames) in sample.stacks() {
             let end = start + frames.len();
-            for target in sample
+            for followed in sample
                 .followed
                 .iter()
                 .filter(|t| (start..end).contains(&(t.frame_index as usize)))
             {
-                self.add_frame(thread.thread_id, target, &sample.frames[..end], stamp);
+                self.add_frame(thread.thread_id, followed, &sample.frames[..end], stamp);
             }
             if !thread.truncated {
                 // A complete stack without the frame: that call has returned.
@@ -165,16 +165,16 @@ impl FunctionTracker {
     fn add_frame(
         &mut self,
         thread_id: u64,
-        target: &FollowedFrame,
+        followed: &FollowedFrame,
         frames: &[FrameRef],
         stamp: u64,
     ) {
-        let index = target.frame_index as usize;
+        let index = followed.frame_index as usize;
         let Some(frame) = frames.get(index) else {
             return;
         };
         let callers = &frames[index + 1..];
-        let key = (thread_id, target.address);
+        let key = (thread_id, followed.address);
         // Still active (not missed by a complete sample of its thread) and under the same
         // callers: the same call.
         let known = self.active.get(&key).copied().filter(|&call| {
@@ -191,9 +191,9 @@ impl FunctionTracker {
                 }
                 self.calls.push(LiveCall {
                     thread_id,
-                    address: target.address,
+                    address: followed.address,
                     code: frame.code,
-                    first_line: target.first_line,
+                    first_line: followed.first_line,
                     callers: callers.to_vec(),
                     samples: 0,
                     points: HashMap::default(),
@@ -206,9 +206,9 @@ impl FunctionTracker {
         let call = &mut self.calls[call];
         call.samples += 1;
         call.last_sample = stamp;
-        let (hits, locals) = call.points.entry(target.point).or_default();
+        let (hits, locals) = call.points.entry(followed.point).or_default();
         *hits += 1;
-        for local in &target.locals {
+        for local in &followed.locals {
             let values = locals.entry(local.name.clone()).or_default();
             let known = values
                 .iter()
@@ -523,7 +523,7 @@ mod tests {
         FrameRef { code, line }
     }
 
-    fn target(address: u64, index: u32, line: u32, value: &str) -> FollowedFrame {
+    fn followed(address: u64, index: u32, line: u32, value: &str) -> FollowedFrame {
         FollowedFrame {
             address,
             frame_index: index,
@@ -540,13 +540,13 @@ mod tests {
         }
     }
 
-    /// One thread: the target (code 1) called from code 0 at `caller_line`.
+    /// One thread: the followed function (code 1) called from code 0 at `caller_line`.
     fn sample(address: u64, caller_line: u32, line: u32, value: &str) -> Sample {
         let mut s = Sample::default();
         s.frames.push(frame(1, line));
         s.frames.push(frame(0, caller_line));
         s.end_thread(7, false);
-        s.followed.push(target(address, 0, line, value));
+        s.followed.push(followed(address, 0, line, value));
         s
     }
 
@@ -569,7 +569,7 @@ mod tests {
         recursion.frames.insert(0, frame(1, 2)); // an inner call at another address
         recursion.threads[0].end = 3;
         recursion.followed[0].frame_index = 1;
-        recursion.followed.push(target(0x200, 0, 2, "5"));
+        recursion.followed.push(followed(0x200, 0, 2, "5"));
         t.add_sample(&recursion);
         let results = t.results(names);
         let samples: Vec<u64> = results.calls.iter().map(|c| c.samples).collect();

@@ -14,6 +14,7 @@
 //! `tracer` row names a plugin that is not configured, so this is opt-in (`--coverage-plugin`).
 
 use crate::aggregate::model::CoverageResults;
+use crate::reader::PyVersion;
 use crate::source::{SourceText, Sources};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension};
@@ -88,8 +89,8 @@ CREATE TABLE tracer_executable_lines (
 /// in a coverage.py data file, for the `tracer_coverage` plugin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecutableLines {
-    /// The `(major, minor)` Python whose compiler the analysis modelled.
-    pub python: (u8, u8),
+    /// The Python whose compiler the analysis modelled, if known (else every file is skipped).
+    pub python: Option<PyVersion>,
     /// Each analysed file's executable lines.
     pub by_file: BTreeMap<String, BTreeSet<u32>>,
     /// Files left to coverage.py's own parser, with why (unreadable source, not Python).
@@ -220,11 +221,12 @@ fn write_executable_lines(
     plugin: &ExecutableLines,
 ) -> anyhow::Result<()> {
     tx.execute_batch(EXECUTABLE_LINES_SCHEMA)?;
-    let (major, minor) = plugin.python;
-    tx.execute(
-        "insert into meta (key, value) values (?1, ?2)",
-        [PLUGIN_PYTHON_KEY, &format!("{major}.{minor}")],
-    )?;
+    if let Some(python) = plugin.python {
+        tx.execute(
+            "insert into meta (key, value) values (?1, ?2)",
+            [PLUGIN_PYTHON_KEY, &python.to_string()],
+        )?;
+    }
     let mut file_id = tx.prepare("select id from file where path = ?1")?;
     let mut add_lines =
         tx.prepare("insert into tracer_executable_lines (file_id, numbits) values (?1, ?2)")?;
@@ -243,82 +245,9 @@ fn write_executable_lines(
     Ok(())
 }
 
-/// What a data file carries for coverage.py plugins.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PluginData {
-    /// Our executable lines, by file (empty when the file carries none).
-    pub executable_lines: BTreeMap<String, Vec<u32>>,
-    /// coverage.py's `tracer` rows: the plugin named for each file.
-    pub tracers: BTreeMap<String, String>,
-}
-
-/// Read what a data file (ours or coverage.py's) carries for plugins.
-pub fn read_plugin_data(path: &Path) -> anyhow::Result<PluginData> {
-    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let mut lines = BTreeMap::new();
-    let has_table: bool = db.query_row(
-        "select count(*) > 0 from sqlite_master where type = 'table' and name = ?1",
-        [EXECUTABLE_LINES_TABLE],
-        |row| row.get(0),
-    )?;
-    if has_table {
-        let mut query = db.prepare(
-            "select file.path, numbits from tracer_executable_lines \
-             join file on file.id = tracer_executable_lines.file_id",
-        )?;
-        let rows = query.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
-        })?;
-        for row in rows {
-            let (file, bits) = row?;
-            lines.insert(file, numbits_to_lines(&bits));
-        }
-    }
-    let mut query =
-        db.prepare("select file.path, tracer from tracer join file on file.id = tracer.file_id")?;
-    let tracers = query
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    Ok(PluginData {
-        executable_lines: lines,
-        tracers,
-    })
-}
-
-/// Read the line sets of a coverage.py data file (ours or coverage.py's), by file.
-pub fn read_line_sets(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<u32>>> {
-    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let version: i64 = db
-        .query_row("select version from coverage_schema", [], |row| row.get(0))
-        .with_context(|| format!("{} is not a coverage.py data file", path.display()))?;
-    anyhow::ensure!(
-        version == SCHEMA_VERSION,
-        "{} has coverage.py schema {version}, not {SCHEMA_VERSION}",
-        path.display()
-    );
-    let mut query = db.prepare(
-        "select file.path, line_bits.numbits from line_bits join file on file.id = line_bits.file_id",
-    )?;
-    let mut files: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    let rows = query.query_map([], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
-    })?;
-    for row in rows {
-        let (file, bits) = row?;
-        let lines = files.entry(file).or_default();
-        lines.extend(numbits_to_lines(&bits));
-        lines.sort_unstable();
-        lines.dedup();
-    }
-    Ok(files)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::model::LineHits;
 
     #[test]
     fn numbits_as_coverage_py_packs_them() {
@@ -326,55 +255,5 @@ mod tests {
         assert_eq!(numbits([1, 2, 9, 17]), vec![0x06, 0x02, 0x02]);
         assert_eq!(numbits([]), Vec::<u8>::new());
         assert_eq!(numbits_to_lines(&[0x06, 0x02, 0x02]), vec![1, 2, 9, 17]);
-    }
-
-    #[test]
-    fn writes_and_reads_back_line_sets() {
-        let dir = std::env::temp_dir().join(format!("tracer-covdb-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("data.coverage");
-        let mut r = CoverageResults::default();
-        for (file, line) in [("/a.py", 3), ("/a.py", 100), ("/b.py", 1), ("<string>", 1)] {
-            r.counts.insert((file.into(), line), LineHits::default());
-        }
-        write(&r, &path, None).unwrap();
-        let back = read_line_sets(&path).unwrap();
-        assert_eq!(back.len(), 2);
-        assert_eq!(back["/a.py"], vec![3, 100]);
-        assert_eq!(back["/b.py"], vec![1]);
-        assert_eq!(read_plugin_data(&path).unwrap(), PluginData::default());
-
-        // With the plugin's lines: our table and coverage.py's `tracer` rows, for the
-        // analysed files only.
-        let plugin = ExecutableLines {
-            python: (3, 12),
-            by_file: [
-                ("/a.py".to_owned(), BTreeSet::from([1, 3, 100])),
-                ("/never-counted.py".to_owned(), BTreeSet::from([1])),
-            ]
-            .into(),
-            skipped: vec!["/b.py: no such file".to_owned()],
-        };
-        write(&r, &path, Some(&plugin)).unwrap();
-        assert_eq!(read_line_sets(&path).unwrap(), back);
-        let data = read_plugin_data(&path).unwrap();
-        assert_eq!(
-            data.executable_lines,
-            [("/a.py".to_owned(), vec![1, 3, 100])].into()
-        );
-        assert_eq!(
-            data.tracers,
-            [("/a.py".to_owned(), PLUGIN_NAME.to_owned())].into()
-        );
-        let python: String = Connection::open(&path)
-            .unwrap()
-            .query_row(
-                "select value from meta where key = ?1",
-                [PLUGIN_PYTHON_KEY],
-                |row| row.get(0),
-            )
-            .unwrap();
-        assert_eq!(python, "3.12");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -304,7 +304,11 @@ mod tests {
             likely: vec![(file.clone(), 2)],
             ..RunInfo::default()
         };
-        let html = page(&results, &info, &Sources::local((3, 12)));
+        let html = page(
+            &results,
+            &info,
+            &Sources::local(Some(crate::reader::PyVersion::new(3, 12))),
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         let row = |n: u32| {
             let start = html.find(&format!("-{n}\"><td class=\"no\">{n}<")).unwrap();

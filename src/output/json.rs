@@ -184,6 +184,8 @@ struct Target {
     command_line: String,
     #[serde(default)]
     reader: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    free_threaded: bool,
     #[serde(default)]
     library_dirs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -276,6 +278,7 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
             executable: t.executable.clone(),
             command_line: t.command_line.clone(),
             reader: t.reader.clone(),
+            free_threaded: t.free_threaded,
             library_dirs: info.library_dirs.clone(),
             stdlib_dir: info.stdlib_dir.clone(),
         },
@@ -401,6 +404,7 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
             executable: doc.target.executable,
             command_line: doc.target.command_line,
             reader: doc.target.reader,
+            free_threaded: doc.target.free_threaded,
         },
         stats: SamplerStats {
             samples: doc.stats.samples,

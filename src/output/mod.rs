@@ -100,14 +100,6 @@ impl Format {
             .map(|(_, format)| *format)
     }
 
-    /// True for the formats drawn from whole stacks.
-    pub fn needs_stacks(self) -> bool {
-        matches!(
-            self,
-            Format::Collapsed | Format::Flamegraph | Format::Speedscope | Format::Pprof
-        )
-    }
-
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -165,6 +157,10 @@ pub struct ProcessRecord {
     /// `target_exited`, `duration`, `signal`, `running`, the error that ended it, or why it
     /// was not traced.
     pub ended: String,
+    /// With `--snapshot`: when its snapshot was taken (`finalizing`, `exit`, `end of
+    /// sampling`), `watching` while it runs, or `none: WHY`; empty without `--snapshot`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub snapshot: String,
 }
 
 impl RunInfo {
@@ -284,14 +280,15 @@ pub fn write(
             return Ok(None);
         }
         Format::Pickle => {
-            let version = info.target.version_tuple().unwrap_or((3, 12));
-            let with_callers = pickle::trace_reads_callers(version);
-            if !with_callers && !results.callers.is_empty() {
+            // A version not known is taken to read them: only 3.8 and 3.9 cannot.
+            let version = info.target.version();
+            let with_callers = version.is_none_or(pickle::trace_reads_callers);
+            if let Some(version) = version.filter(|_| !with_callers && !results.callers.is_empty())
+            {
                 eprintln!(
-                    "tracer: warning: Python {}.{}'s trace module cannot read call edges from a \
-                     results file (a bug fixed in 3.10), so the pickle leaves them out; \
-                     --format json keeps them",
-                    version.0, version.1
+                    "tracer: warning: Python {version}'s trace module cannot read call edges from \
+                     a results file (a bug fixed in 3.10), so the pickle leaves them out; \
+                     --format json keeps them"
                 );
             }
             pickle::to_vec(results, with_callers)?

@@ -6,6 +6,7 @@
 //! (trace writes 1 and never reads the value).
 
 use crate::aggregate::model::{CoverageResults, FuncKey, LineHits};
+use crate::reader::PyVersion;
 use anyhow::{bail, Context};
 use serde_pickle::value::{HashableValue as Key, Value};
 use serde_pickle::{DeOptions, SerOptions};
@@ -14,8 +15,8 @@ use std::collections::BTreeMap;
 /// Whether the trace module of Python `version` can read a results pickle holding call edges.
 /// Python 3.8 and 3.9's `CoverageResults.__init__` passes the loaded `callers` into its
 /// `infile` parameter and fails with a TypeError when it is not empty (fixed in 3.10).
-pub fn trace_reads_callers(version: (u8, u8)) -> bool {
-    !matches!(version, (3, 8) | (3, 9))
+pub fn trace_reads_callers(version: PyVersion) -> bool {
+    !matches!((version.major, version.minor), (3, 8) | (3, 9))
 }
 
 /// Encode `results` as trace's pickle; `with_callers: false` writes an empty `callers`

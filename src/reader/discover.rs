@@ -10,6 +10,7 @@
 use super::direct::Target;
 use super::layout::{self, Layout};
 use super::memory::TargetMemory;
+use crate::reader::PyVersion;
 use crate::target::{proc, process};
 use anyhow::{anyhow, bail, Context};
 use py_spy::python_process_info::{get_python_version, PythonProcessInfo};
@@ -31,7 +32,7 @@ pub enum RuntimeFoundBy {
 pub struct Discovered {
     /// The target's version, as `3.12.1`.
     pub version_text: String,
-    pub version: (u8, u8),
+    pub version: PyVersion,
     /// The interpreter, or `None` when the version has no layout: 2.7, 3.6, 3.7 (py-spy's
     /// reader serves those) or a version newer than tracer knows (refused).
     pub target: Option<(Target, RuntimeFoundBy)>,
@@ -51,9 +52,9 @@ pub enum DiscoveryMethod {
 }
 
 /// What discovery needs from the interpreter's binaries.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Symbols {
-    pub version: (u8, u8),
+    pub version: PyVersion,
     /// As `3.12.1`.
     pub version_text: String,
     /// `_PyRuntime` by its symbol, and by the `.PyRuntime` ELF section.
@@ -93,7 +94,7 @@ pub fn find_target_with(pid: i32, method: DiscoveryMethod) -> anyhow::Result<Dis
     }
     let mut memory = TargetMemory::open(pid).map_err(|e| anyhow!("{e}"))?;
     let (runtime, found_by) = find_runtime(pid, &symbols, &mut memory, version)?;
-    let layout: Layout = if version >= (3, 13) {
+    let layout: Layout = if version >= PyVersion::new(3, 13) {
         let mut head = vec![0u8; layout::debug_offsets::bytes_to_read()];
         memory
             .read(runtime, &mut head)
@@ -101,7 +102,7 @@ pub fn find_target_with(pid: i32, method: DiscoveryMethod) -> anyhow::Result<Dis
         layout::debug_offsets::layout_from_debug_offsets(&head)
             .map_err(|e| anyhow!("cannot use _Py_DebugOffsets: {e}"))?
     } else {
-        *generated.ok_or_else(|| anyhow!("no layout for Python {}.{}", version.0, version.1))?
+        *generated.ok_or_else(|| anyhow!("no layout for Python {version}"))?
     };
     // The main interpreter: `interpreters.head` is the newest, a subinterpreter's once one
     // exists (an idle one has no threads at all). The reader lists the others from the
@@ -144,7 +145,10 @@ fn symbols_by_py_spy(pid: i32) -> anyhow::Result<Symbols> {
         .map(|b| b.pyruntime_addr as usize)
         .find(|a| *a != 0);
     Ok(Symbols {
-        version: (full.major as u8, full.minor as u8),
+        version: PyVersion::new(
+            u8::try_from(full.major).context("implausible Python major version")?,
+            u8::try_from(full.minor).context("implausible Python minor version")?,
+        ),
         version_text: format!("{}.{}.{}", full.major, full.minor, full.patch),
         runtime_symbol: info.get_symbol("_PyRuntime").map(|a| *a as usize),
         runtime_section,
@@ -245,21 +249,25 @@ fn symbols_of_binary(
         .iter()
         .find(|h| elf.shdr_strtab.get_at(h.sh_name) == Some(".PyRuntime"))
         .map(|h| bias.wrapping_add(h.sh_addr as usize));
-    let name = path.rsplit('/').next().unwrap_or(path);
-    let from_name = version_in_file_name(name);
+    let from_name = PyVersion::from_file_name(path);
     let mut memory = TargetMemory::open(pid).map_err(|e| anyhow!("{e}"))?;
     let from_memory = symbol("Py_Version").and_then(|address| {
         let mut word = [0u8; 4];
         memory.read(address, &mut word).ok()?;
         let hex = u32::from_le_bytes(word);
         let (major, minor, micro) = ((hex >> 24) as u8, (hex >> 16) as u8, (hex >> 8) as u8);
-        (major == 3).then(|| ((major, minor), format!("{major}.{minor}.{micro}")))
+        (major == 3).then(|| {
+            (
+                PyVersion::new(major, minor),
+                format!("{major}.{minor}.{micro}"),
+            )
+        })
     });
-    let ((major, minor), version_text) = from_memory
-        .or_else(|| from_name.map(|v| (v, format!("{}.{}", v.0, v.1))))
+    let (version, version_text) = from_memory
+        .or_else(|| from_name.map(|v| (v, v.to_string())))
         .context("cannot tell the Python version from Py_Version or the file name")?;
     Ok(Symbols {
-        version: (major, minor),
+        version,
         version_text,
         runtime_symbol: symbol("_PyRuntime"),
         runtime_section,
@@ -267,23 +275,11 @@ fn symbols_of_binary(
     })
 }
 
-/// `(3, 11)` from `python3.11`, `libpython3.11.so.1.0`, `libpython3.11d.so`.
-fn version_in_file_name(name: &str) -> Option<(u8, u8)> {
-    let rest = name
-        .strip_prefix("lib")
-        .unwrap_or(name)
-        .strip_prefix("python")?;
-    let mut parts = rest.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
-}
-
 fn find_runtime(
     pid: i32,
     symbols: &Symbols,
     memory: &mut TargetMemory,
-    version: (u8, u8),
+    version: PyVersion,
 ) -> anyhow::Result<(usize, RuntimeFoundBy)> {
     if let Some(address) = symbols.runtime_symbol {
         return Ok((address, RuntimeFoundBy::Symbol));
@@ -291,7 +287,7 @@ fn find_runtime(
     if let Some(address) = symbols.runtime_section {
         return Ok((address, RuntimeFoundBy::Section));
     }
-    if version >= (3, 13) {
+    if version >= PyVersion::new(3, 13) {
         if let Some(address) = scan_for_cookie(pid, memory)? {
             return Ok((address, RuntimeFoundBy::CookieScan));
         }
@@ -342,6 +338,7 @@ pub struct RuntimeAddresses {
 }
 
 /// Every way of finding `_PyRuntime` in `pid`, each tried on its own, by `method`'s symbols.
+/// For tests (tests/it/discovery.rs checks that the ways agree); the binary uses [`find_target`].
 pub fn runtime_addresses(pid: i32, method: DiscoveryMethod) -> anyhow::Result<RuntimeAddresses> {
     let symbols = match method {
         DiscoveryMethod::Auto => symbols_by_py_spy(pid)?,
@@ -361,10 +358,19 @@ mod tests {
 
     #[test]
     fn versions_from_file_names() {
-        assert_eq!(version_in_file_name("python3.11"), Some((3, 11)));
-        assert_eq!(version_in_file_name("libpython3.12.so.1.0"), Some((3, 12)));
-        assert_eq!(version_in_file_name("libpython3.9d.so"), Some((3, 9)));
-        assert_eq!(version_in_file_name("python"), None);
-        assert_eq!(version_in_file_name("libc.so.6"), None);
+        assert_eq!(
+            PyVersion::from_file_name("python3.11"),
+            Some(PyVersion::new(3, 11))
+        );
+        assert_eq!(
+            PyVersion::from_file_name("libpython3.12.so.1.0"),
+            Some(PyVersion::new(3, 12))
+        );
+        assert_eq!(
+            PyVersion::from_file_name("libpython3.9d.so"),
+            Some(PyVersion::new(3, 9))
+        );
+        assert_eq!(PyVersion::from_file_name("python"), None);
+        assert_eq!(PyVersion::from_file_name("libc.so.6"), None);
     }
 }

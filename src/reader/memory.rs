@@ -220,11 +220,6 @@ impl TargetMemory {
         })
     }
 
-    /// True if reads go through `/proc/PID/mem`.
-    pub fn uses_proc_mem(&self) -> bool {
-        matches!(self.channel, Channel::ProcMem(_))
-    }
-
     /// Fill `buf` from `address`.
     pub fn read(&mut self, address: usize, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.read_many(&mut [ReadRequest { address, buf }])

@@ -16,8 +16,10 @@ pub mod printable;
 mod pyspy;
 pub mod sample;
 pub mod values;
+pub mod version;
 
 pub use direct::DirectReader;
+pub use version::PyVersion;
 
 /// The py-spy release whose reader `--reader py-spy` uses (as Cargo.lock pins it).
 pub const PY_SPY_VERSION: &str = "0.4.3";
@@ -106,16 +108,17 @@ pub trait StackReader: Send {
     ) -> Result<(), ReadError>;
 
     /// Follow one function for the function view (`--function`): from now on each sample
-    /// also lists that function's frames in [`Sample::targets`]. Readers that cannot (py-spy's)
+    /// also lists that function's frames in [`Sample::followed`]. Readers that cannot (py-spy's)
     /// say why.
-    fn follow_function(&mut self, _filter: FunctionFilter) -> Result<(), String> {
-        Err("--function needs tracer's own reader (CPython 3.8 to 3.13)".to_owned())
+    fn follow_function(&mut self, _function: FollowedFunction) -> Result<(), String> {
+        Err("--function needs tracer's own reader (CPython 3.8 to 3.15)".to_owned())
     }
 }
 
-/// Which function the function view follows, and whether its locals are read.
+/// Which function the function view (`--function`) follows, and whether its locals are read;
+/// its frames in a sample are [`sample::FollowedFrame`]s.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FunctionFilter {
+pub struct FollowedFunction {
     /// `co_qualname` on 3.11+; before 3.11 code objects have no qualified name, and the part
     /// after the last dot is compared with `co_name`.
     pub qualname: String,
@@ -123,7 +126,7 @@ pub struct FunctionFilter {
     pub locals: bool,
 }
 
-impl FunctionFilter {
+impl FollowedFunction {
     /// Whether a code object named `name` (its qualname where the version has one) is the one
     /// followed.
     pub fn matches(&self, name: &str, has_qualname: bool) -> bool {

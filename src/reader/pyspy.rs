@@ -3,6 +3,7 @@
 
 use super::{CodeInterner, ReadError, ReadErrorKind, StackReader};
 use crate::reader::sample::{CodeId, CodeInfo, FrameRef, Sample};
+use crate::reader::PyVersion;
 use crate::source::{SourceText, Sources};
 use py_spy::config::{LineNo, LockingStrategy};
 use py_spy::{Config, PythonSpy, StackTrace};
@@ -31,11 +32,12 @@ impl PySpyReader {
             ..Config::default()
         };
         let spy = PythonSpy::new(pid, &config)?;
+        let version = python_version(&spy)?;
         Ok(PySpyReader {
             spy,
             interner: CodeInterner::default(),
             blocking,
-            def_lines: DefLines::new(Sources::of_process(pid, (3, 12))),
+            def_lines: DefLines::new(Sources::of_process(pid, version)),
         })
     }
 
@@ -43,6 +45,24 @@ impl PySpyReader {
     pub fn python_version(&self) -> String {
         let v = &self.spy.version;
         format!("{}.{}.{}", v.major, v.minor, v.patch)
+    }
+
+    /// The target's Python version.
+    pub fn version(&self) -> PyVersion {
+        python_version(&self.spy).expect("checked when the reader was made")
+    }
+}
+
+/// The version py-spy found, refused when it does not fit a version number.
+fn python_version(spy: &PythonSpy) -> anyhow::Result<PyVersion> {
+    let v = &spy.version;
+    match (u8::try_from(v.major), u8::try_from(v.minor)) {
+        (Ok(major), Ok(minor)) => Ok(PyVersion::new(major, minor)),
+        _ => anyhow::bail!(
+            "py-spy read an implausible Python version {}.{}",
+            v.major,
+            v.minor
+        ),
     }
 }
 

@@ -129,10 +129,10 @@ pub enum Message {
     Code(CodeId, CodeInfo),
     /// One sample of every thread.
     Sample(Sample),
-    /// A snapshot request (`--flush-every`), placed after the last sample it is to include,
+    /// A flush request (`--flush-every`), placed after the last sample it is to include,
     /// with the sampler's stats at that point: the aggregator answers it with its results.
-    Snapshot(
-        crate::session::sampler::SnapshotRequest,
+    Flush(
+        crate::session::sampler::FlushRequest,
         Box<crate::session::sampler::SamplerStats>,
     ),
 }

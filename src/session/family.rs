@@ -14,17 +14,23 @@
 //! processes are traced at once (others are listed as not traced); a finished process's results
 //! are folded into the family's at once, keeping memory to the distinct lines and functions
 //! seen; and the pids remembered are only those still alive, so a reused pid is a new process.
+//!
+//! With `--snapshot`, each process's snapshots ([`snapshots`]) are joined into every flush and
+//! into the final results, and its record says when its snapshot was taken.
+
+mod snapshots;
+pub use snapshots::{ProcessSnapshots, Snapshots};
 
 use crate::output::{self, ProcessRecord};
 use crate::session::flush::FlushWriter;
 use crate::session::sampler::StopReason;
 use crate::session::status::StatusCounters;
-use crate::session::{SessionResult, Snapshots};
+use crate::session::{FlushHandle, SessionResult};
 use crate::target::attach::{Attached, TargetInfo};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the root's descendants are looked for.
@@ -41,17 +47,19 @@ pub struct FamilyOptions {
     pub flush_every: Option<Duration>,
     /// When sampling of every process ends (`--duration`).
     pub deadline: Option<Instant>,
+    /// `--snapshot`: the snapshots of every process, joined into the results.
+    pub snapshots: Option<Arc<Snapshots>>,
 }
 
 /// Traces one process of the family: attaches first when given no [`Attached`] (a new
 /// descendant), samples for at most the duration, hands the callback a handle on its
-/// snapshots once sampling has begun, and returns the results when the process exits, the
+/// results so far once sampling has begun, and returns the results when the process exits, the
 /// duration passes or a signal stops it.
 pub type TraceOne<'a> = dyn Fn(
         i32,
         Option<Attached>,
         Option<Duration>,
-        &mut dyn FnMut(Snapshots),
+        &mut dyn FnMut(FlushHandle),
     ) -> anyhow::Result<SessionResult>
     + Sync
     + 'a;
@@ -73,6 +81,7 @@ fn record_of(
         errors: r.info.stats.errors,
         duration_s: r.info.stats.duration_s,
         ended,
+        snapshot: String::new(),
     }
 }
 
@@ -93,7 +102,7 @@ struct Running {
     parent: Option<i32>,
     generation: u32,
     /// Set once its session has begun sampling.
-    snapshots: Option<Snapshots>,
+    flushes: Option<FlushHandle>,
 }
 
 /// What the family's sessions share.
@@ -112,6 +121,8 @@ struct FamilyState {
     records: Vec<ProcessRecord>,
     records_dropped: u64,
     not_traced: u64,
+    /// `--snapshot`'s, for what each record says of its process's snapshot.
+    snapshots: Option<Arc<Snapshots>>,
 }
 
 impl FamilyState {
@@ -135,7 +146,11 @@ impl FamilyState {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
-                self.record(record_of(pid, parent, generation, &result, ended));
+                let mut record = record_of(pid, parent, generation, &result, ended);
+                if let Some(snapshots) = &self.snapshots {
+                    record.snapshot = snapshots.outcome(pid);
+                }
+                self.record(record);
                 if is_root {
                     self.root_outcome = Some(Ok(result.stop_reason));
                 }
@@ -146,7 +161,11 @@ impl FamilyState {
                 }
             }
             Err(e) => {
-                self.record(untraced(pid, parent, generation, format!("{e:#}")));
+                let mut record = untraced(pid, parent, generation, format!("{e:#}"));
+                if let Some(snapshots) = &self.snapshots {
+                    record.snapshot = snapshots.outcome(pid);
+                }
+                self.record(record);
                 if is_root {
                     self.root_outcome = Some(Err(e));
                 } else {
@@ -157,21 +176,17 @@ impl FamilyState {
     }
 
     /// The records of every process met, finished, untraced or running (these with their
-    /// snapshot taken now, if any), by generation and pid.
+    /// results taken now, if any), by generation and pid.
     fn all_records(&self, taken: &HashMap<u64, SessionResult>) -> Vec<ProcessRecord> {
         let mut records = self.records.clone();
         for (session, r) in &self.running {
             if records.len() >= MAX_PROCESS_RECORDS {
                 break;
             }
-            records.push(match taken.get(session) {
-                Some(snapshot) => record_of(
-                    r.pid,
-                    r.parent,
-                    r.generation,
-                    snapshot,
-                    "running".to_owned(),
-                ),
+            let mut record = match taken.get(session) {
+                Some(so_far) => {
+                    record_of(r.pid, r.parent, r.generation, so_far, "running".to_owned())
+                }
                 None => ProcessRecord {
                     pid: r.pid,
                     parent: r.parent,
@@ -180,7 +195,11 @@ impl FamilyState {
                     ended: "attaching".to_owned(),
                     ..ProcessRecord::default()
                 },
-            });
+            };
+            if let Some(snapshots) = &self.snapshots {
+                record.snapshot = snapshots.status(r.pid);
+            }
+            records.push(record);
         }
         records.sort_by_key(|r| (r.generation, r.pid));
         records
@@ -205,13 +224,17 @@ impl Family {
     /// A family whose results and flushes go to `path`, the process list beside it.
     pub fn new(options: FamilyOptions, path: PathBuf) -> Family {
         let next_flush = options.flush_every.map(|every| Instant::now() + every);
+        let state = FamilyState {
+            snapshots: options.snapshots.clone(),
+            ..FamilyState::default()
+        };
         Family {
             options,
             path,
             started: Instant::now(),
             generation: 0,
             target: None,
-            state: Mutex::new(FamilyState::default()),
+            state: Mutex::new(state),
             next_flush,
             last_stop: StopReason::Signal,
         }
@@ -261,7 +284,7 @@ impl Family {
                             pid,
                             parent: crate::target::process::parent(pid),
                             generation,
-                            snapshots: None,
+                            flushes: None,
                         },
                     );
                     session
@@ -270,9 +293,9 @@ impl Family {
                 counters.processes.fetch_add(1, Ordering::SeqCst);
                 let duration = remaining();
                 scope.spawn(move || {
-                    let result = trace(pid, attached, duration, &mut |snapshots| {
+                    let result = trace(pid, attached, duration, &mut |flushes| {
                         if let Some(running) = state.lock().unwrap().running.get_mut(&session) {
-                            running.snapshots = Some(snapshots);
+                            running.flushes = Some(flushes);
                         }
                     });
                     state.lock().unwrap().finish(session, result);
@@ -373,22 +396,6 @@ impl Family {
         outcome
     }
 
-    /// The pids of the last generation's processes still alive, their sessions ended by a
-    /// signal or the duration (what `--snapshot` reads), by pid.
-    pub fn still_alive(&self) -> Vec<i32> {
-        let state = self.state.lock().unwrap();
-        let mut pids: Vec<i32> = state
-            .records
-            .iter()
-            .filter(|r| r.generation == self.generation)
-            .filter(|r| r.ended == "signal" || r.ended == "duration")
-            .map(|r| r.pid)
-            .filter(|&pid| crate::target::process::is_alive(pid))
-            .collect();
-        pids.sort_unstable();
-        pids
-    }
-
     /// Write the family's results so far and the process list.
     fn flush(&self, flushes: &mut FlushWriter, counters: &StatusCounters) {
         if let Some(merged) = self.so_far() {
@@ -401,13 +408,13 @@ impl Family {
     /// Every process's results so far, merged: the finished ones' and each running one's at
     /// this moment; `None` before any process has results.
     fn so_far(&self) -> Option<SessionResult> {
-        let handles: Vec<(u64, Snapshots)> = self
+        let handles: Vec<(u64, FlushHandle)> = self
             .state
             .lock()
             .unwrap()
             .running
             .iter()
-            .filter_map(|(session, r)| Some((*session, r.snapshots.clone()?)))
+            .filter_map(|(session, r)| Some((*session, r.flushes.clone()?)))
             .collect();
         // Taken without the lock, so that sessions ending meanwhile are not held up.
         let taken: Vec<(u64, SessionResult)> = handles
@@ -415,7 +422,7 @@ impl Family {
             .filter_map(|(session, h)| Some((session, h.take()?)))
             .collect();
         let state = self.state.lock().unwrap();
-        // A session that ended since its snapshot was taken is in `finished` now, whole.
+        // A session that ended since its results were taken is in `finished` now, whole.
         let taken: HashMap<u64, SessionResult> = taken
             .into_iter()
             .filter(|(session, _)| state.running.contains_key(session))
@@ -440,6 +447,9 @@ impl Family {
         }
         merged.info.stats.duration_s = self.started.elapsed().as_secs_f64();
         merged.info.processes = records;
+        if let Some(snapshots) = &self.options.snapshots {
+            snapshots.join_into(merged);
+        }
     }
 
     /// Every process's results merged, once every generation has ended (the process list
@@ -472,6 +482,9 @@ impl Family {
             );
         }
         eprintln!("{note}");
+        if let Some(snapshots) = &self.options.snapshots {
+            eprintln!("{}", snapshots.summary());
+        }
         let mut merged = state.finished?;
         if let Some(target) = &self.target {
             merged.info.target = target.clone();
@@ -479,6 +492,9 @@ impl Family {
         merged.info.stats.duration_s = started.elapsed().as_secs_f64();
         merged.info.processes = records;
         merged.stop_reason = self.last_stop;
+        if let Some(snapshots) = &self.options.snapshots {
+            snapshots.join_into(&mut merged);
+        }
         Some(merged)
     }
 }

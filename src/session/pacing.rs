@@ -43,7 +43,7 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
         .saturating_add(t.tv_nsec as u64)
 }
 
-/// The longest single sleep: how quickly a stop (or a snapshot request) is noticed.
+/// The longest single sleep: how quickly a stop (or a flush request) is noticed.
 const MAX_SLEEP_NS: u64 = 50_000_000;
 /// Spin through this much beyond the learned overshoot when waking early, for its jitter.
 const SPIN_MARGIN_NS: u64 = 5_000;
@@ -181,10 +181,10 @@ fn sleep_until_ns(deadline_ns: u64) {
 /// Every [`CONTROL_INTERVAL_NS`] it compares the process's CPU time over the last interval
 /// with the budget and scales the share of ticks sampled by their ratio (CPU per sample is
 /// roughly constant, so one step nearly lands on it; a rise is limited to ×2 a step). CPU
-/// spent over the budget since the start (the first interval at full rate, a snapshot's write)
+/// spent over the budget since the start (the first interval at full rate, a flush's write)
 /// is paid back over the next [`PAYBACK_NS`], so the budget holds on average over the run, not
 /// only interval by interval. The process's CPU counts every tracer thread (sampler,
-/// aggregator, snapshot writes, other processes' samplers with `--subprocesses`: each scales
+/// aggregator, flush writes, other processes' samplers with `--subprocesses`: each scales
 /// by the same ratio) and no child process (`tracer run`'s command is one).
 #[derive(Debug)]
 pub struct CpuThrottle {

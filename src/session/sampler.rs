@@ -9,8 +9,8 @@
 //!
 //! Waiting for a tick sleeps whenever a sleep keeps to the quarter period, and spins only the
 //! part a sleep cannot (src/session/pacing.rs). Samples reach the aggregator in batches (at most 256
-//! messages or 100 ms), so its thread wakes per batch, not per sample; a snapshot request is
-//! put into the stream after the samples it must include, so snapshots are exact.
+//! messages or 100 ms), so its thread wakes per batch, not per sample; a flush request is
+//! put into the stream after the samples it must include, so flushes are exact.
 
 use crate::aggregate::model::CoverageResults;
 use crate::reader::sample::{CodeId, CodeInfo, Message, Sample};
@@ -116,37 +116,24 @@ impl LiveCounters {
             total.add(counter, n);
         }
     }
-
-    /// The stats of a run still going, `elapsed` into it.
-    pub fn stats_so_far(&self, elapsed: Duration) -> SamplerStats {
-        SamplerStats {
-            samples: self.samples.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-            missed: self.missed.load(Ordering::Relaxed),
-            throttled: self.throttled.load(Ordering::Relaxed),
-            duration_s: elapsed.as_secs_f64(),
-            process_seconds: elapsed.as_secs_f64(),
-            ..SamplerStats::default()
-        }
-    }
 }
 
-/// What the aggregator answers a snapshot request with: the results so far and the sampler's
+/// What the aggregator answers a flush request with: the results so far and the sampler's
 /// stats at the same point of the stream.
-pub type SnapshotReply = (CoverageResults, SamplerStats);
+pub type FlushReply = (CoverageResults, SamplerStats);
 
-/// A request for a snapshot, sent to the sampler: it hands the aggregator its pending batch
-/// and then [`Message::Snapshot`], so that the snapshot holds every sample taken before the
+/// A request for the results so far (`--flush-every`), sent to the sampler: it hands the aggregator its pending batch
+/// and then [`Message::Flush`], so that the flush holds every sample taken before the
 /// request and its stats count exactly those.
-pub type SnapshotRequest = Sender<SnapshotReply>;
+pub type FlushRequest = Sender<FlushReply>;
 
-/// Where the sampler's output goes: the channel to the aggregator, and the snapshot requests
+/// Where the sampler's output goes: the channel to the aggregator, and the flush requests
 /// to answer.
 pub struct Outlet<'a> {
     /// Batches of messages, in order, to the aggregator.
     pub tx: &'a Sender<Vec<Message>>,
-    /// Snapshot requests (`--flush-every`); `None` when no snapshots are taken.
-    pub snapshot_requests: Option<&'a Receiver<SnapshotRequest>>,
+    /// Flush requests (`--flush-every`); `None` when nothing is flushed.
+    pub flush_requests: Option<&'a Receiver<FlushRequest>>,
     /// Counters to keep up to date for the status line.
     pub live: Option<&'a LiveCounters>,
 }
@@ -163,14 +150,14 @@ pub fn run(
 ) -> SamplerStats {
     let outlet = Outlet {
         tx,
-        snapshot_requests: None,
+        flush_requests: None,
         live: None,
     };
     run_observed(reader, pending_codes, config, stop, is_alive, &outlet)
 }
 
 /// [`run`], adding every sample, error, missed and throttled tick to the outlet's live
-/// counters as it goes, and answering its snapshot requests.
+/// counters as it goes, and answering its flush requests.
 pub fn run_observed(
     reader: &mut dyn StackReader,
     pending_codes: Vec<(CodeId, CodeInfo)>,
@@ -316,7 +303,7 @@ pub fn run_observed(
     // and a request already waiting is answered with everything (a family's flush may ask
     // just as this process ends).
     let _ = out.send();
-    let _ = out.answer_snapshot_requests(&stats, start);
+    let _ = out.answer_flush_requests(&stats, start);
     stats.ticks = tick;
     stats.batches = out.batches;
     stats.duration_s = start.elapsed().as_secs_f64();
@@ -327,7 +314,7 @@ pub fn run_observed(
     stats
 }
 
-/// Wait for `deadline_ns` within `tolerance_ns`, answering snapshot requests meanwhile.
+/// Wait for `deadline_ns` within `tolerance_ns`, answering flush requests meanwhile.
 /// Returns the reason to stop, if any.
 fn wait(
     pacer: &mut Pacer,
@@ -338,7 +325,7 @@ fn wait(
     stats: &SamplerStats,
     start: Instant,
 ) -> Option<StopReason> {
-    let requests = out.outlet.snapshot_requests;
+    let requests = out.outlet.flush_requests;
     let interrupt = || stop.load(Ordering::Relaxed) || requests.is_some_and(|r| !r.is_empty());
     loop {
         match pacer.wait_until(deadline_ns, tolerance_ns, &interrupt) {
@@ -347,7 +334,7 @@ fn wait(
                 if stop.load(Ordering::Relaxed) {
                     return Some(StopReason::Signal);
                 }
-                if out.answer_snapshot_requests(stats, start).is_err() {
+                if out.answer_flush_requests(stats, start).is_err() {
                     return Some(StopReason::Signal);
                 }
             }
@@ -409,13 +396,13 @@ impl<'a> Batcher<'a> {
         Ok(())
     }
 
-    /// Put every pending snapshot request into the stream, after the samples so far.
-    fn answer_snapshot_requests(
+    /// Put every pending flush request into the stream, after the samples so far.
+    fn answer_flush_requests(
         &mut self,
         stats: &SamplerStats,
         start: Instant,
     ) -> Result<(), Closed> {
-        let Some(requests) = self.outlet.snapshot_requests else {
+        let Some(requests) = self.outlet.flush_requests else {
             return Ok(());
         };
         while let Ok(reply) = requests.try_recv() {
@@ -423,7 +410,7 @@ impl<'a> Batcher<'a> {
             so_far.duration_s = start.elapsed().as_secs_f64();
             so_far.process_seconds = so_far.duration_s;
             so_far.batches = self.batches + 1;
-            self.batch.push(Message::Snapshot(reply, Box::new(so_far)));
+            self.batch.push(Message::Flush(reply, Box::new(so_far)));
             self.send()?;
         }
         Ok(())
@@ -531,7 +518,7 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_request_comes_after_every_sample_before_it() {
+    fn a_flush_request_comes_after_every_sample_before_it() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (requests_tx, requests_rx) = crossbeam_channel::bounded(1);
         let (reply_tx, _reply_rx) = crossbeam_channel::bounded(1);
@@ -545,7 +532,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         let outlet = Outlet {
             tx: &tx,
-            snapshot_requests: Some(&requests_rx),
+            flush_requests: Some(&requests_rx),
             live: None,
         };
         let stats = run_observed(&mut reader, Vec::new(), &config, &stop, &|| true, &outlet);
@@ -555,11 +542,11 @@ mod tests {
         for message in rx.iter().flatten() {
             match message {
                 Message::Sample(_) => samples_before += 1,
-                Message::Snapshot(_, at) => marked = Some((samples_before, at.samples)),
+                Message::Flush(_, at) => marked = Some((samples_before, at.samples)),
                 Message::Code(..) => {}
             }
         }
-        let (before, counted) = marked.expect("the snapshot request went into the stream");
+        let (before, counted) = marked.expect("the flush request went into the stream");
         assert_eq!(before, counted, "{stats:?}");
     }
 

@@ -57,10 +57,38 @@ pub fn infer(source: &str, made: &HashSet<Made>) -> Option<BTreeSet<u32>> {
         claims: BTreeSet::new(),
     };
     walk.block(parsed.suite(), "", 0);
-    if walk.matched.len() != made.len() {
+    let lines: Vec<&str> = source.lines().collect();
+    let unmatched = made
+        .iter()
+        .filter(|m| !walk.matched.contains(*m))
+        .filter(|(_, line)| !annotation_scope_line(&lines, *line))
+        .count();
+    if unmatched != 0 {
         return None;
     }
     Some(walk.claims)
+}
+
+/// True if line `line` (1-based) of the source is a `type` alias statement or a generic
+/// `def`/`class` (PEP 695): CPython makes a function named after the alias or the type
+/// parameter for the lazily evaluated value or bound, which no `def` names. Such a function
+/// proves nothing here (it is no evidence) and is no sign that the file changed.
+fn annotation_scope_line(lines: &[&str], line: u32) -> bool {
+    let Some(text) = (line as usize)
+        .checked_sub(1)
+        .and_then(|i| lines.get(i))
+        .map(|l| l.trim_start())
+    else {
+        return false;
+    };
+    if text.starts_with("type ") {
+        return true;
+    }
+    let header = text.strip_prefix("async ").unwrap_or(text);
+    (header.starts_with("def ") || header.starts_with("class "))
+        && header
+            .find('[')
+            .is_some_and(|bracket| header.find(['(', ':']).is_none_or(|end| bracket < end))
 }
 
 /// 1-based line of a byte offset.
@@ -548,6 +576,15 @@ def f(): pass
         // Not 4 (a lambda's own code may be all there is), nor 8-9 (a branch).
         let want: BTreeSet<u32> = [1, 2, 3, 5, 7, 10].into_iter().collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn type_alias_and_type_parameter_functions_are_no_sign_of_change() {
+        let source = "import x\ntype Alias = int\n\ndef f[T: Alias](a: T) -> T:\n    return a\n";
+        // `Alias`'s value and `T`'s bound are functions no `def` names.
+        let claims = infer(source, &made(&[("f", 4), ("Alias", 2), ("T", 4)])).unwrap();
+        assert!(claims.contains(&1) && claims.contains(&4), "{claims:?}");
+        assert!(infer(source, &made(&[("f", 4), ("g", 1)])).is_none());
     }
 
     #[test]

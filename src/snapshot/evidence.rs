@@ -131,9 +131,10 @@ pub fn branch_outcomes(word: u16, initial: u16) -> (bool, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reader::PyVersion;
     use crate::snapshot::opcodes::{table_for, Opcodes};
 
-    fn opcode(version: (u8, u8), name: &str) -> u8 {
+    fn opcode(version: PyVersion, name: &str) -> u8 {
         table_for(version)
             .unwrap()
             .ops
@@ -173,7 +174,7 @@ mod tests {
 
     #[test]
     fn counters_and_forms_are_evidence_fresh_bytes_are_not() {
-        let v = (3, 13);
+        let v = PyVersion::new(3, 13);
         let ops = Opcodes::new(table_for(v).unwrap());
         let resume = opcode(v, "RESUME");
         let call = opcode(v, "CALL");

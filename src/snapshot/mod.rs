@@ -26,6 +26,7 @@ pub mod walk;
 use crate::aggregate::model::{CoverageResults, FuncKey, LineHits};
 use crate::reader::discover;
 use crate::reader::linetable::{LineTable, LineTableFormat};
+use crate::reader::PyVersion;
 use anyhow::{anyhow, bail};
 use opcodes::flags::LOAD_CONST;
 use opcodes::Opcodes;
@@ -35,7 +36,7 @@ use std::collections::BTreeSet;
 use walk::{CodeObject, Walker};
 
 /// The first version whose adaptive bytecode records a single execution.
-pub const FIRST_VERSION: (u8, u8) = (3, 12);
+pub const FIRST_VERSION: PyVersion = PyVersion::new(3, 12);
 
 /// What a snapshot found.
 #[derive(Debug, Clone, Default)]
@@ -76,10 +77,9 @@ pub struct SnapshotStats {
 }
 
 impl SnapshotStats {
-    /// `(major, minor)` of the target, from [`SnapshotStats::python_version`].
-    pub fn walk_version(&self) -> Option<(u8, u8)> {
-        let mut parts = self.python_version.split('.');
-        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    /// The target's version, from [`SnapshotStats::python_version`].
+    pub fn walk_version(&self) -> Option<PyVersion> {
+        PyVersion::from_release(&self.python_version)
     }
 }
 
@@ -107,6 +107,15 @@ pub fn take(pid: i32, options: SnapshotOptions) -> anyhow::Result<Snapshot> {
             discovered.version_text
         );
     };
+    if target.layout.free_threaded {
+        // 3.13t never specializes, so its bytecode holds no record of what ran; 3.14t+ keep
+        // one copy of the bytecode per thread, which this walk does not read.
+        bail!(
+            "process {pid} runs a free-threaded Python {}: snapshot reads the adaptive \
+             bytecode of builds with the GIL only; sample it with `tracer attach`",
+            discovered.version_text
+        );
+    }
     let table = opcodes::table_for(discovered.version).ok_or_else(|| {
         anyhow!(
             "no opcode table for Python {}: regenerate src/snapshot/opcodes/generated.rs \
@@ -215,7 +224,7 @@ struct Analysed<'a> {
 pub fn analyse(
     codes: &[CodeObject],
     live: Option<&HashSet<usize>>,
-    version: (u8, u8),
+    version: PyVersion,
     ops: &Opcodes,
     options: SnapshotOptions,
 ) -> Snapshot {
@@ -414,7 +423,7 @@ mod tests {
     use crate::snapshot::opcodes::table_for;
 
     fn opcode(name: &str) -> u8 {
-        let table = table_for((3, 13)).unwrap();
+        let table = table_for(PyVersion::new(3, 13)).unwrap();
         table.ops.iter().find(|o| o.name == name).unwrap().code
     }
 
@@ -454,12 +463,18 @@ mod tests {
 
     #[test]
     fn branch_history_and_forward_rules_only_for_code_with_no_live_frame() {
-        let ops = Opcodes::new(table_for((3, 13)).unwrap());
+        let ops = Opcodes::new(table_for(PyVersion::new(3, 13)).unwrap());
         let codes = [code()];
         let proven = |live: Option<&HashSet<usize>>| {
-            analyse(&codes, live, (3, 13), &ops, SnapshotOptions::default())
-                .stats
-                .proven_instructions
+            analyse(
+                &codes,
+                live,
+                PyVersion::new(3, 13),
+                &ops,
+                SnapshotOptions::default(),
+            )
+            .stats
+            .proven_instructions
         };
         let none = HashSet::default();
         let with_it: HashSet<usize> = [0x1000].into_iter().collect();

@@ -3,8 +3,9 @@
 //! Roots: `sys.modules` (`interp->imports.modules`) → each module's dict → functions, classes
 //! (their `tp_dict`, nested classes), `staticmethod`/`classmethod`/`property`/bound methods,
 //! what the cells of functions' closures hold (decorated functions) → the functions' code
-//! objects → code objects nested in `co_consts`; and the code of every
-//! frame on every thread's stack (the running `__main__` module, functions in flight).
+//! objects → code objects nested in `co_consts`; then, breadth first and within a budget,
+//! what instances, lists, tuples and functions' own fields hold ([`instances`]); and the code
+//! of every frame on every thread's stack (the running `__main__` module, functions in flight).
 //!
 //! Target memory is hostile data: every dict, tuple, string and table length is bounded, every
 //! object is visited once, nesting depth is bounded, and a code object is only taken if its
@@ -15,6 +16,9 @@ use crate::reader::direct::{read_bytes, read_unicode, Target};
 use crate::reader::layout::Layout;
 use crate::reader::memory::{MemoryError, MemoryReader, ReadRequest};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::VecDeque;
+
+mod instances;
 
 /// Objects visited at most (modules, dicts' values, classes, functions, code objects).
 const MAX_OBJECTS: usize = 4 << 20;
@@ -65,8 +69,12 @@ pub struct WalkStats {
     pub unstable_codes: usize,
     /// Objects that could not be read (freed meanwhile, or not what their type said).
     pub unreadable: usize,
-    /// Dicts left out: split (instance) dicts, or over the bound.
+    /// Dicts left out: over the bound.
     pub skipped_dicts: usize,
+    /// Instances, lists, tuples and functions whose fields were scanned for more objects.
+    pub scanned: usize,
+    /// True if the scans' budget (objects or reads) was spent before every queued object.
+    pub scan_truncated: bool,
     /// True if a bound on objects was reached and the walk stopped early.
     pub truncated: bool,
     /// Code objects with a frame on some thread's stack when the walk ended, if every stack
@@ -105,6 +113,16 @@ enum Kind {
     /// A dict (or subclass) held in a namespace or a cell: dispatch tables,
     /// `functools.singledispatch`'s registry (in its wrapper's closure).
     Dict,
+    /// An instance whose fields are scanned: of a class made by a `class` statement, or a
+    /// `functools.partial` or `lru_cache` wrapper. `bytes` is its type's `tp_basicsize`;
+    /// `managed`: it has a managed `__dict__`; `inline`: its values follow it (3.13+).
+    Instance {
+        bytes: u16,
+        managed: bool,
+        inline: bool,
+    },
+    List,
+    Tuple,
     Other,
 }
 
@@ -120,13 +138,31 @@ pub struct Walker<'a> {
     /// Code addresses already read (or refused).
     code_seen: HashSet<usize>,
     function_codes: HashSet<usize>,
+    /// Objects queued for a scan of their fields, with their depth.
+    pending: VecDeque<(usize, usize)>,
+    /// `&PyType_Type` (the type of `PyCode_Type`).
+    type_type: usize,
+    /// Addresses checked as type objects, and the verdict.
+    types_checked: HashMap<usize, bool>,
+    /// `tp_basicsize` of `function`, once met.
+    function_bytes: usize,
+    model: Option<instances::ObjectModel>,
     pub stats: WalkStats,
 }
 
 impl<'a> Walker<'a> {
     /// A walker over `target`'s memory. Needs a 3.12+ layout (the snapshot fields).
     pub fn new(target: &'a mut Target) -> Walker<'a> {
+        let type_type = target
+            .memory
+            .read_usize(target.code_type.wrapping_add(target.layout.object_type))
+            .unwrap_or(0);
         Walker {
+            pending: VecDeque::new(),
+            type_type,
+            types_checked: HashMap::default(),
+            function_bytes: 0,
+            model: instances::object_model(target.layout.version),
             layout: target.layout,
             code_type: target.code_type,
             interpreter: target.interpreter,
@@ -156,11 +192,16 @@ impl<'a> Walker<'a> {
                     break;
                 };
                 match self.memory.read_usize(module.wrapping_add(dict_offset)) {
-                    Ok(dict) => self.namespace(dict, 0),
+                    Ok(dict) => {
+                        if self.visit(dict) {
+                            self.namespace(dict, 0);
+                        }
+                    }
                     Err(_) => self.stats.unreadable += 1,
                 }
             }
         }
+        self.drain_scans();
         let (on_stacks, _) = self.stack_codes();
         for code in on_stacks {
             self.code(code, 0);
@@ -224,6 +265,8 @@ impl<'a> Walker<'a> {
                         }
                     }
                     self.closure(object, depth + 1);
+                    // Its defaults, attributes (`__wrapped__`), annotations.
+                    self.queue_scan(object, depth);
                 }
             }
             Kind::Class => {
@@ -234,7 +277,11 @@ impl<'a> Walker<'a> {
                         .read_usize(object.wrapping_add(self.layout.type_dict))
                     {
                         Ok(0) => {}
-                        Ok(dict) => self.namespace(dict, depth + 1),
+                        Ok(dict) => {
+                            if self.visit(dict) {
+                                self.namespace(dict, depth + 1);
+                            }
+                        }
                         Err(_) => self.stats.unreadable += 1,
                     }
                 }
@@ -256,6 +303,11 @@ impl<'a> Walker<'a> {
             Kind::Dict => {
                 if self.visit(object) {
                     self.namespace(object, depth + 1);
+                }
+            }
+            Kind::Instance { .. } | Kind::List | Kind::Tuple => {
+                if self.visit(object) {
+                    self.queue_scan(object, depth);
                 }
             }
             Kind::Cell | Kind::Module | Kind::Other => {}
@@ -493,10 +545,7 @@ impl<'a> Walker<'a> {
         if flags & l.tpflags_dict_subclass.unwrap_or(0) == 0 {
             return Err(MemoryError::Unmapped(dict));
         }
-        if self.memory.read_usize(dict.wrapping_add(values_at))? != 0 {
-            self.stats.skipped_dicts += 1;
-            return Ok(Vec::new());
-        }
+        let split_values = self.memory.read_usize(dict.wrapping_add(values_at))?;
         let keys = self.memory.read_usize(dict.wrapping_add(keys_at))?;
         let mut head = vec![0u8; indices_at];
         self.memory.read(keys, &mut head)?;
@@ -510,6 +559,14 @@ impl<'a> Walker<'a> {
         if nentries > MAX_DICT_ENTRIES {
             self.stats.skipped_dicts += 1;
             return Ok(Vec::new());
+        }
+        if split_values != 0 {
+            // An instance's dict sharing its class's keys: the values are apart.
+            return Ok(self
+                .split_values(split_values, nentries)
+                .into_iter()
+                .filter(|&value| value != 0)
+                .collect());
         }
         let (entry_size, value_at) = if kind == general {
             (l.dict_entry_size, l.dict_entry_value)
@@ -601,6 +658,11 @@ impl<'a> Walker<'a> {
         else {
             return Kind::Other;
         };
+        self.kind_of_type(type_ptr)
+    }
+
+    /// What instances of `type_ptr` are (cached per type).
+    fn kind_of_type(&mut self, type_ptr: usize) -> Kind {
         if type_ptr == self.code_type {
             return Kind::Code;
         }
@@ -625,15 +687,34 @@ impl<'a> Walker<'a> {
         let name_ptr = self
             .memory
             .read_usize(type_ptr.wrapping_add(self.layout.type_name))?;
-        let mut name = [0u8; 16];
+        // `tp_basicsize` follows `tp_name` in every version.
+        let bytes = self
+            .memory
+            .read_usize(type_ptr.wrapping_add(self.layout.type_name + 8))?;
+        let instance = Kind::Instance {
+            bytes: bytes.min(instances::MAX_FIELD_BYTES) as u16,
+            managed: self.model.is_some_and(|m| flags & m.managed_dict_flag != 0),
+            inline: self
+                .model
+                .and_then(|m| m.inline_values_flag)
+                .is_some_and(|f| flags & f != 0),
+        };
+        let mut name = [0u8; 32];
         self.memory.read(name_ptr, &mut name)?;
         let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
         Ok(match &name[..end] {
-            b"function" => Kind::Function,
+            b"function" => {
+                self.function_bytes = bytes.min(instances::MAX_FIELD_BYTES);
+                Kind::Function
+            }
             b"module" => Kind::Module,
             b"staticmethod" | b"classmethod" | b"method" => Kind::Wraps1,
             b"property" => Kind::Wraps3,
             b"cell" => Kind::Cell,
+            b"list" => Kind::List,
+            b"tuple" => Kind::Tuple,
+            b"functools.partial" | b"functools._lru_cache_wrapper" => instance,
+            _ if flags & instances::TPFLAGS_HEAPTYPE != 0 => instance,
             _ => Kind::Other,
         })
     }

@@ -5,6 +5,7 @@
 pub mod executable_lines;
 pub mod target_files;
 
+use crate::reader::PyVersion;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read};
@@ -25,13 +26,14 @@ pub struct Sources {
     target: Option<Arc<TargetRoot>>,
     /// Set when the target's root could not be taken (it had exited): nothing is read.
     target_lost: bool,
-    /// The `(major, minor)` Python whose compiler decides which lines are executable.
-    pub version: (u8, u8),
+    /// The Python whose compiler decides which lines are executable; `None` when nothing
+    /// says which (a results file naming no version): no line is then taken as executable.
+    pub version: Option<PyVersion>,
 }
 
 impl Sources {
     /// Read paths as they are on this machine.
-    pub fn local(version: (u8, u8)) -> Sources {
+    pub fn local(version: Option<PyVersion>) -> Sources {
         Sources {
             target: None,
             target_lost: false,
@@ -42,18 +44,26 @@ impl Sources {
     /// Read paths as live process `pid` sees them and with its rights only. Call it while the
     /// target is alive: its root is held open and outlives it. If `pid` is already gone, no
     /// source is read (the target's files cannot be told apart from ours any more).
-    pub fn of_process(pid: i32, version: (u8, u8)) -> Sources {
+    pub fn of_process(pid: i32, version: PyVersion) -> Sources {
         match TargetRoot::of_process(pid) {
             Ok(root) => Sources {
                 target: Some(Arc::new(root)),
                 target_lost: false,
-                version,
+                version: Some(version),
             },
             Err(_) => Sources {
-                target: None,
-                target_lost: true,
-                version,
+                version: Some(version),
+                ..Sources::lost()
             },
+        }
+    }
+
+    /// The sources of a target that exited before anything of it was known: nothing is read.
+    pub fn lost() -> Sources {
+        Sources {
+            target: None,
+            target_lost: true,
+            version: None,
         }
     }
 
@@ -83,26 +93,29 @@ impl Sources {
         &self,
         source: &SourceText,
     ) -> Result<BTreeSet<u32>, executable_lines::ExecutableLinesError> {
-        executable_lines::executable_lines(&source.text, self.analysed_version())
+        let version = self
+            .analysed_version()
+            .ok_or(executable_lines::ExecutableLinesError::UnknownVersion)?;
+        executable_lines::executable_lines(&source.text, version)
     }
 
     /// The version whose rules [`Sources::executable_lines`] applies: ours, or the nearest
-    /// one analysed.
-    pub fn analysed_version(&self) -> (u8, u8) {
-        analysed_version(self.version)
+    /// one analysed; `None` when the version is unknown.
+    pub fn analysed_version(&self) -> Option<PyVersion> {
+        self.version.map(analysed_version)
     }
 }
 
 /// The nearest version whose compiler the executable-line analysis models.
-fn analysed_version(version: (u8, u8)) -> (u8, u8) {
+fn analysed_version(version: PyVersion) -> PyVersion {
     let (first, last) = (
         *executable_lines::SUPPORTED_MINORS.start(),
         *executable_lines::SUPPORTED_MINORS.end(),
     );
-    match version {
-        (major, _) if major < 3 => (3, first),
-        (3, minor) => (3, minor.clamp(first, last)),
-        _ => (3, last),
+    match version.major {
+        major if major < 3 => PyVersion::new(3, first),
+        3 => PyVersion::new(3, version.minor.clamp(first, last)),
+        _ => PyVersion::new(3, last),
     }
 }
 

@@ -5,8 +5,9 @@
 //! names its cause and its fix.
 
 use crate::reader::discover::{self, Discovered};
-use crate::reader::layout::LAYOUTS;
+use crate::reader::layout;
 use crate::reader::sample::{CodeId, CodeInfo, Sample};
+use crate::reader::PyVersion;
 use crate::reader::{DirectReader, PySpyReader, StackReader};
 use crate::target::process::{self, ProcState};
 use std::io;
@@ -22,15 +23,15 @@ pub struct TargetInfo {
     pub command_line: String,
     /// The stack reader used: `direct` (tracer's own) or `py-spy`.
     pub reader: String,
+    /// A free-threaded build (`--disable-gil`, `3.13t`).
+    pub free_threaded: bool,
 }
 
 impl TargetInfo {
-    /// `(major, minor)` of the target's Python, if known.
-    pub fn version_tuple(&self) -> Option<(u8, u8)> {
-        let mut parts = self.python_version.split('.');
-        let major = parts.next()?.parse().ok()?;
-        let minor = parts.next()?.parse().ok()?;
-        Some((major, minor))
+    /// The target's Python version, if [`TargetInfo::python_version`] names one (a results
+    /// file may not).
+    pub fn version(&self) -> Option<PyVersion> {
+        PyVersion::from_release(&self.python_version)
     }
 }
 
@@ -79,21 +80,19 @@ pub enum AttachError {
 
 /// The versions tracer's own reader reads: those with a generated layout.
 pub fn direct_versions() -> String {
-    let first = LAYOUTS.first().map(|l| l.version).unwrap_or((3, 8));
-    let last = newest_direct_version();
-    format!("{}.{}–{}.{}", first.0, first.1, last.0, last.1)
+    format!("{}–{}", layout::first_version(), newest_direct_version())
 }
 
 /// The newest version tracer's own reader reads.
-fn newest_direct_version() -> (u8, u8) {
-    LAYOUTS.last().map(|l| l.version).unwrap_or((3, 8))
+fn newest_direct_version() -> PyVersion {
+    layout::newest_version()
 }
 
 /// Whether `--reader auto` may use py-spy's reader on `version`: below our own reader's range
 /// (2.7, 3.6, 3.7, tested in tests/it/readers.rs) or inside it (py-spy is compared with ours
 /// there, tests/it/reader_differential.rs). Never above it: nothing here verifies py-spy's
 /// bindings on a version newer than our newest table.
-fn py_spy_known(version: (u8, u8)) -> bool {
+fn py_spy_known(version: PyVersion) -> bool {
     version <= newest_direct_version()
 }
 
@@ -115,12 +114,6 @@ fn unsupported(pid: i32, version_text: &str, choice: ReaderChoice) -> AttachErro
     }
 }
 
-/// `(major, minor)` of a version text such as `3.15.2`.
-fn version_tuple(text: &str) -> Option<(u8, u8)> {
-    let mut parts = text.split('.');
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-}
-
 /// Which stack reader to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReaderChoice {
@@ -138,6 +131,8 @@ pub enum ReaderChoice {
 /// An attached target: the reader of its stacks and what it is.
 pub struct Attached {
     pub reader: Box<dyn StackReader>,
+    /// The target's Python version (as [`TargetInfo::python_version`] spells it).
+    pub version: PyVersion,
     pub info: TargetInfo,
     /// Codes the reader interned before sampling began (while probing readiness): the sampler
     /// sends them ahead of its first sample.
@@ -219,7 +214,13 @@ fn attach_inner(
     fallback: bool,
 ) -> Result<Attached, AttachError> {
     check_target(pid)?;
-    let (reader, python_version, reader_name) = open_reader(pid, blocking, choice, fallback)?;
+    let Opened {
+        reader,
+        version,
+        version_text: python_version,
+        reader_name,
+        free_threaded,
+    } = open_reader(pid, blocking, choice, fallback)?;
     let info = TargetInfo {
         pid,
         python_version,
@@ -228,12 +229,26 @@ fn attach_inner(
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
         command_line: process::command_line(pid).unwrap_or_default(),
+        free_threaded,
     };
     Ok(Attached {
         reader,
+        version,
         info,
         pending_codes: Vec::new(),
     })
+}
+
+/// A reader opened on the target, with the target's version.
+struct Opened {
+    reader: Box<dyn StackReader>,
+    version: PyVersion,
+    /// As `3.12.1`.
+    version_text: String,
+    /// `direct` or `py-spy`.
+    reader_name: &'static str,
+    /// A free-threaded build (py-spy's reader reads none).
+    free_threaded: bool,
 }
 
 /// The reader `choice` asks for, and the target's version.
@@ -242,11 +257,12 @@ fn open_reader(
     blocking: bool,
     choice: ReaderChoice,
     fallback: bool,
-) -> Result<(Box<dyn StackReader>, String, &'static str), AttachError> {
+) -> Result<Opened, AttachError> {
     if choice != ReaderChoice::PySpy {
         match discover::find_target(pid) {
             Ok(Discovered {
                 version_text,
+                version,
                 target: Some((target, _)),
                 ..
             }) => {
@@ -255,11 +271,14 @@ fn open_reader(
                 } else {
                     None
                 };
-                return Ok((
-                    Box::new(DirectReader::new(target, pause)),
+                let free_threaded = target.layout.free_threaded;
+                return Ok(Opened {
+                    free_threaded,
+                    reader: Box::new(DirectReader::new(target, pause)),
+                    version,
                     version_text,
-                    "direct",
-                ));
+                    reader_name: "direct",
+                });
             }
             Ok(Discovered {
                 version_text,
@@ -286,20 +305,27 @@ fn open_reader(
         }
     }
     let reader = PySpyReader::new(pid, blocking).map_err(|e| classify(pid, e))?;
-    let version = reader.python_version();
+    let version_text = reader.python_version();
+    let version = reader.version();
     // Our discovery may have failed before it knew the version: py-spy's answer decides.
-    let known = version_tuple(&version).is_some_and(py_spy_known);
+    let known = py_spy_known(version);
     if !known && choice != ReaderChoice::PySpy {
-        return Err(unsupported(pid, &version, choice));
+        return Err(unsupported(pid, &version_text, choice));
     }
     if !known {
         eprintln!(
-            "tracer: warning: reading Python {version} with py-spy {}'s reader, which tracer \
-             does not verify on this version",
+            "tracer: warning: reading Python {version_text} with py-spy {}'s reader, which \
+             tracer does not verify on this version",
             crate::reader::PY_SPY_VERSION
         );
     }
-    Ok((Box::new(reader), version, "py-spy"))
+    Ok(Opened {
+        reader: Box::new(reader),
+        version,
+        version_text,
+        reader_name: "py-spy",
+        free_threaded: false,
+    })
 }
 
 /// Attach to a process that is starting up: retry while it lives until its interpreter can be
@@ -380,13 +406,16 @@ mod tests {
     #[test]
     fn a_version_newer_than_the_newest_table_is_refused_in_one_line() {
         let newest = newest_direct_version();
-        let newer = (newest.0, newest.1 + 1);
+        let newer = PyVersion::new(newest.major, newest.minor + 1);
         assert!(layout_for(newest).is_some());
         assert!(layout_for(newer).is_none());
         assert!(py_spy_known(newest));
         assert!(!py_spy_known(newer));
-        assert_eq!(version_tuple("3.16.0"), Some((3, 16)));
-        let text = format!("{}.{}.0", newer.0, newer.1);
+        assert_eq!(
+            PyVersion::from_release("3.16.0"),
+            Some(PyVersion::new(3, 16))
+        );
+        let text = format!("{newer}.0");
         for choice in [
             ReaderChoice::Auto,
             ReaderChoice::Direct,
@@ -397,7 +426,7 @@ mod tests {
             for needle in [
                 format!("Python {text},"),
                 "process 4242".to_owned(),
-                format!("reads 3.8–{}.{}", newest.0, newest.1),
+                format!("reads 3.8–{}.{}", newest.major, newest.minor),
                 "upgrade tracer".to_owned(),
             ] {
                 assert!(message.contains(&needle), "{needle:?} not in {message}");

@@ -12,6 +12,7 @@
 
 use super::proc::{self, Mapping};
 use crate::aggregate::filter::normpath;
+use crate::reader::PyVersion;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -19,26 +20,26 @@ use std::path::Path;
 /// standard-library directory (`PREFIX/lib/pythonX.Y` of its python binary or libpython;
 /// libpython wins, as a binary may be a launcher elsewhere), from one read of its maps; empty
 /// when they cannot be read.
-pub fn of_process(pid: i32, version: (u8, u8)) -> (Vec<String>, Option<String>) {
+pub fn of_process(pid: i32, version: PyVersion) -> (Vec<String>, Option<String>) {
     let maps = proc::maps(pid).unwrap_or_default();
     let mut dirs = from_maps(&maps, version);
     if let Some(venv) = venv_of_command(pid) {
-        dirs.insert(format!("{venv}/lib/python{}.{}", version.0, version.1));
+        dirs.insert(format!("{venv}/lib/python{version}"));
     }
     (dirs.into_iter().collect(), stdlib_from_maps(&maps, version))
 }
 
 /// The standard-library directory the interpreter mapped in `maps` shows.
-pub fn stdlib_from_maps(maps: &[Mapping], version: (u8, u8)) -> Option<String> {
+pub fn stdlib_from_maps(maps: &[Mapping], version: PyVersion) -> Option<String> {
     let mut found: Option<(bool, String)> = None;
     for path in maps.iter().filter_map(Mapping::file) {
         if let Some(prefix) = interpreter_prefix(path) {
-            let (major, minor) = version_in_name(path).unwrap_or(version);
+            let version = PyVersion::from_file_name(path).unwrap_or(version);
             let is_lib = path
                 .rsplit('/')
                 .next()
                 .is_some_and(|n| n.starts_with("libpython"));
-            let dir = normpath(&format!("{prefix}/lib/python{major}.{minor}"));
+            let dir = normpath(&format!("{prefix}/lib/python{version}"));
             if found.as_ref().is_none_or(|(lib, _)| is_lib && !lib) {
                 found = Some((is_lib, dir));
             }
@@ -48,7 +49,7 @@ pub fn stdlib_from_maps(maps: &[Mapping], version: (u8, u8)) -> Option<String> {
 }
 
 /// The library directories that the mapped files in `maps` show.
-pub fn from_maps(maps: &[Mapping], version: (u8, u8)) -> BTreeSet<String> {
+pub fn from_maps(maps: &[Mapping], version: PyVersion) -> BTreeSet<String> {
     let mut dirs = BTreeSet::new();
     for path in maps.iter().filter_map(Mapping::file) {
         if let Some(dir) = versioned_lib_dir(path) {
@@ -60,11 +61,11 @@ pub fn from_maps(maps: &[Mapping], version: (u8, u8)) -> BTreeSet<String> {
             }
         }
         if let Some(prefix) = interpreter_prefix(path) {
-            let (major, minor) = version_in_name(path).unwrap_or(version);
-            dirs.insert(normpath(&format!("{prefix}/lib/python{major}.{minor}")));
+            let version = PyVersion::from_file_name(path).unwrap_or(version);
+            dirs.insert(normpath(&format!("{prefix}/lib/python{version}")));
             if prefix == "/usr" {
-                dirs.insert(format!("/usr/lib/python{major}/dist-packages"));
-                dirs.insert(format!("/usr/local/lib/python{major}.{minor}"));
+                dirs.insert(format!("/usr/lib/python{}/dist-packages", version.major));
+                dirs.insert(format!("/usr/local/lib/python{version}"));
             }
         }
     }
@@ -114,22 +115,6 @@ fn interpreter_prefix(path: &str) -> Option<String> {
     None
 }
 
-/// `(3, 12)` from `python3.12` or `libpython3.12.so.1.0`.
-fn version_in_name(path: &str) -> Option<(u8, u8)> {
-    let name = path.rsplit('/').next()?;
-    let rest = name
-        .strip_prefix("libpython")
-        .or_else(|| name.strip_prefix("python"))?;
-    let mut parts = rest.split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor: String = parts
-        .next()?
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    Some((major, minor.parse().ok()?))
-}
-
 /// The virtual environment the command was started from (`VENV/bin/python …` with a
 /// `VENV/pyvenv.cfg`), read through the target's root and working directory.
 fn venv_of_command(pid: i32) -> Option<String> {
@@ -169,7 +154,9 @@ mod tests {
 7f02-7f02f r-xp 00000000 08:01 4 /usr/lib/x86_64-linux-gnu/libc.so.6
 7f03-7f03f rw-p 00000000 00:00 0 [heap]
 ";
-        let dirs: Vec<String> = from_maps(&parse(maps), (3, 12)).into_iter().collect();
+        let dirs: Vec<String> = from_maps(&parse(maps), PyVersion::new(3, 12))
+            .into_iter()
+            .collect();
         assert_eq!(
             dirs,
             vec![
@@ -184,18 +171,25 @@ mod tests {
     fn debian_and_libpython_layouts() {
         let maps = "55d0-55d0f r--p 00000000 08:01 1 /usr/bin/python3.11\n\
                     7f00-7f00f r-xp 00000000 08:01 2 /opt/py/lib/libpython3.13.so.1.0\n";
-        let dirs = from_maps(&parse(maps), (3, 11));
+        let dirs = from_maps(&parse(maps), PyVersion::new(3, 11));
         assert!(dirs.contains("/usr/lib/python3.11"));
         assert!(dirs.contains("/usr/lib/python3/dist-packages"));
         assert!(dirs.contains("/usr/local/lib/python3.11"));
         assert!(dirs.contains("/opt/py/lib/python3.13"));
-        assert_eq!(version_in_name("/x/libpython3.13d.so"), Some((3, 13)));
         assert_eq!(
-            stdlib_from_maps(&parse(maps), (3, 11)).as_deref(),
+            PyVersion::from_file_name("/x/libpython3.13d.so"),
+            Some(PyVersion::new(3, 13))
+        );
+        assert_eq!(
+            stdlib_from_maps(&parse(maps), PyVersion::new(3, 11)).as_deref(),
             Some("/opt/py/lib/python3.13")
         );
         assert_eq!(
-            stdlib_from_maps(&parse("1-2 r--p 0 0 1 /usr/bin/python3.11\n"), (3, 11)).as_deref(),
+            stdlib_from_maps(
+                &parse("1-2 r--p 0 0 1 /usr/bin/python3.11\n"),
+                PyVersion::new(3, 11)
+            )
+            .as_deref(),
             Some("/usr/lib/python3.11")
         );
     }

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: finding interpreters, starting workloads, ground truth.
 #![allow(dead_code)]
 
+pub mod coverage_db;
 pub mod fuzz;
 
 use std::collections::BTreeSet;
@@ -8,20 +9,24 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+pub use tracer::reader::PyVersion;
 
 /// An interpreter to test against.
 #[derive(Debug, Clone)]
 pub struct Python {
     pub path: PathBuf,
-    pub version: (u8, u8),
+    pub version: PyVersion,
+    /// A free-threaded build (`--disable-gil`): `3.13t`.
+    pub free_threaded: bool,
 }
 
 impl Python {
     pub fn label(&self) -> String {
         format!(
-            "Python {}.{} ({})",
-            self.version.0,
-            self.version.1,
+            "Python {}.{}{} ({})",
+            self.version.major,
+            self.version.minor,
+            if self.free_threaded { "t" } else { "" },
             self.path.display()
         )
     }
@@ -34,94 +39,134 @@ pub const REQUIRED_MINORS: std::ops::RangeInclusive<u8> = 8..=13;
 /// (tests/support/fetch-python.sh) installs them under target/pythons.
 pub const NEW_MINORS: std::ops::RangeInclusive<u8> = 14..=15;
 
-/// Interpreters from `TRACER_TEST_PYTHONS` (paths separated by `:` or spaces), else pyenv's
-/// `$PYENV_ROOT/versions/*/bin/python`, then `target/pythons/*/bin/python3.*` (fetched by
+/// Interpreters from `TRACER_TEST_PYTHONS` (paths or `X.Y` versions, separated by `:`, `,` or
+/// spaces; a version picks the discovered interpreter of that version), else those discovered:
+/// pyenv's `$PYENV_ROOT/versions/*/bin/python`, then `target/pythons/*/bin/python3.*` (fetched by
 /// `make pythons-new`) and Debian's `/usr/bin/python3.*`. One per version, the first found
-/// winning; pyenv's come first.
+/// winning; pyenv's come first. An entry that names no interpreter that runs fails the test: a
+/// mistyped list must not turn every test into a skip.
 pub fn all_pythons() -> Vec<Python> {
     let candidates: Vec<PathBuf> = match std::env::var("TRACER_TEST_PYTHONS") {
         Ok(list) if !list.trim().is_empty() => list
-            .split([':', ' ', '\n'])
+            .split([':', ',', ' ', '\n'])
             .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .collect(),
-        _ => {
-            let root = std::env::var("PYENV_ROOT")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| PathBuf::from("/root/.pyenv"));
-            let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
-                .map(|dir| {
-                    dir.filter_map(|e| e.ok())
-                        .map(|e| e.path().join("bin/python"))
-                        .filter(|p| p.exists())
-                        .collect()
-                })
-                .unwrap_or_default();
-            found.sort();
-            let mut fetched: Vec<PathBuf> = std::fs::read_dir(repo_root().join("target/pythons"))
-                .map(|dir| {
-                    dir.filter_map(|e| e.ok())
-                        .filter_map(|e| {
-                            let name = e.file_name().to_string_lossy().into_owned();
-                            let python = e.path().join(format!("bin/python{name}"));
-                            python.exists().then_some(python)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            fetched.sort();
-            found.extend(fetched);
-            for minor in 6..=15 {
-                let debian = PathBuf::from(format!("/usr/bin/python3.{minor}"));
-                if debian.exists() {
-                    found.push(debian);
+            .map(|entry| match entry.parse::<PyVersion>() {
+                Ok(version) => discovered_pythons()
+                    .into_iter()
+                    .find(|path| version_of(path) == Some(version))
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "TRACER_TEST_PYTHONS names {version}, and no Python {version} is found"
+                        )
+                    }),
+                Err(_) => {
+                    let path = PathBuf::from(entry);
+                    assert!(
+                        version_of(&path).is_some(),
+                        "TRACER_TEST_PYTHONS names {entry}, which is not a Python that runs"
+                    );
+                    path
                 }
-            }
-            found
-        }
+            })
+            .collect(),
+        _ => discovered_pythons(),
     };
     let mut seen = BTreeSet::new();
     let mut pythons = Vec::new();
     for path in candidates {
-        if let Some(version) = version_of(&path) {
-            if seen.insert(version) {
-                pythons.push(Python { path, version });
+        if let Some((version, free_threaded)) = build_of(&path) {
+            if seen.insert((version, free_threaded)) {
+                pythons.push(Python {
+                    path,
+                    version,
+                    free_threaded,
+                });
             }
         }
     }
-    pythons.sort_by_key(|p| p.version);
+    pythons.sort_by_key(|p| (p.version, p.free_threaded));
     pythons
 }
 
+/// The interpreters found on this machine, in order of preference (see [`all_pythons`]).
+fn discovered_pythons() -> Vec<PathBuf> {
+    let root = std::env::var("PYENV_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/root/.pyenv"));
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin/python"))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    let mut fetched: Vec<PathBuf> = std::fs::read_dir(repo_root().join("target/pythons"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let python = e.path().join(format!("bin/python{name}"));
+                    python.exists().then_some(python)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fetched.sort();
+    found.extend(fetched);
+    for minor in 6..=15 {
+        let debian = PathBuf::from(format!("/usr/bin/python3.{minor}"));
+        if debian.exists() {
+            found.push(debian);
+        }
+    }
+    found
+}
+
 /// The `(major, minor)` version of the interpreter at `python`, if it runs.
-pub fn version_of(python: &Path) -> Option<(u8, u8)> {
+pub fn version_of(python: &Path) -> Option<PyVersion> {
+    build_of(python).map(|(version, _)| version)
+}
+
+/// The version of the interpreter at `python` and whether it is a free-threaded build, if it
+/// runs.
+pub fn build_of(python: &Path) -> Option<(PyVersion, bool)> {
     let out = Command::new(python)
-        .args(["-c", "import sys; print('%d %d' % sys.version_info[:2])"])
+        .args([
+            "-c",
+            "import sys, sysconfig; print('%d %d %d' % (sys.version_info[0], \
+             sys.version_info[1], bool(sysconfig.get_config_var('Py_GIL_DISABLED'))))",
+        ])
         .output()
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
     let mut parts = text.split_whitespace();
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    let version = PyVersion::new(parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    Some((version, parts.next()? == "1"))
 }
 
-/// Interpreters 3.8–3.15, printing a SKIP line for each of those versions not found.
+/// Interpreters 3.8–3.15 built with the GIL, printing a SKIP line for each of those versions
+/// not found. Free-threaded builds (3.13t) are tested by the `per_python!` cases (`py3_13t`).
 pub fn pythons_under_test() -> Vec<Python> {
     let all = all_pythons();
     for minor in REQUIRED_MINORS {
-        if !all.iter().any(|p| p.version == (3, minor)) {
+        if !all.iter().any(|p| p.version == PyVersion::new(3, minor)) {
             println!("SKIP: no Python 3.{minor} found (set TRACER_TEST_PYTHONS or install it)");
         }
     }
     for minor in NEW_MINORS {
-        if !all.iter().any(|p| p.version == (3, minor)) {
+        if !all.iter().any(|p| p.version == PyVersion::new(3, minor)) {
             println!("SKIP: no Python 3.{minor} found (make pythons-new installs it)");
         }
     }
     let chosen: Vec<Python> = all
         .into_iter()
         .filter(|p| {
-            p.version.0 == 3
-                && (REQUIRED_MINORS.contains(&p.version.1) || NEW_MINORS.contains(&p.version.1))
+            p.version.major == 3
+                && !p.free_threaded
+                && (REQUIRED_MINORS.contains(&p.version.minor)
+                    || NEW_MINORS.contains(&p.version.minor))
         })
         .collect();
     assert!(
@@ -136,7 +181,7 @@ pub fn pythons_under_test() -> Vec<Python> {
 pub fn newest_python() -> Python {
     pythons_under_test()
         .into_iter()
-        .rfind(|p| REQUIRED_MINORS.contains(&p.version.1))
+        .rfind(|p| REQUIRED_MINORS.contains(&p.version.minor))
         .expect("a Python 3.8-3.13")
 }
 
@@ -144,7 +189,11 @@ pub fn newest_python() -> Python {
 pub fn debian_python() -> Option<Python> {
     let path = PathBuf::from("/usr/bin/python3.11");
     let version = version_of(&path)?;
-    Some(Python { path, version })
+    Some(Python {
+        path,
+        version,
+        free_threaded: false,
+    })
 }
 
 /// The tracer to test: `TRACER_TEST_BIN` if set (e.g. arch/aarch64/tracer, the aarch64 build
@@ -165,9 +214,19 @@ pub fn support(name: &str) -> PathBuf {
     repo_root().join("tests/support").join(name)
 }
 
-/// A fresh scratch directory under the target directory, removed first if present.
+/// A fresh scratch directory under the target directory, removed first if present. In a
+/// `per_python!` case its name carries the build's test name (`name-py3_13t`), so that the cases
+/// of two builds of one version (`py3_13`, `py3_13t`) never remove each other's files.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = repo_root().join("target/test-scratch").join(name);
+    let build = std::thread::current()
+        .name()
+        .and_then(|test| test.rsplit("::").next())
+        .filter(|last| last.starts_with("py3_"))
+        .map(|last| format!("-{last}"))
+        .unwrap_or_default();
+    let dir = repo_root()
+        .join("target/test-scratch")
+        .join(format!("{}{build}", name.replace('/', "_")));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -221,6 +280,27 @@ impl Drop for Workload {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `tracer run ARGS… -- PYTHON SCRIPT` in `dir`, the workload's `WORKLOAD_SECONDS` set: the
+/// step many tests start with (its output, to assert on).
+pub fn run_workload(
+    python: &Path,
+    script: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+    seconds: impl AsRef<std::ffi::OsStr>,
+    dir: impl AsRef<Path>,
+) -> Output {
+    Command::new(tracer_bin())
+        .arg("run")
+        .args(args)
+        .arg("--")
+        .arg(python)
+        .arg(script)
+        .env("WORKLOAD_SECONDS", seconds)
+        .current_dir(dir)
+        .output()
+        .unwrap()
 }
 
 /// Run the tracer with `args`, killing it after `timeout` (a hang is a failure, not a wait).
@@ -317,7 +397,7 @@ pub fn report_tools() -> &'static ReportTools {
             // The newest Python found that the pinned versions support (3.9+).
             let python = all_pythons()
                 .into_iter()
-                .rfind(|p| p.version.0 == 3 && (9..=13).contains(&p.version.1))
+                .rfind(|p| p.version.major == 3 && (9..=13).contains(&p.version.minor))
                 .expect("a Python 3.9-3.13 to run coverage.py in");
             let _ = std::fs::remove_dir_all(&venv);
             let status = Command::new(&python.path)
@@ -389,8 +469,26 @@ pub fn regenerate(dir: &str, name: &str) -> (String, String) {
 /// Run `check` on the Python 3.`minor` under test, panicking with its label and the error if it
 /// fails; prints SKIP when that version is not found (as [`pythons_under_test`] does).
 pub fn run_on_python(minor: u8, check: impl Fn(&Python) -> Result<(), String>) {
-    let Some(python) = all_pythons().into_iter().find(|p| p.version == (3, minor)) else {
-        println!("SKIP: no Python 3.{minor} found (set TRACER_TEST_PYTHONS or install it)");
+    run_on_build(minor, false, check)
+}
+
+/// [`run_on_python`] on the free-threaded build of 3.`minor` (3.13t:
+/// tests/support/build-python-ft.sh, `make pythons-new`).
+pub fn run_on_free_threaded(minor: u8, check: impl Fn(&Python) -> Result<(), String>) {
+    run_on_build(minor, true, check)
+}
+
+fn run_on_build(minor: u8, free_threaded: bool, check: impl Fn(&Python) -> Result<(), String>) {
+    let Some(python) = all_pythons()
+        .into_iter()
+        .find(|p| p.version == PyVersion::new(3, minor) && p.free_threaded == free_threaded)
+    else {
+        let (t, how) = if free_threaded {
+            ("t", "make pythons-new builds it")
+        } else {
+            ("", "set TRACER_TEST_PYTHONS or install it")
+        };
+        println!("SKIP: no Python 3.{minor}{t} found ({how})");
         return;
     };
     if let Err(e) = check(&python) {
@@ -398,7 +496,7 @@ pub fn run_on_python(minor: u8, check: impl Fn(&Python) -> Result<(), String>) {
     }
 }
 
-/// One test per Python 3.8–3.15, `NAME::py3_X`, so that one version of one case can be run by
+/// One test per Python 3.8–3.15 and one on the free-threaded 3.13t, `NAME::py3_X`, so that one version of one case can be run by
 /// name (`cargo test --release --test it trace_compat::NAME::py3_12`). `CHECK` is a
 /// `Fn(&Python) -> Result<(), String>`.
 #[macro_export]
@@ -442,6 +540,10 @@ macro_rules! per_python {
             #[test]
             fn py3_15() {
                 run(15)
+            }
+            #[test]
+            fn py3_13t() {
+                $crate::common::run_on_free_threaded(13, $check)
             }
         }
     };

@@ -161,7 +161,8 @@ fn exercise_line_table(format: LineTableFormat, bytes: &[u8], first_line: u32, c
     if let Some(positions) = table.positions() {
         for _ in positions.take(1 << 20) {}
     }
-    for version in [(3, 8), (3, 10), (3, 11), (3, 12), (3, 13), (3, 14), (2, 7)] {
+    for (major, minor) in [(3, 8), (3, 10), (3, 11), (3, 12), (3, 13), (3, 14), (2, 7)] {
+        let version = PyVersion::new(major, minor);
         for raw in [
             RawFramePosition::Lasti(first_line as i32),
             RawFramePosition::Lasti(-(code_len as i32)),
@@ -237,7 +238,7 @@ fn real_debug_offsets(minor: u8) -> Option<Vec<u8>> {
     use tracer::reader::memory::TargetMemory;
     let python = pythons_under_test()
         .into_iter()
-        .find(|p| p.version == (3, minor))?;
+        .find(|p| p.version == PyVersion::new(3, minor))?;
     let target = Workload::start(&python, &workload("mix.py"), 20.0);
     let mut memory = TargetMemory::open(target.pid()).ok()?;
     let address = scan_for_cookie(target.pid(), &mut memory).ok()??;
@@ -262,13 +263,13 @@ fn fuzz_executable_lines_of_python_sources() {
         ])
         .collect();
     let versions = prop::sample::select(vec![
-        (3, 8),
-        (3, 9),
-        (3, 10),
-        (3, 11),
-        (3, 12),
-        (3, 13),
-        (3, 14),
+        PyVersion::new(3, 8),
+        PyVersion::new(3, 9),
+        PyVersion::new(3, 10),
+        PyVersion::new(3, 11),
+        PyVersion::new(3, 12),
+        PyVersion::new(3, 13),
+        PyVersion::new(3, 14),
     ]);
     runner()
         .run(&(inputs(seeds, 256), versions), |(bytes, version)| {
@@ -386,7 +387,7 @@ fn fuzz_coverage_databases() {
     // A seed with the plugin's table and `tracer` rows too.
     let results = sample_results();
     let plugin = coverage_db::ExecutableLines {
-        python: (3, 12),
+        python: Some(PyVersion::new(3, 12)),
         by_file: coverage_db::line_sets(&results)
             .into_iter()
             .map(|(file, lines)| (file.to_owned(), lines.into_iter().collect()))
@@ -400,8 +401,8 @@ fn fuzz_coverage_databases() {
         .run(&inputs(seeds, 256), |bytes| {
             COUNT.case();
             std::fs::write(&case_path, &bytes).unwrap();
-            let _ = coverage_db::read_line_sets(&case_path);
-            let _ = coverage_db::read_plugin_data(&case_path);
+            let _ = crate::common::coverage_db::read_line_sets(&case_path);
+            let _ = crate::common::coverage_db::read_plugin_data(&case_path);
             let _ = tracer::output::load_results(&case_path);
             Ok(())
         })

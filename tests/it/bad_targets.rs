@@ -613,11 +613,11 @@ fn a_python_newer_than_tracer_knows_is_refused_in_one_line() {
         println!(
             "SKIP: no Python newer than {}.{} found: the refusal of an unsupported version is \
              tested only without a target (target::attach::tests)",
-            newest.0, newest.1
+            newest.major, newest.minor
         );
         return;
     };
-    let version = format!("Python {}.{}.", python.version.0, python.version.1);
+    let version = format!("Python {}.{}.", python.version.major, python.version.minor);
     let needles = [
         version.as_str(),
         "does not support",

@@ -17,12 +17,16 @@ const PYSPY_READS: u32 = 500;
 fn bench_python() -> Python {
     if let Ok(path) = std::env::var("TRACER_BENCH_PYTHON") {
         let path = std::path::PathBuf::from(path);
-        let version = version_of(&path).expect("TRACER_BENCH_PYTHON runs");
-        return Python { path, version };
+        let (version, free_threaded) = build_of(&path).expect("TRACER_BENCH_PYTHON runs");
+        return Python {
+            path,
+            version,
+            free_threaded,
+        };
     }
     all_pythons()
         .into_iter()
-        .find(|p| p.version == (3, 12))
+        .find(|p| p.version == PyVersion::new(3, 12))
         .or_else(|| Some(newest_python()))
         .expect("a Python to benchmark against")
 }
@@ -83,8 +87,8 @@ fn paused_per_sample_cost() {
         println!(
             "  ({frames} frames, Python {}.{}: {calls:.1} reads per sample by ours, \
              py-spy/ours {:.0}x)",
-            python.version.0,
-            python.version.1,
+            python.version.major,
+            python.version.minor,
             pyspy_us / ours_us
         );
     }

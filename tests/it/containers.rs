@@ -14,14 +14,14 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 fn install_prefix() -> Option<(Python, std::path::PathBuf)> {
     let python = all_pythons()
         .into_iter()
-        .filter(|p| p.version.0 == 3 && p.version.1 >= 8)
+        .filter(|p| p.version.major == 3 && p.version.minor >= 8)
         .rfind(|p| {
             p.path
                 .parent()
                 .and_then(|b| b.parent())
                 .is_some_and(|prefix| {
                     prefix
-                        .join(format!("lib/python{}.{}", p.version.0, p.version.1))
+                        .join(format!("lib/python{}.{}", p.version.major, p.version.minor))
                         .is_dir()
                         && !prefix.starts_with("/usr")
                 })
@@ -63,8 +63,8 @@ fn a_target_in_its_own_pid_and_mount_namespace_is_traced_through_proc_root() {
              /opt/py/bin/python{major}.{minor} /app/mix.py'",
         root = root.display(),
         prefix = prefix.display(),
-        major = python.version.0,
-        minor = python.version.1,
+        major = python.version.major,
+        minor = python.version.minor,
     );
     let mut unshare = Command::new("unshare")
         .args(["--pid", "--mount", "--fork", "sh", "-c", &setup])

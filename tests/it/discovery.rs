@@ -32,7 +32,7 @@ fn every_way_of_finding_the_runtime_agrees() {
         let by_maps = find_target_with(target.pid(), DiscoveryMethod::Maps).unwrap();
         assert!(by_maps.target.is_some(), "{}", python.label());
         let symbol = found.symbol.expect("_PyRuntime symbol");
-        if python.version >= (3, 11) {
+        if python.version >= PyVersion::new(3, 11) {
             assert_eq!(
                 found.section,
                 Some(symbol),
@@ -40,7 +40,7 @@ fn every_way_of_finding_the_runtime_agrees() {
                 python.label()
             );
         }
-        if python.version >= (3, 13) {
+        if python.version >= PyVersion::new(3, 13) {
             assert_eq!(
                 found.cookie,
                 Some(symbol),
@@ -81,6 +81,7 @@ fn a_python_under_a_path_with_spaces_is_traced() {
     let python = Python {
         path: copy.clone(),
         version: debian.version,
+        free_threaded: false,
     };
     let target = Workload::start(&python, &workload("mix.py"), 10.0);
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", target.pid())).unwrap();

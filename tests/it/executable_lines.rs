@@ -97,10 +97,10 @@ fn whole_stdlib_accuracy() {
         let percent = 100.0 * identical as f64 / compared.max(1) as f64;
         println!(
             "| {}.{} | {compared} | {identical} | {percent:.2}% |",
-            python.version.0, python.version.1
+            python.version.major, python.version.minor
         );
         for d in &differing {
-            eprintln!("  {}.{} {d}", python.version.0, python.version.1);
+            eprintln!("  {}.{} {d}", python.version.major, python.version.minor);
         }
         if percent < 99.0 {
             failures.push(format!("{}: {percent:.2}%", python.label()));

@@ -48,16 +48,13 @@ fn the_documented_combine_of_two_pods_holds_the_union_of_their_lines() {
         std::fs::create_dir_all(&app).unwrap();
         std::fs::copy(workload("mix.py"), app.join("mix.py")).unwrap();
         let data = format!(".coverage.{pod}");
-        let out = Command::new(tracer_bin())
-            .args([
-                "run", "--rate", "2000", "--format", "coverage", "-o", &data, "--",
-            ])
-            .arg(&python.path)
-            .arg(app.join("mix.py"))
-            .env("WORKLOAD_SECONDS", seconds)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
+        let out = run_workload(
+            &python.path,
+            app.join("mix.py"),
+            &["--rate", "2000", "--format", "coverage", "-o", &data],
+            seconds,
+            &dir,
+        );
         assert!(out.status.success(), "{}", printed(&out));
         pods.push(lines_in(&dir.join(&data), "/srv/app/mix.py"));
     }

@@ -32,7 +32,7 @@ const WORKLOAD: &str = "function_view.py";
 fn function_view_against_tracefunc_and_trace() {
     for python in pythons_under_test() {
         let started = std::time::Instant::now();
-        match python.version {
+        match (python.version.major, python.version.minor) {
             (3, 12) | (3, 13) => match tracefunc_venv(&python) {
                 Some(venv_python) => against_tracefunc(&python, &venv_python),
                 None => continue,
@@ -118,12 +118,12 @@ fn traced(python: &Python, dir: &Path) -> FunctionTraces {
 #[test]
 fn locals_never_come_from_the_frame_that_replaced_the_call() {
     for python in pythons_under_test() {
-        if python.version >= (3, 15) {
+        if python.version >= PyVersion::new(3, 15) {
             continue;
         }
         let dir = scratch(&format!(
             "frame-reuse-{}.{}",
-            python.version.0, python.version.1
+            python.version.major, python.version.minor
         ));
         let (_, function) = run_function_view(&python, &dir, "frame_reuse.py", "10000");
         let mut seen = BTreeMap::<String, usize>::new();
@@ -161,7 +161,7 @@ struct TruthCall {
 fn against_tracefunc(python: &Python, venv_python: &Path) {
     let dir = scratch(&format!(
         "function-view-{}.{}",
-        python.version.0, python.version.1
+        python.version.major, python.version.minor
     ));
     let truth_path = dir.join("tracefunc.json");
     let out = Command::new(venv_python)
@@ -421,7 +421,7 @@ fn recall(ours: &FunctionTraces, truth: &[TruthCall]) -> (f64, f64) {
 fn against_trace(python: &Python) {
     let dir = scratch(&format!(
         "function-view-{}.{}",
-        python.version.0, python.version.1
+        python.version.major, python.version.minor
     ));
     let truth_path = dir.join("truth.pickle");
     run_python(
@@ -544,7 +544,7 @@ fn against_settrace(python: &Python, dir: &Path, ours: &FunctionTraces) -> usize
 /// tracefunc-venvs` makes it), created here if missing or stale; `None` (with a SKIP line) if
 /// it cannot be installed.
 fn tracefunc_venv(python: &Python) -> Option<PathBuf> {
-    let (major, minor) = python.version;
+    let PyVersion { major, minor } = python.version;
     let venv = repo_root().join(format!("target/tracefunc-venv-{major}.{minor}"));
     let requirements = support("function-view-requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).unwrap();

@@ -50,16 +50,13 @@ fn chromium_shows_the_sources_as_they_ran() {
     let Some(chromium) = chromium() else { return };
     let python = newest_python();
     let dir = scratch("html");
-    let out = Command::new(tracer_bin())
-        .args([
-            "run", "--rate", "2000", "--format", "json", "-o", "mix.json", "--",
-        ])
-        .arg(&python.path)
-        .arg(workload("mix.py"))
-        .env("WORKLOAD_SECONDS", "1.5")
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let out = run_workload(
+        &python.path,
+        workload("mix.py"),
+        &["--rate", "2000", "--format", "json", "-o", "mix.json"],
+        "1.5",
+        &dir,
+    );
     assert!(out.status.success(), "{}", printed(&out));
     let report = [
         "report",

@@ -2,17 +2,17 @@
 //! what the generator measures from their headers now, and the `_Py_DebugOffsets` of 3.13+
 //! (static data in libpython or the executable) must agree with their generated layouts.
 
-use crate::common::{all_pythons, printed, pythons_under_test, regenerate, Python};
+use crate::common::{all_pythons, printed, pythons_under_test, regenerate, PyVersion, Python};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tracer::reader::layout::debug_offsets::{
     bytes_to_read, layout_from_debug_offsets, DebugOffsets, DebugOffsetsError,
 };
-use tracer::reader::layout::{layout_for, DEBUG_OFFSETS_LAYOUTS, LAYOUTS};
+use tracer::reader::layout::{layout_for, layout_for_build, DEBUG_OFFSETS_LAYOUTS, LAYOUTS};
 
 /// The newest minor version with a committed layout.
 fn newest_minor() -> u8 {
-    LAYOUTS.last().expect("generated layouts").version.1
+    LAYOUTS.last().expect("generated layouts").version.minor
 }
 
 /// The text of each `pub const NAME: ... = ...;` item of a generated file, comment lines left
@@ -55,8 +55,9 @@ fn committed_table_is_what_the_generator_measures_now() {
     // One past the newest committed: a version generated but not committed fails below.
     for minor in 8..=newest_minor() + 1 {
         let layout_name = format!("PY3_{minor}");
+        let free_threaded_name = format!("PY3_{minor}T");
         let debug_name = format!("DEBUG_OFFSETS_PY3_{minor}");
-        for name in [layout_name, debug_name] {
+        for name in [layout_name, free_threaded_name, debug_name] {
             let committed_item = committed_items.iter().find(|(n, _)| *n == name);
             let fresh_item = fresh_items.iter().find(|(n, _)| *n == name);
             match (committed_item, fresh_item) {
@@ -91,9 +92,18 @@ fn every_interpreter_under_test_has_a_plausible_layout() {
             .unwrap_or_else(|| panic!("{}: no generated layout", python.label()));
         layout.check_plausible().unwrap();
     }
-    let versions: Vec<_> = LAYOUTS.iter().map(|layout| layout.version).collect();
-    let expected: Vec<_> = (8..=15).map(|minor| (3, minor)).collect();
-    assert_eq!(versions, expected, "3.8 to 3.15, oldest first");
+    let builds: Vec<_> = LAYOUTS
+        .iter()
+        .map(|layout| (layout.version, layout.free_threaded))
+        .collect();
+    let mut expected: Vec<_> = (8..=15)
+        .map(|minor| (PyVersion::new(3, minor), false))
+        .collect();
+    expected.insert(6, (PyVersion::new(3, 13), true));
+    assert_eq!(
+        builds, expected,
+        "3.8 to 3.15 with the GIL and 3.13 free-threaded, oldest first"
+    );
 }
 
 /// Candidate ELF files holding the interpreter's `_PyRuntime`: its shared libpython if it has
@@ -132,10 +142,29 @@ fn py_runtime_section(image: &Path) -> Option<Vec<u8>> {
 #[test]
 fn debug_offsets_of_installed_3_13_and_later_agree_with_the_generated_layouts() {
     assert!(!DEBUG_OFFSETS_LAYOUTS.is_empty());
-    for minor in DEBUG_OFFSETS_LAYOUTS.iter().map(|debug| debug.version.1) {
-        match all_pythons().into_iter().find(|p| p.version == (3, minor)) {
+    for minor in DEBUG_OFFSETS_LAYOUTS
+        .iter()
+        .map(|debug| debug.version.minor)
+    {
+        match all_pythons()
+            .into_iter()
+            .find(|p| p.version == PyVersion::new(3, minor) && !p.free_threaded)
+        {
             Some(python) => check_debug_offsets(&python),
             None => println!("SKIP: no Python 3.{minor} found: its debug offsets are not checked"),
+        }
+    }
+    for layout in LAYOUTS.iter().filter(|layout| layout.free_threaded) {
+        let minor = layout.version.minor;
+        match all_pythons()
+            .into_iter()
+            .find(|p| p.version == layout.version && p.free_threaded)
+        {
+            Some(python) => check_debug_offsets(&python),
+            None => println!(
+                "SKIP: no Python 3.{minor}t found (make pythons-new builds it): its debug \
+                 offsets are not checked"
+            ),
         }
     }
 }
@@ -154,7 +183,8 @@ fn check_debug_offsets(python: &Python) {
     let offsets =
         DebugOffsets::parse(&bytes).unwrap_or_else(|error| panic!("{}: {error}", image.display()));
     assert_eq!(offsets.version(), python.version);
-    let generated = layout_for(python.version).unwrap();
+    assert_eq!(offsets.free_threaded, python.free_threaded);
+    let generated = layout_for_build(python.version, python.free_threaded).unwrap();
     let mut disagreements = Vec::new();
     for &(field, value) in &offsets.values {
         if field.get(generated) != Some(value) {
@@ -178,11 +208,12 @@ fn check_debug_offsets(python: &Python) {
         Ok(generated)
     );
     println!(
-        "{}: {} fields of _Py_DebugOffsets (version {:#x}) agree with the generated 3.{} layout",
+        "{}: {} fields of _Py_DebugOffsets (version {:#x}) agree with the generated 3.{}{} layout",
         image.display(),
         offsets.values.len(),
         offsets.version_hex,
-        python.version.1
+        python.version.minor,
+        if python.free_threaded { "t" } else { "" }
     );
 
     // The section is the whole _PyRuntime: cut short inside the debug offsets, it is refused.
@@ -304,13 +335,13 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
     arguments
 }
 
-/// Independent of the headers: each interpreter's own objects, frames and thread state, read in
-/// process through ctypes at the generated offsets, hold what Python says they hold.
-#[test]
-fn generated_offsets_read_each_interpreter_correctly_in_process() {
-    let probe = crate::common::support("layout_probe.py");
-    for python in pythons_under_test() {
-        let layout = layout_for(python.version).unwrap();
+per_python!(
+    /// Independent of the headers: each interpreter's own objects, frames and thread state, read in
+    /// process through ctypes at the generated offsets, hold what Python says they hold.
+    generated_offsets_read_each_interpreter_correctly_in_process,
+    |python| {
+        let probe = crate::common::support("layout_probe.py");
+        let layout = layout_for_build(python.version, python.free_threaded).unwrap();
         let out = Command::new(&python.path)
             .arg(&probe)
             .args(probe_arguments(layout))
@@ -328,5 +359,6 @@ fn generated_offsets_read_each_interpreter_correctly_in_process() {
             printed(&out)
         );
         println!("{}: {checks} in-process checks passed", python.label());
+        Ok(())
     }
-}
+);

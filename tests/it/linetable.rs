@@ -11,6 +11,7 @@ use std::process::Command;
 use tracer::reader::linetable::{
     lookup_offset, InstructionOffset, LineTable, LineTableFormat, RawFramePosition,
 };
+use tracer::reader::PyVersion;
 
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -153,9 +154,9 @@ fn check_code(format: LineTableFormat, record: &CodeRecord, counts: &mut Counts)
 /// What a frame stores, rebuilt from the `f_lasti` Python shows (bytes, or -1), so that the
 /// frame-offset conventions are checked against real `f_lineno`s: unstarted generators and
 /// coroutines, suspended ones, callers standing on a call.
-fn raw_position(version: (u8, u8), f_lasti: i32) -> RawFramePosition {
+fn raw_position(version: PyVersion, f_lasti: i32) -> RawFramePosition {
     const CODE_START: u64 = 0x7f00_0000_1000;
-    match version.1 {
+    match version.minor {
         8 | 9 => RawFramePosition::Lasti(f_lasti),
         10 => RawFramePosition::Lasti(if f_lasti < 0 { -1 } else { f_lasti / 2 }),
         _ => RawFramePosition::InstructionPointer {
@@ -165,7 +166,7 @@ fn raw_position(version: (u8, u8), f_lasti: i32) -> RawFramePosition {
     }
 }
 
-fn check_frame(version: (u8, u8), format: LineTableFormat, frame: &FrameRecord) {
+fn check_frame(version: PyVersion, format: LineTableFormat, frame: &FrameRecord) {
     let bytes = unhex(&frame.table);
     let table = LineTable::new(format, &bytes, frame.first_line);
     let offset = lookup_offset(version, raw_position(version, frame.f_lasti))
@@ -179,13 +180,15 @@ fn check_frame(version: (u8, u8), format: LineTableFormat, frame: &FrameRecord) 
     );
 }
 
-#[test]
-fn decoder_agrees_with_every_python() {
-    let workloads: Vec<String> = ["mix.py", "demo.py", "exit_with.py"]
-        .iter()
-        .map(|name| workload(name).display().to_string())
-        .collect();
-    for python in pythons_under_test() {
+per_python!(
+    /// Our decoder against what each interpreter says of the workloads' code objects and live
+    /// frames (tests/support/dump_linetables.py).
+    decoder_agrees_with_every_python,
+    |python| {
+        let workloads: Vec<String> = ["mix.py", "demo.py", "exit_with.py"]
+            .iter()
+            .map(|name| workload(name).display().to_string())
+            .collect();
         let format = LineTableFormat::for_version(python.version).unwrap();
         let out = Command::new(&python.path)
             .arg(support("dump_linetables.py"))
@@ -223,8 +226,9 @@ fn decoder_agrees_with_every_python() {
             counts.code_objects > 1000 && counts.frames > 5,
             "{counts:?}"
         );
+        Ok(())
     }
-}
+);
 
 #[derive(Deserialize)]
 struct ObservedCode {
@@ -349,14 +353,14 @@ print(json.dumps(dict(code=code.co_code.hex(), table=code.co_linetable.hex(),
     }
     let mut tested = 0;
     for python in pythons_under_test() {
-        let expected = python.version == (3, 12);
+        let expected = python.version == PyVersion::new(3, 12);
         assert_eq!(
             tracer::reader::linetable::may_stand_on_an_unrun_loop_jump(python.version),
             expected,
             "{}",
             python.label()
         );
-        if python.version < (3, 12) {
+        if python.version < PyVersion::new(3, 12) {
             continue; // no END_FOR
         }
         let out = Command::new(&python.path)
@@ -413,7 +417,11 @@ print(json.dumps(dict(code=code.co_code.hex(), table=code.co_linetable.hex(),
 /// src/reader/line_proof/generated.rs is what its generator measures from 3.8 and 3.9 now.
 #[test]
 fn line_proof_tables_match_their_generator() {
-    let found = |minor| all_pythons().iter().any(|p| p.version == (3, minor));
+    let found = |minor| {
+        all_pythons()
+            .iter()
+            .any(|p| p.version == PyVersion::new(3, minor))
+    };
     if !found(8) || !found(9) {
         println!("SKIP: the line_proof tables need both 3.8 and 3.9 to regenerate");
         return;

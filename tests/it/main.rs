@@ -32,5 +32,6 @@ mod security;
 mod sidecar;
 mod signals_and_filters;
 mod snapshot;
+mod snapshot_instances;
 mod top;
 mod trace_compat;

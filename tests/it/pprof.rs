@@ -123,16 +123,13 @@ fn go_tool_pprof_reads_our_profiles_as_our_json_says() {
     let Some(go) = go() else { return };
     let python = newest_python();
     let dir = scratch("pprof");
-    let out = Command::new(tracer_bin())
-        .args([
-            "run", "--rate", "2000", "--format", "json", "-o", "mix.json", "--",
-        ])
-        .arg(&python.path)
-        .arg(workload("mix.py"))
-        .env("WORKLOAD_SECONDS", "1.5")
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let out = run_workload(
+        &python.path,
+        workload("mix.py"),
+        &["--rate", "2000", "--format", "json", "-o", "mix.json"],
+        "1.5",
+        &dir,
+    );
     assert!(out.status.success(), "{}", printed(&out));
     let report = [
         "report",
@@ -202,14 +199,13 @@ fn go_tool_pprof_reads_our_profiles_as_our_json_says() {
     assert!(out.status.success(), "{}", printed(&out));
     let twice = raw_samples(&pprof(&go, &["-raw"], &dir.join("twice.pb.gz")));
     assert_eq!(twice.values().sum::<u64>(), 2 * total);
-    let out = Command::new(tracer_bin())
-        .args(["run", "--format", "pprof", "-o", "run.pb.gz", "--"])
-        .arg(&python.path)
-        .arg(workload("mix.py"))
-        .env("WORKLOAD_SECONDS", "1")
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let out = run_workload(
+        &python.path,
+        workload("mix.py"),
+        &["--format", "pprof", "-o", "run.pb.gz"],
+        "1",
+        &dir,
+    );
     assert!(out.status.success(), "{}", printed(&out));
     let top = pprof(&go, &["-top"], &dir.join("run.pb.gz"));
     assert!(top.contains("Type: wall"), "{top}");

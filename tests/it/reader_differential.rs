@@ -30,17 +30,28 @@ const ROUNDS: usize = 60;
 
 type Frame = (String, String, u32);
 
+/// Stacks by thread id, each with whether it is truncated.
+type Stacks = HashMap<u64, (Vec<Frame>, bool)>;
+
 /// Our stacks by thread id, and whether each is truncated (an innermost frame left out).
 fn ours(
     reader: &mut DirectReader,
     names: &mut HashMap<CodeId, CodeInfo>,
-) -> Result<HashMap<u64, (Vec<Frame>, bool)>, String> {
+) -> Result<Stacks, String> {
+    ours_and_left_out(reader, names).map(|(stacks, _)| stacks)
+}
+
+/// [`ours`], and the threads the sample left out, by kind.
+fn ours_and_left_out(
+    reader: &mut DirectReader,
+    names: &mut HashMap<CodeId, CodeInfo>,
+) -> Result<(Stacks, tracer::reader::ErrorKinds), String> {
     let mut sample = Sample::default();
     let mut new_codes = Vec::new();
     let result = reader.read(&mut sample, &mut new_codes);
     names.extend(new_codes);
     result.map_err(|e| e.to_string())?;
-    Ok(sample
+    let stacks = sample
         .stacks()
         .map(|(thread, frames)| {
             let frames = frames
@@ -52,7 +63,8 @@ fn ours(
                 .collect();
             (thread.thread_id, (frames, thread.truncated))
         })
-        .collect())
+        .collect();
+    Ok((stacks, sample.threads_dropped))
 }
 
 fn theirs(spy: &mut py_spy::PythonSpy) -> Result<HashMap<u64, Vec<Frame>>, String> {
@@ -138,6 +150,7 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
     let mut moved_lines = 0usize;
     let mut proven_names = HashMap::new();
     let mut pyspy_failed = 0usize;
+    let mut left_out_entering = 0usize;
     let mut max_depth = 0usize;
     // Rounds py-spy cannot read are made up for by more rounds (at most 4 × ROUNDS in all): a
     // busy machine catches shapes.py's threads mid-creation more often.
@@ -149,12 +162,12 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
         let (ours, theirs, proven) = {
             let _paused = process.lock().map_err(|e| e.to_string())?;
             (
-                ours(&mut reader, &mut names)?,
+                ours_and_left_out(&mut reader, &mut names)?,
                 theirs(&mut spy),
                 ours(&mut proven_reader, &mut proven_names)?,
             )
         };
-        let (ours, theirs, proven) = (ours, theirs, proven);
+        let ((ours, left_out), theirs, proven) = (ours, theirs, proven);
         for (thread, (frames, _)) in &proven {
             let Some((f_lineno_frames, _)) = ours.get(thread) else {
                 return Err(format!(
@@ -184,13 +197,31 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
             pyspy_failed += 1;
             continue;
         };
-        if ours.len() != theirs.len() {
+        // 3.11/3.12 enter the eval loop by pointing the thread at a new `_PyCFrame` on the C
+        // stack before setting its current frame, so a thread paused between the two has
+        // a stale pointer for a current frame: ours leaves it out (counted, torn or
+        // implausible), py-spy reads on from the stale frame (seen: a generator alone, its
+        // link to the caller cleared). Tolerated on those versions only, and only while rare.
+        let only_theirs = theirs.keys().filter(|t| !ours.contains_key(t)).count();
+        let entering_eval = python.version >= PyVersion::new(3, 11)
+            && python.version <= PyVersion::new(3, 12)
+            && (left_out.torn + left_out.implausible) as usize == only_theirs;
+        if ours.len() != theirs.len()
+            && !(entering_eval && ours.len() + only_theirs == theirs.len())
+        {
+            let only_theirs: Vec<_> = theirs
+                .iter()
+                .filter(|(thread, _)| !ours.contains_key(thread))
+                .collect();
             return Err(format!(
-                "round {round}: {} threads by ours, {} by py-spy",
+                "round {round}: {} threads by ours, {} by py-spy (ours left out {:?}); \
+                 py-spy's only: {only_theirs:?}",
                 ours.len(),
-                theirs.len()
+                theirs.len(),
+                left_out,
             ));
         }
+        left_out_entering += only_theirs;
         for (thread, (our_frames, _)) in &ours {
             let their_frames = theirs
                 .get(thread)
@@ -201,7 +232,7 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
                 their_frames.len() == our_frames.len() + 1 && their_frames[1..] == our_frames[..];
             let same = our_frames == their_frames || not_started_left_out;
             if !same
-                && python.version == (3, 10)
+                && python.version == PyVersion::new(3, 10)
                 && pyspy_310_bug_explains(python, our_frames, their_frames)
             {
                 pyspy_bug += 1;
@@ -223,6 +254,12 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
         std::thread::sleep(Duration::from_millis(15));
     }
     drop(target.child.kill());
+    if left_out_entering * 10 > threads_compared {
+        return Err(format!(
+            "{left_out_entering} threads left out by ours on a paused target, against \
+             {threads_compared} compared"
+        ));
+    }
     // py-spy cannot read many pauses of generators.py on 3.11 (195 of 240 once, on a busy
     // machine): there, as against CPython's own reader below, a sixth of ROUNDS compared is
     // enough, the failures printed.
@@ -242,6 +279,7 @@ fn compare(python: &Python, script: &str) -> Result<String, String> {
          {prologue} not-started frames left out; {pyspy_bug} stacks where py-spy misreads 3.10 line tables; \
          {moved_lines} frames moved to a line that ran by our reader; \
          {pyspy_failed} rounds py-spy could not read; {pyspy_setup_retries} py-spy setup retries; \
+         {left_out_entering} threads left out entering the eval loop; \
          _PyRuntime by {found_by:?}; {} reads)",
         reader.calls()
     ))
@@ -361,6 +399,24 @@ fn has_remote_debugging(python: &Python) -> bool {
 /// must equal a distinct one of theirs (or, for a stack of ours marked truncated, theirs with
 /// one more innermost frame: a frame called but not started), and both must count as many
 /// threads.
+/// Whether `frame`'s line is the `def` (or `async def`) line of its function: a frame in its
+/// prologue (`RETURN_GENERATOR`, `RESUME` not yet run) stands there.
+fn stands_on_its_def_line((file, function, line): &Frame) -> bool {
+    let name = function.rsplit('.').next().unwrap_or(function);
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .nth((*line as usize).wrapping_sub(1))
+                .map(str::to_owned)
+        })
+        .is_some_and(|text| {
+            let text = text.trim_start();
+            let text = text.strip_prefix("async ").unwrap_or(text);
+            text.starts_with(&format!("def {name}("))
+        })
+}
+
 fn compare_with_cpython(python: &Python, script: &str) -> Result<String, String> {
     let mut target = Workload::start(python, &workload(script), 30.0);
     let pid = target.pid();
@@ -408,10 +464,13 @@ fn compare_with_cpython(python: &Python, script: &str) -> Result<String, String>
                 .iter()
                 .position(|their| their == our_frames)
                 .or_else(|| {
+                    // One innermost frame more in theirs: ours cut it off (truncated), or it
+                    // stands on its `def` line, in its prologue (a coroutine resumed the first
+                    // time, paused before its `RESUME`), which ours leaves out as not started.
                     theirs.iter().position(|their| {
-                        *truncated
-                            && their.len() == our_frames.len() + 1
+                        their.len() == our_frames.len() + 1
                             && their[1..] == our_frames[..]
+                            && (*truncated || stands_on_its_def_line(&their[0]))
                     })
                 });
             let Some(index) = matched else {
@@ -459,7 +518,7 @@ fn our_frames_equal_cpythons_own_readers_on_a_paused_target() {
         if !has_remote_debugging(&python) {
             continue;
         }
-        if python.version < (3, 15) {
+        if python.version < PyVersion::new(3, 15) {
             // Seen on 3.14.10: its stacks end early (a worker thread's at Thread.run, without
             // _bootstrap_inner and _bootstrap), some are empty or "<unknown function>" at line 0.
             println!(

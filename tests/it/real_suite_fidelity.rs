@@ -14,12 +14,12 @@ const SUITE: &str = "toolz";
 fn toolz_suite_precision_is_one() {
     let Some(python) = all_pythons()
         .into_iter()
-        .find(|p| p.version.0 == 3 && (12..=14).contains(&p.version.1))
+        .find(|p| p.version.major == 3 && (12..=14).contains(&p.version.minor))
     else {
         println!("SKIP: real-suite fidelity: no Python 3.12-3.14 found");
         return;
     };
-    let version = format!("{}.{}", python.version.0, python.version.1);
+    let version = format!("{}.{}", python.version.major, python.version.minor);
     let dir = scratch("real_suite_fidelity");
     let json = dir.join("fidelity.json");
     let out = Command::new("python3")
@@ -62,7 +62,7 @@ fn toolz_suite_precision_is_one() {
     }
     assert!(out.status.success(), "{}", printed(&out));
     let mut modes = vec!["sampled"];
-    if python.version.1 >= 12 {
+    if python.version.minor >= 12 {
         modes.extend(["snapshot", "snapshot+sampled"]);
     }
     for mode in modes {

@@ -27,10 +27,10 @@ fn run_traces_the_child_and_exits_with_its_status() {
     let (results, info) = tracer::output::load_results(&dir.join("out.json")).unwrap();
     let info = info.expect("JSON carries run info");
     assert_eq!(info.target.pid, info.target.pid.abs());
-    assert!(info
-        .target
-        .python_version
-        .starts_with(&format!("{}.{}.", python.version.0, python.version.1)));
+    assert!(info.target.python_version.starts_with(&format!(
+        "{}.{}.",
+        python.version.major, python.version.minor
+    )));
     assert!(info.target.command_line.contains("exit_with.py"));
     assert!(info.stats.samples > 100, "{:?}", info.stats);
     let script = script.to_str().unwrap();
@@ -168,7 +168,10 @@ fn report_writes_what_trace_report_writes() {
     let mut marker_differences = Vec::new();
     for python in pythons_under_test() {
         let label = python.label();
-        let dir = scratch(&format!("report-{}.{}", python.version.0, python.version.1));
+        let dir = scratch(&format!(
+            "report-{}.{}",
+            python.version.major, python.version.minor
+        ));
         let mut target = Workload::start(&python, &workload("mix.py"), 2.0);
         let pid = target.pid().to_string();
         let out = run_tracer(&["attach", "--pid", &pid, "-o", "r.pickle"], &dir, TIMEOUT);
@@ -191,7 +194,7 @@ fn report_writes_what_trace_report_writes() {
             .output()
             .unwrap();
         assert!(theirs.status.success(), "{label}: {}", printed(&theirs));
-        let version = format!("{}.{}", python.version.0, python.version.1);
+        let version = format!("{}.{}", python.version.major, python.version.minor);
         let ours = run_tracer(
             &[
                 "report",

@@ -2,7 +2,7 @@
 //!
 //! By construction (source and binary scans): no `process_vm_writev`, no `PTRACE_POKE*` or
 //! register writes but one exception, named and bounded: `run --snapshot`'s watchpoint, set in
-//! its own child's debug registers (src/target/exit_watch.rs, `debugreg(..)` and
+//! its own child's debug registers (src/target/exit_watch/arch.rs, `debugreg(..)` and
 //! `NT_ARM_HW_WATCH` only), `/proc/PID/mem` opened through `File::open` only (read-only; a unit test in
 //! src/reader/memory.rs checks the descriptor's flags). At run time: a target whose code
 //! objects name `../` paths, absolute paths, NUL bytes, 10,000-character names, a file it
@@ -42,7 +42,7 @@ fn no_api_that_writes_to_another_process_by_construction() {
     ];
     // The one allowed register write: debug registers (a watchpoint; no memory, no general
     // register), in the exit watch, each line naming which.
-    let watch = repo_root().join("src/target/exit_watch.rs");
+    let watch = repo_root().join("src/target/exit_watch/arch.rs");
     let debug_register_write = |file: &Path, line: &str| {
         file == watch
             && ((line.contains(&["PTRACE_", "POKEUSER"].concat()) && line.contains("debugreg("))

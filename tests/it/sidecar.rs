@@ -3,6 +3,7 @@
 //! environment.
 
 mod family;
+mod family_snapshot;
 
 use crate::common::*;
 use std::io::{BufRead, BufReader};
@@ -38,6 +39,14 @@ impl Background {
             }
         });
         Background { child, stderr }
+    }
+
+    /// `tracer attach --pid PID ARGS… --format json -o r.json` in `dir`, in the background.
+    fn attach_json(pid: &str, args: &[&str], dir: &Path) -> Background {
+        let mut all = vec!["attach", "--pid", pid];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--format", "json", "-o", "r.json"]);
+        Background::start(&all, dir, &[])
     }
 
     /// Wait (bounded) until a line after the first `after` lines contains `needle`; returns
@@ -99,21 +108,7 @@ fn kill_9_leaves_the_last_complete_snapshot() {
     let dir = scratch("sidecar-kill9");
     let target = Workload::start(&python, &workload("mix.py"), 60.0);
     let pid = target.pid().to_string();
-    let tracer = Background::start(
-        &[
-            "attach",
-            "--pid",
-            &pid,
-            "--flush-every",
-            "0.05",
-            "--format",
-            "json",
-            "-o",
-            "r.json",
-        ],
-        &dir,
-        &[],
-    );
+    let tracer = Background::attach_json(&pid, &["--flush-every", "0.05"], &dir);
     let path = dir.join("r.json");
     let mut seen = tracer.wait_for_line("flush written", 0);
     // Read the file while snapshots keep replacing it: every read is a whole results file.
@@ -202,21 +197,7 @@ fn the_target_killed_flushes_and_exits_0() {
     let dir = scratch("sidecar-target-killed");
     let mut target = Workload::start(&python, &workload("mix.py"), 60.0);
     let pid = target.pid().to_string();
-    let mut tracer = Background::start(
-        &[
-            "attach",
-            "--pid",
-            &pid,
-            "--flush-every",
-            "0.2",
-            "--format",
-            "json",
-            "-o",
-            "r.json",
-        ],
-        &dir,
-        &[],
-    );
+    let mut tracer = Background::attach_json(&pid, &["--flush-every", "0.2"], &dir);
     tracer.wait_for_line("flush written", 0);
     target.child.kill().unwrap();
     let _ = target.child.wait();
@@ -363,7 +344,7 @@ fn dump_prints_every_thread_once_as_text_and_json() {
             ["running", "idle"].contains(&thread["state"].as_str().unwrap()),
             "{thread:#}"
         );
-        if python.version >= (3, 11) {
+        if python.version >= PyVersion::new(3, 11) {
             assert!(thread["native_tid"].as_u64().is_some(), "{thread:#}");
         }
     }
@@ -404,22 +385,8 @@ fn subprocesses_follows_children_grandchildren_and_later_workers() {
     std::thread::spawn(move || for _ in lines {});
     let master = Workload { child: master };
     let pid = master.pid().to_string();
-    let mut tracer = Background::start(
-        &[
-            "attach",
-            "--pid",
-            &pid,
-            "--subprocesses",
-            "--flush-every",
-            "0.5",
-            "--format",
-            "json",
-            "-o",
-            "r.json",
-        ],
-        &dir,
-        &[],
-    );
+    let mut tracer =
+        Background::attach_json(&pid, &["--subprocesses", "--flush-every", "0.5"], &dir);
     let status = tracer.wait();
     assert!(status.success(), "{status:?}\n{}", tracer.text());
     let (results, _) = tracer::output::load_results(&dir.join("r.json")).unwrap();

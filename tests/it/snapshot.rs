@@ -6,7 +6,7 @@
 
 use crate::common::{
     assert_one_line_error, printed, pythons_under_test, repo_root, run_tracer, scratch, support,
-    workload, Python,
+    workload, PyVersion, Python,
 };
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -74,7 +74,7 @@ fn percent((hit, total): (u64, u64)) -> String {
 fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
     let mut tested = 0;
     for python in pythons_under_test() {
-        if python.version < (3, 12) {
+        if python.version < PyVersion::new(3, 12) {
             println!(
                 "SKIP: {}: snapshot needs 3.12+ (refusal tested below)",
                 python.label()
@@ -84,7 +84,7 @@ fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
         tested += 1;
         let dir = scratch(&format!(
             "snapshot-{}.{}",
-            python.version.0, python.version.1
+            python.version.major, python.version.minor
         ));
         let driver = workload("snapshot/drive.py");
         let driver = driver.to_str().unwrap();
@@ -229,7 +229,7 @@ fn attach_with_snapshot_adds_code_run_before_sampling() {
     let Some(python) = pythons_under_test()
         .into_iter()
         .rev()
-        .find(|p| p.version >= (3, 12))
+        .find(|p| p.version >= PyVersion::new(3, 12))
     else {
         println!("SKIP: no Python 3.12+ found: attach --snapshot not tested");
         return;
@@ -279,7 +279,7 @@ fn attach_with_snapshot_adds_code_run_before_sampling() {
 fn older_pythons_are_refused_with_one_line() {
     let mut tested = 0;
     for python in pythons_under_test() {
-        if python.version >= (3, 12) {
+        if python.version >= PyVersion::new(3, 12) {
             continue;
         }
         tested += 1;
@@ -290,7 +290,7 @@ fn older_pythons_are_refused_with_one_line() {
                 "import sys; print('ready'); sys.stdout.flush(); sys.stdin.readline()",
             ],
         );
-        let dir = scratch(&format!("snapshot-old-{}", python.version.1));
+        let dir = scratch(&format!("snapshot-old-{}", python.version.minor));
         let out = run_tracer(
             &["snapshot", "--pid", &target.pid().to_string()],
             &dir,
@@ -341,7 +341,7 @@ fn nested_code_run_without_its_parent_proves_nothing_of_the_parent() {
     let Some(python) = pythons_under_test()
         .into_iter()
         .rev()
-        .find(|p| p.version >= (3, 12))
+        .find(|p| p.version >= PyVersion::new(3, 12))
     else {
         println!("SKIP: no Python 3.12+ found: rule D's failure mode not tested");
         return;
@@ -437,13 +437,13 @@ fn line_of(file: &str, text: &str) -> u64 {
 fn module_bodies_inferred_lines_all_ran_under_trace() {
     let mut tested = 0;
     for python in pythons_under_test() {
-        if python.version < (3, 12) {
+        if python.version < PyVersion::new(3, 12) {
             continue;
         }
         tested += 1;
         let dir = scratch(&format!(
             "snapshot-bodies-{}.{}",
-            python.version.0, python.version.1
+            python.version.major, python.version.minor
         ));
         let driver = workload("snapshot_bodies/drive.py");
         let driver = driver.to_str().unwrap();

@@ -34,20 +34,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PYTHONS="$ROOT/target/pythons"
 DOWNLOADS="$PYTHONS/downloads"
-# The Debian mirror apt is configured with (its sources, deb822 or one-line), unless
-# DEBIAN_MIRROR names one: the first URI of a source that serves the "main" archive.
-apt_mirror() {
-  local files=(/etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list)
-  {
-    grep -hs '^URIs:' "${files[@]}" | awk '{print $2}'
-    grep -hs '^deb ' "${files[@]}" | sed 's/\[[^]]*\]//' | awk '{print $2}'
-  } | grep -v -e security -e '^$' | grep '/debian/*$' | head -1 | sed 's:/*$::' || true
-}
-MIRROR=${DEBIAN_MIRROR:-$(apt_mirror)}
-if [ -z "$MIRROR" ]; then
-  echo "fetch-python: no Debian mirror in apt's sources; set DEBIAN_MIRROR to one" >&2
-  exit 1
-fi
+# shellcheck source=tests/support/apt-mirror.sh
+. "$(dirname "$0")/apt-mirror.sh"
 ARCH=$(dpkg --print-architecture)
 MULTIARCH=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 

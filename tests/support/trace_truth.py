@@ -21,6 +21,10 @@ import threading
 import trace
 
 
+# CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR: frames that resume mid-line.
+RESUMABLE = 0x20 | 0x100 | 0x200
+
+
 def main():
     out_path, script = sys.argv[1], sys.argv[2]
     out = {"path": out_path}
@@ -38,6 +42,14 @@ def main():
             if frame.f_back is not None:
                 tracer.globaltrace_trackcallers(frame, why, arg)
             tracer.globaltrace_countfuncs(frame, why, arg)
+            code = frame.f_code
+            if code.co_flags & RESUMABLE and frame.f_lineno != code.co_firstlineno:
+                # A generator resumed where it last suspended runs the rest of that line, but
+                # trace sends no line event for it; one started before the hook (certifi's
+                # context manager, entered at startup and exited by its atexit handler) would
+                # run a line trace never counts. A sampler sees it: count it here, once (a
+                # line reached under the hook already has its count).
+                tracer.counts.setdefault((code.co_filename, frame.f_lineno), 1)
         return tracer.globaltrace_lt(frame, why, arg)
 
     def dump():

@@ -31,7 +31,8 @@ use view::SortKey;
 /// How long a key is waited for between checks for new results.
 const KEY_POLL: Duration = Duration::from_millis(100);
 
-pub(crate) fn top_command(args: &TopArgs) -> anyhow::Result<i32> {
+/// `tracer top`: a live view of what the target runs, until `q` or its exit.
+pub fn top_command(args: &TopArgs) -> anyhow::Result<i32> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!(
             "tracer top draws in a terminal, and stdout is not one: run it in a terminal, or \
@@ -53,7 +54,7 @@ pub(crate) fn top_command(args: &TopArgs) -> anyhow::Result<i32> {
     } else {
         attach::attach_with(pid, false, args.reader)?
     };
-    let version = attached.info.version_tuple().unwrap_or((3, 12));
+    let version = attached.version;
     let info = attached.info.clone();
     let options = SessionOptions {
         rate_hz: args.rate,

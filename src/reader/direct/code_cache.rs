@@ -24,6 +24,9 @@ pub(super) struct CodeEntry {
     pub(super) loop_exit_jumps: Vec<(u32, Option<u32>)>,
     /// Set for the code of the function followed with `--function`.
     pub(super) target: Option<Box<FollowedCode>>,
+    /// The interpreter's trampoline code (3.13+: `co_flags` holds `CO_NO_MONITORING_EVENTS`):
+    /// its frames hold no Python code and are passed over, neither reported nor a cut.
+    pub(super) trampoline: bool,
 }
 
 impl CodeEntry {
@@ -185,6 +188,9 @@ impl DirectReader {
             .unwrap_or(0)
             .clamp(0, i32::MAX / 2) as u32
             * 2;
+        let trampoline = layout.code_flag_no_monitoring_events.is_some_and(|flag| {
+            read_i32_at(&header, layout.code_flags).is_some_and(|flags| flags as usize & flag != 0)
+        });
         let mut lines: Vec<LineRange> = LineTable::new(format, &line_table, identity.first_line)
             .ranges(code_bytes)
             .collect();
@@ -239,6 +245,7 @@ impl DirectReader {
             first_traceable_byte,
             loop_exit_jumps,
             target,
+            trampoline,
         })
     }
 }

@@ -1,12 +1,13 @@
 //! The 3.8–3.10 walk: a thread's `PyFrameObject` chain, one heap object per frame, read twice
 //! in one call (the chain as the thread's last sample found it) and compared.
 //!
-//! The two copies are read in mirror order: copy A from the outermost frame in, ending with
-//! the thread's frame pointer and its innermost frame, then copy B from the innermost frame
-//! out. All of copy A is read before any of copy B (the ranges of one call are read one after
-//! the other), so what both copies agree on held at the moment between them; the mirror only
-//! puts the two reads of what changes fastest (the innermost frame's `f_lasti`, the frame
-//! pointer) next to each other, instead of a whole chain of reads apart.
+//! The two copies are read in mirror order around the frame pointers: copy A from the
+//! outermost frame in, then the thread's frame pointer twice, then copy B from the innermost
+//! frame out. All of copy A is read before any of copy B (the ranges of one call are read one
+//! after the other), so what both copies agree on held at the moment between them, when both
+//! frame pointers were read (`DirectReader::copies_agree`); the mirror puts the two reads of
+//! what changes fastest (the frame pointer, the innermost frame's `f_lasti`) next to each
+//! other, instead of a whole chain of reads apart.
 
 use super::*;
 
@@ -43,11 +44,8 @@ impl DirectReader {
         let read = {
             let [outside_a, outside_b] = &mut self.outside;
             let mut requests = Vec::with_capacity(2 + outside_a.len() + outside_b.len());
-            let (innermost_a, outer_a) = match outside_a.split_first_mut() {
-                Some((first, rest)) => (Some(first), rest),
-                None => (None, &mut [][..]),
-            };
-            for (address, buf) in outer_a.iter_mut().rev() {
+            // Copy A outermost frame first, both frame pointers, copy B innermost frame first.
+            for (address, buf) in outside_a.iter_mut().rev() {
                 requests.push(ReadRequest {
                     address: *address,
                     buf,
@@ -57,27 +55,11 @@ impl DirectReader {
                 address: frame_slot,
                 buf: &mut frame_a,
             });
-            if let Some((address, buf)) = innermost_a {
-                requests.push(ReadRequest {
-                    address: *address,
-                    buf,
-                });
-            }
-            let (innermost_b, outer_b) = match outside_b.split_first_mut() {
-                Some((first, rest)) => (Some(first), rest),
-                None => (None, &mut [][..]),
-            };
-            if let Some((address, buf)) = innermost_b {
-                requests.push(ReadRequest {
-                    address: *address,
-                    buf,
-                });
-            }
             requests.push(ReadRequest {
                 address: frame_slot,
                 buf: &mut frame_b,
             });
-            for (address, buf) in outer_b.iter_mut().chain(self.identities.iter_mut()) {
+            for (address, buf) in outside_b.iter_mut().chain(self.identities.iter_mut()) {
                 requests.push(ReadRequest {
                     address: *address,
                     buf,
@@ -222,6 +204,14 @@ impl DirectReader {
                 return Ok(());
             }
             let back = field(layout.frame_object_back.unwrap_or(0));
+            // A generator's frame links to its caller only while it runs: the frame pointer is
+            // set back to the caller when the frame returns or yields, then `f_back` cleared.
+            // A chain that ends at a generator's frame was read across the two (both copies
+            // can agree on it when the generator yielded before each was read): its callers
+            // are not shown (a dump of mix.py printed the main thread as `squares` alone).
+            if back == 0 && layout.frame_object_gen.is_some_and(|o| field(o) != 0) {
+                return Err(MemoryError::Torn(frame));
+            }
             out.push(RawFrame {
                 address: frame,
                 code: field(layout.frame_object_code.unwrap_or(0)),

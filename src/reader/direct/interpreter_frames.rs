@@ -16,6 +16,7 @@ impl DirectReader {
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
         let data_start = chunk.wrapping_add(layout.stack_chunk_data.unwrap_or(0));
+        let listed_top = top;
         // Copied a little past the top read with the thread list, within the chunk: a stack
         // that grew by a call since (a leaf function pushed) is then in the copy, rather than
         // read again.
@@ -55,13 +56,19 @@ impl DirectReader {
             .tstate_datastack_top
             .map_or(frame_slot, |o| tstate.wrapping_add(o));
         let (mut top_a, mut top_b) = ([0u8; 8], [0u8; 8]);
+        // Copy B's part of the chunk around the top read with the thread list (its innermost
+        // frames) is read first, right after B's frame pointer: the two reads of what changes
+        // fastest are then a few hundred bytes apart, not a chunk.
+        let split = listed_top
+            .saturating_sub(data_start)
+            .saturating_sub(INNER_BYTES)
+            .min(chunk_len);
+        let (copy_b_low, copy_b_high) = copy_b.split_at_mut(split);
         let [outside_a, outside_b] = &mut self.outside;
-        let mut requests = Vec::with_capacity(6 + 2 * plan.outside.len() + plan.codes.len());
-        push_words(
-            &mut requests,
-            (frame_slot, &mut frame_a),
-            (top_slot, &mut top_a),
-        );
+        let mut requests = Vec::with_capacity(7 + 2 * plan.outside.len() + plan.codes.len());
+        // Copy A's frames, then both frame pointers, then copy B's frames: every frame both
+        // copies agree on held its value while either frame pointer was read
+        // (`DirectReader::copies_agree`).
         requests.push(ReadRequest {
             address: data_start,
             buf: copy_a,
@@ -74,19 +81,28 @@ impl DirectReader {
         }
         push_words(
             &mut requests,
+            (frame_slot, &mut frame_a),
+            (top_slot, &mut top_a),
+        );
+        push_words(
+            &mut requests,
             (frame_slot, &mut frame_b),
             (top_slot, &mut top_b),
         );
-        requests.push(ReadRequest {
-            address: data_start,
-            buf: copy_b,
-        });
         for (address, buf) in outside_b.iter_mut() {
             requests.push(ReadRequest {
                 address: *address,
                 buf,
             });
         }
+        requests.push(ReadRequest {
+            address: data_start.wrapping_add(split),
+            buf: copy_b_high,
+        });
+        requests.push(ReadRequest {
+            address: data_start,
+            buf: copy_b_low,
+        });
         for (address, buf) in self.identities.iter_mut() {
             requests.push(ReadRequest {
                 address: *address,
@@ -97,13 +113,19 @@ impl DirectReader {
         drop(requests);
         if !planned_ok {
             // Something planned is gone (a generator finished, a chunk or code object freed):
-            // read the six ranges alone, and let the walks find the outside frames anew.
+            // read the chunk and frame pointers alone, in the same order, and let the walks
+            // find the outside frames anew.
             self.outside.iter_mut().for_each(Vec::clear);
             self.identities.clear();
             plan.outside.clear();
             plan.codes.clear();
             let [copy_a, copy_b] = &mut self.chunk_copies;
+            let (copy_b_low, copy_b_high) = copy_b.split_at_mut(split);
             self.target.memory.read_many(&mut [
+                ReadRequest {
+                    address: data_start,
+                    buf: copy_a,
+                },
                 ReadRequest {
                     address: frame_slot,
                     buf: &mut frame_a,
@@ -111,10 +133,6 @@ impl DirectReader {
                 ReadRequest {
                     address: top_slot,
                     buf: &mut top_a,
-                },
-                ReadRequest {
-                    address: data_start,
-                    buf: copy_a,
                 },
                 ReadRequest {
                     address: frame_slot,
@@ -125,8 +143,12 @@ impl DirectReader {
                     buf: &mut top_b,
                 },
                 ReadRequest {
+                    address: data_start.wrapping_add(split),
+                    buf: copy_b_high,
+                },
+                ReadRequest {
                     address: data_start,
-                    buf: copy_b,
+                    buf: copy_b_low,
                 },
             ])?;
         }
@@ -296,6 +318,14 @@ impl DirectReader {
             if owner.is_some_and(|o| !known_owner(o)) {
                 return Err(MemoryError::Implausible(frame));
             }
+            // A running generator's frame links to its caller (a frame or, 3.12+, the shim of
+            // the C code that resumed it); `YIELD_VALUE` points the thread back at the caller,
+            // then clears `previous`. A chain that ends at a generator's frame was read between
+            // the two: the thread has moved on, and its caller's frames are not shown (a dump
+            // of mix.py printed the worker as `squares` alone, "whole").
+            if previous == 0 && owner.is_some() && owner == layout.frame_owned_by_generator {
+                return Err(MemoryError::Torn(frame));
+            }
             // Shims pushed by C code (3.12+) and the interpreter's own entry frames (3.14+)
             // hold no Python code.
             let shim = owner.is_some_and(|o| {
@@ -349,3 +379,6 @@ impl DirectReader {
 /// Bytes of the data-stack chunk copied past the top read with the thread list (within the
 /// chunk's limit): room for a frame or two pushed since.
 const CHUNK_SLACK_BYTES: usize = 512;
+/// Bytes of the chunk below the top read with the thread list that copy B reads first, next
+/// to the frame pointers: room for the innermost frame or two.
+const INNER_BYTES: usize = 512;

@@ -12,7 +12,9 @@
 //!    a running generator's, are read one by one);
 //! 2. the outer frames on which both copies agree (address, code, instruction; for the innermost
 //!    frame, address, code and line) are kept, the rest dropped and the stack marked truncated:
-//!    a copy torn by the running thread would have to tear identically twice to pass;
+//!    a copy torn by the running thread would have to tear identically twice to pass. Both
+//!    frame pointers are read between the copies of the frames, so a copy that is wholly the
+//!    outer part of the other is the whole stack when its pointer was read (docs/hostile.md);
 //! 3. frames not yet started (before `_co_firsttraceable`: the prologue, `RETURN_GENERATOR`),
 //!    C-stack shim frames and (3.14+) the interpreter's entry frames are skipped, as CPython's
 //!    own frame walking does.
@@ -31,7 +33,7 @@ use super::linetable::{
 };
 use super::memory::{BudgetedMemory, MemoryError, MemoryReader, ReadBudget, ReadRequest};
 use super::values::{TypeCache, ValueReader};
-use super::{CodeInterner, FunctionFilter, ReadError, ReadErrorKind, StackReader};
+use super::{CodeInterner, FollowedFunction, ReadError, ReadErrorKind, StackReader};
 use crate::reader::sample::{
     CodeId, CodeInfo, FollowedFrame, FrameRef, LocalSample, Sample, SourcePoint,
 };
@@ -39,6 +41,7 @@ use rustc_hash::FxHashMap as HashMap;
 use rustc_hash::FxHashSet as HashSet;
 use std::sync::Arc;
 
+mod agreement;
 mod code_cache;
 mod followed;
 mod frame_objects;
@@ -187,7 +190,7 @@ pub struct DirectReader {
     /// truncated this sample.
     torn_chain: bool,
     /// The function followed with `--function`, if any.
-    function: Option<FunctionFilter>,
+    function: Option<FollowedFunction>,
     /// Type names of the values read for `--locals`.
     types: TypeCache,
     /// This sample's budget of reads, spent by every read of `target.memory`.
@@ -195,6 +198,8 @@ pub struct DirectReader {
     /// Report each frame on its instruction's own line, as `f_lineno` does, even where that
     /// line may not have run ([`DirectReader::with_f_lineno_lines`]).
     f_lineno_lines: bool,
+    /// Debug counters of the stacks cut short (`TRACER_DEBUG_TRUNCATION`).
+    cuts: agreement::CutCounts,
 }
 
 impl DirectReader {
@@ -210,6 +215,7 @@ impl DirectReader {
         DirectReader {
             budget,
             f_lineno_lines: false,
+            cuts: Default::default(),
             target,
             pause,
             interner: CodeInterner::default(),
@@ -252,7 +258,8 @@ impl DirectReader {
         self
     }
 
-    /// What the last sample read: (ranges, bytes).
+    /// What the last sample read: (ranges, bytes). For tests (tests/it/readers.rs checks a
+    /// steady sample's system calls and ranges); the binary does not ask.
     pub fn last_sample_reads(&self) -> (u64, u64) {
         self.budget.spent()
     }
@@ -439,6 +446,7 @@ impl DirectReader {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.cuts.last_reads = attempt;
             self.stack_grew_to = None;
             self.needs_replan = false;
             let read = if interpreter_frames {
@@ -454,6 +462,8 @@ impl DirectReader {
                 // A 3.8–3.10 chain that met a freed frame is read again from the top: the
                 // thread has moved on, and its new stack is as good a sample as the one missed.
                 Ok(()) if self.torn_chain && attempt < MAX_ATTEMPTS => {}
+                // Every read met a freed frame: nothing of the thread is known.
+                Ok(()) if self.torn_chain => return Err(MemoryError::Torn(0)),
                 Ok(()) if attempt >= MAX_ATTEMPTS || self.copies_agree() => break,
                 Ok(()) => {
                     let [a, b] = &mut self.frames;
@@ -538,8 +548,8 @@ impl DirectReader {
 }
 
 impl StackReader for DirectReader {
-    fn follow_function(&mut self, filter: FunctionFilter) -> Result<(), String> {
-        self.function = Some(filter);
+    fn follow_function(&mut self, function: FollowedFunction) -> Result<(), String> {
+        self.function = Some(function);
         // Entries cached before were made without knowing which function to follow.
         self.codes.clear();
         Ok(())
@@ -602,13 +612,20 @@ impl StackReader for DirectReader {
             }
             let agreed = self.agreed_outer_frames();
             let total = self.frames[1].len();
+            let mut truncated = !self.copies_agree() || self.torn_chain;
+            let mut reason = truncated.then(|| self.cut_reason(agreed));
             let frames = std::mem::take(&mut self.frames[1]);
-            let mut truncated = agreed < total || self.torn_chain;
             let kept = &frames[total - agreed..];
             let mut resolved: Vec<FrameRef> = Vec::with_capacity(kept.len());
             // Followed frames (`--function`): their index in `kept` and in `resolved`.
             let mut followed: Vec<(usize, usize)> = Vec::new();
+            // No frame but trampolines met yet: this one is the innermost Python frame.
+            let mut innermost = true;
             for (index, frame) in kept.iter().enumerate() {
+                if self.codes.get(&frame.code).is_some_and(|e| e.trampoline) {
+                    continue;
+                }
+                let this_innermost = std::mem::replace(&mut innermost, false);
                 match self.frame_line(frame) {
                     Some((code, line)) => {
                         if self.function.is_some()
@@ -621,14 +638,14 @@ impl StackReader for DirectReader {
                         }
                         resolved.push(FrameRef { code, line })
                     }
-                    // The innermost frame not started yet: left out, the stack is truncated.
                     // The innermost frame not started yet (pushed, its first instruction not
                     // run: both copies hold it so, or it would not be kept) is left out, as
                     // CPython's own frame walking does; the stack is whole without it. Any
                     // other innermost frame that cannot be placed is cut off: truncated.
-                    None if index == 0 => {
-                        if !(agreed == total && self.frame_not_started(frame)) {
+                    None if this_innermost => {
+                        if truncated || !self.frame_not_started(frame) {
                             truncated = true;
+                            reason.get_or_insert(agreement::CutReason::InnermostUnplaced);
                         }
                     }
                     // A frame in the middle we cannot place: keep only what lies below it.
@@ -636,6 +653,7 @@ impl StackReader for DirectReader {
                         resolved.clear();
                         followed.clear();
                         truncated = true;
+                        reason.get_or_insert(agreement::CutReason::MiddleUnplaced);
                     }
                 }
             }
@@ -646,6 +664,10 @@ impl StackReader for DirectReader {
                     sample.followed.push(target);
                 }
             }
+            match reason {
+                Some(reason) if truncated => self.cuts.cut(reason, total - agreed),
+                _ => self.cuts.whole(),
+            }
             self.frames[1] = frames;
             sample.frames.extend(resolved);
             sample.end_thread(thread_id, truncated);
@@ -655,53 +677,6 @@ impl StackReader for DirectReader {
             return Err(transient(MemoryError::OverBudget { ranges, bytes }));
         }
         Ok(())
-    }
-}
-
-impl DirectReader {
-    /// Whether the two copies agree on every frame (as [`DirectReader::agreed_outer_frames`]
-    /// counts them): nothing of the stack would be cut off.
-    fn copies_agree(&self) -> bool {
-        self.frames[0].len() == self.frames[1].len()
-            && self.agreed_outer_frames() == self.frames[1].len()
-    }
-
-    /// Take back the copies stashed by an earlier read of the thread.
-    fn restore_stash(&mut self) {
-        let [a, b] = &mut self.frames;
-        let [stash_a, stash_b] = &mut self.stash;
-        std::mem::swap(a, stash_a);
-        std::mem::swap(b, stash_b);
-        self.torn_chain = false;
-    }
-
-    /// How many outermost frames both copies agree on.
-    ///
-    /// The innermost frame also counts when the copies differ only in its instruction and both
-    /// instructions stand on the same line of the same code: what is reported, `(code, line)`,
-    /// is then the same in both. A running frame's instruction changes between the copies when
-    /// the interpreter stores it at every instruction, as CPython 3.14 does (a quarter to a third
-    /// of the samples of a CPU-bound thread lost their innermost frame without this).
-    fn agreed_outer_frames(&self) -> usize {
-        let [first, second] = &self.frames;
-        let agreed = first
-            .iter()
-            .rev()
-            .zip(second.iter().rev())
-            .take_while(|(a, b)| a == b)
-            .count();
-        let only_innermost_differs = first.len() == agreed + 1 && second.len() == agreed + 1;
-        if only_innermost_differs {
-            let (a, b) = (&first[0], &second[0]);
-            let same_line = a.address == b.address
-                && a.code == b.code
-                && self.frame_line(a).is_some()
-                && self.frame_line(a) == self.frame_line(b);
-            if same_line {
-                return agreed + 1;
-            }
-        }
-        agreed
     }
 }
 
@@ -763,6 +738,7 @@ fn frame_object_span(layout: &Layout) -> usize {
         (layout.frame_object_back, 8),
         (layout.frame_object_code, 8),
         (layout.frame_object_lasti, 4),
+        (layout.frame_object_gen, 8),
     ])
 }
 

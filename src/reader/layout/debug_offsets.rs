@@ -37,7 +37,8 @@
 //! read with its own. A version newer than every table yields [`DebugOffsetsError::NoLayout`]
 //! here and a one-line refusal at attach time.
 
-use super::{layout_for, Layout, DEBUG_OFFSETS_LAYOUTS, MAX_PLAUSIBLE_OFFSET};
+use super::{layout_for, layout_for_build, Layout, DEBUG_OFFSETS_LAYOUTS, MAX_PLAUSIBLE_OFFSET};
+use crate::reader::PyVersion;
 
 /// The first eight bytes of `_PyRuntime` from 3.13 on.
 pub const COOKIE: &[u8; 8] = b"xdebugpy";
@@ -187,8 +188,8 @@ impl DebugField {
 /// Where the members of one minor version's `_Py_DebugOffsets` live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DebugOffsetsLayout {
-    /// (major, minor) of the CPython whose `_Py_DebugOffsets` this describes.
-    pub version: (u8, u8),
+    /// The version of the CPython whose `_Py_DebugOffsets` this describes.
+    pub version: PyVersion,
     /// `sizeof(_Py_DebugOffsets)`: how many bytes to read from the start of `_PyRuntime`.
     pub size: usize,
     /// Position of `free_threaded` (`uint64_t`).
@@ -216,11 +217,13 @@ pub enum DebugOffsetsError {
     BadVersion(u64),
     /// No [`DebugOffsetsLayout`] or no base [`Layout`] for this version yet (see the module
     /// documentation: 3.14+ needs only data).
-    #[error("no layout for CPython {0}.{1}'s debug offsets yet")]
-    NoLayout(u8, u8),
-    /// A free-threaded build: its object header differs from the layouts here.
-    #[error("free-threaded CPython builds are not supported")]
-    FreeThreaded,
+    #[error("no layout for CPython {0}'s debug offsets yet")]
+    NoLayout(PyVersion),
+    /// A free-threaded build of a version without a free-threaded layout here.
+    #[error(
+        "free-threaded CPython {0} is not supported (of the free-threaded builds, only 3.13t is)"
+    )]
+    FreeThreaded(PyVersion),
     /// The offsets read make no sense (garbage, or a build we do not understand).
     #[error("implausible debug offsets: {0}")]
     Implausible(String),
@@ -231,6 +234,8 @@ pub enum DebugOffsetsError {
 pub struct DebugOffsets {
     /// `PY_VERSION_HEX` of the target.
     pub version_hex: u64,
+    /// The target is a free-threaded build (`free_threaded` is not 0).
+    pub free_threaded: bool,
     /// The layout of the debug offsets used to read them.
     pub layout: &'static DebugOffsetsLayout,
     /// Each member read, with its value.
@@ -264,7 +269,7 @@ impl DebugOffsets {
         let layout = layouts
             .iter()
             .find(|layout| layout.version == version)
-            .ok_or(DebugOffsetsError::NoLayout(version.0, version.1))?;
+            .ok_or(DebugOffsetsError::NoLayout(version))?;
         if bytes.len() < layout.size {
             return Err(DebugOffsetsError::TooShort {
                 needed: layout.size,
@@ -276,9 +281,6 @@ impl DebugOffsets {
                 needed: layout.free_threaded.saturating_add(8),
                 got: bytes.len(),
             })?;
-        if free_threaded != 0 {
-            return Err(DebugOffsetsError::FreeThreaded);
-        }
         let mut values = Vec::with_capacity(layout.fields.len());
         for &(field, position) in layout.fields {
             let raw = read_u64(bytes, position).ok_or(DebugOffsetsError::TooShort {
@@ -293,13 +295,14 @@ impl DebugOffsets {
         }
         Ok(DebugOffsets {
             version_hex,
+            free_threaded: free_threaded != 0,
             layout,
             values,
         })
     }
 
-    /// (major, minor) of the target.
-    pub fn version(&self) -> (u8, u8) {
+    /// The target's version.
+    pub fn version(&self) -> PyVersion {
         self.layout.version
     }
 
@@ -314,11 +317,13 @@ impl DebugOffsets {
     /// `base` with every field these debug offsets provide replaced by theirs; checked for
     /// plausibility and for members that must agree (tuple and bytes `ob_size`).
     pub fn apply_to(&self, base: &Layout) -> Result<Layout, DebugOffsetsError> {
-        if base.version != self.version() {
+        if base.version != self.version() || base.free_threaded != self.free_threaded {
             return Err(DebugOffsetsError::Implausible(format!(
-                "base layout is for {:?}, debug offsets for {:?}",
+                "base layout is for {:?} (free-threaded: {}), debug offsets for {:?} ({})",
                 base.version,
-                self.version()
+                base.free_threaded,
+                self.version(),
+                self.free_threaded
             )));
         }
         let mut layout = *base;
@@ -357,18 +362,24 @@ pub fn bytes_to_read() -> usize {
 /// its version, overridden by what its debug offsets say.
 pub fn layout_from_debug_offsets(bytes: &[u8]) -> Result<Layout, DebugOffsetsError> {
     let offsets = DebugOffsets::parse(bytes)?;
-    let (major, minor) = offsets.version();
-    let base = layout_for((major, minor)).ok_or(DebugOffsetsError::NoLayout(major, minor))?;
+    let version = offsets.version();
+    let base = match layout_for_build(version, offsets.free_threaded) {
+        Some(base) => base,
+        None if offsets.free_threaded && layout_for(version).is_some() => {
+            return Err(DebugOffsetsError::FreeThreaded(version))
+        }
+        None => return Err(DebugOffsetsError::NoLayout(version)),
+    };
     offsets.apply_to(base)
 }
 
-/// (major, minor) of a `PY_VERSION_HEX`, if it is a plausible CPython 3 version.
-fn version_of_hex(hex: u64) -> Result<(u8, u8), DebugOffsetsError> {
+/// The version of a `PY_VERSION_HEX`, if it is a plausible CPython 3 version.
+fn version_of_hex(hex: u64) -> Result<PyVersion, DebugOffsetsError> {
     let byte = |shift: u32| ((hex >> shift) & 0xff) as u8;
     let release_level = (hex >> 4) & 0xf;
     let plausible = hex >> 32 == 0 && byte(24) == 3 && (0xa..=0xf).contains(&release_level);
     if plausible {
-        Ok((byte(24), byte(16)))
+        Ok(PyVersion::new(byte(24), byte(16)))
     } else {
         Err(DebugOffsetsError::BadVersion(hex))
     }
@@ -384,18 +395,27 @@ fn read_u64(bytes: &[u8], position: usize) -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// Debug offsets as a runtime of `version` would hold them, built from the generated
-    /// tables.
-    fn synthetic(version: (u8, u8)) -> Vec<u8> {
+    /// Debug offsets as a runtime of `version` built with the GIL would hold them, built from
+    /// the generated tables.
+    fn synthetic(version: PyVersion) -> Vec<u8> {
+        synthetic_of(layout_for(version).unwrap())
+    }
+
+    /// Debug offsets as a runtime of `layout`'s build would hold them.
+    fn synthetic_of(layout: &Layout) -> Vec<u8> {
+        let version = layout.version;
         let debug = DEBUG_OFFSETS_LAYOUTS
             .iter()
-            .find(|layout| layout.version == version)
+            .find(|debug| debug.version == version)
             .expect("generated debug-offsets layout");
-        let layout = layout_for(version).unwrap();
         let mut bytes = vec![0u8; debug.size];
         bytes[..8].copy_from_slice(COOKIE);
-        let hex = (u64::from(version.0) << 24) | (u64::from(version.1) << 16) | 0xf0;
+        let hex = (u64::from(version.major) << 24) | (u64::from(version.minor) << 16) | 0xf0;
         bytes[8..16].copy_from_slice(&hex.to_ne_bytes());
+        if layout.free_threaded {
+            bytes[debug.free_threaded..debug.free_threaded + 8]
+                .copy_from_slice(&1u64.to_ne_bytes());
+        }
         for &(field, position) in debug.fields {
             let value = field.get(layout).expect("the layout has every debug field") as u64;
             bytes[position..position + 8].copy_from_slice(&value.to_ne_bytes());
@@ -404,28 +424,34 @@ mod tests {
     }
 
     fn synthetic_3_13() -> Vec<u8> {
-        synthetic((3, 13))
+        synthetic(PyVersion::new(3, 13))
     }
 
     #[test]
     fn synthetic_offsets_give_the_generated_layout_of_every_version() {
-        for debug in DEBUG_OFFSETS_LAYOUTS {
-            let bytes = synthetic(debug.version);
+        let with_offsets = crate::reader::layout::LAYOUTS
+            .iter()
+            .filter(|layout| layout.version >= PyVersion::new(3, 13));
+        for layout in with_offsets {
+            let bytes = synthetic_of(layout);
             assert_eq!(
                 layout_from_debug_offsets(&bytes).unwrap(),
-                *layout_for(debug.version).unwrap(),
-                "{:?}",
-                debug.version
+                *layout,
+                "{:?}, free-threaded: {}",
+                layout.version,
+                layout.free_threaded
             );
         }
     }
 
     #[test]
     fn the_3_14_table_reads_the_code_object_generation() {
-        let offsets = DebugOffsets::parse(&synthetic((3, 14))).unwrap();
+        let offsets = DebugOffsets::parse(&synthetic(PyVersion::new(3, 14))).unwrap();
         assert_eq!(
             offsets.get(DebugField::InterpreterStateCodeObjectGeneration),
-            layout_for((3, 14)).unwrap().interp_code_object_generation
+            layout_for(PyVersion::new(3, 14))
+                .unwrap()
+                .interp_code_object_generation
         );
         let offsets = DebugOffsets::parse(&synthetic_3_13()).unwrap();
         assert_eq!(
@@ -438,7 +464,7 @@ mod tests {
     fn every_member_read_lands_in_its_own_field() {
         let offsets = DebugOffsets::parse(&synthetic_3_13()).unwrap();
         // A base whose every provided field is wrong: each must be overwritten.
-        let mut poisoned = *layout_for((3, 13)).unwrap();
+        let mut poisoned = *layout_for(PyVersion::new(3, 13)).unwrap();
         for &(field, value) in &offsets.values {
             field.set(&mut poisoned, value + 1);
         }
@@ -471,7 +497,7 @@ mod tests {
         assert!(with_version(0x030f_02f0).is_err());
         assert_eq!(
             with_version(0x0310_00f0),
-            Err(DebugOffsetsError::NoLayout(3, 16))
+            Err(DebugOffsetsError::NoLayout(PyVersion::new(3, 16)))
         );
         assert!(matches!(
             with_version(0x020d_00f0),
@@ -488,9 +514,14 @@ mod tests {
         let debug = DebugOffsets::parse(&good).unwrap().layout;
         let mut threaded = good.clone();
         threaded[debug.free_threaded] = 1;
+        assert!(DebugOffsets::parse(&threaded).unwrap().free_threaded);
+        // A free-threaded build of a version without a free-threaded layout: refused as such.
+        let v3_14 = synthetic(PyVersion::new(3, 14));
+        let mut threaded = v3_14.clone();
+        threaded[DebugOffsets::parse(&v3_14).unwrap().layout.free_threaded] = 1;
         assert_eq!(
             layout_from_debug_offsets(&threaded),
-            Err(DebugOffsetsError::FreeThreaded)
+            Err(DebugOffsetsError::FreeThreaded(PyVersion::new(3, 14)))
         );
         let position_of = |wanted: DebugField| {
             debug

@@ -121,6 +121,7 @@ FIELDS = [
     ("frame_object_code", "option", [(8, 10, "offsetof(PyFrameObject, f_code)")]),
     ("frame_object_lasti", "option", [(8, 10, "offsetof(PyFrameObject, f_lasti)")]),
     ("frame_object_lineno", "option", [(8, 10, "offsetof(PyFrameObject, f_lineno)")]),
+    ("frame_object_gen", "option", [(8, 10, "offsetof(PyFrameObject, f_gen)")]),
     # _PyInterpreterFrame, 3.11+
     ("iframe_size", "option", [(11, NEWEST, "sizeof(_PyInterpreterFrame)")]),
     ("iframe_previous", "option", [(11, NEWEST, "offsetof(_PyInterpreterFrame, previous)")]),
@@ -154,6 +155,9 @@ FIELDS = [
     ("code_firsttraceable", "option",
      [(11, NEWEST, "offsetof(PyCodeObject, _co_firsttraceable)")]),
     ("code_flags", "offset", all_versions("offsetof(PyCodeObject, co_flags)")),
+    # 3.13+: the co_flags bit of the interpreter's own trampoline code (`_Py_InitCleanup`, the
+    # frame between a class call and its __init__): no Python code, not a frame to report.
+    ("code_flag_no_monitoring_events", "option", [(13, NEWEST, "CO_NO_MONITORING_EVENTS")]),
     ("code_argcount", "offset", all_versions("offsetof(PyCodeObject, co_argcount)")),
     ("code_nlocals", "offset", all_versions("offsetof(PyCodeObject, co_nlocals)")),
     ("code_nlocalsplus", "option", [(11, NEWEST, "offsetof(PyCodeObject, co_nlocalsplus)")]),
@@ -182,7 +186,8 @@ FIELDS = [
     # Kept together at the end so that merging with branches adding other fields stays easy.
     ("interp_imports_modules", "option",
      [(12, NEWEST, "offsetof(PyInterpreterState, imports.modules)")]),
-    ("object_refcnt", "offset", all_versions("offsetof(PyObject, ob_refcnt)")),
+    # A free-threaded build has no ob_refcnt: its shared count (Py_ssize_t) stands for it.
+    ("object_refcnt", "offset", all_versions("TRACER_OFFSET_OF_REFCNT")),
     ("object_head_size", "offset", all_versions("sizeof(PyObject)")),
     ("type_dict", "offset", all_versions("offsetof(PyTypeObject, tp_dict)")),
     ("tpflags_type_subclass", "option", [(12, NEWEST, "Py_TPFLAGS_TYPE_SUBCLASS")]),
@@ -409,6 +414,11 @@ typedef struct {
 def c_program(minor):
     lines = [f'#include "{h}"' for h in includes(minor)]
     lines.append(C_PRELUDE)
+    lines.append("#ifdef Py_GIL_DISABLED\n"
+                 "#define TRACER_OFFSET_OF_REFCNT offsetof(PyObject, ob_ref_shared)\n"
+                 "#else\n"
+                 "#define TRACER_OFFSET_OF_REFCNT offsetof(PyObject, ob_refcnt)\n"
+                 "#endif")
     if minor <= 10:
         lines.append(PRE_3_11_DICT)
     lines.append("int main(void) {")
@@ -454,7 +464,8 @@ def check_spec():
 
 
 def find_pythons():
-    """(minor, full version, include dir) per minor version found, first found winning."""
+    """{(minor, free_threaded): (full version, include dir, defines)} per build found, the
+    first found winning."""
     listed = os.environ.get("TRACER_TEST_PYTHONS", "").strip()
     if listed:
         candidates = [p for p in re.split(r"[: \n]", listed) if p]
@@ -462,8 +473,9 @@ def find_pythons():
         root = os.environ.get("PYENV_ROOT", "/root/.pyenv")
         candidates = sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python")))
         repo = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-        candidates += sorted(glob.glob(os.path.join(repo, "target", "pythons", "3.*", "bin",
-                                                    "python3.*")))
+        candidates += sorted(p for p in glob.glob(os.path.join(repo, "target", "pythons", "3.*",
+                                                               "bin", "python3.*"))
+                             if not p.endswith("-config"))
     found = {}
     for python in candidates:
         try:
@@ -474,7 +486,8 @@ def find_pythons():
                  "sys.version.split()[0])); "
                  "print(sysconfig.get_config_var('INCLUDEPY'))\n"
                  "print(sysconfig.get_paths()['include'])\n"
-                 "print(sysconfig.get_config_var('PY_CORE_CFLAGS') or '')"],
+                 "print(sysconfig.get_config_var('PY_CORE_CFLAGS') or '')\n"
+                 "print(sysconfig.get_config_var('Py_GIL_DISABLED') or 0)"],
                 capture_output=True, text=True, timeout=30, check=True).stdout.split("\n")
         except (OSError, subprocess.SubprocessError) as error:
             print(f"generate.py: skipping {python}: {error}", file=sys.stderr)
@@ -485,14 +498,17 @@ def find_pythons():
             # A relocated install (Debian's, unpacked elsewhere): INCLUDEPY names where it was
             # built for, the install scheme where it is.
             include = out[2].strip()
-        if int(major) != 3 or int(minor) not in MINORS or int(minor) in found:
+        # A free-threaded build (--disable-gil, 3.13+) is a build of its own: its object header
+        # and so nearly every offset differ.
+        build = (int(minor), out[4].strip() == "1")
+        if int(major) != 3 or int(minor) not in MINORS or build in found:
             continue
         marker = "pycore_runtime.h" if int(minor) >= 9 else "pycore_pystate.h"
         if not os.path.isfile(os.path.join(include, "internal", marker)):
             print(f"generate.py: skipping {python}: no internal headers under {include}",
                   file=sys.stderr)
             continue
-        found[int(minor)] = (full, include, build_defines(out[3]))
+        found[build] = (full, include, build_defines(out[3]))
     return found
 
 
@@ -508,8 +524,9 @@ def build_defines(core_cflags):
 
 
 def measure(minor, include, defines, workdir):
-    source = os.path.join(workdir, f"layout3{minor}.c")
-    binary = os.path.join(workdir, f"layout3{minor}")
+    name = f"layout3{minor}-{len(os.listdir(workdir))}"
+    source = os.path.join(workdir, f"{name}.c")
+    binary = os.path.join(workdir, name)
     with open(source, "w") as f:
         f.write(c_program(minor))
     cc = shlex.split(os.environ.get("CC", "cc"))
@@ -545,10 +562,19 @@ def rust_value(kind, raw):
     return f"Some({value})" if kind in ("option", "enum", "bits?") else value
 
 
-def layout_block(minor, full, values):
-    lines = [f"/// CPython 3.{minor}, measured from the {full} headers.",
-             f"pub const PY3_{minor}: Layout = Layout {{",
-             f"    version: (3, {minor}),"]
+def const_name(build):
+    """PY3_13 for a build with the GIL, PY3_13T for a free-threaded one."""
+    minor, free_threaded = build
+    return f"PY3_{minor}T" if free_threaded else f"PY3_{minor}"
+
+
+def layout_block(build, full, values):
+    minor, free_threaded = build
+    kind = "a free-threaded build (--disable-gil)" if free_threaded else "a build with the GIL"
+    lines = [f"/// CPython 3.{minor}, {kind}, measured from the {full} headers.",
+             f"pub const {const_name(build)}: Layout = Layout {{",
+             f"    version: PyVersion::new(3, {minor}),",
+             f"    free_threaded: {'true' if free_threaded else 'false'},"]
     for name, kind, spec in FIELDS:
         raw = values.get(name)
         if expression_for(spec, minor) is not None and raw is None:
@@ -561,7 +587,7 @@ def layout_block(minor, full, values):
 def debug_block(minor, values):
     lines = [f"/// Where the members of 3.{minor}'s `_Py_DebugOffsets` are.",
              f"pub const DEBUG_OFFSETS_PY3_{minor}: DebugOffsetsLayout = DebugOffsetsLayout {{",
-             f"    version: (3, {minor}),",
+             f"    version: PyVersion::new(3, {minor}),",
              f"    size: {values['debug:size']},",
              f"    free_threaded: {values['debug:free_threaded']},",
              "    fields: &["]
@@ -577,7 +603,8 @@ def debug_block(minor, values):
 
 
 def render(found, measured, target):
-    sources = ", ".join(f"{full}" for _minor, (full, _inc, _defs) in sorted(found.items()))
+    sources = ", ".join(f"{full}{'t' if ft else ''}"
+                        for (_minor, ft), (full, _inc, _defs) in sorted(found.items()))
     out = [
         "// @generated by src/reader/layout/generate.py from each CPython version's own headers.",
         "// Do not edit: regenerate with",
@@ -587,19 +614,28 @@ def render(found, measured, target):
         "",
         "use super::debug_offsets::{DebugField, DebugOffsetsLayout};",
         "use super::{Bitfield, Layout};",
+        "use crate::reader::PyVersion;",
         "",
     ]
-    minors = sorted(measured)
-    for minor in minors:
-        out.append(layout_block(minor, found[minor][0], measured[minor]))
+    builds = sorted(measured)
+    for build in builds:
+        out.append(layout_block(build, found[build][0], measured[build]))
         out.append("")
-    out.append("/// Every generated layout, oldest version first.")
+    out.append("/// Every generated layout, oldest version first, a version's build with the GIL")
+    out.append("/// before its free-threaded one.")
     out.append("pub static LAYOUTS: &[Layout] = &[" +
-               ", ".join(f"PY3_{m}" for m in minors) + "];")
+               ", ".join(const_name(b) for b in builds) + "];")
     out.append("")
-    debug_minors = [m for m in minors if m >= DEBUG_OFFSETS_SINCE]
+    # Where each member of _Py_DebugOffsets lives does not depend on the build (the struct
+    # has no member under Py_GIL_DISABLED): one table per minor, checked against both.
+    debug_minors = sorted({m for m, _ft in builds if m >= DEBUG_OFFSETS_SINCE})
     for minor in debug_minors:
-        out.append(debug_block(minor, measured[minor]))
+        gil = measured.get((minor, False))
+        block = debug_block(minor, gil or measured[(minor, True)])
+        if gil and (minor, True) in measured and debug_block(minor, measured[(minor, True)]) != block:
+            sys.exit(f"generate.py: 3.{minor}: _Py_DebugOffsets differs between the builds with "
+                     "and without the GIL; debug_offsets.rs assumes one table per minor")
+        out.append(block)
         out.append("")
     out.append("/// Every generated `_Py_DebugOffsets` layout, oldest version first.")
     out.append("pub static DEBUG_OFFSETS_LAYOUTS: &[DebugOffsetsLayout] = &[" +
@@ -615,15 +651,15 @@ def main():
     check_spec()
     found = find_pythons()
     for minor in MINORS:
-        if minor not in found:
+        if (minor, False) not in found:
             print(f"generate.py: no CPython 3.{minor} with headers found; left out",
                   file=sys.stderr)
     if not found:
         sys.exit(f"generate.py: no CPython 3.8-3.{NEWEST} found at all")
     measured = {}
     with tempfile.TemporaryDirectory(prefix="tracer-layouts-") as workdir:
-        for minor, (_full, include, defines) in sorted(found.items()):
-            measured[minor] = measure(minor, include, defines, workdir)
+        for build, (_full, include, defines) in sorted(found.items()):
+            measured[build] = measure(build[0], include, defines, workdir)
     target = subprocess.run(shlex.split(os.environ.get("CC", "cc")) + ["-dumpmachine"],
                             capture_output=True, text=True).stdout.strip() or "unknown"
     text = render(found, measured, target)
@@ -636,7 +672,8 @@ def main():
         sys.exit(f"generate.py: rustfmt failed:\n{formatted.stderr}\n{text}")
     with open(args.output, "w") as f:
         f.write(formatted.stdout)
-    print(f"generate.py: wrote {args.output} (3.{', 3.'.join(str(m) for m in sorted(found))})",
+    print(f"generate.py: wrote {args.output} "
+          f"(3.{', 3.'.join(const_name(b)[4:].lower() for b in sorted(found))})",
           file=sys.stderr)
 
 

@@ -2,14 +2,16 @@
 // Do not edit: regenerate with
 //     python3 src/reader/layout/generate.py
 // (TRACER_TEST_PYTHONS or $PYENV_ROOT/versions/3.X.* choose the interpreters).
-// Measured from: 3.8.18, 3.9.18, 3.10.13, 3.11.7, 3.12.1, 3.13.0, 3.14.10, 3.15.2; target x86_64-linux-gnu.
+// Measured from: 3.8.18, 3.9.18, 3.10.13, 3.11.7, 3.12.1, 3.13.0, 3.13.5t, 3.14.10, 3.15.2; target x86_64-linux-gnu.
 
 use super::debug_offsets::{DebugField, DebugOffsetsLayout};
 use super::{Bitfield, Layout};
+use crate::reader::PyVersion;
 
-/// CPython 3.8, measured from the 3.8.18 headers.
+/// CPython 3.8, a build with the GIL, measured from the 3.8.18 headers.
 pub const PY3_8: Layout = Layout {
-    version: (3, 8),
+    version: PyVersion::new(3, 8),
+    free_threaded: false,
     runtime_size: 1464,
     runtime_interpreters_head: 32,
     runtime_interpreters_main: 40,
@@ -40,6 +42,7 @@ pub const PY3_8: Layout = Layout {
     frame_object_code: Some(32),
     frame_object_lasti: Some(104),
     frame_object_lineno: Some(108),
+    frame_object_gen: Some(96),
     iframe_size: None,
     iframe_previous: None,
     iframe_code: None,
@@ -61,6 +64,7 @@ pub const PY3_8: Layout = Layout {
     code_code_adaptive: None,
     code_firsttraceable: None,
     code_flags: 36,
+    code_flag_no_monitoring_events: None,
     code_argcount: 16,
     code_nlocals: 28,
     code_nlocalsplus: None,
@@ -125,9 +129,10 @@ pub const PY3_8: Layout = Layout {
     stackref_int_tag: None,
 };
 
-/// CPython 3.9, measured from the 3.9.18 headers.
+/// CPython 3.9, a build with the GIL, measured from the 3.9.18 headers.
 pub const PY3_9: Layout = Layout {
-    version: (3, 9),
+    version: PyVersion::new(3, 9),
+    free_threaded: false,
     runtime_size: 656,
     runtime_interpreters_head: 32,
     runtime_interpreters_main: 40,
@@ -158,6 +163,7 @@ pub const PY3_9: Layout = Layout {
     frame_object_code: Some(32),
     frame_object_lasti: Some(104),
     frame_object_lineno: Some(108),
+    frame_object_gen: Some(96),
     iframe_size: None,
     iframe_previous: None,
     iframe_code: None,
@@ -179,6 +185,7 @@ pub const PY3_9: Layout = Layout {
     code_code_adaptive: None,
     code_firsttraceable: None,
     code_flags: 36,
+    code_flag_no_monitoring_events: None,
     code_argcount: 16,
     code_nlocals: 28,
     code_nlocalsplus: None,
@@ -243,9 +250,10 @@ pub const PY3_9: Layout = Layout {
     stackref_int_tag: None,
 };
 
-/// CPython 3.10, measured from the 3.10.13 headers.
+/// CPython 3.10, a build with the GIL, measured from the 3.10.13 headers.
 pub const PY3_10: Layout = Layout {
-    version: (3, 10),
+    version: PyVersion::new(3, 10),
+    free_threaded: false,
     runtime_size: 672,
     runtime_interpreters_head: 32,
     runtime_interpreters_main: 40,
@@ -276,6 +284,7 @@ pub const PY3_10: Layout = Layout {
     frame_object_code: Some(32),
     frame_object_lasti: Some(96),
     frame_object_lineno: Some(100),
+    frame_object_gen: Some(88),
     iframe_size: None,
     iframe_previous: None,
     iframe_code: None,
@@ -297,6 +306,7 @@ pub const PY3_10: Layout = Layout {
     code_code_adaptive: None,
     code_firsttraceable: None,
     code_flags: 36,
+    code_flag_no_monitoring_events: None,
     code_argcount: 16,
     code_nlocals: 28,
     code_nlocalsplus: None,
@@ -361,9 +371,10 @@ pub const PY3_10: Layout = Layout {
     stackref_int_tag: None,
 };
 
-/// CPython 3.11, measured from the 3.11.7 headers.
+/// CPython 3.11, a build with the GIL, measured from the 3.11.7 headers.
 pub const PY3_11: Layout = Layout {
-    version: (3, 11),
+    version: PyVersion::new(3, 11),
+    free_threaded: false,
     runtime_size: 166688,
     runtime_interpreters_head: 40,
     runtime_interpreters_main: 48,
@@ -394,6 +405,7 @@ pub const PY3_11: Layout = Layout {
     frame_object_code: None,
     frame_object_lasti: None,
     frame_object_lineno: None,
+    frame_object_gen: None,
     iframe_size: Some(80),
     iframe_previous: Some(48),
     iframe_code: Some(32),
@@ -415,6 +427,7 @@ pub const PY3_11: Layout = Layout {
     code_code_adaptive: Some(184),
     code_firsttraceable: Some(168),
     code_flags: 48,
+    code_flag_no_monitoring_events: None,
     code_argcount: 56,
     code_nlocals: 80,
     code_nlocalsplus: Some(76),
@@ -479,9 +492,10 @@ pub const PY3_11: Layout = Layout {
     stackref_int_tag: None,
 };
 
-/// CPython 3.12, measured from the 3.12.1 headers.
+/// CPython 3.12, a build with the GIL, measured from the 3.12.1 headers.
 pub const PY3_12: Layout = Layout {
-    version: (3, 12),
+    version: PyVersion::new(3, 12),
+    free_threaded: false,
     runtime_size: 459944,
     runtime_interpreters_head: 40,
     runtime_interpreters_main: 48,
@@ -512,6 +526,7 @@ pub const PY3_12: Layout = Layout {
     frame_object_code: None,
     frame_object_lasti: None,
     frame_object_lineno: None,
+    frame_object_gen: None,
     iframe_size: Some(80),
     iframe_previous: Some(8),
     iframe_code: Some(0),
@@ -533,6 +548,7 @@ pub const PY3_12: Layout = Layout {
     code_code_adaptive: Some(192),
     code_firsttraceable: Some(176),
     code_flags: 48,
+    code_flag_no_monitoring_events: None,
     code_argcount: 52,
     code_nlocals: 80,
     code_nlocalsplus: Some(72),
@@ -597,9 +613,10 @@ pub const PY3_12: Layout = Layout {
     stackref_int_tag: None,
 };
 
-/// CPython 3.13, measured from the 3.13.0 headers.
+/// CPython 3.13, a build with the GIL, measured from the 3.13.0 headers.
 pub const PY3_13: Layout = Layout {
-    version: (3, 13),
+    version: PyVersion::new(3, 13),
+    free_threaded: false,
     runtime_size: 283320,
     runtime_interpreters_head: 632,
     runtime_interpreters_main: 640,
@@ -630,6 +647,7 @@ pub const PY3_13: Layout = Layout {
     frame_object_code: None,
     frame_object_lasti: None,
     frame_object_lineno: None,
+    frame_object_gen: None,
     iframe_size: Some(80),
     iframe_previous: Some(8),
     iframe_code: Some(0),
@@ -651,6 +669,7 @@ pub const PY3_13: Layout = Layout {
     code_code_adaptive: Some(200),
     code_firsttraceable: Some(184),
     code_flags: 48,
+    code_flag_no_monitoring_events: Some(33554432),
     code_argcount: 52,
     code_nlocals: 80,
     code_nlocalsplus: Some(72),
@@ -715,9 +734,131 @@ pub const PY3_13: Layout = Layout {
     stackref_int_tag: None,
 };
 
-/// CPython 3.14, measured from the 3.14.10 headers.
+/// CPython 3.13, a free-threaded build (--disable-gil), measured from the 3.13.5 headers.
+pub const PY3_13T: Layout = Layout {
+    version: PyVersion::new(3, 13),
+    free_threaded: true,
+    runtime_size: 328320,
+    runtime_interpreters_head: 632,
+    runtime_interpreters_main: 640,
+    runtime_finalizing: 608,
+    interp_size: 215616,
+    interp_next: 7264,
+    interp_threads_head: 7344,
+    interp_id: 7272,
+    interp_code_object_generation: None,
+    tstate_size: 304,
+    tstate_next: 8,
+    tstate_interp: 16,
+    tstate_thread_id: 152,
+    tstate_native_thread_id: Some(160),
+    tstate_frame: None,
+    tstate_cframe: None,
+    cframe_current_frame: None,
+    tstate_current_frame: Some(72),
+    tstate_datastack_chunk: Some(232),
+    tstate_datastack_top: Some(240),
+    tstate_datastack_limit: Some(248),
+    stack_chunk_previous: Some(0),
+    stack_chunk_size: Some(8),
+    stack_chunk_top: Some(16),
+    stack_chunk_data: Some(24),
+    frame_object_size: None,
+    frame_object_back: None,
+    frame_object_code: None,
+    frame_object_lasti: None,
+    frame_object_lineno: None,
+    frame_object_gen: None,
+    iframe_size: Some(80),
+    iframe_previous: Some(8),
+    iframe_code: Some(0),
+    iframe_instr_ptr: Some(56),
+    iframe_owner: Some(70),
+    iframe_localsplus: Some(72),
+    iframe_code_tag_mask: 0,
+    frame_owned_by_generator: Some(1),
+    frame_owned_by_cstack: Some(3),
+    frame_owned_by_interpreter: None,
+    code_size: 224,
+    code_filename: 128,
+    code_name: 136,
+    code_qualname: Some(144),
+    code_firstlineno: 84,
+    code_lnotab: None,
+    code_linetable: Some(152),
+    code_code: None,
+    code_code_adaptive: Some(216),
+    code_firsttraceable: Some(200),
+    code_flags: 64,
+    code_flag_no_monitoring_events: Some(33554432),
+    code_argcount: 68,
+    code_nlocals: 96,
+    code_nlocalsplus: Some(88),
+    code_varnames: None,
+    code_localsplusnames: Some(112),
+    code_localspluskinds: Some(120),
+    object_type: 24,
+    var_object_size: 32,
+    type_name: 40,
+    bytes_sval: 48,
+    tuple_items: 40,
+    unicode_ascii_size: 56,
+    unicode_compact_size: 72,
+    unicode_length: 32,
+    unicode_state: 48,
+    unicode_state_size: 4,
+    unicode_kind: Bitfield { shift: 2, width: 3 },
+    unicode_compact: Bitfield { shift: 5, width: 1 },
+    unicode_ascii: Bitfield { shift: 6, width: 1 },
+    unicode_ready: None,
+    interp_imports_modules: Some(7664),
+    object_refcnt: 16,
+    object_head_size: 32,
+    type_dict: 280,
+    tpflags_type_subclass: Some(2147483648),
+    tpflags_dict_subclass: Some(536870912),
+    module_dict: Some(32),
+    function_code: Some(64),
+    function_closure: Some(88),
+    code_consts: Some(40),
+    code_exceptiontable: Some(56),
+    frame_object_localsplus: None,
+    code_cellvars: None,
+    code_freevars: None,
+    type_flags: 184,
+    cell_ref: 32,
+    list_items: 40,
+    float_value: 32,
+    long_digits: 40,
+    long_tag: Some(32),
+    long_digit_bits: 30,
+    long_digit_size: 4,
+    dict_used: 32,
+    dict_keys: 48,
+    dict_values: 56,
+    dict_keys_size: None,
+    dict_keys_log2_size: Some(8),
+    dict_keys_log2_index_bytes: Some(9),
+    dict_keys_kind: Some(10),
+    dict_keys_nentries: Some(24),
+    dict_keys_indices: Some(32),
+    dict_entry_size: Some(24),
+    dict_entry_key: Some(8),
+    dict_entry_value: Some(16),
+    dict_unicode_entry_size: Some(16),
+    dict_unicode_entry_key: Some(0),
+    dict_unicode_entry_value: Some(8),
+    dict_kind_general: Some(0),
+    code_fast_cell: Some(64),
+    code_fast_free: Some(128),
+    code_fast_hidden: Some(16),
+    stackref_int_tag: None,
+};
+
+/// CPython 3.14, a build with the GIL, measured from the 3.14.10 headers.
 pub const PY3_14: Layout = Layout {
-    version: (3, 14),
+    version: PyVersion::new(3, 14),
+    free_threaded: false,
     runtime_size: 316616,
     runtime_interpreters_head: 808,
     runtime_interpreters_main: 816,
@@ -748,6 +889,7 @@ pub const PY3_14: Layout = Layout {
     frame_object_code: None,
     frame_object_lasti: None,
     frame_object_lineno: None,
+    frame_object_gen: None,
     iframe_size: Some(88),
     iframe_previous: Some(8),
     iframe_code: Some(0),
@@ -769,6 +911,7 @@ pub const PY3_14: Layout = Layout {
     code_code_adaptive: Some(208),
     code_firsttraceable: Some(192),
     code_flags: 48,
+    code_flag_no_monitoring_events: Some(33554432),
     code_argcount: 52,
     code_nlocals: 80,
     code_nlocalsplus: Some(72),
@@ -833,9 +976,10 @@ pub const PY3_14: Layout = Layout {
     stackref_int_tag: Some(3),
 };
 
-/// CPython 3.15, measured from the 3.15.2 headers.
+/// CPython 3.15, a build with the GIL, measured from the 3.15.2 headers.
 pub const PY3_15: Layout = Layout {
-    version: (3, 15),
+    version: PyVersion::new(3, 15),
+    free_threaded: false,
     runtime_size: 346568,
     runtime_interpreters_head: 936,
     runtime_interpreters_main: 944,
@@ -866,6 +1010,7 @@ pub const PY3_15: Layout = Layout {
     frame_object_code: None,
     frame_object_lasti: None,
     frame_object_lineno: None,
+    frame_object_gen: None,
     iframe_size: Some(88),
     iframe_previous: Some(8),
     iframe_code: Some(0),
@@ -887,6 +1032,7 @@ pub const PY3_15: Layout = Layout {
     code_code_adaptive: Some(208),
     code_firsttraceable: Some(192),
     code_flags: 48,
+    code_flag_no_monitoring_events: Some(33554432),
     code_argcount: 52,
     code_nlocals: 80,
     code_nlocalsplus: Some(72),
@@ -951,12 +1097,15 @@ pub const PY3_15: Layout = Layout {
     stackref_int_tag: Some(3),
 };
 
-/// Every generated layout, oldest version first.
-pub static LAYOUTS: &[Layout] = &[PY3_8, PY3_9, PY3_10, PY3_11, PY3_12, PY3_13, PY3_14, PY3_15];
+/// Every generated layout, oldest version first, a version's build with the GIL
+/// before its free-threaded one.
+pub static LAYOUTS: &[Layout] = &[
+    PY3_8, PY3_9, PY3_10, PY3_11, PY3_12, PY3_13, PY3_13T, PY3_14, PY3_15,
+];
 
 /// Where the members of 3.13's `_Py_DebugOffsets` are.
 pub const DEBUG_OFFSETS_PY3_13: DebugOffsetsLayout = DebugOffsetsLayout {
-    version: (3, 13),
+    version: PyVersion::new(3, 13),
     size: 584,
     free_threaded: 16,
     fields: &[
@@ -1004,7 +1153,7 @@ pub const DEBUG_OFFSETS_PY3_13: DebugOffsetsLayout = DebugOffsetsLayout {
 
 /// Where the members of 3.14's `_Py_DebugOffsets` are.
 pub const DEBUG_OFFSETS_PY3_14: DebugOffsetsLayout = DebugOffsetsLayout {
-    version: (3, 14),
+    version: PyVersion::new(3, 14),
     size: 760,
     free_threaded: 16,
     fields: &[
@@ -1053,7 +1202,7 @@ pub const DEBUG_OFFSETS_PY3_14: DebugOffsetsLayout = DebugOffsetsLayout {
 
 /// Where the members of 3.15's `_Py_DebugOffsets` are.
 pub const DEBUG_OFFSETS_PY3_15: DebugOffsetsLayout = DebugOffsetsLayout {
-    version: (3, 15),
+    version: PyVersion::new(3, 15),
     size: 888,
     free_threaded: 16,
     fields: &[

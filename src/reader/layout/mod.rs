@@ -23,6 +23,8 @@
 //!   code-object generations ([`Layout::interp_code_object_generation`]).
 //! - Code units are 2 bytes in every version here.
 
+use crate::reader::PyVersion;
+
 pub mod debug_offsets;
 mod generated;
 
@@ -62,8 +64,11 @@ impl Bitfield {
 /// (`PyASCIIObject` and `PyCompactUnicodeObject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-    /// (major, minor) of the CPython this layout describes.
-    pub version: (u8, u8),
+    /// The CPython version this layout describes.
+    pub version: PyVersion,
+    /// A free-threaded build (`--disable-gil`, 3.13+): its object header is larger, so nearly
+    /// every offset differs from the same version's build with the GIL.
+    pub free_threaded: bool,
 
     /// `sizeof(_PyRuntimeState)`.
     pub runtime_size: usize,
@@ -133,6 +138,9 @@ pub struct Layout {
     pub frame_object_lasti: Option<usize>,
     /// `PyFrameObject.f_lineno` (3.8–3.10, `int`): valid only while tracing.
     pub frame_object_lineno: Option<usize>,
+    /// `PyFrameObject.f_gen` (3.8–3.10): the generator or coroutine that owns the frame, or 0
+    /// for a function's frame.
+    pub frame_object_gen: Option<usize>,
 
     /// `sizeof(_PyInterpreterFrame)` (3.11+), counting one slot of the variable `localsplus`.
     pub iframe_size: Option<usize>,
@@ -183,6 +191,11 @@ pub struct Layout {
     pub code_firsttraceable: Option<usize>,
     /// `PyCodeObject.co_flags` (`int`).
     pub code_flags: usize,
+    /// `CO_NO_MONITORING_EVENTS` (3.13+), the `co_flags` bit of the interpreter's trampoline
+    /// code: `_Py_InitCleanup`, pushed in a thread-owned frame between the caller of a class
+    /// and its `__init__` (`CALL_ALLOC_AND_ENTER_INIT`). Such a frame is not reported and does
+    /// not cut the stack.
+    pub code_flag_no_monitoring_events: Option<usize>,
     /// `PyCodeObject.co_argcount` (`int`).
     pub code_argcount: usize,
     /// `PyCodeObject.co_nlocals` (`int`).
@@ -229,7 +242,9 @@ pub struct Layout {
     // ---- snapshot (src/snapshot/): from sys.modules to every live code object, 3.12+ ----
     /// `PyInterpreterState.imports.modules` (3.12+): the `sys.modules` dict.
     pub interp_imports_modules: Option<usize>,
-    /// `PyObject.ob_refcnt`.
+    /// `PyObject.ob_refcnt`; in a free-threaded build, which has none, `ob_ref_shared` (the
+    /// count of references from other threads: 0 for many live objects, so no liveness test
+    /// may rest on it there).
     pub object_refcnt: usize,
     /// `sizeof(PyObject)`: where the first member of a fixed object follows its header
     /// (`staticmethod`/`classmethod`'s callable, `property`'s getter).
@@ -326,9 +341,27 @@ pub struct Layout {
     // --- end of the function view's block ---
 }
 
-/// The generated layout of CPython `version` (major, minor), if there is one.
-pub fn layout_for(version: (u8, u8)) -> Option<&'static Layout> {
-    LAYOUTS.iter().find(|layout| layout.version == version)
+/// The generated layout of CPython `version` (major, minor) built with the GIL, if there is
+/// one.
+pub fn layout_for(version: PyVersion) -> Option<&'static Layout> {
+    layout_for_build(version, false)
+}
+
+/// The generated layout of CPython `version`, free-threaded or not, if there is one.
+pub fn layout_for_build(version: PyVersion, free_threaded: bool) -> Option<&'static Layout> {
+    LAYOUTS
+        .iter()
+        .find(|layout| layout.version == version && layout.free_threaded == free_threaded)
+}
+
+/// The oldest version with a layout.
+pub fn first_version() -> PyVersion {
+    LAYOUTS[0].version
+}
+
+/// The newest version with a layout: a newer one is refused.
+pub fn newest_version() -> PyVersion {
+    LAYOUTS[LAYOUTS.len() - 1].version
 }
 
 /// Largest struct size or offset taken as plausible: far above any real one (3.13's
@@ -340,9 +373,10 @@ impl Layout {
     /// and that fields the version must have are present. The generated table passes; a
     /// layout built from another process's debug offsets must pass before it is used.
     pub fn check_plausible(&self) -> Result<(), String> {
-        let (major, minor) = self.version;
-        if major != 3 || minor < 8 {
-            return Err(format!("unsupported version {major}.{minor}"));
+        let version = self.version;
+        let minor = version.minor;
+        if version.major != 3 || minor < 8 {
+            return Err(format!("unsupported version {version}"));
         }
         let sizes = [
             ("runtime_size", self.runtime_size),
@@ -620,217 +654,4 @@ impl Checks {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A version with a layout is read, so every other per-version table must know it too:
-    /// otherwise a version added to the layout generator alone is attached to and silently
-    /// yields no lines (no line-table format), no `.cover` marks (no executable-line rules),
-    /// no snapshot (no opcode table), or opaque strings (not in the printable tables).
-    /// docs/new-python-version.md lists the generators to re-run.
-    #[test]
-    fn every_version_with_a_layout_has_every_per_version_table() {
-        use crate::reader::linetable::{lookup_offset, LineTableFormat, RawFramePosition};
-        for layout in LAYOUTS {
-            let version = layout.version;
-            assert!(
-                LineTableFormat::for_version(version).is_some(),
-                "{version:?}: no line-table format (src/reader/linetable/mod.rs)"
-            );
-            // The kind of position this version's frames store, as its layout says.
-            let position = if layout.frame_object_lasti.is_some() {
-                RawFramePosition::Lasti(0)
-            } else {
-                RawFramePosition::InstructionPointer {
-                    pointer: 0x1000,
-                    code_start: 0x1000,
-                }
-            };
-            assert!(
-                lookup_offset(version, position).is_some(),
-                "{version:?}: lookup_offset knows no frame position (src/reader/linetable/mod.rs)"
-            );
-            assert!(
-                crate::source::executable_lines::executable_lines("x = 1\n", version).is_ok(),
-                "{version:?}: no executable-line rules (src/source/executable_lines/)"
-            );
-            if version >= crate::snapshot::FIRST_VERSION {
-                assert!(
-                    crate::snapshot::opcodes::table_for(version).is_some(),
-                    "{version:?}: no opcode table (src/snapshot/opcodes/generate.py)"
-                );
-            }
-            assert!(
-                crate::reader::printable::VERSIONS.contains(&version),
-                "{version:?}: not measured by src/reader/printable/generate.py"
-            );
-            if layout.tstate_current_frame.is_some() {
-                assert!(
-                    DEBUG_OFFSETS_LAYOUTS
-                        .iter()
-                        .any(|debug| debug.version == version),
-                    "{version:?}: no _Py_DebugOffsets layout (src/reader/layout/generate.py)"
-                );
-            }
-        }
-        // And no table for a version the reader does not read.
-        for table in crate::snapshot::opcodes::TABLES {
-            assert!(layout_for(table.version).is_some(), "{:?}", table.version);
-        }
-        for version in crate::reader::printable::VERSIONS {
-            assert!(layout_for(*version).is_some(), "{version:?}");
-        }
-        for debug in DEBUG_OFFSETS_LAYOUTS {
-            assert!(layout_for(debug.version).is_some(), "{:?}", debug.version);
-        }
-    }
-
-    #[test]
-    fn every_version_from_3_8_to_3_15_has_one_plausible_layout() {
-        for minor in 8..=15 {
-            let layout = layout_for((3, minor)).expect("generated layout");
-            assert_eq!(layout.version, (3, minor));
-            layout
-                .check_plausible()
-                .unwrap_or_else(|error| panic!("3.{minor}: {error}"));
-        }
-        let mut versions: Vec<_> = LAYOUTS.iter().map(|layout| layout.version).collect();
-        let sorted = versions.clone();
-        versions.dedup();
-        assert_eq!(versions, sorted, "one layout per version, in order");
-        assert!(layout_for((3, 7)).is_none());
-        assert!(layout_for((3, 16)).is_none());
-    }
-
-    #[test]
-    fn each_version_has_exactly_its_own_way_to_the_current_frame() {
-        for layout in LAYOUTS {
-            let (_, minor) = layout.version;
-            let ways = [
-                layout.tstate_frame.is_some(),
-                layout.tstate_cframe.is_some(),
-                layout.tstate_current_frame.is_some(),
-            ];
-            let expected = match minor {
-                8..=10 => [true, false, false],
-                11 | 12 => [false, true, false],
-                _ => [false, false, true],
-            };
-            assert_eq!(ways, expected, "3.{minor}");
-            assert_eq!(
-                layout.cframe_current_frame.is_some(),
-                layout.tstate_cframe.is_some(),
-                "3.{minor}"
-            );
-        }
-    }
-
-    #[test]
-    fn fields_exist_in_the_versions_that_have_them() {
-        for layout in LAYOUTS {
-            let (_, minor) = layout.version;
-            assert_eq!(layout.code_lnotab.is_some(), minor <= 9, "3.{minor} lnotab");
-            assert_eq!(layout.code_linetable.is_some(), minor >= 10, "3.{minor}");
-            assert_eq!(layout.code_qualname.is_some(), minor >= 11, "3.{minor}");
-            assert_eq!(layout.code_code.is_some(), minor <= 10, "3.{minor}");
-            assert_eq!(layout.code_code_adaptive.is_some(), minor >= 11);
-            assert_eq!(layout.tstate_native_thread_id.is_some(), minor >= 11);
-            assert_eq!(layout.stack_chunk_data.is_some(), minor >= 11);
-            assert_eq!(layout.unicode_ready.is_some(), minor <= 11, "3.{minor}");
-            assert_eq!(layout.frame_owned_by_generator.is_some(), minor >= 11);
-            // 3.15 dropped FRAME_OWNED_BY_CSTACK (entry frames are the interpreter's, 3.14+).
-            assert_eq!(
-                layout.frame_owned_by_cstack.is_some(),
-                (12..=14).contains(&minor)
-            );
-            assert_eq!(layout.frame_owned_by_interpreter.is_some(), minor >= 14);
-            assert_eq!(layout.interp_code_object_generation.is_some(), minor >= 14);
-            // 3.14's f_executable is a _PyStackRef: its tag bits (Py_TAG_BITS) are masked.
-            assert_eq!(layout.iframe_code_tag_mask, if minor >= 14 { 3 } else { 0 });
-            let snapshot = minor >= 12;
-            assert_eq!(layout.interp_imports_modules.is_some(), snapshot);
-            assert_eq!(layout.dict_keys_indices.is_some(), minor >= 8);
-            assert_eq!(layout.dict_keys_size.is_some(), minor <= 10);
-            assert_eq!(layout.dict_keys_log2_size.is_some(), minor >= 11);
-            assert_eq!(layout.function_code.is_some(), snapshot);
-            assert_eq!(layout.code_consts.is_some(), snapshot);
-            assert_eq!(layout.code_exceptiontable.is_some(), snapshot);
-        }
-    }
-
-    #[test]
-    fn unicode_state_bits_are_distinct_and_sized_as_documented() {
-        for layout in LAYOUTS {
-            assert_eq!(layout.unicode_kind.width, 3, "{:?}", layout.version);
-            assert_eq!(layout.unicode_compact.width, 1);
-            assert_eq!(layout.unicode_ascii.width, 1);
-            let mut seen = 0u32;
-            for bits in [
-                Some(layout.unicode_kind),
-                Some(layout.unicode_compact),
-                Some(layout.unicode_ascii),
-                layout.unicode_ready,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let mask = ((1u32 << bits.width) - 1) << bits.shift;
-                assert_eq!(seen & mask, 0, "{:?}: overlapping bits", layout.version);
-                seen |= mask;
-            }
-        }
-    }
-
-    #[test]
-    fn bitfield_extracts_without_overflow() {
-        let kind = Bitfield { shift: 2, width: 3 };
-        assert_eq!(kind.extract(0b1_0110), 0b101);
-        assert_eq!(
-            Bitfield {
-                shift: 0,
-                width: 32
-            }
-            .extract(u32::MAX),
-            u32::MAX
-        );
-        assert_eq!(
-            Bitfield {
-                shift: 40,
-                width: 3
-            }
-            .extract(u32::MAX),
-            0
-        );
-        assert_eq!(
-            Bitfield {
-                shift: 31,
-                width: 1
-            }
-            .extract(1 << 31),
-            1
-        );
-    }
-
-    #[test]
-    fn implausible_layouts_are_refused() {
-        let good = *layout_for((3, 12)).unwrap();
-        let mut bad = good;
-        bad.tstate_next = bad.tstate_size;
-        assert!(bad.check_plausible().is_err());
-        let mut bad = good;
-        bad.iframe_owner = None;
-        assert!(bad.check_plausible().is_err());
-        let mut bad = good;
-        bad.code_size = usize::MAX;
-        assert!(bad.check_plausible().is_err());
-        let mut bad = good;
-        bad.code_filename = usize::MAX;
-        assert!(bad.check_plausible().is_err());
-        let mut bad = good;
-        bad.unicode_kind = Bitfield {
-            shift: 31,
-            width: 3,
-        };
-        assert!(bad.check_plausible().is_err());
-    }
-}
+mod tests;

@@ -107,7 +107,7 @@ def table(data):
     return "\n".join([
         f"/// CPython 3.{minor}, from the {data['version']} interpreter's `opcode` module.",
         f"pub static PY3_{minor}: FlowTable = FlowTable {{",
-        f"    version: (3, {minor}),",
+        f"    version: PyVersion::new(3, {minor}),",
         f"    have_argument: {data['have_argument']},",
         "    ops: &["] + rows + ["    ],", "};"])
 
@@ -129,6 +129,7 @@ def main():
            "",
            "use super::flags::*;",
            "use super::{FlowOp, FlowTable};",
+           "use crate::reader::PyVersion;",
            ""]
     for minor in sorted(probed):
         out.append(table(probed[minor]))

@@ -5,10 +5,11 @@
 
 use super::flags::*;
 use super::{FlowOp, FlowTable};
+use crate::reader::PyVersion;
 
 /// CPython 3.8, from the 3.8.18 interpreter's `opcode` module.
 pub static PY3_8: FlowTable = FlowTable {
-    version: (3, 8),
+    version: PyVersion::new(3, 8),
     have_argument: 90,
     ops: &[
         FlowOp {
@@ -616,7 +617,7 @@ pub static PY3_8: FlowTable = FlowTable {
 
 /// CPython 3.9, from the 3.9.18 interpreter's `opcode` module.
 pub static PY3_9: FlowTable = FlowTable {
-    version: (3, 9),
+    version: PyVersion::new(3, 9),
     have_argument: 90,
     ops: &[
         FlowOp {

@@ -23,6 +23,7 @@
 mod generated;
 
 use super::linetable::LineRange;
+use crate::reader::PyVersion;
 
 /// Bits of [`FlowOp::flags`].
 pub mod flags {
@@ -54,7 +55,7 @@ pub struct FlowOp {
 /// The opcodes of one version.
 #[derive(Debug)]
 pub struct FlowTable {
-    pub version: (u8, u8),
+    pub version: PyVersion,
     /// Opcodes below this take no argument.
     pub have_argument: u8,
     pub ops: &'static [FlowOp],
@@ -64,12 +65,12 @@ pub struct FlowTable {
 const MAX_UNITS: usize = 1 << 20;
 
 /// Whether frames of `version` need their lines proven this way (3.8, 3.9).
-pub fn applies_to(version: (u8, u8)) -> bool {
+pub fn applies_to(version: PyVersion) -> bool {
     table_for(version).is_some()
 }
 
 /// The generated table of `version`, if any.
-pub fn table_for(version: (u8, u8)) -> Option<&'static FlowTable> {
+pub fn table_for(version: PyVersion) -> Option<&'static FlowTable> {
     generated::TABLES
         .iter()
         .copied()
@@ -79,7 +80,11 @@ pub fn table_for(version: (u8, u8)) -> Option<&'static FlowTable> {
 /// `lines` (the code's `co_lnotab` runs) rewritten so that each instruction of `code` stands on
 /// the line its position proves ran (module docs). `None` for a version without a table or
 /// code over [`MAX_UNITS`].
-pub fn proven_lines(version: (u8, u8), code: &[u8], lines: &[LineRange]) -> Option<Vec<LineRange>> {
+pub fn proven_lines(
+    version: PyVersion,
+    code: &[u8],
+    lines: &[LineRange],
+) -> Option<Vec<LineRange>> {
     let table = table_for(version)?;
     let units = code.len() / 2;
     if units > MAX_UNITS {
@@ -285,7 +290,7 @@ mod tests {
 
     #[test]
     fn every_supported_version_before_3_10_has_a_table() {
-        assert!(applies_to((3, 8)) && applies_to((3, 9)));
-        assert!(!applies_to((3, 10)) && !applies_to((3, 12)));
+        assert!(applies_to(PyVersion::new(3, 8)) && applies_to(PyVersion::new(3, 9)));
+        assert!(!applies_to(PyVersion::new(3, 10)) && !applies_to(PyVersion::new(3, 12)));
     }
 }

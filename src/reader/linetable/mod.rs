@@ -20,6 +20,7 @@
 
 mod decode;
 
+use crate::reader::PyVersion;
 use decode::*;
 
 /// How a version encodes its line table.
@@ -40,10 +41,10 @@ pub enum LineTableFormat {
 }
 
 impl LineTableFormat {
-    /// The format of CPython `version` (major, minor), for the versions our reader supports
+    /// The format of CPython `version`, for the versions our reader supports
     /// (3.8–3.15).
-    pub fn for_version(version: (u8, u8)) -> Option<LineTableFormat> {
-        match version {
+    pub fn for_version(version: PyVersion) -> Option<LineTableFormat> {
+        match (version.major, version.minor) {
             (3, 8..=9) => Some(LineTableFormat::Lnotab),
             (3, 10) => Some(LineTableFormat::Linetable310),
             (3, 11..=15) => Some(LineTableFormat::Locations),
@@ -98,9 +99,9 @@ pub enum InstructionOffset {
 /// - 3.15: as 3.14 (checked against its own `f_lineno` by tests/it/linetable.rs).
 ///
 /// The caller still checks `At(offset)` against the code's length.
-pub fn lookup_offset(version: (u8, u8), raw: RawFramePosition) -> Option<InstructionOffset> {
+pub fn lookup_offset(version: PyVersion, raw: RawFramePosition) -> Option<InstructionOffset> {
     use InstructionOffset::{At, BeforeStart};
-    match (version, raw) {
+    match ((version.major, version.minor), raw) {
         ((3, 8..=9), RawFramePosition::Lasti(lasti)) => match lasti {
             -1 => Some(BeforeStart),
             l if l >= 0 && l % 2 == 0 => Some(At(l as u32)),
@@ -150,8 +151,8 @@ pub fn lookup_offset(version: (u8, u8), raw: RawFramePosition) -> Option<Instruc
 ///
 /// Where this holds, a frame on such a jump is reported on the line of the jump's target (the
 /// `FOR_ITER` or `SEND` the loop started from, which ran in either case).
-pub fn may_stand_on_an_unrun_loop_jump(version: (u8, u8)) -> bool {
-    version == (3, 12)
+pub fn may_stand_on_an_unrun_loop_jump(version: PyVersion) -> bool {
+    version == PyVersion::new(3, 12)
 }
 
 /// 3.12: the backward jumps of `code` (its `co_code_adaptive`) that stand just before a loop's
@@ -161,7 +162,7 @@ pub fn may_stand_on_an_unrun_loop_jump(version: (u8, u8)) -> bool {
 /// (specializing and instrumenting rewrite opcodes in place), so the result holds for the
 /// code object's life.
 pub fn loop_exit_jumps(
-    version: (u8, u8),
+    version: PyVersion,
     code: &[u8],
     lines: &[LineRange],
 ) -> Vec<(u32, Option<u32>)> {

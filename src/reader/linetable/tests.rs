@@ -16,16 +16,37 @@ fn ranges(table: &LineTable, code_len: u32) -> Vec<(u32, u32, Option<u32>)> {
 
 #[test]
 fn formats_by_version() {
-    assert_eq!(LineTableFormat::for_version((3, 7)), None);
-    assert_eq!(LineTableFormat::for_version((3, 8)), Some(Lnotab));
-    assert_eq!(LineTableFormat::for_version((3, 9)), Some(Lnotab));
-    assert_eq!(LineTableFormat::for_version((3, 10)), Some(Linetable310));
-    assert_eq!(LineTableFormat::for_version((3, 11)), Some(Locations));
-    assert_eq!(LineTableFormat::for_version((3, 13)), Some(Locations));
-    assert_eq!(LineTableFormat::for_version((3, 14)), Some(Locations));
-    assert_eq!(LineTableFormat::for_version((3, 15)), Some(Locations));
-    assert_eq!(LineTableFormat::for_version((3, 16)), None);
-    assert_eq!(LineTableFormat::for_version((2, 7)), None);
+    assert_eq!(LineTableFormat::for_version(PyVersion::new(3, 7)), None);
+    assert_eq!(
+        LineTableFormat::for_version(PyVersion::new(3, 8)),
+        Some(Lnotab)
+    );
+    assert_eq!(
+        LineTableFormat::for_version(PyVersion::new(3, 9)),
+        Some(Lnotab)
+    );
+    assert_eq!(
+        LineTableFormat::for_version(PyVersion::new(3, 10)),
+        Some(Linetable310)
+    );
+    assert_eq!(
+        LineTableFormat::for_version(PyVersion::new(3, 11)),
+        Some(Locations)
+    );
+    assert_eq!(
+        LineTableFormat::for_version(PyVersion::new(3, 13)),
+        Some(Locations)
+    );
+    assert_eq!(
+        LineTableFormat::for_version(PyVersion::new(3, 14)),
+        Some(Locations)
+    );
+    assert_eq!(
+        LineTableFormat::for_version(PyVersion::new(3, 15)),
+        Some(Locations)
+    );
+    assert_eq!(LineTableFormat::for_version(PyVersion::new(3, 16)), None);
+    assert_eq!(LineTableFormat::for_version(PyVersion::new(2, 7)), None);
 }
 
 #[test]
@@ -270,7 +291,7 @@ fn lookup_offsets_per_version() {
         pointer,
         code_start: 0x1000,
     };
-    for v in [(3, 8), (3, 9)] {
+    for v in [PyVersion::new(3, 8), PyVersion::new(3, 9)] {
         assert_eq!(lookup_offset(v, Lasti(-1)), Some(BeforeStart));
         assert_eq!(lookup_offset(v, Lasti(0)), Some(At(0)));
         assert_eq!(lookup_offset(v, Lasti(24)), Some(At(24)));
@@ -278,11 +299,20 @@ fn lookup_offsets_per_version() {
         assert_eq!(lookup_offset(v, Lasti(-2)), None);
         assert_eq!(lookup_offset(v, ip(0x1000)), None);
     }
-    assert_eq!(lookup_offset((3, 10), Lasti(-1)), Some(BeforeStart));
-    assert_eq!(lookup_offset((3, 10), Lasti(12)), Some(At(24)));
-    assert_eq!(lookup_offset((3, 10), Lasti(13)), Some(At(26)));
-    assert_eq!(lookup_offset((3, 10), Lasti(i32::MIN)), None);
-    for v in [(3, 11), (3, 12)] {
+    assert_eq!(
+        lookup_offset(PyVersion::new(3, 10), Lasti(-1)),
+        Some(BeforeStart)
+    );
+    assert_eq!(
+        lookup_offset(PyVersion::new(3, 10), Lasti(12)),
+        Some(At(24))
+    );
+    assert_eq!(
+        lookup_offset(PyVersion::new(3, 10), Lasti(13)),
+        Some(At(26))
+    );
+    assert_eq!(lookup_offset(PyVersion::new(3, 10), Lasti(i32::MIN)), None);
+    for v in [PyVersion::new(3, 11), PyVersion::new(3, 12)] {
         assert_eq!(lookup_offset(v, ip(0x0ffe)), Some(BeforeStart));
         assert_eq!(lookup_offset(v, ip(0x1000)), Some(At(0)));
         assert_eq!(lookup_offset(v, ip(0x1018)), Some(At(24)));
@@ -290,15 +320,30 @@ fn lookup_offsets_per_version() {
         assert_eq!(lookup_offset(v, ip(0x0ffc)), None);
         assert_eq!(lookup_offset(v, Lasti(0)), None);
     }
-    assert_eq!(lookup_offset((3, 13), ip(0x0ffe)), None);
-    assert_eq!(lookup_offset((3, 13), ip(0x1000)), Some(At(0)));
-    assert_eq!(lookup_offset((3, 13), ip(0x1018)), Some(At(24)));
-    assert_eq!(lookup_offset((3, 13), ip(u64::MAX)), None);
-    assert_eq!(lookup_offset((3, 13), ip(0x1000 + (1 << 40))), None);
-    assert_eq!(lookup_offset((3, 14), ip(0x1018)), Some(At(24)));
-    assert_eq!(lookup_offset((3, 15), ip(0x1018)), Some(At(24)));
-    assert_eq!(lookup_offset((3, 15), ip(0x0ffe)), None);
-    assert_eq!(lookup_offset((3, 16), ip(0x1000)), None);
+    assert_eq!(lookup_offset(PyVersion::new(3, 13), ip(0x0ffe)), None);
+    assert_eq!(
+        lookup_offset(PyVersion::new(3, 13), ip(0x1000)),
+        Some(At(0))
+    );
+    assert_eq!(
+        lookup_offset(PyVersion::new(3, 13), ip(0x1018)),
+        Some(At(24))
+    );
+    assert_eq!(lookup_offset(PyVersion::new(3, 13), ip(u64::MAX)), None);
+    assert_eq!(
+        lookup_offset(PyVersion::new(3, 13), ip(0x1000 + (1 << 40))),
+        None
+    );
+    assert_eq!(
+        lookup_offset(PyVersion::new(3, 14), ip(0x1018)),
+        Some(At(24))
+    );
+    assert_eq!(
+        lookup_offset(PyVersion::new(3, 15), ip(0x1018)),
+        Some(At(24))
+    );
+    assert_eq!(lookup_offset(PyVersion::new(3, 15), ip(0x0ffe)), None);
+    assert_eq!(lookup_offset(PyVersion::new(3, 16), ip(0x1000)), None);
 
     let table = LineTable::new(Linetable310, &[2, 1], 4);
     assert_eq!(table.line_at(BeforeStart), Some(4));

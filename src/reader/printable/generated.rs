@@ -5,9 +5,11 @@
 // Measured from: 3.8.18 (Unicode 12.1.0), 3.9.18 (Unicode 13.0.0), 3.10.13 (Unicode 13.0.0), 3.11.7 (Unicode 14.0.0), 3.12.1 (Unicode 15.0.0), 3.13.0 (Unicode 15.1.0), 3.14.10 (Unicode 16.0.0), 3.15.2 (Unicode 17.0.0).
 // 21863 code points are printable in some of these versions only.
 
+use crate::reader::PyVersion;
+
 /// The versions measured: the tables hold for each of them.
 #[rustfmt::skip]
-pub static VERSIONS: &[(u8, u8)] = &[(3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13), (3, 14), (3, 15)];
+pub static VERSIONS: &[PyVersion] = &[PyVersion::new(3, 8), PyVersion::new(3, 9), PyVersion::new(3, 10), PyVersion::new(3, 11), PyVersion::new(3, 12), PyVersion::new(3, 13), PyVersion::new(3, 14), PyVersion::new(3, 15)];
 
 /// Code points `str.isprintable()` in every version: inclusive, ascending.
 #[rustfmt::skip]

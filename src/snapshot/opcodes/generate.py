@@ -264,7 +264,7 @@ def table(data):
     lines = [f"/// CPython 3.{minor}, from the {data['version']} interpreter's own metadata "
              f"({data['codes']} fresh code objects measured).",
              f"pub static PY3_{minor}: OpcodeTable = OpcodeTable {{",
-             f"    version: (3, {minor}),",
+             f"    version: PyVersion::new(3, {minor}),",
              "    ops: &["] + rows + ["    ],", "};"]
     return "\n".join(lines)
 
@@ -286,6 +286,7 @@ def main():
            "",
            "use super::flags::*;",
            "use super::{Op, OpcodeTable};",
+           "use crate::reader::PyVersion;",
            ""]
     for minor in sorted(probed):
         out.append(table(probed[minor]))

@@ -5,10 +5,11 @@
 
 use super::flags::*;
 use super::{Op, OpcodeTable};
+use crate::reader::PyVersion;
 
 /// CPython 3.12, from the 3.12.1 interpreter's own metadata (7992 fresh code objects measured).
 pub static PY3_12: OpcodeTable = OpcodeTable {
-    version: (3, 12),
+    version: PyVersion::new(3, 12),
     ops: &[
         Op {
             code: 0,
@@ -1559,7 +1560,7 @@ pub static PY3_12: OpcodeTable = OpcodeTable {
 
 /// CPython 3.13, from the 3.13.0 interpreter's own metadata (7648 fresh code objects measured).
 pub static PY3_13: OpcodeTable = OpcodeTable {
-    version: (3, 13),
+    version: PyVersion::new(3, 13),
     ops: &[
         Op {
             code: 0,
@@ -3262,7 +3263,7 @@ pub static PY3_13: OpcodeTable = OpcodeTable {
 
 /// CPython 3.14, from the 3.14.10 interpreter's own metadata (8113 fresh code objects measured).
 pub static PY3_14: OpcodeTable = OpcodeTable {
-    version: (3, 14),
+    version: PyVersion::new(3, 14),
     ops: &[
         Op {
             code: 0,
@@ -5085,7 +5086,7 @@ pub static PY3_14: OpcodeTable = OpcodeTable {
 
 /// CPython 3.15, from the 3.15.2 interpreter's own metadata (8296 fresh code objects measured).
 pub static PY3_15: OpcodeTable = OpcodeTable {
-    version: (3, 15),
+    version: PyVersion::new(3, 15),
     ops: &[
         Op {
             code: 0,

@@ -3,6 +3,8 @@
 //! every specialized form, inline-cache sizes, jumps, and the first cache word quickening
 //! leaves in fresh code. Nothing here is typed by hand from a header.
 
+use crate::reader::PyVersion;
+
 mod generated;
 
 pub use generated::TABLES;
@@ -55,12 +57,12 @@ pub struct Op {
 /// The opcodes of one CPython version.
 #[derive(Debug)]
 pub struct OpcodeTable {
-    pub version: (u8, u8),
+    pub version: PyVersion,
     pub ops: &'static [Op],
 }
 
 /// The generated table of `version`, if any.
-pub fn table_for(version: (u8, u8)) -> Option<&'static OpcodeTable> {
+pub fn table_for(version: PyVersion) -> Option<&'static OpcodeTable> {
     TABLES.iter().copied().find(|t| t.version == version)
 }
 
@@ -89,7 +91,7 @@ mod tests {
     use super::flags::*;
     use super::*;
 
-    fn op(version: (u8, u8), name: &str) -> Op {
+    fn op(version: PyVersion, name: &str) -> Op {
         *table_for(version)
             .unwrap()
             .ops
@@ -100,7 +102,7 @@ mod tests {
 
     #[test]
     fn tables_hold_what_the_issue_measured() {
-        for v in [(3, 12), (3, 13)] {
+        for v in [PyVersion::new(3, 12), PyVersion::new(3, 13)] {
             let call = op(v, "CALL");
             assert_eq!(call.initial_cache, Some(0x0011), "{v:?}");
             assert_eq!(call.flags & EVIDENCE, 0);
@@ -119,11 +121,23 @@ mod tests {
             }
         }
         // 3.12's quickening-time superinstructions are in fresh code: not evidence.
-        assert_eq!(op((3, 12), "LOAD_FAST__LOAD_FAST").flags & EVIDENCE, 0);
+        assert_eq!(
+            op(PyVersion::new(3, 12), "LOAD_FAST__LOAD_FAST").flags & EVIDENCE,
+            0
+        );
         // 3.13: RESUME_CHECK is, and POP_JUMP_IF_* keep a branch history from 0x5555.
-        assert_ne!(op((3, 13), "RESUME_CHECK").flags & EVIDENCE, 0);
-        assert_eq!(op((3, 13), "POP_JUMP_IF_TRUE").initial_cache, Some(0x5555));
-        assert_eq!(op((3, 12), "POP_JUMP_IF_TRUE").initial_cache, None);
+        assert_ne!(
+            op(PyVersion::new(3, 13), "RESUME_CHECK").flags & EVIDENCE,
+            0
+        );
+        assert_eq!(
+            op(PyVersion::new(3, 13), "POP_JUMP_IF_TRUE").initial_cache,
+            Some(0x5555)
+        );
+        assert_eq!(
+            op(PyVersion::new(3, 12), "POP_JUMP_IF_TRUE").initial_cache,
+            None
+        );
         // 3.13's metadata: loads and stores complete; calls, the eval-breaker checks, yields
         // and returns do not count. 3.12 has no error flags: nothing is NON_RAISING.
         for name in [
@@ -133,7 +147,11 @@ mod tests {
             "POP_TOP",
             "JUMP_FORWARD",
         ] {
-            assert_ne!(op((3, 13), name).flags & NON_RAISING, 0, "{name}");
+            assert_ne!(
+                op(PyVersion::new(3, 13), name).flags & NON_RAISING,
+                0,
+                "{name}"
+            );
         }
         for name in [
             "CALL",
@@ -145,13 +163,20 @@ mod tests {
             "BINARY_OP",
             "LOAD_FAST_CHECK",
         ] {
-            assert_eq!(op((3, 13), name).flags & NON_RAISING, 0, "{name}");
+            assert_eq!(
+                op(PyVersion::new(3, 13), name).flags & NON_RAISING,
+                0,
+                "{name}"
+            );
         }
-        assert!(table_for((3, 12))
+        assert!(table_for(PyVersion::new(3, 12))
             .unwrap()
             .ops
             .iter()
             .all(|o| o.flags & (NON_RAISING | BRANCH_HISTORY) == 0));
-        assert_ne!(op((3, 13), "POP_JUMP_IF_NONE").flags & BRANCH_HISTORY, 0);
+        assert_ne!(
+            op(PyVersion::new(3, 13), "POP_JUMP_IF_NONE").flags & BRANCH_HISTORY,
+            0
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! a line-table entry.  The compiler differences between versions are kept as
 //! a handful of flags in [`CompilerRules`].
 
+use crate::reader::PyVersion;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -49,6 +50,8 @@ pub enum ExecutableLinesError {
     TooDeeplyNested { line: u32 },
     /// The Python version is outside [`SUPPORTED_MINORS`].
     UnsupportedVersion { major: u8, minor: u8 },
+    /// Nothing says which Python ran the code (a results file naming no version).
+    UnknownVersion,
 }
 
 impl fmt::Display for ExecutableLinesError {
@@ -64,6 +67,10 @@ impl fmt::Display for ExecutableLinesError {
                     SUPPORTED_MINORS.end()
                 )
             }
+            Self::UnknownVersion => write!(
+                f,
+                "the Python version is unknown (the results name none): pass --python-version X.Y"
+            ),
         }
     }
 }
@@ -77,7 +84,7 @@ impl std::error::Error for ExecutableLinesError {}
 /// CPython 3.13 attributes to "no line" (`None`) is not reported.
 pub fn executable_lines(
     source: &str,
-    version: (u8, u8),
+    version: PyVersion,
 ) -> Result<BTreeSet<u32>, ExecutableLinesError> {
     let rules = CompilerRules::for_version(version)?;
     let lines = LineIndex::new(source);
@@ -179,7 +186,14 @@ impl<T: Ranged> RangedLine for T {
 mod tests {
     use super::*;
 
-    const VERSIONS: [(u8, u8); 6] = [(3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13)];
+    const VERSIONS: [PyVersion; 6] = [
+        PyVersion::new(3, 8),
+        PyVersion::new(3, 9),
+        PyVersion::new(3, 10),
+        PyVersion::new(3, 11),
+        PyVersion::new(3, 12),
+        PyVersion::new(3, 13),
+    ];
 
     /// `expected[i]` is what `trace._find_executable_linenos` returned under
     /// CPython `VERSIONS[i]` (None: that version rejects the syntax).
@@ -193,7 +207,7 @@ mod tests {
             assert_eq!(
                 got, expected,
                 "Python {}.{} for {source:?}",
-                version.0, version.1
+                version.major, version.minor
             );
         }
     }
@@ -471,33 +485,33 @@ mod tests {
     fn compiler_changes_of_3_14() {
         let items: String = (0..31).map(|i| format!("    {i},\n")).collect();
         let list = format!("x = [\n{items}]\n");
-        let lines_13 = executable_lines(&list, (3, 13)).unwrap();
-        let lines_14 = executable_lines(&list, (3, 14)).unwrap();
+        let lines_13 = executable_lines(&list, PyVersion::new(3, 13)).unwrap();
+        let lines_14 = executable_lines(&list, PyVersion::new(3, 14)).unwrap();
         assert_eq!(lines_13.into_iter().collect::<Vec<_>>(), vec![0, 1]);
         assert_eq!(lines_14.len(), 2 + 31, "{lines_14:?}");
 
         let dict = "x = {\n    'a':\n        (1, 2),\n    'b':\n        (3, 4),\n}\n";
         let keys = |version| executable_lines(dict, version).unwrap();
         assert_eq!(
-            keys((3, 13)).into_iter().collect::<Vec<_>>(),
+            keys(PyVersion::new(3, 13)).into_iter().collect::<Vec<_>>(),
             vec![0, 1, 3, 5]
         );
         assert_eq!(
-            keys((3, 14)).into_iter().collect::<Vec<_>>(),
+            keys(PyVersion::new(3, 14)).into_iter().collect::<Vec<_>>(),
             vec![0, 1, 2, 3, 4, 5]
         );
 
         let defaults = "def f(a=1,\n      b=2):\n    pass\n";
         let lines = |version| executable_lines(defaults, version).unwrap();
-        assert!(lines((3, 13)).contains(&2));
-        assert!(!lines((3, 14)).contains(&2));
+        assert!(lines(PyVersion::new(3, 13)).contains(&2));
+        assert!(!lines(PyVersion::new(3, 14)).contains(&2));
     }
 
     #[test]
     fn unsupported_versions_are_errors() {
-        for version in [(2, 7), (3, 7), (3, 16), (4, 0)] {
+        for (major, minor) in [(2, 7), (3, 7), (3, 16), (4, 0)] {
             assert!(matches!(
-                executable_lines("x = 1\n", version),
+                executable_lines("x = 1\n", PyVersion::new(major, minor)),
                 Err(ExecutableLinesError::UnsupportedVersion { .. })
             ));
         }
@@ -505,7 +519,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_errors() {
-        let error = executable_lines("x = 1\ndef (:\n", (3, 12));
+        let error = executable_lines("x = 1\ndef (:\n", PyVersion::new(3, 12));
         assert!(
             matches!(error, Err(ExecutableLinesError::Syntax { line: 2, .. })),
             "{error:?}"
@@ -531,8 +545,8 @@ mod tests {
             ];
             for source in &sources {
                 // Either answer is fine; it must come back without a crash.
-                let _ = executable_lines(source, (3, 12));
-                let _ = executable_lines(source, (3, 8));
+                let _ = executable_lines(source, PyVersion::new(3, 12));
+                let _ = executable_lines(source, PyVersion::new(3, 8));
             }
         }
         let nested_blocks: String = (0..150)
@@ -540,7 +554,7 @@ mod tests {
             .collect::<String>()
             + &"    ".repeat(150)
             + "pass\n";
-        let _ = executable_lines(&nested_blocks, (3, 10));
+        let _ = executable_lines(&nested_blocks, PyVersion::new(3, 10));
     }
 
     #[test]
@@ -563,7 +577,7 @@ mod tests {
                 source.push_str(fragments[(seed % fragments.len() as u64) as usize]);
             }
             for minor in SUPPORTED_MINORS {
-                let _ = executable_lines(&source, (3, minor));
+                let _ = executable_lines(&source, PyVersion::new(3, minor));
             }
         }
     }

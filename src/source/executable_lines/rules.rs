@@ -2,6 +2,7 @@
 //! that the line model asks (does it always leave, does it hold a `break`, is it a docstring).
 
 use super::*;
+use crate::reader::PyVersion;
 
 /// The compiler behaviours that differ between the supported versions.
 #[derive(Debug, Clone, Copy)]
@@ -92,8 +93,8 @@ pub(super) enum FStringSearch {
 }
 
 impl CompilerRules {
-    pub(super) fn for_version(version: (u8, u8)) -> Result<Self, ExecutableLinesError> {
-        let (major, minor) = version;
+    pub(super) fn for_version(version: PyVersion) -> Result<Self, ExecutableLinesError> {
+        let PyVersion { major, minor } = version;
         if major != 3 || !super::SUPPORTED_MINORS.contains(&minor) {
             return Err(ExecutableLinesError::UnsupportedVersion { major, minor });
         }

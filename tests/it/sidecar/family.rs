@@ -493,7 +493,7 @@ fn snapshot_reads_every_traced_process_still_alive() {
     let Some(python) = pythons_under_test()
         .into_iter()
         .rev()
-        .find(|p| p.version >= (3, 12))
+        .find(|p| p.version >= PyVersion::new(3, 12))
     else {
         println!("SKIP: no Python 3.12+ found: attach --snapshot --subprocesses not tested");
         return;

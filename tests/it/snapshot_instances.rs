@@ -1,0 +1,168 @@
+//! Code held only through objects (coverage issue, item 3): instances' attributes (a
+//! `functools.partial` in a `curry`-like object's `__dict__`, `__slots__`, a materialized
+//! instance dict), a `functools.lru_cache` wrapper, a list, a tuple, a function's default and
+//! its `__wrapped__` attribute (tests/workloads/snapshot_instances/). The walk before this
+//! reached none of these functions (their module's code, whose `co_consts` held theirs, is
+//! freed after import). Every line reported must be in trace's truth of the same workload
+//! (precision 1.000); every line marked `# via` must be proven.
+
+use crate::common::{printed, pythons_under_test, run_tracer, scratch, support, workload};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+#[test]
+fn functions_held_only_through_objects_are_proven_and_all_ran_under_trace() {
+    let mut tested = 0;
+    for python in pythons_under_test() {
+        if python.version < tracer::reader::PyVersion::new(3, 12) {
+            continue;
+        }
+        tested += 1;
+        let dir = scratch(&format!(
+            "snapshot-instances-{}.{}",
+            python.version.major, python.version.minor
+        ));
+        let driver = workload("snapshot_instances/drive.py");
+        let driver = driver.to_str().unwrap();
+        let truth = dir.join("truth.pickle");
+        let out = Command::new(&python.path)
+            .arg(support("trace_truth.py"))
+            .arg(&truth)
+            .arg(driver)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "truth run: {}", printed(&out));
+        let mut child = Command::new(&python.path)
+            .arg(driver)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(
+            lines.next().and_then(Result::ok).as_deref(),
+            Some("ready"),
+            "{}: the workload did not get ready",
+            python.label()
+        );
+        let path = dir.join("instances.json");
+        let pid = child.id().to_string();
+        let out = run_tracer(
+            &[
+                "snapshot",
+                "--pid",
+                &pid,
+                "--format",
+                "json",
+                "-o",
+                path.to_str().unwrap(),
+            ],
+            &dir,
+            TIMEOUT,
+        );
+        let _ = child.stdin.take().map(|mut s| s.write_all(b"\n"));
+        let _ = child.wait();
+        assert!(out.status.success(), "{}", printed(&out));
+        let out = Command::new(&python.path)
+            .arg(support("snapshot_compare.py"))
+            .arg(&truth)
+            .arg("held.py,drive.py")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "compare: {}", printed(&out));
+        let row: Value = serde_json::from_str(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or("{}"),
+        )
+        .unwrap();
+        let false_positives = row["false_positives"].as_array().unwrap();
+        assert!(
+            false_positives.is_empty(),
+            "{}: lines reported that trace never saw run: {false_positives:?}",
+            python.label()
+        );
+        let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let proven: Vec<u64> = doc["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r[0].as_str().unwrap_or("").ends_with("held.py"))
+            .filter_map(|r| r[1].as_u64())
+            .collect();
+        let source = std::fs::read_to_string(workload("snapshot_instances/held.py")).unwrap();
+        let marked: Vec<(u64, &str)> = source
+            .lines()
+            .enumerate()
+            .filter_map(|(i, l)| l.split_once("# via ").map(|(_, how)| (i as u64 + 1, how)))
+            .collect();
+        assert_eq!(marked.len(), 8, "the workload's marked lines");
+        println!(
+            "{}: recall {}, held.py proven {proven:?}",
+            python.label(),
+            row["recall"]
+        );
+        for (line, how) in marked {
+            assert!(
+                proven.contains(&line),
+                "{}: held.py:{line}, a function reachable only {how}, not proven: {proven:?}",
+                python.label()
+            );
+        }
+    }
+    if tested == 0 {
+        println!("SKIP: no Python 3.12+ found: the instance walk not tested");
+    }
+}
+
+/// The type flags src/snapshot/walk/instances.rs relies on, as each interpreter has them:
+/// `Py_TPFLAGS_HEAPTYPE` (1 << 9) and `Py_TPFLAGS_MANAGED_DICT` (1 << 4) on a plain class,
+/// not `MANAGED_DICT` with `__slots__`, and `Py_TPFLAGS_INLINE_VALUES` (1 << 2) on 3.13+.
+#[test]
+fn instance_layout_flags_are_the_interpreters_own() {
+    let mut tested = 0;
+    for python in pythons_under_test() {
+        if python.version < tracer::reader::PyVersion::new(3, 12) {
+            continue;
+        }
+        tested += 1;
+        let out = Command::new(&python.path)
+            .args([
+                "-c",
+                "class P: pass\nclass S:\n    __slots__ = ('a',)\nprint(P.__flags__, S.__flags__)",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", printed(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let flags: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let (plain, slotted) = (flags[0], flags[1]);
+        assert_ne!(plain & (1 << 9), 0, "{}: HEAPTYPE", python.label());
+        assert_ne!(plain & (1 << 4), 0, "{}: MANAGED_DICT", python.label());
+        assert_eq!(
+            slotted & (1 << 4),
+            0,
+            "{}: __slots__ has no dict",
+            python.label()
+        );
+        assert_eq!(
+            plain & (1 << 2) != 0,
+            python.version >= tracer::reader::PyVersion::new(3, 13),
+            "{}: INLINE_VALUES",
+            python.label()
+        );
+    }
+    if tested == 0 {
+        println!("SKIP: no Python 3.12+ found: instance layout flags not checked");
+    }
+}
