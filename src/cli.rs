@@ -63,48 +63,7 @@ pub enum Commands {
     },
     /// Write annotated .cover files and a summary from a results file, like
     /// `python -m trace --report`; or, with --format, convert it to another format.
-    Report {
-        /// A results file: our pickle or JSON, or a pickle from `python -m trace --file`.
-        #[arg(long, short = 'f', value_name = "RESULTS")]
-        file: PathBuf,
-        /// Write the .cover files here (named by dotted module path) instead of beside each
-        /// source file.
-        #[arg(long, short = 'C', value_name = "DIR")]
-        coverdir: Option<PathBuf>,
-        /// Mark executable lines that never ran with `>>>>>> `.
-        #[arg(long, short = 'm')]
-        missing: bool,
-        /// Print the `lines cov% module (path)` summary.
-        #[arg(long, short = 's')]
-        summary: bool,
-        /// Print trace's "functions called:" list.
-        #[arg(long, short = 'l')]
-        listfuncs: bool,
-        /// Print trace's "calling relationships:" list.
-        #[arg(long, short = 'T')]
-        trackcalls: bool,
-        /// Print the function view (traced with --function) as text: per call its stack, then
-        /// per statement `- 'snippet' hits` and the values of its variables.
-        #[arg(long)]
-        function: bool,
-        /// Convert to this format instead of writing .cover files (with -o).
-        #[arg(long, value_enum)]
-        format: Option<Format>,
-        /// Where --format writes (a directory for cover); without --format, the format is
-        /// told by the name's extension.
-        #[arg(long, short = 'o', value_name = "PATH")]
-        output: Option<PathBuf>,
-        /// The Python version whose compiler decides which lines are executable (for
-        /// --missing), as X.Y; default: the one recorded in the results, else 3.12.
-        #[arg(long, value_name = "X.Y", value_parser = parse_version)]
-        python_version: Option<PyVersion>,
-        #[command(flatten)]
-        plugin: CoveragePluginArg,
-        #[command(flatten)]
-        filters: FilterArgs,
-        #[command(flatten)]
-        paths: PathMapArgs,
-    },
+    Report(ReportArgs),
     /// Read once what a running Python 3.12+ has run since it started, from its adaptive
     /// bytecode, without sampling: the lines and functions proven to have run (counts of 1),
     /// in any format (docs/snapshot.md).
@@ -260,6 +219,51 @@ pub struct PathMapArgs {
     /// match wins). Sources are then read at the rewritten paths.
     #[arg(long = "path-map", value_name = "FROM=TO")]
     pub path_map: Vec<PathMap>,
+}
+
+/// `tracer report`'s arguments.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A results file: our pickle or JSON, or a pickle from `python -m trace --file`.
+    #[arg(long, short = 'f', value_name = "RESULTS")]
+    pub file: PathBuf,
+    /// Write the .cover files here (named by dotted module path) instead of beside each
+    /// source file.
+    #[arg(long, short = 'C', value_name = "DIR")]
+    pub coverdir: Option<PathBuf>,
+    /// Mark executable lines that never ran with `>>>>>> `.
+    #[arg(long, short = 'm')]
+    pub missing: bool,
+    /// Print the `lines cov% module (path)` summary.
+    #[arg(long, short = 's')]
+    pub summary: bool,
+    /// Print trace's "functions called:" list.
+    #[arg(long, short = 'l')]
+    pub listfuncs: bool,
+    /// Print trace's "calling relationships:" list.
+    #[arg(long, short = 'T')]
+    pub trackcalls: bool,
+    /// Print the function view (traced with --function) as text: per call its stack, then
+    /// per statement `- 'snippet' hits` and the values of its variables.
+    #[arg(long)]
+    pub function: bool,
+    /// Convert to this format instead of writing .cover files (with -o).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Where --format writes (a directory for cover); without --format, the format is
+    /// told by the name's extension.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// The Python version whose compiler decides which lines are executable (for
+    /// --missing), as X.Y; default: the one recorded in the results, else 3.12.
+    #[arg(long, value_name = "X.Y", value_parser = parse_version)]
+    pub python_version: Option<PyVersion>,
+    #[command(flatten)]
+    pub plugin: CoveragePluginArg,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub paths: PathMapArgs,
 }
 
 /// Options shared by `attach` and `run`.

@@ -22,7 +22,7 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     if matches!(
         cli.command,
-        Commands::Report { .. } | Commands::Dump { .. } | Commands::Merge { .. }
+        Commands::Report(_) | Commands::Dump { .. } | Commands::Merge { .. }
     ) {
         commands::end_quietly_on_a_closed_pipe();
     }
@@ -45,35 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Commands::Report {
-            file,
-            coverdir,
-            missing,
-            summary,
-            listfuncs,
-            trackcalls,
-            function,
-            format,
-            output,
-            python_version,
-            plugin,
-            filters,
-            paths,
-        } => report::report_command(&report::ReportRequest {
-            file,
-            coverdir,
-            missing,
-            summary,
-            listfuncs,
-            trackcalls,
-            function,
-            format,
-            output,
-            python_version,
-            write_options: plugin.write_options(),
-            filters,
-            path_map: paths.path_map,
-        }),
+        Commands::Report(args) => report::report_command(&args),
         Commands::Snapshot {
             pid,
             output,

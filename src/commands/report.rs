@@ -3,29 +3,11 @@
 
 use crate::aggregate::filter::PathMap;
 use crate::aggregate::model::CoverageResults;
-use crate::cli::FilterArgs;
-use crate::output::{self, cover, Format, RunInfo, WriteOptions};
-use crate::reader::PyVersion;
+use crate::cli::{FilterArgs, ReportArgs};
+use crate::output::{self, cover, Format, RunInfo};
 use crate::source::Sources;
 use anyhow::Context;
-use std::path::{Path, PathBuf};
-
-/// What `tracer report` was asked to do.
-pub struct ReportRequest {
-    pub file: PathBuf,
-    pub coverdir: Option<PathBuf>,
-    pub missing: bool,
-    pub summary: bool,
-    pub listfuncs: bool,
-    pub trackcalls: bool,
-    pub function: bool,
-    pub format: Option<Format>,
-    pub output: Option<PathBuf>,
-    pub python_version: Option<PyVersion>,
-    pub write_options: WriteOptions,
-    pub filters: FilterArgs,
-    pub path_map: Vec<PathMap>,
-}
+use std::path::Path;
 
 /// Load a results file, rewrite its paths and filter its line counts as asked.
 fn load_for_report(
@@ -80,8 +62,9 @@ pub(super) fn apply_filters(
 }
 
 /// `tracer report`: what `request` asks, printed or written; the exit status.
-pub fn report_command(request: &ReportRequest) -> anyhow::Result<i32> {
-    let (results, info) = load_for_report(&request.file, &request.filters, &request.path_map)?;
+pub fn report_command(request: &ReportArgs) -> anyhow::Result<i32> {
+    let (results, info) =
+        load_for_report(&request.file, &request.filters, &request.paths.path_map)?;
     let version = request
         .python_version
         .or_else(|| info.as_ref().and_then(|i| i.target.version()));
@@ -123,23 +106,17 @@ pub fn report_command(request: &ReportRequest) -> anyhow::Result<i32> {
         })?),
         (None, None) => None,
     };
-    request
-        .write_options
-        .check(format.unwrap_or(Format::Cover))?;
+    let write_options = request.plugin.write_options();
+    write_options.check(format.unwrap_or(Format::Cover))?;
     if let Some(format) = format.filter(|f| *f != Format::Cover || request.output.is_some()) {
         let path = request
             .output
             .as_ref()
             .with_context(|| format!("--format {} needs -o PATH to write to", format.name()))?;
         let info = info.unwrap_or_default();
-        if let Some(report) = output::write(
-            &results,
-            &info,
-            format,
-            path,
-            &sources,
-            &request.write_options,
-        )? {
+        if let Some(report) =
+            output::write(&results, &info, format, path, &sources, &write_options)?
+        {
             for line in &report.skipped {
                 eprintln!("tracer: {line}");
             }

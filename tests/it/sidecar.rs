@@ -14,6 +14,46 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A workload child whose stdout is collected line by line (the pids and events it prints),
+/// for the family tests; the owner kills what it started when dropped.
+struct Printing {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    name: &'static str,
+}
+
+impl Printing {
+    /// Spawn `command` with its stdout piped and collected; `name` labels a timeout's panic.
+    fn spawn(command: &mut Command, name: &'static str) -> Printing {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let collected = lines.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                collected.lock().unwrap().push(line);
+            }
+        });
+        Printing { child, lines, name }
+    }
+
+    /// Wait (bounded: 60 s) until `done` holds of the lines printed so far.
+    fn wait_for(&self, done: impl Fn(&[String]) -> bool) {
+        for _ in 0..1200 {
+            if done(&self.lines.lock().unwrap()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{}: {:?}", self.name, self.lines.lock().unwrap());
+    }
+
+    /// The lines printed so far.
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
 /// A tracer running in the background, its stderr collected line by line.
 struct Background {
     child: Child,

@@ -3,24 +3,19 @@
 //! with stats that add up, a kill -9 of the tracer after a flush, workers killed and
 //! respawned, a graceful stop, and precision against the stdlib's trace run on the same code.
 
-use super::Background;
+use super::{Background, Printing};
 use crate::common::*;
 use crate::trace_compat::{bootstrap_exemptions, check_precision, load};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 use tracer::aggregate::model::CoverageResults;
 use tracer::output::{ProcessRecord, RunInfo};
 
 /// tests/workloads/prefork.py running, its stdout ("master PID", "worker PID", "ready")
 /// collected line by line; killed with its workers when dropped.
-struct Server {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
+struct Server(Printing);
 
 impl Server {
     /// Start the server under `python`, named by `marker`; `wrapped` starts it from a
@@ -40,38 +35,21 @@ impl Server {
             c.arg(&script).arg(marker);
             c
         };
-        let mut child = command
-            .env("PREFORK_WORKERS", "2")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let collected = lines.clone();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                collected.lock().unwrap().push(line);
-            }
-        });
-        let server = Server { child, lines };
+        let server = Server(Printing::spawn(
+            command.env("PREFORK_WORKERS", "2"),
+            "server",
+        ));
         server.wait_for(|lines| lines.iter().any(|l| l == "ready"));
         server
     }
 
     fn wait_for(&self, done: impl Fn(&[String]) -> bool) {
-        for _ in 0..1200 {
-            if done(&self.lines.lock().unwrap()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("server: {:?}", self.lines.lock().unwrap());
+        self.0.wait_for(done)
     }
 
     fn pids(&self, kind: &str) -> Vec<i32> {
-        self.lines
-            .lock()
-            .unwrap()
+        self.0
+            .lines()
             .iter()
             .filter_map(|l| l.strip_prefix(kind)?.trim().parse().ok())
             .collect()
@@ -98,7 +76,7 @@ impl Server {
             if tracer::target::process::is_alive(self.master()) {
                 std::thread::sleep(Duration::from_millis(50));
             } else {
-                let _ = self.child.wait();
+                let _ = self.0.child.wait();
                 return;
             }
         }
@@ -111,8 +89,8 @@ impl Drop for Server {
         for pid in self.workers().into_iter().chain(self.pids("master ")) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
     }
 }
 
@@ -449,7 +427,7 @@ fn a_prefork_server_by_name_through_worker_deaths_and_a_graceful_stop() {
     let status = tracer.wait();
     assert!(status.success(), "{status:?}\n{}", tracer.text());
     let text = tracer.text();
-    let wrapper = format!("pid {} (bash -c", server.child.id());
+    let wrapper = format!("pid {} (bash -c", server.0.child.id());
     assert_eq!(
         text.lines()
             .filter(|l| l.contains("passing over") && l.contains(&wrapper))

@@ -5,64 +5,41 @@
 //! watched is said and still sampled; and a tracer killed by SIGKILL leaves every worker to
 //! exit as untraced (tests/workloads/family_snapshot.py).
 
-use super::Background;
+use super::{Background, Printing};
 use crate::common::*;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 const SCRIPT: &str = "family_snapshot.py";
 
 /// The workload's master and workers, its stdout collected line by line; killed when dropped.
-struct Family {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
+struct Family(Printing);
 
 impl Family {
     fn start(python: &Python, dir: &Path, kinds: &[&str]) -> Family {
-        let mut child = Command::new(&python.path)
-            .arg(workload(SCRIPT))
-            .arg(dir)
-            .args(kinds)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let collected = lines.clone();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                collected.lock().unwrap().push(line);
-            }
-        });
-        let family = Family { child, lines };
-        family.wait_for(|lines| lines.iter().any(|l| l == "ready"));
+        let family = Family(Printing::spawn(
+            Command::new(&python.path)
+                .arg(workload(SCRIPT))
+                .arg(dir)
+                .args(kinds),
+            "family",
+        ));
+        family
+            .0
+            .wait_for(|lines| lines.iter().any(|l| l == "ready"));
         family
     }
 
-    fn wait_for(&self, done: impl Fn(&[String]) -> bool) {
-        for _ in 0..1200 {
-            if done(&self.lines.lock().unwrap()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("family: {:?}", self.lines.lock().unwrap());
-    }
-
     fn master(&self) -> i32 {
-        self.child.id() as i32
+        self.0.child.id() as i32
     }
 
     /// The workers, (pid, kind), in the order forked.
     fn workers(&self) -> Vec<(i32, String)> {
-        self.lines
-            .lock()
-            .unwrap()
+        self.0
+            .lines()
             .iter()
             .filter_map(|l| {
                 let mut words = l.strip_prefix("worker ")?.split_whitespace();
@@ -75,18 +52,17 @@ impl Family {
     /// master printed them ("exited PID CODE", "signaled PID SIGNAL").
     fn wait_for_end(&mut self) -> Vec<String> {
         let workers = self.workers().len();
-        self.wait_for(|lines| {
+        self.0.wait_for(|lines| {
             lines
                 .iter()
                 .filter(|l| l.starts_with("exited ") || l.starts_with("signaled "))
                 .count()
                 >= workers
         });
-        let status = self.child.wait().unwrap();
+        let status = self.0.child.wait().unwrap();
         assert!(status.success(), "the master failed: {status}");
-        self.lines
-            .lock()
-            .unwrap()
+        self.0
+            .lines()
             .iter()
             .filter(|l| l.starts_with("exited ") || l.starts_with("signaled "))
             .cloned()
@@ -99,8 +75,8 @@ impl Drop for Family {
         for (pid, _) in self.workers() {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
     }
 }
 
