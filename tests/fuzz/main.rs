@@ -6,7 +6,9 @@
 mod common;
 
 mod fuzz_parsers;
+mod fuzz_snapshot;
 mod fuzz_walker;
+mod walker_regressions;
 
 use common::fuzz::CountingAllocator;
 
