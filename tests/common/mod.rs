@@ -46,6 +46,13 @@ pub const NEW_MINORS: std::ops::RangeInclusive<u8> = 14..=15;
 /// winning; pyenv's come first. An entry that names no interpreter that runs fails the test: a
 /// mistyped list must not turn every test into a skip.
 pub fn all_pythons() -> Vec<Python> {
+    // Found once per test binary: every per-version case asks, and each look runs every
+    // interpreter on the machine.
+    static FOUND: std::sync::OnceLock<Vec<Python>> = std::sync::OnceLock::new();
+    FOUND.get_or_init(find_pythons).clone()
+}
+
+fn find_pythons() -> Vec<Python> {
     let candidates: Vec<PathBuf> = match std::env::var("TRACER_TEST_PYTHONS") {
         Ok(list) if !list.trim().is_empty() => list
             .split([':', ',', ' ', '\n'])
@@ -496,55 +503,54 @@ fn run_on_build(minor: u8, free_threaded: bool, check: impl Fn(&Python) -> Resul
     }
 }
 
-/// One test per Python 3.8–3.15 and one on the free-threaded 3.13t, `NAME::py3_X`, so that one version of one case can be run by
-/// name (`cargo test --release --test it trace_compat::NAME::py3_12`). `CHECK` is a
-/// `Fn(&Python) -> Result<(), String>`.
+/// One test per Python version, `NAME::py3_X`, so that one version of one case can be run by
+/// name (`cargo test --release --test it trace_compat::NAME::py3_12`); each prints SKIP when its
+/// version is not found. `CHECK` is a `Fn(&Python) -> Result<(), String>`.
+///
+/// - `per_python!(NAME, CHECK)`: 3.8–3.15 and the free-threaded 3.13t (`py3_13t`);
+/// - `per_python!(NAME, gil, CHECK)`: 3.8–3.15 with the GIL only;
+/// - `per_python!(NAME, gil since 11 | 12 | 13, CHECK)`: those from 3.11, 3.12 or 3.13 on.
 #[macro_export]
 macro_rules! per_python {
+    ($(#[$meta:meta])* $name:ident, gil since 11, $check:expr) => {
+        $crate::per_python!(@cases [$(#[$meta])*] $name, $check,
+            [py3_11 11, py3_12 12, py3_13 13, py3_14 14, py3_15 15]);
+    };
+    ($(#[$meta:meta])* $name:ident, gil since 12, $check:expr) => {
+        $crate::per_python!(@cases [$(#[$meta])*] $name, $check,
+            [py3_12 12, py3_13 13, py3_14 14, py3_15 15]);
+    };
+    ($(#[$meta:meta])* $name:ident, gil since 13, $check:expr) => {
+        $crate::per_python!(@cases [$(#[$meta])*] $name, $check,
+            [py3_13 13, py3_14 14, py3_15 15]);
+    };
+    ($(#[$meta:meta])* $name:ident, gil, $check:expr) => {
+        $crate::per_python!(@cases [$(#[$meta])*] $name, $check,
+            [py3_8 8, py3_9 9, py3_10 10, py3_11 11, py3_12 12, py3_13 13, py3_14 14, py3_15 15]);
+    };
     ($(#[$meta:meta])* $name:ident, $check:expr) => {
-        $(#[$meta])*
+        $crate::per_python!(@cases [$(#[$meta])*] $name, $check,
+            [py3_8 8, py3_9 9, py3_10 10, py3_11 11, py3_12 12, py3_13 13, py3_14 14, py3_15 15],
+            py3_13t 13);
+    };
+    (@cases [$($meta:tt)*] $name:ident, $check:expr, [$($case:ident $minor:literal),*]
+        $(, $ft_case:ident $ft_minor:literal)?) => {
+        $($meta)*
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            fn run(minor: u8) {
-                $crate::common::run_on_python(minor, $check)
-            }
-            #[test]
-            fn py3_8() {
-                run(8)
-            }
-            #[test]
-            fn py3_9() {
-                run(9)
-            }
-            #[test]
-            fn py3_10() {
-                run(10)
-            }
-            #[test]
-            fn py3_11() {
-                run(11)
-            }
-            #[test]
-            fn py3_12() {
-                run(12)
-            }
-            #[test]
-            fn py3_13() {
-                run(13)
-            }
-            #[test]
-            fn py3_14() {
-                run(14)
-            }
-            #[test]
-            fn py3_15() {
-                run(15)
-            }
-            #[test]
-            fn py3_13t() {
-                $crate::common::run_on_free_threaded(13, $check)
-            }
+            $(
+                #[test]
+                fn $case() {
+                    $crate::common::run_on_python($minor, $check)
+                }
+            )*
+            $(
+                #[test]
+                fn $ft_case() {
+                    $crate::common::run_on_free_threaded($ft_minor, $check)
+                }
+            )?
         }
     };
 }

@@ -9,60 +9,70 @@ use tracer::reader::discover::{
     find_target, find_target_with, runtime_addresses, symbols_from_maps, DiscoveryMethod,
 };
 
+per_python!(
+    every_way_of_finding_the_runtime_agrees,
+    gil,
+    runtime_found_every_way
+);
+
+/// Debian's statically linked 3.11: another build of a version, found the same ways.
 #[test]
-fn every_way_of_finding_the_runtime_agrees() {
-    let mut pythons = pythons_under_test();
+fn every_way_of_finding_the_runtime_agrees_on_a_static_build() {
     match debian_python() {
-        Some(p) => pythons.push(p),
+        Some(python) => runtime_found_every_way(&python).unwrap(),
         None => println!("SKIP: no Debian /usr/bin/python3.11 (statically linked) found"),
     }
-    for python in pythons {
-        let target = Workload::start(&python, &workload("mix.py"), 10.0);
-        let found = runtime_addresses(target.pid(), DiscoveryMethod::Auto).unwrap();
-        // Our own discovery from the memory maps finds the same, without /proc/PID/exe.
-        let ours = runtime_addresses(target.pid(), DiscoveryMethod::Maps).unwrap();
-        assert_eq!(ours, found, "{}: maps-based discovery", python.label());
-        let symbols = symbols_from_maps(target.pid()).unwrap();
+}
+
+/// `_PyRuntime` found by symbol, section and cookie alike, from py-spy's discovery and from our
+/// maps; the version from the maps; our reader has a layout.
+fn runtime_found_every_way(python: &Python) -> Result<(), String> {
+    let target = Workload::start(&python, &workload("mix.py"), 10.0);
+    let found = runtime_addresses(target.pid(), DiscoveryMethod::Auto).unwrap();
+    // Our own discovery from the memory maps finds the same, without /proc/PID/exe.
+    let ours = runtime_addresses(target.pid(), DiscoveryMethod::Maps).unwrap();
+    assert_eq!(ours, found, "{}: maps-based discovery", python.label());
+    let symbols = symbols_from_maps(target.pid()).unwrap();
+    assert_eq!(
+        symbols.version,
+        python.version,
+        "{}: version from the maps",
+        python.label()
+    );
+    let by_maps = find_target_with(target.pid(), DiscoveryMethod::Maps).unwrap();
+    assert!(by_maps.target.is_some(), "{}", python.label());
+    let symbol = found.symbol.expect("_PyRuntime symbol");
+    if python.version >= PyVersion::new(3, 11) {
         assert_eq!(
-            symbols.version,
-            python.version,
-            "{}: version from the maps",
+            found.section,
+            Some(symbol),
+            "{}: .PyRuntime section",
             python.label()
         );
-        let by_maps = find_target_with(target.pid(), DiscoveryMethod::Maps).unwrap();
-        assert!(by_maps.target.is_some(), "{}", python.label());
-        let symbol = found.symbol.expect("_PyRuntime symbol");
-        if python.version >= PyVersion::new(3, 11) {
-            assert_eq!(
-                found.section,
-                Some(symbol),
-                "{}: .PyRuntime section",
-                python.label()
-            );
-        }
-        if python.version >= PyVersion::new(3, 13) {
-            assert_eq!(
-                found.cookie,
-                Some(symbol),
-                "{}: debug cookie",
-                python.label()
-            );
-        } else {
-            assert_eq!(
-                found.cookie,
-                None,
-                "{}: no cookie before 3.13",
-                python.label()
-            );
-        }
-        let discovered = find_target(target.pid()).unwrap();
-        assert!(
-            discovered.target.is_some(),
-            "{}: our reader has a layout",
-            python.label()
-        );
-        println!("{}: _PyRuntime at 0x{symbol:x}: {found:?}", python.label());
     }
+    if python.version >= PyVersion::new(3, 13) {
+        assert_eq!(
+            found.cookie,
+            Some(symbol),
+            "{}: debug cookie",
+            python.label()
+        );
+    } else {
+        assert_eq!(
+            found.cookie,
+            None,
+            "{}: no cookie before 3.13",
+            python.label()
+        );
+    }
+    let discovered = find_target(target.pid()).unwrap();
+    assert!(
+        discovered.target.is_some(),
+        "{}: our reader has a layout",
+        python.label()
+    );
+    println!("{}: _PyRuntime at 0x{symbol:x}: {found:?}", python.label());
+    Ok(())
 }
 
 /// A Python installed under a directory whose name holds spaces (two of them, side by side) is

@@ -42,10 +42,11 @@ fn compare(python: &Python, expected: &BTreeMap<String, BTreeSet<u32>>) -> (usiz
     (expected.len(), differing)
 }
 
-#[test]
-fn workloads_exactly_and_a_stdlib_sample_nearly_always() {
-    let mut failures = Vec::new();
-    for python in pythons_under_test() {
+per_python!(
+    workloads_exactly_and_a_stdlib_sample_nearly_always,
+    gil,
+    |python| {
+        let mut failures = Vec::new();
         let workloads: Vec<String> = ["mix.py", "demo.py", "exit_with.py"]
             .iter()
             .map(|w| workload(w).to_string_lossy().into_owned())
@@ -79,9 +80,10 @@ fn workloads_exactly_and_a_stdlib_sample_nearly_always() {
                 python.label()
             ));
         }
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+        Ok(())
     }
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
-}
+);
 
 /// `make exec-lines-accuracy`: every stdlib file of every Python 3.8–3.15, ≥ 99% identical.
 #[test]

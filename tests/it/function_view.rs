@@ -28,29 +28,27 @@ use tracer::function_view::{CallTrace, FunctionTraces};
 
 const WORKLOAD: &str = "function_view.py";
 
-#[test]
-fn function_view_against_tracefunc_and_trace() {
-    for python in pythons_under_test() {
-        let started = std::time::Instant::now();
-        match (python.version.major, python.version.minor) {
-            (3, 12) | (3, 13) => match tracefunc_venv(&python) {
-                Some(venv_python) => against_tracefunc(&python, &venv_python),
-                None => continue,
-            },
-            // 3.14, 3.15: no tracefunc build here; the same checks as before 3.12.
-            (3, 8..=11) | (3, 14..=15) => against_trace(&python),
-            _ => {
-                println!("SKIP: {}: no function-view ground truth", python.label());
-                continue;
-            }
+per_python!(function_view_against_tracefunc_and_trace, gil, |python| {
+    let started = std::time::Instant::now();
+    match (python.version.major, python.version.minor) {
+        (3, 12) | (3, 13) => match tracefunc_venv(&python) {
+            Some(venv_python) => against_tracefunc(&python, &venv_python),
+            None => return Ok(()),
+        },
+        // 3.14, 3.15: no tracefunc build here; the same checks as before 3.12.
+        (3, 8..=11) | (3, 14..=15) => against_trace(&python),
+        _ => {
+            println!("SKIP: {}: no function-view ground truth", python.label());
+            return Ok(());
         }
-        println!(
-            "{}: function view checked in {:.1}s",
-            python.label(),
-            started.elapsed().as_secs_f64()
-        );
     }
-}
+    println!(
+        "{}: function view checked in {:.1}s",
+        python.label(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+});
 
 /// `tracer run --function target --locals` over `script` at `rate`: the function view it wrote.
 fn run_function_view(
@@ -109,17 +107,18 @@ fn traced(python: &Python, dir: &Path) -> FunctionTraces {
     function
 }
 
-/// Locals are read after the stack walk: a frame that returned in between, its place taken by
-/// another call's, must not lend its successor's values. `target` and `other` alternate in the
-/// same slot (tests/workloads/frame_reuse.py); every value of `target`'s `tag` must be "mine".
-/// Before the reader checked that the frame still held the walked code and instruction, 3.12
-/// showed `'theirs'` there (found by function_view.py under CI: `wait`'s argument read as
-/// `target`'s `tag`).
-#[test]
-fn locals_never_come_from_the_frame_that_replaced_the_call() {
-    for python in pythons_under_test() {
+per_python!(
+    /// Locals are read after the stack walk: a frame that returned in between, its place taken by
+    /// another call's, must not lend its successor's values. `target` and `other` alternate in the
+    /// same slot (tests/workloads/frame_reuse.py); every value of `target`'s `tag` must be "mine".
+    /// Before the reader checked that the frame still held the walked code and instruction, 3.12
+    /// showed `'theirs'` there (found by function_view.py under CI: `wait`'s argument read as
+    /// `target`'s `tag`).
+    locals_never_come_from_the_frame_that_replaced_the_call,
+    gil,
+    |python| {
         if python.version >= PyVersion::new(3, 15) {
-            continue;
+            return Ok(());
         }
         let dir = scratch(&format!(
             "frame-reuse-{}.{}",
@@ -149,8 +148,9 @@ fn locals_never_come_from_the_frame_that_replaced_the_call() {
             "{}: tag was never read: the check above proved nothing",
             python.label()
         );
+        Ok(())
     }
-}
+);
 
 /// One call of tracefunc's output: its stack string and `snippet → (hits, var → values)`.
 struct TruthCall {

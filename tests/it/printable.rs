@@ -2,7 +2,7 @@
 //! installed here: the committed table must be what its generator measures from them now, and
 //! the reprs we build must be the ones each interpreter prints.
 
-use crate::common::{printed, pythons_under_test, regenerate};
+use crate::common::{printed, regenerate};
 use std::process::Command;
 use tracer::reader::printable::{PRINTABLE_IN_EVERY_VERSION, UNPRINTABLE_IN_EVERY_VERSION};
 use tracer::reader::values::code_points_repr;
@@ -95,19 +95,20 @@ fn committed_printable_table_is_what_the_generator_measures_now() {
     }
 }
 
-/// Every 37th code point alone, and a few strings mixing quotes, controls and code points of
-/// every escape width, as each interpreter's `repr` shows them; ours must be the same whenever
-/// we give one.
-#[test]
-fn str_reprs_are_what_each_interpreter_prints() {
-    let script = r#"
+per_python!(
+    /// Every 37th code point alone, and a few strings mixing quotes, controls and code points of
+    /// every escape width, as each interpreter's `repr` shows them; ours must be the same whenever
+    /// we give one.
+    str_reprs_are_what_each_interpreter_prints,
+    gil,
+    |python| {
+        let script = r#"
 import json, sys
 cases = [[c] for c in range(0, 0x110000, 37)]
 cases += [[0x27, 0x2028, 0x22], [0x27, 0xe9, 0x0a], [0x5c, 0x378, 0x1f40d, 0x7f],
           [0x4e16, 0x200b, 0xd800, 0xe0001], [0x61, 0x1fae8]]
 json.dump([[c, repr("".join(map(chr, c)))] for c in cases], sys.stdout)
 "#;
-    for python in pythons_under_test() {
         let out = Command::new(&python.path)
             .args(["-c", script])
             .output()
@@ -131,5 +132,6 @@ json.dump([[c, repr("".join(map(chr, c)))] for c in cases], sys.stdout)
             python.label(),
             cases.len()
         );
+        Ok(())
     }
-}
+);

@@ -163,104 +163,101 @@ fn cover_files(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[test]
-fn report_writes_what_trace_report_writes() {
+per_python!(report_writes_what_trace_report_writes, gil, |python| {
     let mut marker_differences = Vec::new();
-    for python in pythons_under_test() {
-        let label = python.label();
-        let dir = scratch(&format!(
-            "report-{}.{}",
-            python.version.major, python.version.minor
-        ));
-        let mut target = Workload::start(&python, &workload("mix.py"), 2.0);
-        let pid = target.pid().to_string();
-        let out = run_tracer(&["attach", "--pid", &pid, "-o", "r.pickle"], &dir, TIMEOUT);
-        target.wait(TIMEOUT);
-        assert!(out.status.success(), "{label}: {}", printed(&out));
+    let label = python.label();
+    let dir = scratch(&format!(
+        "report-{}.{}",
+        python.version.major, python.version.minor
+    ));
+    let mut target = Workload::start(&python, &workload("mix.py"), 2.0);
+    let pid = target.pid().to_string();
+    let out = run_tracer(&["attach", "--pid", &pid, "-o", "r.pickle"], &dir, TIMEOUT);
+    target.wait(TIMEOUT);
+    assert!(out.status.success(), "{label}: {}", printed(&out));
 
-        let theirs = Command::new(&python.path)
-            .args([
-                "-m",
-                "trace",
-                "--report",
-                "--file",
-                "r.pickle",
-                "--coverdir",
-                "theirs",
-                "--missing",
-                "--summary",
-            ])
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(theirs.status.success(), "{label}: {}", printed(&theirs));
-        let version = format!("{}.{}", python.version.major, python.version.minor);
-        let ours = run_tracer(
-            &[
-                "report",
-                "--file",
-                "r.pickle",
-                "--coverdir",
-                "ours",
-                "--missing",
-                "--summary",
-                "--python-version",
-                &version,
-            ],
-            &dir,
-            TIMEOUT,
-        );
-        assert!(ours.status.success(), "{label}: {}", printed(&ours));
+    let theirs = Command::new(&python.path)
+        .args([
+            "-m",
+            "trace",
+            "--report",
+            "--file",
+            "r.pickle",
+            "--coverdir",
+            "theirs",
+            "--missing",
+            "--summary",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(theirs.status.success(), "{label}: {}", printed(&theirs));
+    let version = format!("{}.{}", python.version.major, python.version.minor);
+    let ours = run_tracer(
+        &[
+            "report",
+            "--file",
+            "r.pickle",
+            "--coverdir",
+            "ours",
+            "--missing",
+            "--summary",
+            "--python-version",
+            &version,
+        ],
+        &dir,
+        TIMEOUT,
+    );
+    assert!(ours.status.success(), "{label}: {}", printed(&ours));
 
-        let (theirs_files, ours_files) = (
-            cover_files(&dir.join("theirs")),
-            cover_files(&dir.join("ours")),
+    let (theirs_files, ours_files) = (
+        cover_files(&dir.join("theirs")),
+        cover_files(&dir.join("ours")),
+    );
+    assert_eq!(
+        theirs_files.keys().collect::<Vec<_>>(),
+        ours_files.keys().collect::<Vec<_>>(),
+        "{label}: the same .cover files"
+    );
+    for (name, their_text) in &theirs_files {
+        let our_text = &ours_files[name];
+        let (theirs_lines, ours_lines): (Vec<&str>, Vec<&str>) = (
+            their_text.split_inclusive('\n').collect(),
+            our_text.split_inclusive('\n').collect(),
         );
         assert_eq!(
-            theirs_files.keys().collect::<Vec<_>>(),
-            ours_files.keys().collect::<Vec<_>>(),
-            "{label}: the same .cover files"
+            theirs_lines.len(),
+            ours_lines.len(),
+            "{label}: {name} line count"
         );
-        for (name, their_text) in &theirs_files {
-            let our_text = &ours_files[name];
-            let (theirs_lines, ours_lines): (Vec<&str>, Vec<&str>) = (
-                their_text.split_inclusive('\n').collect(),
-                our_text.split_inclusive('\n').collect(),
-            );
-            assert_eq!(
-                theirs_lines.len(),
-                ours_lines.len(),
-                "{label}: {name} line count"
-            );
-            for (n, (t, o)) in theirs_lines.iter().zip(&ours_lines).enumerate() {
-                if t == o {
-                    continue;
-                }
-                // Only the executable-line analysis may differ: ">>>>>> " against blank.
-                let unmark = |s: &str| s.replacen(">>>>>> ", "       ", 1);
-                assert_eq!(unmark(t), unmark(o), "{label}: {name} line {}", n + 1);
-                marker_differences.push(format!(
-                    "{version} {name}:{}: trace {:?} ours {:?}",
-                    n + 1,
-                    &t[..7],
-                    &o[..7]
-                ));
+        for (n, (t, o)) in theirs_lines.iter().zip(&ours_lines).enumerate() {
+            if t == o {
+                continue;
             }
+            // Only the executable-line analysis may differ: ">>>>>> " against blank.
+            let unmark = |s: &str| s.replacen(">>>>>> ", "       ", 1);
+            assert_eq!(unmark(t), unmark(o), "{label}: {name} line {}", n + 1);
+            marker_differences.push(format!(
+                "{version} {name}:{}: trace {:?} ours {:?}",
+                n + 1,
+                &t[..7],
+                &o[..7]
+            ));
         }
-        // The summary rows agree on module names and paths (percentages follow the markers).
-        let rows = |out: &[u8]| -> Vec<String> {
-            String::from_utf8_lossy(out)
-                .lines()
-                .skip_while(|l| !l.starts_with("lines   cov%"))
-                .map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
-                .collect()
-        };
-        assert_eq!(
-            rows(&theirs.stdout),
-            rows(&ours.stdout),
-            "{label}: summary modules"
-        );
     }
+    // The summary rows agree on module names and paths (percentages follow the markers).
+    let rows = |out: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .skip_while(|l| !l.starts_with("lines   cov%"))
+            .map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(
+        rows(&theirs.stdout),
+        rows(&ours.stdout),
+        "{label}: summary modules"
+    );
     println!(
         "executable-line marker differences against trace: {}",
         marker_differences.len()
@@ -268,7 +265,8 @@ fn report_writes_what_trace_report_writes() {
     for d in &marker_differences {
         println!("  {d}");
     }
-}
+    Ok(())
+});
 
 #[test]
 fn cover_format_writes_annotated_files_and_the_summary() {
