@@ -27,7 +27,7 @@ fn every_way_of_finding_the_runtime_agrees_on_a_static_build() {
 /// `_PyRuntime` found by symbol, section and cookie alike, from py-spy's discovery and from our
 /// maps; the version from the maps; our reader has a layout.
 fn runtime_found_every_way(python: &Python) -> Result<(), String> {
-    let target = Workload::start(&python, &workload("mix.py"), 10.0);
+    let target = Workload::start(python, &workload("mix.py"), 10.0);
     let found = runtime_addresses(target.pid(), DiscoveryMethod::Auto).unwrap();
     // Our own discovery from the memory maps finds the same, without /proc/PID/exe.
     let ours = runtime_addresses(target.pid(), DiscoveryMethod::Maps).unwrap();

@@ -52,7 +52,7 @@ per_python!(
             .map(|w| workload(w).to_string_lossy().into_owned())
             .collect();
         let args: Vec<&str> = workloads.iter().map(String::as_str).collect();
-        let (_, differing) = compare(&python, &expected(&python, &args));
+        let (_, differing) = compare(python, &expected(python, &args));
         if !differing.is_empty() {
             failures.push(format!(
                 "{}: workloads differ: {differing:?}",
@@ -62,13 +62,13 @@ per_python!(
 
         // Every 15th stdlib file, by sorted path: about 110 files per version (more often in
         // a smaller stdlib such as Debian's, split across packages: at least 60 files).
-        let stdlib = stdlib_dir(&python);
+        let stdlib = stdlib_dir(python);
         let mut files: Vec<String> = walk_py(&stdlib);
         files.sort();
         let step = (files.len() / 60).clamp(1, 15);
         let sample: Vec<&str> = files.iter().step_by(step).map(String::as_str).collect();
-        let expected = expected(&python, &sample);
-        let (compared, differing) = compare(&python, &expected);
+        let expected = expected(python, &sample);
+        let (compared, differing) = compare(python, &expected);
         let identical = compared - differing.len();
         println!(
             "{}: stdlib sample {identical}/{compared} files identical",

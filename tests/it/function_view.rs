@@ -31,12 +31,12 @@ const WORKLOAD: &str = "function_view.py";
 per_python!(function_view_against_tracefunc_and_trace, gil, |python| {
     let started = std::time::Instant::now();
     match (python.version.major, python.version.minor) {
-        (3, 12) | (3, 13) => match tracefunc_venv(&python) {
-            Some(venv_python) => against_tracefunc(&python, &venv_python),
+        (3, 12) | (3, 13) => match tracefunc_venv(python) {
+            Some(venv_python) => against_tracefunc(python, &venv_python),
             None => return Ok(()),
         },
         // 3.14, 3.15: no tracefunc build here; the same checks as before 3.12.
-        (3, 8..=11) | (3, 14..=15) => against_trace(&python),
+        (3, 8..=11) | (3, 14..=15) => against_trace(python),
         _ => {
             println!("SKIP: {}: no function-view ground truth", python.label());
             return Ok(());
@@ -124,7 +124,7 @@ per_python!(
             "frame-reuse-{}.{}",
             python.version.major, python.version.minor
         ));
-        let (_, function) = run_function_view(&python, &dir, "frame_reuse.py", "10000");
+        let (_, function) = run_function_view(python, &dir, "frame_reuse.py", "10000");
         let mut seen = BTreeMap::<String, usize>::new();
         for call in &function.calls {
             for statement in &call.statements {

@@ -170,7 +170,7 @@ per_python!(report_writes_what_trace_report_writes, gil, |python| {
         "report-{}.{}",
         python.version.major, python.version.minor
     ));
-    let mut target = Workload::start(&python, &workload("mix.py"), 2.0);
+    let mut target = Workload::start(python, &workload("mix.py"), 2.0);
     let pid = target.pid().to_string();
     let out = run_tracer(&["attach", "--pid", &pid, "-o", "r.pickle"], &dir, TIMEOUT);
     target.wait(TIMEOUT);
