@@ -26,20 +26,10 @@ fn record_snapshot_images() -> Vec<RecordedWalk> {
         if python.version < tracer::snapshot::FIRST_VERSION {
             continue;
         }
-        let target = Workload::start(&python, &workload("mix.py"), 30.0);
-        let Ok(found) = tracer::reader::discover::find_target(target.pid()) else {
-            println!("SKIP: {}: discovery failed", python.label());
+        let Some((target, mut tgt)) = mix_target(&python) else {
             continue;
         };
-        let Some((mut tgt, _)) = found.target else {
-            continue;
-        };
-        let ranges = Arc::new(Mutex::new(Vec::new()));
-        let inner = std::mem::replace(&mut tgt.memory, Box::new(ImageMemory::default()));
-        tgt.memory = Box::new(Recorder {
-            inner,
-            ranges: ranges.clone(),
-        });
+        let ranges = record_reads(&mut tgt);
         // Paused while recording, so that the image is one consistent state.
         let process = remoteprocess::Process::new(target.pid()).expect("the workload's process");
         let lock = process.lock().expect("pausing the workload");

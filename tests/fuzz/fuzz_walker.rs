@@ -109,26 +109,58 @@ pub(crate) struct Recorded {
     pub(crate) type_type: usize,
 }
 
+/// Make `target` record every range it reads; the ranges recorded so far.
+pub(crate) fn record_reads(target: &mut Target) -> Arc<Mutex<Ranges>> {
+    let ranges = Arc::new(Mutex::new(Vec::new()));
+    let inner = std::mem::replace(&mut target.memory, Box::new(ImageMemory::default()));
+    target.memory = Box::new(Recorder {
+        inner,
+        ranges: ranges.clone(),
+    });
+    ranges
+}
+
+/// The function names of `frames`, by the code ids `codes` reported ("?" for none).
+pub(crate) fn frame_names(
+    frames: &[tracer::reader::sample::FrameRef],
+    codes: &[(
+        tracer::reader::sample::CodeId,
+        tracer::reader::sample::CodeInfo,
+    )],
+) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| {
+            codes
+                .iter()
+                .find(|(id, _)| *id == f.code)
+                .map_or("?".to_string(), |(_, info)| info.funcname.clone())
+        })
+        .collect()
+}
+
+/// mix.py running under `python`, and our reader's target for it (`None`, said, when
+/// discovery fails).
+pub(crate) fn mix_target(python: &Python) -> Option<(Workload, Target)> {
+    let target = Workload::start(python, &workload("mix.py"), 30.0);
+    let Ok(found) = tracer::reader::discover::find_target(target.pid()) else {
+        println!("SKIP: {}: discovery failed", python.label());
+        return None;
+    };
+    let (tgt, _) = found.target?;
+    Some((target, tgt))
+}
+
 /// Sample each Python found a few times (its reader works as in production) and keep what it
 /// read as an image.
 pub(crate) fn record_images() -> Vec<Recorded> {
     let mut images = Vec::new();
     for python in pythons_under_test() {
-        let target = Workload::start(&python, &workload("mix.py"), 30.0);
-        let Ok(found) = tracer::reader::discover::find_target(target.pid()) else {
-            println!("SKIP: {}: discovery failed", python.label());
+        let Some((target, mut tgt)) = mix_target(&python) else {
             continue;
         };
-        let Some((mut tgt, _)) = found.target else {
-            continue;
-        };
-        let ranges = Arc::new(Mutex::new(Vec::new()));
         let (layout, interpreter, code_type) = (tgt.layout, tgt.interpreter, tgt.code_type);
-        let inner = std::mem::replace(&mut tgt.memory, Box::new(ImageMemory::default()));
-        tgt.memory = Box::new(Recorder {
-            inner,
-            ranges: ranges.clone(),
-        });
+        let ranges = record_reads(&mut tgt);
         // Paused while recording, so that the image is one consistent state.
         let process = remoteprocess::Process::new(target.pid()).ok();
         let mut reader = DirectReader::new(tgt, process);

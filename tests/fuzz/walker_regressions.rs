@@ -45,15 +45,7 @@ fn main_thread_stack(
     let Some((thread, frames)) = sample.stacks().next() else {
         return Err(sample.threads_dropped);
     };
-    let names = frames
-        .iter()
-        .map(|f| {
-            codes
-                .iter()
-                .find(|(id, _)| *id == f.code)
-                .map_or("?".to_string(), |(_, info)| info.funcname.clone())
-        })
-        .collect();
+    let names = frame_names(frames, &codes);
     Ok((names, thread.truncated))
 }
 
@@ -65,12 +57,7 @@ fn record_paused(python: &Python, script: &str) -> Option<Recorded> {
     let found = tracer::reader::discover::find_target(target.pid()).ok()?;
     let (mut tgt, _) = found.target?;
     let (layout, interpreter, code_type) = (tgt.layout, tgt.interpreter, tgt.code_type);
-    let ranges = Arc::new(Mutex::new(Vec::new()));
-    let inner = std::mem::replace(&mut tgt.memory, Box::new(ImageMemory::default()));
-    tgt.memory = Box::new(Recorder {
-        inner,
-        ranges: ranges.clone(),
-    });
+    let ranges = record_reads(&mut tgt);
     let process = remoteprocess::Process::new(target.pid()).ok();
     let mut reader = DirectReader::new(tgt, process);
     let (mut sample, mut codes) = (Sample::default(), Vec::new());
@@ -557,15 +544,7 @@ fn a_frame_pushed_between_the_copies_is_never_reported() {
         for round in 0..3 {
             reader.read(&mut sample, &mut codes).expect("readable");
             let (thread, frames) = sample.stacks().next().expect("the thread is listed");
-            let names: Vec<String> = frames
-                .iter()
-                .map(|f| {
-                    codes
-                        .iter()
-                        .find(|(id, _)| *id == f.code)
-                        .map_or("?".to_string(), |(_, info)| info.funcname.clone())
-                })
-                .collect();
+            let names: Vec<String> = frame_names(frames, &codes);
             assert!(
                 !thread.truncated,
                 "{} (sample {round}): the callers, whole when copy A's pointer was read, \
