@@ -475,6 +475,43 @@ mod tests {
         }
     }
 
+    /// 3.11: RESUME; LOAD_FAST; RETURN_VALUE, unquickened (no cache moved).
+    fn code_3_11(warmed: bool) -> CodeObject {
+        let op = |name: &str| {
+            let table = table_for(PyVersion::new(3, 11)).unwrap();
+            table.ops.iter().find(|o| o.name == name).unwrap().code
+        };
+        CodeObject {
+            code: vec![op("RESUME"), 0, op("LOAD_FAST"), 0, op("RETURN_VALUE"), 0],
+            warmed,
+            ..code()
+        }
+    }
+
+    #[test]
+    fn warmup_counter_proves_the_entry_and_no_line() {
+        let v = PyVersion::new(3, 11);
+        let ops = Opcodes::new(table_for(v).unwrap());
+        let none = HashSet::default();
+        let take = |warmed: bool| {
+            analyse(
+                &[code_3_11(warmed)],
+                Some(&none),
+                v,
+                &ops,
+                SnapshotOptions::default(),
+            )
+        };
+        let cold = take(false);
+        assert_eq!(cold.stats.proven_instructions, 0);
+        assert!(cold.results.calledfuncs.is_empty());
+        let warm = take(true);
+        // The RESUME alone: called, but its eval-breaker check may raise before the next.
+        assert_eq!(warm.stats.proven_instructions, 1);
+        assert_eq!(warm.results.calledfuncs.len(), 1);
+        assert!(warm.results.counts.is_empty());
+    }
+
     #[test]
     fn branch_history_and_forward_rules_only_for_code_with_no_live_frame() {
         let ops = Opcodes::new(table_for(PyVersion::new(3, 13)).unwrap());

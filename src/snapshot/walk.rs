@@ -490,8 +490,9 @@ impl<'a> Walker<'a> {
             .max(0) as u32;
         let const_codes = self.const_codes(field(layout.code_consts))?;
         let warmed = match (layout.code_warmup, layout.code_warmup_start) {
-            (Some(at), Some(start)) => read_i16_at(bytes, at)
-                .is_some_and(|warmup| i64::from(warmup) != -(start as i64)),
+            (Some(at), Some(start)) => {
+                read_i16_at(bytes, at).is_some_and(|warmup| i64::from(warmup) != -(start as i64))
+            }
             _ => false,
         };
         Ok(Some(CodeObject {

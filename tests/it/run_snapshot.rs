@@ -120,7 +120,10 @@ fn check(python: &Python) -> Result<(), String> {
     // (on 3.11, which quickens only warm code, only that it was called: once).
     let v311 = python.version == PyVersion::new(3, 11);
     if v311 && !results.calledfuncs.iter().any(|k| k.funcname == "kept") {
-        return Err(format!("kept() not proven called: {:?}", results.calledfuncs));
+        return Err(format!(
+            "kept() not proven called: {:?}",
+            results.calledfuncs
+        ));
     }
     if !v311 && !reported.contains(&(main.clone(), 15)) {
         return Err(format!("kept()'s return n * 2 not found: {reported:?}"));

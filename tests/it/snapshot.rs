@@ -215,7 +215,11 @@ fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
         assert!(inferred_hit >= raw_hit, "{}", python.label());
         // 3.11 proves the bodies of warm code only (quickened at its 8th RESUME or backward
         // jump): a fifth of this workload's, run mostly once, against half on 3.12+.
-        let part = if python.version == PyVersion::new(3, 11) { 5 } else { 2 };
+        let part = if python.version == PyVersion::new(3, 11) {
+            5
+        } else {
+            2
+        };
         assert!(
             inferred_hit * part > total,
             "{}: under 1/{part} of the executed function-body lines found",

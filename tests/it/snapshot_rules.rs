@@ -111,7 +111,9 @@ fn check(python: &Python) -> Result<(), String> {
     let (reported, ran) = (lines_of(&snapshot, &file), lines_of(&truth, &file));
     let wrong: Vec<_> = reported.difference(&ran).collect();
     if !wrong.is_empty() {
-        return Err(format!("lines reported that trace never saw run: {wrong:?}"));
+        return Err(format!(
+            "lines reported that trace never saw run: {wrong:?}"
+        ));
     }
     let (called, truly_called) = (functions_of(&snapshot, &file), functions_of(&truth, &file));
     let wrong: Vec<_> = called.difference(&truly_called).collect();

@@ -317,7 +317,10 @@ fn every_worker_snapshotted(python: &Python) -> Result<(), String> {
         // 3.11 quickens only warm code: of a function run once, only that it was called.
         if python.version == PyVersion::new(3, 11) {
             if !results.calledfuncs.iter().any(|k| k.funcname == name) {
-                return Err(format!("{name} not called: {:?}\n{log}", results.calledfuncs));
+                return Err(format!(
+                    "{name} not called: {:?}\n{log}",
+                    results.calledfuncs
+                ));
             }
             continue;
         }
