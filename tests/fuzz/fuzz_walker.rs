@@ -10,7 +10,7 @@
 //!
 //! The reader follows mix.py's `worker` (always on its thread's stack) with its locals, as
 //! `--function worker --locals` does, so the function view's reads are recorded and fuzzed too.
-//! The snapshot walk (src/snapshot/walk.rs, 3.12+) is fuzzed the same way over images of a
+//! The snapshot walk (src/snapshot/walk.rs, 3.11+) is fuzzed the same way over images of a
 //! real walk, its code objects then analysed (src/snapshot/mod.rs): see
 //! `fuzz_snapshot_walk_over_mutated_and_random_images`.
 
@@ -443,7 +443,7 @@ struct RecordedWalk {
     codes: usize,
 }
 
-/// Walk each Python 3.12+ found once, as `tracer snapshot` does, and keep what it read.
+/// Walk each Python 3.11+ found once, as `tracer snapshot` does, and keep what it read.
 fn record_snapshot_images() -> Vec<RecordedWalk> {
     let mut images = Vec::new();
     for python in pythons_under_test() {
