@@ -64,7 +64,7 @@ pub enum Commands {
     /// Write annotated .cover files and a summary from a results file, like
     /// `python -m trace --report`; or, with --format, convert it to another format.
     Report(ReportArgs),
-    /// Read once what a running Python 3.12+ has run since it started, from its adaptive
+    /// Read once what a running Python 3.11+ has run since it started, from its adaptive
     /// bytecode, without sampling: the lines and functions proven to have run (counts of 1),
     /// in any format (docs/snapshot.md).
     Snapshot {
@@ -270,7 +270,7 @@ pub struct ReportArgs {
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// Also add what the target has run since it started, read from its adaptive bytecode
-    /// (Python 3.12+; see `tracer snapshot`): with `run`, at the moment its interpreter starts
+    /// (Python 3.11+; see `tracer snapshot`): with `run`, at the moment its interpreter starts
     /// finalizing (the child is paused once, there); with `attach`, when sampling ends (with
     /// --subprocesses, of each process as it finalizes or exits, or when sampling ends).
     #[arg(long, env = "TRACER_SNAPSHOT")]

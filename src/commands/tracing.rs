@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `--snapshot`'s snapshots of one process (3.12+): every `--snapshot-every` in a thread of
+/// `--snapshot`'s snapshots of one process (3.11+): every `--snapshot-every` in a thread of
 /// their own while it runs, and any taken at a moment of the caller's (the final one); joined
 /// into the sampled results at the end as a union ([`snapshot::union`]).
 pub(crate) struct Snapshotting {
@@ -39,8 +39,8 @@ impl Snapshotting {
         }
         if version < snapshot::FIRST_VERSION {
             eprintln!(
-                "tracer: note: --snapshot adds nothing on Python {}.{} (its interpreter keeps no \
-                 record of what ran; 3.12+ does): sampling only",
+                "tracer: note: --snapshot adds nothing on Python {}.{} (its interpreter's record \
+                 of what ran is not read yet; 3.11+'s is): sampling only",
                 version.major, version.minor
             );
             return None;

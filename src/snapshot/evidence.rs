@@ -9,6 +9,11 @@
 //!   0x0011 on 3.12 and 3.13; on 3.13 the POP_JUMP_IF_* branch history, 0x5555: an
 //!   alternating branch can bring that back, so only a difference counts).
 //!
+//! 3.11 keeps its compiled bytes until a code object is warm, then quickens it (every
+//! instruction with a cache into its `*_ADAPTIVE` form, counter 0): the same rule holds there on
+//! its generated table (initial counter 0, quickening's own forms not evidence); its warmup
+//! counter, which shows a code object entered at all, is read by the walk (`CodeObject::warmed`).
+//!
 //! Instructions are decoded with their base opcode's cache size; `EXTENDED_ARG` prefixes are
 //! their own instructions, as in `dis`, their argument carried into the next.
 

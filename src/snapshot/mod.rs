@@ -1,5 +1,5 @@
 //! `tracer snapshot`: what has run in a process since it started, read once from the
-//! adaptive interpreter's bytecode (CPython 3.12+), without sampling.
+//! adaptive interpreter's bytecode (CPython 3.11+), without sampling.
 //!
 //! The data path: find the interpreter ([`crate::reader::discover`]) → walk every live code
 //! object from `sys.modules` and the thread stacks ([`walk`]) → decode each code object's
@@ -35,8 +35,10 @@ use rustc_hash::FxHashSet as HashSet;
 use std::collections::BTreeSet;
 use walk::{CodeObject, Walker};
 
-/// The first version whose adaptive bytecode records a single execution.
-pub const FIRST_VERSION: PyVersion = PyVersion::new(3, 12);
+/// The first version whose code objects keep a record of what ran: 3.11's warmup counter and
+/// quickened bytecode (code run fewer than 8 times keeps only the counter), 3.12+'s adaptive
+/// bytecode (a single execution).
+pub const FIRST_VERSION: PyVersion = PyVersion::new(3, 11);
 
 /// What a snapshot found.
 #[derive(Debug, Clone, Default)]
@@ -96,8 +98,8 @@ pub fn take(pid: i32, options: SnapshotOptions) -> anyhow::Result<Snapshot> {
     let discovered = discover::find_target(pid)?;
     if discovered.version < FIRST_VERSION {
         bail!(
-            "process {pid} runs Python {}, not supported: snapshot needs 3.12+ (older \
-             interpreters leave no record of code run once); sample it with `tracer attach`",
+            "process {pid} runs Python {}, not supported: snapshot needs 3.11+ (older \
+             interpreters' record of what ran is not read yet); sample it with `tracer attach`",
             discovered.version_text
         );
     }
@@ -244,7 +246,18 @@ pub fn analyse(
         };
         let graph = cfg::parse_exception_table(&code.exception_table)
             .and_then(|table| cfg::Cfg::build(&instrs, &table).ok());
-        let ran: Vec<bool> = instrs.iter().map(|i| i.evidence).collect();
+        let mut ran: Vec<bool> = instrs.iter().map(|i| i.evidence).collect();
+        if code.warmed {
+            // 3.11: a RESUME or JUMP_BACKWARD of it ran, so its frame was entered, and a frame
+            // starts at its first instruction: the first RESUME ran.
+            let entry = 2 * code.first_traceable;
+            if let Some(k) = instrs
+                .iter()
+                .position(|i| i.offset == entry && i.flags & opcodes::flags::RESUME != 0)
+            {
+                ran[k] = true;
+            }
+        }
         stats.evidence_instructions += ran.iter().filter(|&&r| r).count();
         analysed.push(Analysed {
             code,
@@ -458,7 +471,45 @@ mod tests {
             exception_table: Vec::new(),
             first_traceable: 0,
             const_codes: Vec::new(),
+            warmed: false,
         }
+    }
+
+    /// 3.11: RESUME; LOAD_FAST; RETURN_VALUE, unquickened (no cache moved).
+    fn code_3_11(warmed: bool) -> CodeObject {
+        let op = |name: &str| {
+            let table = table_for(PyVersion::new(3, 11)).unwrap();
+            table.ops.iter().find(|o| o.name == name).unwrap().code
+        };
+        CodeObject {
+            code: vec![op("RESUME"), 0, op("LOAD_FAST"), 0, op("RETURN_VALUE"), 0],
+            warmed,
+            ..code()
+        }
+    }
+
+    #[test]
+    fn warmup_counter_proves_the_entry_and_no_line() {
+        let v = PyVersion::new(3, 11);
+        let ops = Opcodes::new(table_for(v).unwrap());
+        let none = HashSet::default();
+        let take = |warmed: bool| {
+            analyse(
+                &[code_3_11(warmed)],
+                Some(&none),
+                v,
+                &ops,
+                SnapshotOptions::default(),
+            )
+        };
+        let cold = take(false);
+        assert_eq!(cold.stats.proven_instructions, 0);
+        assert!(cold.results.calledfuncs.is_empty());
+        let warm = take(true);
+        // The RESUME alone: called, but its eval-breaker check may raise before the next.
+        assert_eq!(warm.stats.proven_instructions, 1);
+        assert_eq!(warm.results.calledfuncs.len(), 1);
+        assert!(warm.results.counts.is_empty());
     }
 
     #[test]

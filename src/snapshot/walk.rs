@@ -56,6 +56,9 @@ pub struct CodeObject {
     pub first_traceable: u32,
     /// `co_consts`: the address of each item that is a code object, else 0.
     pub const_codes: Vec<usize>,
+    /// 3.11: `co_warmup` has moved from the value it starts from, so a `RESUME` or a
+    /// `JUMP_BACKWARD` of this code ran (the only instructions that count it up).
+    pub warmed: bool,
 }
 
 /// What the walk saw, for the report.
@@ -486,6 +489,12 @@ impl<'a> Walker<'a> {
             .unwrap_or(0)
             .max(0) as u32;
         let const_codes = self.const_codes(field(layout.code_consts))?;
+        let warmed = match (layout.code_warmup, layout.code_warmup_start) {
+            (Some(at), Some(start)) => {
+                read_i16_at(bytes, at).is_some_and(|warmup| i64::from(warmup) != -(start as i64))
+            }
+            _ => false,
+        };
         Ok(Some(CodeObject {
             address,
             filename,
@@ -496,6 +505,7 @@ impl<'a> Walker<'a> {
             exception_table,
             first_traceable,
             const_codes,
+            warmed,
         }))
     }
 
@@ -723,6 +733,11 @@ impl<'a> Walker<'a> {
 fn read_usize_at(bytes: &[u8], offset: usize) -> Option<usize> {
     let raw = bytes.get(offset..offset.checked_add(8)?)?;
     Some(usize::from_ne_bytes(raw.try_into().ok()?))
+}
+
+fn read_i16_at(bytes: &[u8], offset: usize) -> Option<i16> {
+    let raw = bytes.get(offset..offset.checked_add(2)?)?;
+    Some(i16::from_ne_bytes(raw.try_into().ok()?))
 }
 
 fn read_i32_at(bytes: &[u8], offset: usize) -> Option<i32> {

@@ -1,4 +1,4 @@
-//! Fuzzing the snapshot walk (src/snapshot/walk.rs, 3.12+) and the analysis of the code objects
+//! Fuzzing the snapshot walk (src/snapshot/walk.rs, 3.11+) and the analysis of the code objects
 //! it finds (src/snapshot/mod.rs) over images of a real walk, mutated and replaced by random
 //! bytes as the frame walker's images are (tests/fuzz/fuzz_walker.rs records them).
 
@@ -19,7 +19,7 @@ struct RecordedWalk {
     codes: usize,
 }
 
-/// Walk each Python 3.12+ found once, as `tracer snapshot` does, and keep what it read.
+/// Walk each Python 3.11+ found once, as `tracer snapshot` does, and keep what it read.
 fn record_snapshot_images() -> Vec<RecordedWalk> {
     let mut images = Vec::new();
     for python in pythons_under_test() {
@@ -141,7 +141,7 @@ fn fuzz_snapshot_analysis_over_mutated_and_random_images() {
 fn fuzz_snapshot_images(count: &CaseCounter, cases: u32, analysis: bool) {
     let images = record_snapshot_images();
     if images.is_empty() {
-        println!("SKIP: no Python 3.12+ found: the snapshot walk is not fuzzed");
+        println!("SKIP: no Python 3.11+ found: the snapshot walk is not fuzzed");
         return;
     }
     // Working copies, mutated for a case and put back after it (copying ~11,000 regions a

@@ -62,7 +62,7 @@ fn toolz_suite_precision_is_one() {
     }
     assert!(out.status.success(), "{}", printed(&out));
     let mut modes = vec!["sampled"];
-    if python.version.minor >= 12 {
+    if python.version >= tracer::snapshot::FIRST_VERSION {
         modes.extend(["snapshot", "snapshot+sampled"]);
     }
     for mode in modes {

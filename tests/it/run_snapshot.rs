@@ -2,7 +2,7 @@
 //! freed before the end, the final one is taken as the interpreter starts finalizing (or at an
 //! exit that never finalizes), every line reported ran (the stdlib's trace, run apart, is the
 //! truth), the child's exit status and signals are as without the tracer, and interpreters
-//! older than 3.12 get a one-line note and their sampled results.
+//! older than 3.11 get a one-line note and their sampled results.
 
 use crate::common::*;
 use std::collections::BTreeSet;
@@ -59,7 +59,7 @@ fn check(python: &Python) -> Result<(), String> {
     let dir = scratch(&format!("run-snapshot-{}", python.label()));
     let main = script("main.py");
     let dropped = script("dropped.py");
-    if python.version < PyVersion::new(3, 12) {
+    if python.version < tracer::snapshot::FIRST_VERSION {
         let (out, results, _) = run_snapshot(python, &dir, &[], "normal");
         let err = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() || !err.contains("--snapshot adds nothing on Python 3.") {
@@ -116,8 +116,16 @@ fn check(python: &Python) -> Result<(), String> {
     if !err.contains("final snapshot taken as the interpreter began finalizing") {
         return Err(format!("no final snapshot at finalization:\n{err}"));
     }
-    // `kept` runs after the last periodic snapshot: only the final one can prove its body.
-    if !reported.contains(&(main.clone(), 15)) {
+    // `kept` runs after the last periodic snapshot: only the final one can prove its body
+    // (on 3.11, which quickens only warm code, only that it was called: once).
+    let v311 = python.version == PyVersion::new(3, 11);
+    if v311 && !results.calledfuncs.iter().any(|k| k.funcname == "kept") {
+        return Err(format!(
+            "kept() not proven called: {:?}",
+            results.calledfuncs
+        ));
+    }
+    if !v311 && !reported.contains(&(main.clone(), 15)) {
         return Err(format!("kept()'s return n * 2 not found: {reported:?}"));
     }
     let proven: BTreeSet<_> = info.proven.iter().cloned().collect();
@@ -152,7 +160,7 @@ fn check(python: &Python) -> Result<(), String> {
         + 1;
     truth.insert((main.clone(), os_exit_line));
     let reported = workload_lines(&results);
-    if !reported.is_subset(&truth) || !reported.contains(&(main.clone(), 15)) {
+    if !reported.is_subset(&truth) || (!v311 && !reported.contains(&(main.clone(), 15))) {
         return Err(format!("os._exit's snapshot: {reported:?}"));
     }
 
@@ -238,9 +246,9 @@ per_python!(
 /// that a kill mid-snapshot leaves no stopped or killed child; it cannot show the event-stop's
 /// guard (docs/snapshot.md): the kernel here injects no pending signal on a tracer's death.
 fn outlives_a_killed_tracer(python: &Python) -> Result<(), String> {
-    if python.version < PyVersion::new(3, 12) {
+    if python.version < tracer::snapshot::FIRST_VERSION {
         println!(
-            "SKIP {}: --snapshot arms no watch before 3.12",
+            "SKIP {}: --snapshot arms no watch before 3.11",
             python.label()
         );
         return Ok(());

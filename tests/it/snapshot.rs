@@ -2,7 +2,7 @@
 //! the experiment modules) run once under the stdlib's `trace` in a separate process,
 //! and once untraced, snapshotted while it waits. Every line the snapshot reports must be in
 //! the truth (precision 1.000, asserted); recall is printed per statement kind, raw evidence
-//! and with inference, per version. 3.8–3.11 must be refused with one line.
+//! and with inference, per version. 3.8–3.10 must be refused with one line.
 
 use crate::common::{
     assert_one_line_error, printed, pythons_under_test, repo_root, run_tracer, scratch, support,
@@ -74,9 +74,9 @@ fn percent((hit, total): (u64, u64)) -> String {
 fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
     let mut tested = 0;
     for python in pythons_under_test() {
-        if python.version < PyVersion::new(3, 12) {
+        if python.version < tracer::snapshot::FIRST_VERSION {
             println!(
-                "SKIP: {}: snapshot needs 3.12+ (refusal tested below)",
+                "SKIP: {}: snapshot needs 3.11+ (refusal tested below)",
                 python.label()
             );
             continue;
@@ -213,29 +213,44 @@ fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
         let (raw_hit, total) = recall(raw, "function bodies");
         let (inferred_hit, _) = recall(inferred, "function bodies");
         assert!(inferred_hit >= raw_hit, "{}", python.label());
+        // 3.11 proves the bodies of warm code only (quickened at its 8th RESUME or backward
+        // jump): a fifth of this workload's, run mostly once, against half on 3.12+.
+        let part = if python.version == PyVersion::new(3, 11) {
+            5
+        } else {
+            2
+        };
         assert!(
-            inferred_hit * 2 > total,
-            "{}: under half of the executed function-body lines found",
+            inferred_hit * part > total,
+            "{}: under 1/{part} of the executed function-body lines found",
             python.label()
         );
     }
     if tested == 0 {
-        println!("SKIP: no Python 3.12+ found: snapshot not tested");
+        println!("SKIP: no Python 3.11+ found: snapshot not tested");
     }
 }
 
 #[test]
 fn attach_with_snapshot_adds_code_run_before_sampling() {
-    let Some(python) = pythons_under_test()
+    // The oldest version snapshot reads (3.11: its own rules) and the newest.
+    let supported: Vec<Python> = pythons_under_test()
         .into_iter()
-        .rev()
-        .find(|p| p.version >= PyVersion::new(3, 12))
-    else {
-        println!("SKIP: no Python 3.12+ found: attach --snapshot not tested");
+        .filter(|p| p.version >= tracer::snapshot::FIRST_VERSION)
+        .collect();
+    let (Some(oldest), Some(newest)) = (supported.first(), supported.last()) else {
+        println!("SKIP: no Python 3.11+ found: attach --snapshot not tested");
         return;
     };
-    let dir = scratch("snapshot-attach");
-    let target = Waiting::start(&python, &[workload("snapshot/drive.py").to_str().unwrap()]);
+    attach_with_snapshot(oldest);
+    if newest.version != oldest.version {
+        attach_with_snapshot(newest);
+    }
+}
+
+fn attach_with_snapshot(python: &Python) {
+    let dir = scratch(&format!("snapshot-attach-{}", python.version.minor));
+    let target = Waiting::start(python, &[workload("snapshot/drive.py").to_str().unwrap()]);
     let pid = target.pid().to_string();
     let path = dir.join("attach.json");
     let base = [
@@ -279,7 +294,7 @@ fn attach_with_snapshot_adds_code_run_before_sampling() {
 fn older_pythons_are_refused_with_one_line() {
     let mut tested = 0;
     for python in pythons_under_test() {
-        if python.version >= PyVersion::new(3, 12) {
+        if python.version >= tracer::snapshot::FIRST_VERSION {
             continue;
         }
         tested += 1;
@@ -296,10 +311,10 @@ fn older_pythons_are_refused_with_one_line() {
             &dir,
             TIMEOUT,
         );
-        assert_one_line_error(&out, &["not supported", "needs 3.12+"]);
+        assert_one_line_error(&out, &["not supported", "needs 3.11+"]);
     }
     if tested == 0 {
-        println!("SKIP: no Python before 3.12 found: the refusal is not tested");
+        println!("SKIP: no Python before 3.11 found: the refusal is not tested");
     }
 }
 
@@ -312,8 +327,8 @@ fn committed_opcode_tables_are_what_the_generator_measures_now() {
         .arg(&fresh)
         .output()
         .expect("running python3 (needed to run the generator)");
-    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no CPython 3.12+") {
-        println!("SKIP: no CPython 3.12+ to regenerate the opcode tables from");
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no CPython 3.11+") {
+        println!("SKIP: no CPython 3.11+ to regenerate the opcode tables from");
         return;
     }
     assert!(out.status.success(), "generate.py: {}", printed(&out));
@@ -437,7 +452,7 @@ fn line_of(file: &str, text: &str) -> u64 {
 fn module_bodies_inferred_lines_all_ran_under_trace() {
     let mut tested = 0;
     for python in pythons_under_test() {
-        if python.version < PyVersion::new(3, 12) {
+        if python.version < tracer::snapshot::FIRST_VERSION {
             continue;
         }
         tested += 1;
@@ -537,10 +552,19 @@ fn module_bodies_inferred_lines_all_ran_under_trace() {
                 python.label()
             );
         }
-        // Reached through the singledispatch registry (a dict in a closure cell) only.
+        // Reached through the singledispatch registry (a dict in a closure cell) only. On 3.11,
+        // which quickens only warm code, a function called once is only proven called: the `_`
+        // in `calledfuncs` is the registry's (the other `_`, in the module's dict, never ran).
         let dispatch = proven("mb_dispatch.py");
+        let registry_called = doc["calledfuncs"].as_array().unwrap().iter().any(|f| {
+            f[0].as_str().unwrap_or("").ends_with("mb_dispatch.py") && f[2].as_str() == Some("_")
+        });
         assert!(
-            dispatch.contains(&line_of("mb_dispatch.py", "from the registry only")),
+            if python.version == PyVersion::new(3, 11) {
+                registry_called
+            } else {
+                dispatch.contains(&line_of("mb_dispatch.py", "from the registry only"))
+            },
             "{}: a function held only by a singledispatch registry: {dispatch:?}",
             python.label()
         );
@@ -552,6 +576,6 @@ fn module_bodies_inferred_lines_all_ran_under_trace() {
         );
     }
     if tested == 0 {
-        println!("SKIP: no Python 3.12+ found: module-body inference not tested");
+        println!("SKIP: no Python 3.11+ found: module-body inference not tested");
     }
 }

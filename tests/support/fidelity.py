@@ -7,7 +7,7 @@ For each pinned suite (tests/support/real_suites.py) and each Python 3.8+ found:
   raw measured lines of the library's own files (`CoverageData.lines(file)`: every line that
   produced a line event, continuation lines included);
 - sampled: the suite under `tracer run --format json` at tracer's default rate (or --rate);
-- on 3.12+, snapshot: the same run, held at pytest's session end by the holdwait plugin
+- on 3.11+, snapshot: the same run, held at pytest's session end by the holdwait plugin
   (tests/support/pytest_plugins/holdwait.py) while `tracer snapshot --pid PID --format json`
   reads it from outside; "snapshot" is that read alone, "snapshot+sampled" its union with the
   sampled lines of the run.
@@ -244,7 +244,9 @@ def run_snapshot_flag(tracer, venv, suite, work, rate):
              "snapshot+sampled": (both, likely)}, stats, run)
 
 
-# 3.12+: `tracer run --snapshot` (run_held_snapshot, the suite held at its end while `tracer
+# The first minor version `tracer snapshot` reads (src/snapshot/mod.rs, FIRST_VERSION).
+SNAPSHOT_SINCE = 11
+# 3.11+: `tracer run --snapshot` (run_held_snapshot, the suite held at its end while `tracer
 # snapshot` reads it, is kept for comparison).
 SNAPSHOT_RUN = run_snapshot_flag
 
@@ -311,7 +313,7 @@ def measure_cell(tracer, venv, suite, rate, log, work_base=WORK):
     truth, truth_run, engine = run_truth(venv, suite, work)
     log(f"  truth: coverage.py ({engine}): {sum(map(len, truth.values()))} lines in "
         f"{len(truth)} files; {truth_run.wall:.1f} s; {real_suites.pytest_summary(truth_run.stdout)}")
-    runner = SNAPSHOT_RUN if venv.minor >= 12 else run_sampled
+    runner = SNAPSHOT_RUN if venv.minor >= SNAPSHOT_SINCE else run_sampled
     modes, stats, run = runner(tracer, venv, suite, work, rate)
     log(f"  tracer run: {run.wall:.1f} s; {stats.get('samples', 0)} samples, "
         f"{stats.get('missed', 0)} missed, {stats.get('errors', 0)} errors, "

@@ -182,21 +182,25 @@ FIELDS = [
     ("unicode_compact", "bits", all_versions("compact")),
     ("unicode_ascii", "bits", all_versions("ascii")),
     ("unicode_ready", "bits?", [(8, 11, "ready")]),
-    # ---- snapshot (src/snapshot/): walking sys.modules to every live code object, 3.12+ ----
+    # ---- snapshot (src/snapshot/): walking sys.modules to every live code object, 3.11+ ----
     # Kept together at the end so that merging with branches adding other fields stays easy.
     ("interp_imports_modules", "option",
-     [(12, NEWEST, "offsetof(PyInterpreterState, imports.modules)")]),
+     [(11, 11, "offsetof(PyInterpreterState, modules)"),
+      (12, NEWEST, "offsetof(PyInterpreterState, imports.modules)")]),
     # A free-threaded build has no ob_refcnt: its shared count (Py_ssize_t) stands for it.
     ("object_refcnt", "offset", all_versions("TRACER_OFFSET_OF_REFCNT")),
     ("object_head_size", "offset", all_versions("sizeof(PyObject)")),
     ("type_dict", "offset", all_versions("offsetof(PyTypeObject, tp_dict)")),
-    ("tpflags_type_subclass", "option", [(12, NEWEST, "Py_TPFLAGS_TYPE_SUBCLASS")]),
-    ("tpflags_dict_subclass", "option", [(12, NEWEST, "Py_TPFLAGS_DICT_SUBCLASS")]),
-    ("module_dict", "option", [(12, NEWEST, "offsetof(PyModuleObject, md_dict)")]),
-    ("function_code", "option", [(12, NEWEST, "offsetof(PyFunctionObject, func_code)")]),
-    ("function_closure", "option", [(12, NEWEST, "offsetof(PyFunctionObject, func_closure)")]),
-    ("code_consts", "option", [(12, NEWEST, "offsetof(PyCodeObject, co_consts)")]),
-    ("code_exceptiontable", "option", [(12, NEWEST, "offsetof(PyCodeObject, co_exceptiontable)")]),
+    ("tpflags_type_subclass", "option", [(11, NEWEST, "Py_TPFLAGS_TYPE_SUBCLASS")]),
+    ("tpflags_dict_subclass", "option", [(11, NEWEST, "Py_TPFLAGS_DICT_SUBCLASS")]),
+    ("module_dict", "option", [(11, NEWEST, "offsetof(PyModuleObject, md_dict)")]),
+    ("function_code", "option", [(11, NEWEST, "offsetof(PyFunctionObject, func_code)")]),
+    ("function_closure", "option", [(11, NEWEST, "offsetof(PyFunctionObject, func_closure)")]),
+    ("code_consts", "option", [(11, NEWEST, "offsetof(PyCodeObject, co_consts)")]),
+    ("code_exceptiontable", "option", [(11, NEWEST, "offsetof(PyCodeObject, co_exceptiontable)")]),
+    # 3.11's quickening warmup counter (internal/pycore_code.h: -8, counting up to 0).
+    ("code_warmup", "option", [(11, 11, "offsetof(PyCodeObject, co_warmup)")]),
+    ("code_warmup_start", "option", [(11, 11, "-(QUICKENING_INITIAL_WARMUP_VALUE)")]),
     # ---- end of snapshot fields (it also reads tp_flags and the dict fields below) ----
     # --- Function view (--function --locals): a frame's locals and the values they hold. ---
     ("frame_object_localsplus", "option", [(8, 10, "offsetof(PyFrameObject, f_localsplus)")]),
@@ -319,8 +323,9 @@ def includes(minor):
     elif minor <= 10:
         internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h"]
     elif minor == 11:
+        # pycore_moduleobject.h: the snapshot's module field.
         internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h",
-                    "internal/pycore_frame.h"]
+                    "internal/pycore_frame.h", "internal/pycore_moduleobject.h"]
     elif minor <= 13:
         # pycore_dict.h and pycore_moduleobject.h: the snapshot's dict and module fields.
         internal = ["internal/pycore_interp.h", "internal/pycore_runtime.h",

@@ -239,8 +239,9 @@ pub struct Layout {
     /// `state.ready` (3.8–3.11): the canonical representation exists.
     pub unicode_ready: Option<Bitfield>,
 
-    // ---- snapshot (src/snapshot/): from sys.modules to every live code object, 3.12+ ----
-    /// `PyInterpreterState.imports.modules` (3.12+): the `sys.modules` dict.
+    // ---- snapshot (src/snapshot/): from sys.modules to every live code object, 3.11+ ----
+    /// `PyInterpreterState.imports.modules` (3.12+; `modules` on 3.11): the
+    /// `sys.modules` dict.
     pub interp_imports_modules: Option<usize>,
     /// `PyObject.ob_refcnt`; in a free-threaded build, which has none, `ob_ref_shared` (the
     /// count of references from other threads: 0 for many live objects, so no liveness test
@@ -251,20 +252,26 @@ pub struct Layout {
     pub object_head_size: usize,
     /// `PyTypeObject.tp_dict`: a class's namespace (NULL for static builtin types on 3.12+).
     pub type_dict: usize,
-    /// `Py_TPFLAGS_TYPE_SUBCLASS` (3.12+): set on `type` and every metaclass.
+    /// `Py_TPFLAGS_TYPE_SUBCLASS` (3.11+): set on `type` and every metaclass.
     pub tpflags_type_subclass: Option<usize>,
-    /// `Py_TPFLAGS_DICT_SUBCLASS` (3.12+): set on `dict` and its subclasses.
+    /// `Py_TPFLAGS_DICT_SUBCLASS` (3.11+): set on `dict` and its subclasses.
     pub tpflags_dict_subclass: Option<usize>,
-    /// `PyModuleObject.md_dict` (3.12+).
+    /// `PyModuleObject.md_dict` (3.11+).
     pub module_dict: Option<usize>,
-    /// `PyFunctionObject.func_code` (3.12+).
+    /// `PyFunctionObject.func_code` (3.11+).
     pub function_code: Option<usize>,
-    /// `PyFunctionObject.func_closure` (3.12+): a tuple of cells, or NULL.
+    /// `PyFunctionObject.func_closure` (3.11+): a tuple of cells, or NULL.
     pub function_closure: Option<usize>,
-    /// `PyCodeObject.co_consts` (tuple, 3.12+): nested code objects live here.
+    /// `PyCodeObject.co_consts` (tuple, 3.11+): nested code objects live here.
     pub code_consts: Option<usize>,
-    /// `PyCodeObject.co_exceptiontable` (bytes, 3.12+).
+    /// `PyCodeObject.co_exceptiontable` (bytes, 3.11+).
     pub code_exceptiontable: Option<usize>,
+    /// `PyCodeObject.co_warmup` (3.11): quickening's warmup counter, -8 when the code is made,
+    /// counting up to 0 at each `RESUME` and `JUMP_BACKWARD` it executes (the code is quickened
+    /// at 0 and the counter stays there).
+    pub code_warmup: Option<usize>,
+    /// `-QUICKENING_INITIAL_WARMUP_VALUE` (3.11): minus the value `co_warmup` starts from.
+    pub code_warmup_start: Option<usize>,
     // ---- end of snapshot fields (it also reads `type_flags` and the dict fields below) ----
     // --- Function view (`--function --locals`): a frame's locals and the values they hold. ---
     /// `PyFrameObject.f_localsplus` (3.8–3.10): locals, cells, free variables, value stack.

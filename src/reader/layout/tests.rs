@@ -135,8 +135,10 @@ fn fields_exist_in_the_versions_that_have_them() {
         assert_eq!(layout.interp_code_object_generation.is_some(), minor >= 14);
         // 3.14's f_executable is a _PyStackRef: its tag bits (Py_TAG_BITS) are masked.
         assert_eq!(layout.iframe_code_tag_mask, if minor >= 14 { 3 } else { 0 });
-        let snapshot = minor >= 12;
+        let snapshot = minor >= 11;
         assert_eq!(layout.interp_imports_modules.is_some(), snapshot);
+        assert_eq!(layout.code_warmup.is_some(), minor == 11);
+        assert_eq!(layout.code_warmup_start, (minor == 11).then_some(8));
         assert_eq!(layout.dict_keys_indices.is_some(), minor >= 8);
         assert_eq!(layout.dict_keys_size.is_some(), minor <= 10);
         assert_eq!(layout.dict_keys_log2_size.is_some(), minor >= 11);

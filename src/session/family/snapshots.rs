@@ -1,4 +1,4 @@
-//! `--snapshot` under `--subprocesses`: every traced process of 3.12+ gets its final snapshot
+//! `--snapshot` under `--subprocesses`: every traced process of 3.11+ gets its final snapshot
 //! when its interpreter starts finalizing, or at its exit if it never does (`os._exit`, a
 //! worker killed), through an exit watch armed in it as it is found
 //! ([`crate::target::exit_watch`]); one that outlives sampling is snapshotted when its session
@@ -123,7 +123,7 @@ impl Snapshots {
         }
         if version < snapshot::FIRST_VERSION {
             let why = format!(
-                "none: Python {}.{} keeps no record of what ran",
+                "none: Python {}.{}'s record of what ran is not read yet",
                 version.major, version.minor
             );
             lock(&self.shared).outcomes.insert(pid, why);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generate src/snapshot/opcodes/generated.rs: each CPython 3.12+'s opcodes, from its own metadata.
+"""Generate src/snapshot/opcodes/generated.rs: each CPython 3.11+'s opcodes, from its own metadata.
 
-For every installed CPython 3.12 or later, this runs a probe *under that interpreter* which reads
+For every installed CPython 3.11 or later, this runs a probe *under that interpreter* which reads
 its own opcode metadata and prints it as JSON:
   - names and numbers of every opcode, specialized forms included (`dis._all_opname`);
   - the base of each specialized form (`dis._specializations`), its inline-cache size
@@ -58,7 +58,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUTPUT = os.path.join(HERE, "generated.rs")
-FIRST_MINOR = 12
+FIRST_MINOR = 11
 LAST_MINOR = 15
 
 NO_FALLTHROUGH = {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE", "JUMP_FORWARD",
@@ -73,6 +73,28 @@ SUSPENDS = {"YIELD_VALUE", "RETURN_GENERATOR", "INTERPRETER_EXIT"}
 # could switch stacks and never come back).
 MAY_NOT_COMPLETE = ("HAS_ERROR_FLAG", "HAS_ERROR_NO_POP_FLAG", "HAS_EVAL_BREAK_FLAG",
                     "HAS_ESCAPES_FLAG")
+
+# 3.11: a function warmed up by its loop (quickened at its 7th backward jump), and a branch it
+# never takes holding every base opcode with a cache and each superinstruction.
+WARMED = '''
+def warmed(x):
+    for i in range(9):
+        pass
+    if x:
+        a, b = x
+        c = a + b + 1
+        d = 1 + c
+        h = c + 2
+        e = c
+        for z in x:
+            pass
+        f = g = e
+        x.attr = x.other
+        x[a] = x[b]
+        x.method(len(x), print)
+        y = (CONSTS)
+        return a < d
+'''
 
 PROBE = r'''
 import dis, json, opcode, os, sys, sysconfig, types, warnings
@@ -110,20 +132,55 @@ for name in sorted(os.listdir(lib)):
                 walk(compile(f.read(), name, "exec"), codes)
         except (SyntaxError, ValueError, OSError):
             pass
+# 3.11 quickens a code object only once warmed up (8 RESUMEs and backward jumps), so compiled
+# code is unquickened: quickening's own output is measured on a function warmed up by a loop,
+# in the arm of a branch it never takes (WARMED's `if x:` body, which holds a use of every
+# base opcode with a cache and of each quickening-time superinstruction).
+regions = [(co, 0, None) for co in codes]
+if sys.version_info[:2] == (3, 11):
+    ns = {}
+    many = ", ".join(f"x.n{i}" for i in range(300))  # over 256 names: EXTENDED_ARG
+    exec(WARMED.replace("CONSTS", many), ns)
+    warmed = ns["warmed"]
+    warmed(False)
+    co = warmed.__code__
+    # The first instruction of the `if x:` body (4 lines below the `def`).
+    start = min(s for s, _, l in co.co_lines() if l is not None and l >= co.co_firstlineno + 4)
+    if co._co_code_adaptive[0] != opmap["RESUME_QUICK"]:
+        sys.exit("the warmed function was not quickened")
+    regions.append((co, start, None))
+    quickened = co
+else:
+    quickened = None
 initial, present = {}, set()
-for co in codes:
+for co, start, _ in regions:
     raw = co._co_code_adaptive
     i = 0
     while i < len(raw):
         op = raw[i]
-        present.add(op)
         name = names[op]
         b = base.get(name, name)
         n = cache_of(b)
-        if n:
-            word = int.from_bytes(raw[i + 2:i + 4], sys.byteorder)
-            initial.setdefault(b, set()).add(word)
+        if i >= start:
+            present.add(op)
+            if n:
+                word = int.from_bytes(raw[i + 2:i + 4], sys.byteorder)
+                initial.setdefault(b, set()).add(word)
         i += 2 + 2 * n
+if quickened is not None:
+    # Every base with a cache, and every form quickening makes, must have been seen there.
+    seen = set()
+    raw = quickened._co_code_adaptive
+    i = 0
+    while i < len(raw):
+        seen.add(names[raw[i]])
+        i += 2 + 2 * cache_of(base.get(names[raw[i]], names[raw[i]]))
+    # What ran after quickening (the loop) holds no cache; so every form in the function was
+    # made by quickening (RESUME_QUICK, JUMP_BACKWARD_QUICK, the *_ADAPTIVE forms).
+    present |= {opmap[n] for n in seen}
+    missing = [b for b in dis._specializations if cache_of(b) and b + "_ADAPTIVE" not in seen]
+    if missing:
+        sys.exit("the warmed function misses %r" % missing)
 bad = {b: sorted(v) for b, v in initial.items() if len(v) != 1}
 if bad:
     sys.exit("several initial cache words: %r" % bad)
@@ -205,7 +262,7 @@ def find_pythons():
 
 
 def probe(python):
-    out = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=600)
+    out = subprocess.run([python, "-c", f"WARMED = {WARMED!r}\n" + PROBE], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         sys.exit(f"generate.py: probing {python} failed:\n{out.stderr}")
     return json.loads(out.stdout)
@@ -275,7 +332,7 @@ def main():
     args = parser.parse_args()
     found = find_pythons()
     if not found:
-        sys.exit("generate.py: no CPython 3.12+ found")
+        sys.exit("generate.py: no CPython 3.11+ found")
     probed = {minor: probe(python) for minor, python in sorted(found.items())}
     versions = ", ".join(d["version"] for d in probed.values())
     out = ["// @generated by src/snapshot/opcodes/generate.py from each CPython's own opcode "

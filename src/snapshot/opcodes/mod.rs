@@ -179,4 +179,42 @@ mod tests {
             0
         );
     }
+
+    #[test]
+    fn the_3_11_table_holds_what_quickening_writes() {
+        let v = PyVersion::new(3, 11);
+        // Quickening's forms are not evidence (its RESUME_QUICK neither: rule W reads
+        // co_warmup instead); what specializing makes is; every first cache word starts at 0.
+        for name in [
+            "LOAD_ATTR_ADAPTIVE",
+            "CALL_ADAPTIVE",
+            "PRECALL_ADAPTIVE",
+            "RESUME_QUICK",
+            "JUMP_BACKWARD_QUICK",
+            "EXTENDED_ARG_QUICK",
+            "LOAD_FAST__LOAD_FAST",
+            "STORE_FAST__STORE_FAST",
+        ] {
+            assert_eq!(op(v, name).flags & EVIDENCE, 0, "{name}");
+        }
+        for name in [
+            "LOAD_ATTR_INSTANCE_VALUE",
+            "CALL_PY_EXACT_ARGS",
+            "PRECALL_NO_KW_LEN",
+            "LOAD_GLOBAL_BUILTIN",
+            "COMPARE_OP_INT_JUMP",
+        ] {
+            assert_ne!(op(v, name).flags & EVIDENCE, 0, "{name}");
+        }
+        for name in ["LOAD_ATTR", "LOAD_GLOBAL", "CALL", "PRECALL", "BINARY_OP"] {
+            assert_eq!(op(v, name).initial_cache, Some(0), "{name}");
+        }
+        assert_ne!(op(v, "RESUME_QUICK").flags & RESUME, 0);
+        assert_ne!(op(v, "POP_JUMP_BACKWARD_IF_TRUE").flags & BACKWARD, 0);
+        assert!(table_for(v)
+            .unwrap()
+            .ops
+            .iter()
+            .all(|o| o.flags & (NON_RAISING | BRANCH_HISTORY) == 0));
+    }
 }

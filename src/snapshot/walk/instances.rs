@@ -47,19 +47,33 @@ pub(super) struct ObjectModel {
     /// 3.12's `PyDictOrValues`: a word with its low bit set is the values pointer minus one,
     /// the values' insertion order kept in the bytes before them.
     pub tagged_values: bool,
+    /// 3.11's `_PyObject_ValuesPointer`: the word (before the object) holding the values
+    /// pointer apart from the dict's, the insertion order kept before the values as on 3.12.
+    pub values_slot: Option<isize>,
     /// 3.13+'s `Py_TPFLAGS_INLINE_VALUES`: the values follow the object at `tp_basicsize`.
     pub inline_values_flag: Option<usize>,
     /// Offset of `values[0]` in `PyDictValues` (3.13+ has a 4-byte header, padded).
     pub values_items: usize,
 }
 
-/// The model of `version`, if one is known (3.12+).
+/// The model of `version`, if one is known (3.11+).
 pub(super) fn object_model(version: crate::reader::PyVersion) -> Option<ObjectModel> {
     match (version.major, version.minor) {
+        // 3.11's Include/internal/pycore_object.h: the dict at obj - 3 words, the values at
+        // obj - 4 (`_PyObject_ManagedDictPointer`, `_PyObject_ValuesPointer`).
+        (3, 11) => Some(ObjectModel {
+            managed_dict_flag: 1 << 4,
+            managed_dict_offset: -3 * 8,
+            tagged_values: false,
+            values_slot: Some(-4 * 8),
+            inline_values_flag: None,
+            values_items: 0,
+        }),
         (3, 12) => Some(ObjectModel {
             managed_dict_flag: 1 << 4,
             managed_dict_offset: -3 * 8,
             tagged_values: true,
+            values_slot: None,
             inline_values_flag: None,
             values_items: 0,
         }),
@@ -67,6 +81,7 @@ pub(super) fn object_model(version: crate::reader::PyVersion) -> Option<ObjectMo
             managed_dict_flag: 1 << 4,
             managed_dict_offset: -3 * 8,
             tagged_values: false,
+            values_slot: None,
             inline_values_flag: Some(1 << 2),
             values_items: 8,
         }),
@@ -156,6 +171,13 @@ impl Walker<'_> {
                 Ok(dict) => words.push(dict),
                 Err(_) => self.stats.unreadable += 1,
             }
+            if let Some(at) = model.values_slot {
+                match self.memory.read_usize(object.wrapping_add_signed(at)) {
+                    Ok(0) => {}
+                    Ok(values) => words.extend(self.ordered_values(values)),
+                    Err(_) => self.stats.unreadable += 1,
+                }
+            }
         }
         if inline {
             let values = object.wrapping_add(bytes);
@@ -169,7 +191,7 @@ impl Walker<'_> {
         words
     }
 
-    /// 3.12's values of a managed dict: the insertion order (the `size` byte at `values - 2`,
+    /// 3.11's and 3.12's values of a managed dict: the insertion order (the `size` byte at `values - 2`,
     /// the indices before it, `prefix` bytes in all) gives which slots hold a value.
     fn ordered_values(&mut self, values: usize) -> Vec<usize> {
         let mut prefix_size = [0u8; 1];
@@ -203,8 +225,8 @@ impl Walker<'_> {
         let Some(model) = self.model else {
             return Vec::new();
         };
-        if model.tagged_values {
-            // 3.12: `ma_values` is the values array itself, its order in the prefix.
+        if model.tagged_values || model.values_slot.is_some() {
+            // 3.11, 3.12: `ma_values` is the values array itself, its order in the prefix.
             return self.ordered_values(values);
         }
         self.value_words(values.wrapping_add(model.values_items), count)
