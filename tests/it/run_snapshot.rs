@@ -47,7 +47,9 @@ fn run_snapshot(
         .args(&args)
         .arg("--")
         .arg(&python.path)
-        .args([main.as_str(), "1", how])
+        // The dropped module lives 2 s: a periodic snapshot (every 0.2 s) must fall in that
+        // time even on a loaded machine, where one walk of the heap can take a second.
+        .args([main.as_str(), "2", how])
         .current_dir(dir)
         .output()
         .unwrap();
