@@ -609,17 +609,13 @@ impl<'a> Walker<'a> {
             if threads.len() >= MAX_THREADS || !threads.insert(tstate) {
                 return (codes, false);
             }
-            let frame = match (
-                l.tstate_current_frame,
-                l.tstate_cframe,
-                l.cframe_current_frame,
-            ) {
-                (Some(current), _, _) => self.memory.read_usize(tstate.wrapping_add(current)),
-                (None, Some(cframe), Some(current)) => self
-                    .memory
-                    .read_usize(tstate.wrapping_add(cframe))
-                    .and_then(|c| self.memory.read_usize(c.wrapping_add(current))),
-                _ => Err(MemoryError::Unmapped(tstate)),
+            let memory = &mut self.memory;
+            let slot = l
+                .current_frame
+                .slot(tstate, |at| memory.read_usize(tstate.wrapping_add(at)).ok());
+            let frame = match slot {
+                Some(slot) => memory.read_usize(slot),
+                None => Err(MemoryError::Unmapped(tstate)),
             };
             let Ok(mut frame) = frame else {
                 return (codes, false);

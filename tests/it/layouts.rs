@@ -264,10 +264,6 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
     ];
     let optional = [
         ("tstate_native_thread_id", layout.tstate_native_thread_id),
-        ("tstate_frame", layout.tstate_frame),
-        ("tstate_cframe", layout.tstate_cframe),
-        ("cframe_current_frame", layout.cframe_current_frame),
-        ("tstate_current_frame", layout.tstate_current_frame),
         ("tstate_datastack_chunk", layout.tstate_datastack_chunk),
         ("tstate_datastack_top", layout.tstate_datastack_top),
         ("tstate_datastack_limit", layout.tstate_datastack_limit),
@@ -316,6 +312,20 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
             layout.frame_owned_by_interpreter.map(usize::from),
         ),
     ];
+    use tracer::reader::layout::CurrentFrame;
+    let current_frame: Vec<(&str, usize)> = match layout.current_frame {
+        CurrentFrame::FrameObject { tstate_frame } => vec![("tstate_frame", tstate_frame)],
+        CurrentFrame::ThroughCFrame {
+            tstate_cframe,
+            cframe_current_frame,
+        } => vec![
+            ("tstate_cframe", tstate_cframe),
+            ("cframe_current_frame", cframe_current_frame),
+        ],
+        CurrentFrame::InThreadState {
+            tstate_current_frame,
+        } => vec![("tstate_current_frame", tstate_current_frame)],
+    };
     let bits = [
         ("unicode_kind", Some(layout.unicode_kind)),
         ("unicode_compact", Some(layout.unicode_compact)),
@@ -326,6 +336,9 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
         .iter()
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
+    for (name, value) in current_frame {
+        arguments.push(format!("{name}={value}"));
+    }
     for (name, value) in optional {
         arguments.extend(value.map(|value| format!("{name}={value}")));
     }

@@ -37,7 +37,9 @@
 //! read with its own. A version newer than every table yields [`DebugOffsetsError::NoLayout`]
 //! here and a one-line refusal at attach time.
 
-use super::{layout_for, layout_for_build, Layout, DEBUG_OFFSETS_LAYOUTS, MAX_PLAUSIBLE_OFFSET};
+use super::{
+    layout_for, layout_for_build, CurrentFrame, Layout, DEBUG_OFFSETS_LAYOUTS, MAX_PLAUSIBLE_OFFSET,
+};
 use crate::reader::PyVersion;
 
 /// The first eight bytes of `_PyRuntime` from 3.13 on.
@@ -151,7 +153,21 @@ impl DebugField {
             ThreadStateSize => plain!(tstate_size),
             ThreadStateNext => plain!(tstate_next),
             ThreadStateInterp => plain!(tstate_interp),
-            ThreadStateCurrentFrame => optional!(tstate_current_frame),
+            // 3.13+ find the frame this way only; a value read sets the variant.
+            ThreadStateCurrentFrame => (
+                "current_frame",
+                |l: &Layout| match l.current_frame {
+                    CurrentFrame::InThreadState {
+                        tstate_current_frame,
+                    } => Some(tstate_current_frame),
+                    _ => None,
+                },
+                |l: &mut Layout, v| {
+                    l.current_frame = CurrentFrame::InThreadState {
+                        tstate_current_frame: v,
+                    }
+                },
+            ),
             ThreadStateThreadId => plain!(tstate_thread_id),
             ThreadStateNativeThreadId => optional!(tstate_native_thread_id),
             ThreadStateDatastackChunk => optional!(tstate_datastack_chunk),
