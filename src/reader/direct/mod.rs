@@ -754,8 +754,3 @@ fn read_i32_at(bytes: &[u8], offset: usize) -> Option<i32> {
     let raw = bytes.get(offset..offset + 4)?;
     Some(i32::from_le_bytes(raw.try_into().ok()?))
 }
-
-fn read_u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
-    let raw = bytes.get(offset..offset + 4)?;
-    Some(u32::from_le_bytes(raw.try_into().ok()?))
-}

@@ -246,36 +246,30 @@ FIELDS = [
     # they live in Objects/dict-common.h, which is not installed: 3.8-3.10 measure the copy
     # declared in PRE_3_11_DICT (below), which tests/it/layouts.rs checks against each
     # interpreter's own dicts (tests/support/layout_probe.py).
-    ("dict_keys_size", "option", [(8, 10, "offsetof(TracerDictKeysObject, dk_size)")]),
-    ("dict_keys_log2_size", "option", [(11, NEWEST, "offsetof(PyDictKeysObject, dk_log2_size)")]),
-    ("dict_keys_log2_index_bytes", "option",
-     [(11, NEWEST, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
-    ("dict_keys_kind", "option", [(11, NEWEST, "offsetof(PyDictKeysObject, dk_kind)")]),
-    ("dict_keys_nentries", "option", [
-        (8, 10, "offsetof(TracerDictKeysObject, dk_nentries)"),
-        (11, NEWEST, "offsetof(PyDictKeysObject, dk_nentries)"),
+    ("dict_key_table", "variant", [
+        (8, 10, "DictKeyTable::Sized", {
+            "dict_keys_size": "offsetof(TracerDictKeysObject, dk_size)",
+            "dict_keys_nentries": "offsetof(TracerDictKeysObject, dk_nentries)",
+            "dict_keys_indices": "offsetof(TracerDictKeysObject, dk_indices)",
+            "dict_entry_size": "sizeof(TracerDictKeyEntry)",
+            "dict_entry_key": "offsetof(TracerDictKeyEntry, me_key)",
+            "dict_entry_value": "offsetof(TracerDictKeyEntry, me_value)",
+        }),
+        (11, NEWEST, "DictKeyTable::Log2", {
+            "dict_keys_log2_size": "offsetof(PyDictKeysObject, dk_log2_size)",
+            "dict_keys_log2_index_bytes": "offsetof(PyDictKeysObject, dk_log2_index_bytes)",
+            "dict_keys_kind": "offsetof(PyDictKeysObject, dk_kind)",
+            "dict_keys_nentries": "offsetof(PyDictKeysObject, dk_nentries)",
+            "dict_keys_indices": "offsetof(PyDictKeysObject, dk_indices)",
+            "dict_entry_size": "sizeof(PyDictKeyEntry)",
+            "dict_entry_key": "offsetof(PyDictKeyEntry, me_key)",
+            "dict_entry_value": "offsetof(PyDictKeyEntry, me_value)",
+            "dict_unicode_entry_size": "sizeof(PyDictUnicodeEntry)",
+            "dict_unicode_entry_key": "offsetof(PyDictUnicodeEntry, me_key)",
+            "dict_unicode_entry_value": "offsetof(PyDictUnicodeEntry, me_value)",
+            "dict_kind_general": "DICT_KEYS_GENERAL",
+        }),
     ]),
-    ("dict_keys_indices", "option", [
-        (8, 10, "offsetof(TracerDictKeysObject, dk_indices)"),
-        (11, NEWEST, "offsetof(PyDictKeysObject, dk_indices)"),
-    ]),
-    ("dict_entry_size", "option", [
-        (8, 10, "sizeof(TracerDictKeyEntry)"),
-        (11, NEWEST, "sizeof(PyDictKeyEntry)"),
-    ]),
-    ("dict_entry_key", "option", [
-        (8, 10, "offsetof(TracerDictKeyEntry, me_key)"),
-        (11, NEWEST, "offsetof(PyDictKeyEntry, me_key)"),
-    ]),
-    ("dict_entry_value", "option", [
-        (8, 10, "offsetof(TracerDictKeyEntry, me_value)"),
-        (11, NEWEST, "offsetof(PyDictKeyEntry, me_value)"),
-    ]),
-    ("dict_unicode_entry_size", "option", [(11, NEWEST, "sizeof(PyDictUnicodeEntry)")]),
-    ("dict_unicode_entry_key", "option", [(11, NEWEST, "offsetof(PyDictUnicodeEntry, me_key)")]),
-    ("dict_unicode_entry_value", "option",
-     [(11, NEWEST, "offsetof(PyDictUnicodeEntry, me_value)")]),
-    ("dict_kind_general", "enum", [(11, NEWEST, "DICT_KEYS_GENERAL")]),
     ("code_fast_cell", "enum", [(11, NEWEST, "CO_FAST_CELL")]),
     ("code_fast_free", "enum", [(11, NEWEST, "CO_FAST_FREE")]),
     ("code_fast_hidden", "enum", [(12, NEWEST, "CO_FAST_HIDDEN")]),
@@ -673,7 +667,7 @@ def render(found, measured, target):
         f"// Measured from: {sources}; target {target}.",
         "",
         "use super::debug_offsets::{DebugField, DebugOffsetsLayout};",
-        "use super::variants::{CurrentFrame, FrameInstruction};",
+        "use super::variants::{CurrentFrame, DictKeyTable, FrameInstruction};",
         "use super::{Bitfield, Layout};",
         "use crate::reader::linetable::LineTableFormat;",
         "use crate::reader::PyVersion;",

@@ -139,9 +139,14 @@ fn fields_exist_in_the_versions_that_have_them() {
         assert_eq!(layout.iframe_code_tag_mask, if minor >= 14 { 3 } else { 0 });
         let snapshot = minor >= 12;
         assert_eq!(layout.interp_imports_modules.is_some(), snapshot);
-        assert_eq!(layout.dict_keys_indices.is_some(), minor >= 8);
-        assert_eq!(layout.dict_keys_size.is_some(), minor <= 10);
-        assert_eq!(layout.dict_keys_log2_size.is_some(), minor >= 11);
+        assert_eq!(
+            matches!(layout.dict_key_table, DictKeyTable::Sized { .. }),
+            minor <= 10
+        );
+        assert_eq!(
+            matches!(layout.dict_key_table, DictKeyTable::Log2 { .. }),
+            minor >= 11
+        );
         assert_eq!(layout.function_code.is_some(), snapshot);
         assert_eq!(layout.code_consts.is_some(), snapshot);
         assert_eq!(layout.code_exceptiontable.is_some(), snapshot);

@@ -77,3 +77,57 @@ pub enum FrameInstruction {
     /// frame not started stands on offset 0.
     InstrPtr,
 }
+
+/// The shape of a dict's key table (`PyDictKeysObject`), and where its entries are.
+///
+/// Field names are those of the structs' members: `dict_keys_*` of `PyDictKeysObject`,
+/// `dict_entry_*` of `PyDictKeyEntry`, `dict_unicode_entry_*` of `PyDictUnicodeEntry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DictKeyTable {
+    /// 3.8–3.10: `dk_size` (`Py_ssize_t`) slots of the index table, each index 1, 2, 4 or 8
+    /// bytes as `dk_size` fits in 8, 16, 32 bits or not; every entry a `PyDictKeyEntry`. Not in
+    /// the installed headers: generate.py lays out `Objects/dict-common.h`'s declaration,
+    /// checked against live interpreters by tests/it/layouts.rs.
+    Sized {
+        /// `dk_size`.
+        dict_keys_size: usize,
+        /// `dk_nentries`: entries used, deleted ones included.
+        dict_keys_nentries: usize,
+        /// `dk_indices`: the index table; the entries follow it.
+        dict_keys_indices: usize,
+        /// `sizeof(PyDictKeyEntry)`.
+        dict_entry_size: usize,
+        /// `PyDictKeyEntry.me_key`.
+        dict_entry_key: usize,
+        /// `PyDictKeyEntry.me_value`: NULL for a deleted entry.
+        dict_entry_value: usize,
+    },
+    /// 3.11+: one-byte `dk_log2_size` and `dk_log2_index_bytes`, and `dk_kind`: general
+    /// tables hold `PyDictKeyEntry`s, all-`str` ones (unicode or split) `PyDictUnicodeEntry`s.
+    Log2 {
+        /// `dk_log2_size`.
+        dict_keys_log2_size: usize,
+        /// `dk_log2_index_bytes`.
+        dict_keys_log2_index_bytes: usize,
+        /// `dk_kind`.
+        dict_keys_kind: usize,
+        /// `dk_nentries`.
+        dict_keys_nentries: usize,
+        /// `dk_indices`.
+        dict_keys_indices: usize,
+        /// `sizeof(PyDictKeyEntry)`.
+        dict_entry_size: usize,
+        /// `PyDictKeyEntry.me_key`.
+        dict_entry_key: usize,
+        /// `PyDictKeyEntry.me_value`.
+        dict_entry_value: usize,
+        /// `sizeof(PyDictUnicodeEntry)`.
+        dict_unicode_entry_size: usize,
+        /// `PyDictUnicodeEntry.me_key`.
+        dict_unicode_entry_key: usize,
+        /// `PyDictUnicodeEntry.me_value`.
+        dict_unicode_entry_value: usize,
+        /// `DICT_KEYS_GENERAL`: the `dk_kind` of a table of `PyDictKeyEntry`s.
+        dict_kind_general: usize,
+    },
+}
