@@ -12,6 +12,7 @@ pub mod layout;
 pub mod line_proof;
 pub mod linetable;
 pub mod memory;
+pub mod objects;
 pub mod printable;
 mod pyspy;
 pub mod sample;

@@ -528,44 +528,21 @@ impl<'a> Walker<'a> {
     /// The values of a (combined-table) dict; split dicts are left out.
     fn dict_values(&mut self, dict: usize) -> Result<Vec<usize>, MemoryError> {
         let l = self.layout;
-        let (
-            Some(keys_at),
-            Some(values_at),
-            Some(log2_size_at),
-            Some(log2_index_at),
-            Some(kind_at),
-            Some(nentries_at),
-            Some(indices_at),
-            Some(general),
-        ) = (
-            Some(l.dict_keys),
-            Some(l.dict_values),
-            l.dict_keys_log2_size,
-            l.dict_keys_log2_index_bytes,
-            l.dict_keys_kind,
-            l.dict_keys_nentries,
-            l.dict_keys_indices,
-            l.dict_kind_general,
-        )
-        else {
-            return Err(MemoryError::Unmapped(dict));
-        };
+        let shape = l.dict_key_table;
         let type_ptr = self.memory.read_usize(dict.wrapping_add(l.object_type))?;
         let flags = self.type_flags(type_ptr)?;
         if flags & l.tpflags_dict_subclass.unwrap_or(0) == 0 {
             return Err(MemoryError::Unmapped(dict));
         }
-        let split_values = self.memory.read_usize(dict.wrapping_add(values_at))?;
-        let keys = self.memory.read_usize(dict.wrapping_add(keys_at))?;
-        let mut head = vec![0u8; indices_at];
+        let split_values = self.memory.read_usize(dict.wrapping_add(l.dict_values))?;
+        let keys = self.memory.read_usize(dict.wrapping_add(l.dict_keys))?;
+        let mut head = vec![0u8; shape.header_size()];
         self.memory.read(keys, &mut head)?;
-        let log2_size = *head.get(log2_size_at).unwrap_or(&64);
-        let log2_index_bytes = *head.get(log2_index_at).unwrap_or(&64);
-        let kind = *head.get(kind_at).unwrap_or(&255);
-        let nentries = read_usize_at(&head, nentries_at).unwrap_or(usize::MAX);
-        if log2_size > 30 || log2_index_bytes > 33 || nentries > (1usize << log2_size) {
+        // The same decoding and bounds as the value reader's (DictKeyTable::decode).
+        let Some(table) = shape.decode(keys, &head) else {
             return Err(MemoryError::Unmapped(keys));
-        }
+        };
+        let nentries = table.nentries;
         if nentries > MAX_DICT_ENTRIES {
             self.stats.skipped_dicts += 1;
             return Ok(Vec::new());
@@ -578,20 +555,10 @@ impl<'a> Walker<'a> {
                 .filter(|&value| value != 0)
                 .collect());
         }
-        let (entry_size, value_at) = if kind == general {
-            (l.dict_entry_size, l.dict_entry_value)
-        } else {
-            (l.dict_unicode_entry_size, l.dict_unicode_entry_value)
-        };
-        let (Some(entry_size), Some(value_at)) = (entry_size, value_at) else {
-            return Err(MemoryError::Unmapped(keys));
-        };
-        let entries = keys
-            .wrapping_add(indices_at)
-            .wrapping_add(1usize << log2_index_bytes);
-        let mut table = vec![0u8; nentries * entry_size];
-        self.memory.read(entries, &mut table)?;
-        Ok(table
+        let (entry_size, value_at) = (table.entry_size, table.value_at);
+        let mut raw = vec![0u8; nentries * entry_size];
+        self.memory.read(table.entries, &mut raw)?;
+        Ok(raw
             .chunks_exact(entry_size)
             .filter_map(|entry| read_usize_at(entry, value_at))
             .filter(|&value| value != 0)
@@ -619,17 +586,13 @@ impl<'a> Walker<'a> {
             if threads.len() >= MAX_THREADS || !threads.insert(tstate) {
                 return (codes, false);
             }
-            let frame = match (
-                l.tstate_current_frame,
-                l.tstate_cframe,
-                l.cframe_current_frame,
-            ) {
-                (Some(current), _, _) => self.memory.read_usize(tstate.wrapping_add(current)),
-                (None, Some(cframe), Some(current)) => self
-                    .memory
-                    .read_usize(tstate.wrapping_add(cframe))
-                    .and_then(|c| self.memory.read_usize(c.wrapping_add(current))),
-                _ => Err(MemoryError::Unmapped(tstate)),
+            let memory = &mut self.memory;
+            let slot = l
+                .current_frame
+                .slot(tstate, |at| memory.read_usize(tstate.wrapping_add(at)).ok());
+            let frame = match slot {
+                Some(slot) => memory.read_usize(slot),
+                None => Err(MemoryError::Unmapped(tstate)),
             };
             let Ok(mut frame) = frame else {
                 return (codes, false);

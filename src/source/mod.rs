@@ -108,10 +108,8 @@ impl Sources {
 
 /// The nearest version whose compiler the executable-line analysis models.
 fn analysed_version(version: PyVersion) -> PyVersion {
-    let (first, last) = (
-        *executable_lines::SUPPORTED_MINORS.start(),
-        *executable_lines::SUPPORTED_MINORS.end(),
-    );
+    let minors = executable_lines::supported_minors();
+    let (first, last) = (*minors.start(), *minors.end());
     match version.major {
         major if major < 3 => PyVersion::new(3, first),
         3 => PyVersion::new(3, version.minor.clamp(first, last)),

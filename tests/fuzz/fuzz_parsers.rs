@@ -572,11 +572,7 @@ fn shaped_key_table(
     objects: &[usize],
     word: &mut dyn FnMut() -> u64,
 ) -> u64 {
-    let (Some(nentries_at), Some(indices_at)) =
-        (layout.dict_keys_nentries, layout.dict_keys_indices)
-    else {
-        return 0;
-    };
+    use tracer::reader::layout::DictKeyTable;
     let put = |block: &mut [u8], at: usize, bytes: &[u8]| {
         if let Some(slot) = block.get_mut(at..at + bytes.len()) {
             slot.copy_from_slice(bytes);
@@ -587,48 +583,66 @@ fn shaped_key_table(
     let size = 1usize << log2_size;
     let nentries = (word() as usize) % (size + 1);
     let general = !choice.is_multiple_of(3);
-    let (entry_size, key_at, value_at) = if layout.dict_keys_size.is_some() || general {
-        (
-            layout.dict_entry_size,
-            layout.dict_entry_key,
-            layout.dict_entry_value,
-        )
-    } else {
-        (
-            layout.dict_unicode_entry_size,
-            layout.dict_unicode_entry_key,
-            layout.dict_unicode_entry_value,
-        )
-    };
-    let (Some(entry_size), Some(key_at), Some(value_at)) = (entry_size, key_at, value_at) else {
-        return 0;
-    };
-    let index_bytes = match (layout.dict_keys_size, layout.dict_keys_log2_size) {
-        (Some(size_at), _) => {
-            // A wrong size now and then: not a power of two, or huge.
-            let stored = match choice % 16 {
-                0 => 3,
-                1 => u64::MAX,
-                _ => size as u64,
-            };
-            put(block, size_at, &stored.to_le_bytes());
-            size
-        }
-        (None, Some(log2_at)) => {
-            put(block, log2_at, &[log2_size as u8]);
-            let log2_index_bytes = log2_size.max(3);
-            if let Some(at) = layout.dict_keys_log2_index_bytes {
-                put(block, at, &[log2_index_bytes as u8]);
+    let (nentries_at, indices_at, index_bytes, (entry_size, key_at, value_at)) =
+        match layout.dict_key_table {
+            DictKeyTable::Sized {
+                dict_keys_size,
+                dict_keys_nentries,
+                dict_keys_indices,
+                dict_entry_size,
+                dict_entry_key,
+                dict_entry_value,
+            } => {
+                // A wrong size now and then: not a power of two, or huge.
+                let stored = match choice % 16 {
+                    0 => 3,
+                    1 => u64::MAX,
+                    _ => size as u64,
+                };
+                put(block, dict_keys_size, &stored.to_le_bytes());
+                (
+                    dict_keys_nentries,
+                    dict_keys_indices,
+                    size,
+                    (dict_entry_size, dict_entry_key, dict_entry_value),
+                )
             }
-            if let (Some(at), Some(general_kind)) =
-                (layout.dict_keys_kind, layout.dict_kind_general)
-            {
-                put(block, at, &[if general { general_kind } else { 1 }]);
+            DictKeyTable::Log2 {
+                dict_keys_log2_size,
+                dict_keys_log2_index_bytes,
+                dict_keys_kind,
+                dict_keys_nentries,
+                dict_keys_indices,
+                dict_entry_size,
+                dict_entry_key,
+                dict_entry_value,
+                dict_unicode_entry_size,
+                dict_unicode_entry_key,
+                dict_unicode_entry_value,
+                dict_kind_general,
+            } => {
+                put(block, dict_keys_log2_size, &[log2_size as u8]);
+                let log2_index_bytes = log2_size.max(3);
+                put(block, dict_keys_log2_index_bytes, &[log2_index_bytes as u8]);
+                let kind = if general { dict_kind_general as u8 } else { 1 };
+                put(block, dict_keys_kind, &[kind]);
+                let entry = if general {
+                    (dict_entry_size, dict_entry_key, dict_entry_value)
+                } else {
+                    (
+                        dict_unicode_entry_size,
+                        dict_unicode_entry_key,
+                        dict_unicode_entry_value,
+                    )
+                };
+                (
+                    dict_keys_nentries,
+                    dict_keys_indices,
+                    1 << log2_index_bytes,
+                    entry,
+                )
             }
-            1 << log2_index_bytes
-        }
-        (None, None) => return 0,
-    };
+        };
     put(block, nentries_at, &(nentries as u64).to_le_bytes());
     for i in 0..index_bytes {
         let byte = word() as u8;
@@ -692,7 +706,10 @@ fn fuzz_value_decoder() {
                         if !opaque {
                             DECODED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             if value.type_name == "dict" && value.repr != "{}" {
-                                let counter = if layout.dict_keys_size.is_some() {
+                                let counter = if matches!(
+                                    layout.dict_key_table,
+                                    tracer::reader::layout::DictKeyTable::Sized { .. }
+                                ) {
                                     &DICTS_BY_SIZE
                                 } else {
                                     &DICTS_BY_LOG2

@@ -8,6 +8,7 @@ use crate::fuzz_walker::*;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tracer::reader::direct::Target;
+use tracer::reader::layout::CurrentFrame;
 use tracer::reader::memory::{ImageMemory, MemoryError, MemoryReader, ReadRequest};
 use tracer::reader::sample::Sample;
 use tracer::reader::PyVersion;
@@ -222,7 +223,7 @@ fn a_walk_that_meets_a_freed_frame_reports_nothing_of_its_thread() {
         let tstate = usize::from_le_bytes(tstate);
         poke(
             &mut torn,
-            tstate + layout.tstate_frame.unwrap(),
+            tstate + layout.current_frame.tstate_field(),
             free_list[0],
         );
         poke(
@@ -284,14 +285,19 @@ fn a_cycle_of_shim_frames_outside_the_chunk_ends_the_walk() {
             .read(recorded.interpreter + layout.interp_threads_head, &mut head)
             .unwrap();
         let tstate = usize::from_le_bytes(head);
-        let frame_slot = match (layout.tstate_current_frame, layout.tstate_cframe) {
-            (Some(current), _) => tstate + current,
-            (None, Some(cframe)) => {
+        let frame_slot = match layout.current_frame {
+            CurrentFrame::InThreadState {
+                tstate_current_frame,
+            } => tstate + tstate_current_frame,
+            CurrentFrame::ThroughCFrame {
+                tstate_cframe,
+                cframe_current_frame,
+            } => {
                 let mut cframe_ptr = [0u8; 8];
-                image.read(tstate + cframe, &mut cframe_ptr).unwrap();
-                usize::from_le_bytes(cframe_ptr) + layout.cframe_current_frame.unwrap()
+                image.read(tstate + tstate_cframe, &mut cframe_ptr).unwrap();
+                usize::from_le_bytes(cframe_ptr) + cframe_current_frame
             }
-            _ => unreachable!("3.12+ has a frame pointer"),
+            CurrentFrame::FrameObject { .. } => unreachable!("3.12+ has interpreter frames"),
         };
         let mut shim = vec![0u8; 512];
         shim[previous_at..previous_at + 8].copy_from_slice(&SHIM.to_le_bytes());
@@ -330,17 +336,15 @@ fn head_thread_frame_slot(recorded: &Recorded, image: &mut ImageMemory) -> usize
     let tstate = image
         .read_usize(recorded.interpreter + layout.interp_threads_head)
         .unwrap();
-    match (
-        layout.tstate_frame,
-        layout.tstate_current_frame,
-        layout.tstate_cframe,
-    ) {
-        (Some(frame), _, _) => tstate + frame,
-        (None, Some(current), _) => tstate + current,
-        (None, None, Some(cframe)) => {
-            image.read_usize(tstate + cframe).unwrap() + layout.cframe_current_frame.unwrap()
-        }
-        _ => unreachable!("every layout has a frame pointer"),
+    match layout.current_frame {
+        CurrentFrame::FrameObject { tstate_frame } => tstate + tstate_frame,
+        CurrentFrame::InThreadState {
+            tstate_current_frame,
+        } => tstate + tstate_current_frame,
+        CurrentFrame::ThroughCFrame {
+            tstate_cframe,
+            cframe_current_frame,
+        } => image.read_usize(tstate + tstate_cframe).unwrap() + cframe_current_frame,
     }
 }
 
@@ -501,16 +505,15 @@ fn a_frame_pushed_between_the_copies_is_never_reported() {
         let layout = recorded.layout;
         let image = recorded.image.clone();
         let tstate = peek(&image, recorded.interpreter + layout.interp_threads_head);
-        let frame_slot = match (
-            layout.tstate_frame,
-            layout.tstate_cframe,
-            layout.cframe_current_frame,
-            layout.tstate_current_frame,
-        ) {
-            (Some(frame), _, _, _) => tstate + frame,
-            (None, Some(cframe), Some(current), _) => peek(&image, tstate + cframe) + current,
-            (None, _, _, Some(current)) => tstate + current,
-            _ => panic!("{}: no frame pointer in the layout", recorded.label),
+        let frame_slot = match layout.current_frame {
+            CurrentFrame::FrameObject { tstate_frame } => tstate + tstate_frame,
+            CurrentFrame::ThroughCFrame {
+                tstate_cframe,
+                cframe_current_frame,
+            } => peek(&image, tstate + tstate_cframe) + cframe_current_frame,
+            CurrentFrame::InThreadState {
+                tstate_current_frame,
+            } => tstate + tstate_current_frame,
         };
         let inner = peek(&image, frame_slot);
         let previous = layout

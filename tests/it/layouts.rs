@@ -264,10 +264,6 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
     ];
     let optional = [
         ("tstate_native_thread_id", layout.tstate_native_thread_id),
-        ("tstate_frame", layout.tstate_frame),
-        ("tstate_cframe", layout.tstate_cframe),
-        ("cframe_current_frame", layout.cframe_current_frame),
-        ("tstate_current_frame", layout.tstate_current_frame),
         ("tstate_datastack_chunk", layout.tstate_datastack_chunk),
         ("tstate_datastack_top", layout.tstate_datastack_top),
         ("tstate_datastack_limit", layout.tstate_datastack_limit),
@@ -288,25 +284,6 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
         ("code_nlocalsplus", layout.code_nlocalsplus),
         ("code_varnames", layout.code_varnames),
         ("code_localsplusnames", layout.code_localsplusnames),
-        ("dict_keys_size", layout.dict_keys_size),
-        ("dict_keys_log2_size", layout.dict_keys_log2_size),
-        (
-            "dict_keys_log2_index_bytes",
-            layout.dict_keys_log2_index_bytes,
-        ),
-        ("dict_keys_kind", layout.dict_keys_kind),
-        ("dict_keys_nentries", layout.dict_keys_nentries),
-        ("dict_keys_indices", layout.dict_keys_indices),
-        ("dict_entry_size", layout.dict_entry_size),
-        ("dict_entry_key", layout.dict_entry_key),
-        ("dict_entry_value", layout.dict_entry_value),
-        ("dict_unicode_entry_size", layout.dict_unicode_entry_size),
-        ("dict_unicode_entry_key", layout.dict_unicode_entry_key),
-        ("dict_unicode_entry_value", layout.dict_unicode_entry_value),
-        (
-            "dict_kind_general",
-            layout.dict_kind_general.map(usize::from),
-        ),
         (
             "frame_owned_by_cstack",
             layout.frame_owned_by_cstack.map(usize::from),
@@ -316,6 +293,65 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
             layout.frame_owned_by_interpreter.map(usize::from),
         ),
     ];
+    use tracer::reader::layout::CurrentFrame;
+    let current_frame: Vec<(&str, usize)> = match layout.current_frame {
+        CurrentFrame::FrameObject { tstate_frame } => vec![("tstate_frame", tstate_frame)],
+        CurrentFrame::ThroughCFrame {
+            tstate_cframe,
+            cframe_current_frame,
+        } => vec![
+            ("tstate_cframe", tstate_cframe),
+            ("cframe_current_frame", cframe_current_frame),
+        ],
+        CurrentFrame::InThreadState {
+            tstate_current_frame,
+        } => vec![("tstate_current_frame", tstate_current_frame)],
+    };
+    use tracer::reader::layout::DictKeyTable;
+    let dict_key_table: Vec<(&str, usize)> = match layout.dict_key_table {
+        DictKeyTable::Sized {
+            dict_keys_size,
+            dict_keys_nentries,
+            dict_keys_indices,
+            dict_entry_size,
+            dict_entry_key,
+            dict_entry_value,
+        } => vec![
+            ("dict_keys_size", dict_keys_size),
+            ("dict_keys_nentries", dict_keys_nentries),
+            ("dict_keys_indices", dict_keys_indices),
+            ("dict_entry_size", dict_entry_size),
+            ("dict_entry_key", dict_entry_key),
+            ("dict_entry_value", dict_entry_value),
+        ],
+        DictKeyTable::Log2 {
+            dict_keys_log2_size,
+            dict_keys_log2_index_bytes,
+            dict_keys_kind,
+            dict_keys_nentries,
+            dict_keys_indices,
+            dict_entry_size,
+            dict_entry_key,
+            dict_entry_value,
+            dict_unicode_entry_size,
+            dict_unicode_entry_key,
+            dict_unicode_entry_value,
+            dict_kind_general,
+        } => vec![
+            ("dict_keys_log2_size", dict_keys_log2_size),
+            ("dict_keys_log2_index_bytes", dict_keys_log2_index_bytes),
+            ("dict_keys_kind", dict_keys_kind),
+            ("dict_keys_nentries", dict_keys_nentries),
+            ("dict_keys_indices", dict_keys_indices),
+            ("dict_entry_size", dict_entry_size),
+            ("dict_entry_key", dict_entry_key),
+            ("dict_entry_value", dict_entry_value),
+            ("dict_unicode_entry_size", dict_unicode_entry_size),
+            ("dict_unicode_entry_key", dict_unicode_entry_key),
+            ("dict_unicode_entry_value", dict_unicode_entry_value),
+            ("dict_kind_general", dict_kind_general),
+        ],
+    };
     let bits = [
         ("unicode_kind", Some(layout.unicode_kind)),
         ("unicode_compact", Some(layout.unicode_compact)),
@@ -326,6 +362,9 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
         .iter()
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
+    for (name, value) in current_frame.into_iter().chain(dict_key_table) {
+        arguments.push(format!("{name}={value}"));
+    }
     for (name, value) in optional {
         arguments.extend(value.map(|value| format!("{name}={value}")));
     }

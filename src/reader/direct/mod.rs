@@ -417,22 +417,10 @@ impl DirectReader {
         let span = &self.thread_spans[index];
         let field = |offset: usize| read_usize_at(span, offset);
         let thread_id = field(layout.tstate_thread_id).unwrap_or(0) as u64;
-        let frame_slot = match (
-            layout.tstate_frame,
-            layout.tstate_cframe,
-            layout.cframe_current_frame,
-            layout.tstate_current_frame,
-        ) {
-            // 3.8–3.10: tstate->frame.
-            (Some(frame), _, _, _) => tstate.wrapping_add(frame),
-            // 3.11/3.12: tstate->cframe->current_frame.
-            (None, Some(cframe), Some(current), _) => {
-                field(cframe).unwrap_or(0).wrapping_add(current)
-            }
-            // 3.13: tstate->current_frame.
-            (None, _, _, Some(current)) => tstate.wrapping_add(current),
-            _ => return Err(MemoryError::Unmapped(tstate)),
-        };
+        let frame_slot = layout
+            .current_frame
+            .slot(tstate, |offset| Some(field(offset).unwrap_or(0)))
+            .ok_or(MemoryError::Unmapped(tstate))?;
         let chunk = layout.tstate_datastack_chunk.and_then(field).unwrap_or(0);
         let mut top = layout.tstate_datastack_top.and_then(field).unwrap_or(0);
         let limit = layout.tstate_datastack_limit.and_then(field).unwrap_or(0);
@@ -712,9 +700,7 @@ fn tstate_span(layout: &Layout) -> usize {
     span_of(&[
         (Some(layout.tstate_next), 8),
         (Some(layout.tstate_thread_id), 8),
-        (layout.tstate_frame, 8),
-        (layout.tstate_cframe, 8),
-        (layout.tstate_current_frame, 8),
+        (Some(layout.current_frame.tstate_field()), 8),
         (layout.tstate_datastack_chunk, 8),
         (layout.tstate_datastack_top, 8),
         (layout.tstate_datastack_limit, 8),
@@ -767,9 +753,4 @@ fn read_usize_at(bytes: &[u8], offset: usize) -> Option<usize> {
 fn read_i32_at(bytes: &[u8], offset: usize) -> Option<i32> {
     let raw = bytes.get(offset..offset + 4)?;
     Some(i32::from_le_bytes(raw.try_into().ok()?))
-}
-
-fn read_u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
-    let raw = bytes.get(offset..offset + 4)?;
-    Some(u32::from_le_bytes(raw.try_into().ok()?))
 }

@@ -1,8 +1,9 @@
 //! Generic object readers the walks and the snapshot share: `str` and `bytes` contents.
 
-use super::{read_u32_at, read_usize_at, MAX_STRING_BYTES};
+use super::MAX_STRING_BYTES;
 use crate::reader::layout::Layout;
 use crate::reader::memory::{MemoryError, MemoryReader};
+use crate::reader::objects::{code_points, str_shape};
 
 /// A `str` object's text (compact ASCII or compact 1/2/4-byte kinds).
 pub fn read_unicode(
@@ -12,32 +13,19 @@ pub fn read_unicode(
 ) -> Result<String, MemoryError> {
     let mut header = vec![0u8; layout.unicode_compact_size];
     memory.read(object, &mut header)?;
-    let length = read_usize_at(&header, layout.unicode_length).unwrap_or(usize::MAX);
-    let state = read_u32_at(&header, layout.unicode_state).unwrap_or(0);
-    let kind = layout.unicode_kind.extract(state) as usize;
-    let compact = layout.unicode_compact.extract(state) == 1;
-    let ascii = layout.unicode_ascii.extract(state) == 1;
-    if !compact || !matches!(kind, 1 | 2 | 4) || length.saturating_mul(kind) > MAX_STRING_BYTES {
-        return Err(MemoryError::Unmapped(object));
-    }
-    let data = object.wrapping_add(if ascii {
-        layout.unicode_ascii_size
+    let shape =
+        str_shape(layout, &header, MAX_STRING_BYTES).ok_or(MemoryError::Unmapped(object))?;
+    let mut raw = vec![0u8; shape.bytes()];
+    memory.read(object.wrapping_add(shape.data_at), &mut raw)?;
+    // An ASCII string holds no byte above 0x7f; any other code point must be a character
+    // (not a lone surrogate).
+    let text: Option<String> = if shape.ascii && !raw.is_ascii() {
+        None
     } else {
-        layout.unicode_compact_size
-    });
-    let mut raw = vec![0u8; length * kind];
-    memory.read(data, &mut raw)?;
-    let text: Option<String> = match kind {
-        1 if ascii => std::str::from_utf8(&raw).ok().map(str::to_owned),
-        1 => Some(raw.iter().map(|&b| b as char).collect()),
-        2 => raw
-            .chunks_exact(2)
-            .map(|c| char::from_u32(u16::from_le_bytes([c[0], c[1]]) as u32))
-            .collect(),
-        _ => raw
-            .chunks_exact(4)
-            .map(|c| char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
+        code_points(shape.kind, &raw)
+            .into_iter()
+            .map(char::from_u32)
+            .collect()
     };
     text.ok_or(MemoryError::Unmapped(object))
 }

@@ -37,7 +37,9 @@
 //! read with its own. A version newer than every table yields [`DebugOffsetsError::NoLayout`]
 //! here and a one-line refusal at attach time.
 
-use super::{layout_for, layout_for_build, Layout, DEBUG_OFFSETS_LAYOUTS, MAX_PLAUSIBLE_OFFSET};
+use super::{
+    layout_for, layout_for_build, CurrentFrame, Layout, DEBUG_OFFSETS_LAYOUTS, MAX_PLAUSIBLE_OFFSET,
+};
 use crate::reader::PyVersion;
 
 /// The first eight bytes of `_PyRuntime` from 3.13 on.
@@ -151,7 +153,21 @@ impl DebugField {
             ThreadStateSize => plain!(tstate_size),
             ThreadStateNext => plain!(tstate_next),
             ThreadStateInterp => plain!(tstate_interp),
-            ThreadStateCurrentFrame => optional!(tstate_current_frame),
+            // 3.13+ find the frame this way only; a value read sets the variant.
+            ThreadStateCurrentFrame => (
+                "current_frame",
+                |l: &Layout| match l.current_frame {
+                    CurrentFrame::InThreadState {
+                        tstate_current_frame,
+                    } => Some(tstate_current_frame),
+                    _ => None,
+                },
+                |l: &mut Layout, v| {
+                    l.current_frame = CurrentFrame::InThreadState {
+                        tstate_current_frame: v,
+                    }
+                },
+            ),
             ThreadStateThreadId => plain!(tstate_thread_id),
             ThreadStateNativeThreadId => optional!(tstate_native_thread_id),
             ThreadStateDatastackChunk => optional!(tstate_datastack_chunk),
@@ -219,9 +235,15 @@ pub enum DebugOffsetsError {
     /// documentation: 3.14+ needs only data).
     #[error("no layout for CPython {0}'s debug offsets yet")]
     NoLayout(PyVersion),
-    /// A free-threaded build of a version without a free-threaded layout here.
+    /// A free-threaded build of a version without a free-threaded layout here (3.14t, 3.15t).
+    /// Its debug offsets do not carry what differs from the build with the GIL and what a
+    /// walker needs (the object header's size, 1-bit `_PyStackRef` tags where the GIL build has
+    /// 2, the per-thread bytecode copies `instr_ptr` points into), and no such build was
+    /// available here to measure a table from and test it against.
     #[error(
-        "free-threaded CPython {0} is not supported (of the free-threaded builds, only 3.13t is)"
+        "free-threaded CPython {0} is not read: no table for its build (its debug offsets leave \
+         out its per-thread bytecode and stack-reference tags) and none was tested; of the \
+         free-threaded builds only 3.13t is read"
     )]
     FreeThreaded(PyVersion),
     /// The offsets read make no sense (garbage, or a build we do not understand).
@@ -522,6 +544,21 @@ mod tests {
         assert_eq!(
             layout_from_debug_offsets(&threaded),
             Err(DebugOffsetsError::FreeThreaded(PyVersion::new(3, 14)))
+        );
+        // 3.15t too, and the refusal is one line that says why.
+        let v3_15 = synthetic(PyVersion::new(3, 15));
+        let mut threaded = v3_15.clone();
+        threaded[DebugOffsets::parse(&v3_15).unwrap().layout.free_threaded] = 1;
+        let refusal = layout_from_debug_offsets(&threaded).unwrap_err();
+        assert_eq!(
+            refusal,
+            DebugOffsetsError::FreeThreaded(PyVersion::new(3, 15))
+        );
+        let message = refusal.to_string();
+        assert!(!message.contains('\n'), "{message}");
+        assert!(
+            message.contains("3.15") && message.contains("per-thread bytecode"),
+            "{message}"
         );
         let position_of = |wanted: DebugField| {
             debug

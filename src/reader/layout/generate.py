@@ -54,6 +54,9 @@ DEFAULT_OUTPUT = os.path.join(HERE, "generated.rs")
 #   enum:   Option<u8>, an enum value;
 #   bits:   Bitfield present in every version;  bits?: Option<Bitfield>.
 #   fixed:  a usize the spec gives as a literal (no C expression applies).
+#   variant: one variant of a Rust enum per range of minors (variants.rs), its spec entries
+#            (first, last, "Enum::Variant", {field: C expression}); unit variants have {}.
+#            Every one of MINORS must be covered.
 RUST_TYPES = {
     "offset": "usize",
     "option": "Option<usize>",
@@ -61,6 +64,7 @@ RUST_TYPES = {
     "bits": "Bitfield",
     "bits?": "Option<Bitfield>",
     "fixed": "usize",
+    "variant": None,
 }
 
 
@@ -101,10 +105,17 @@ FIELDS = [
     ("tstate_thread_id", "offset", all_versions("offsetof(PyThreadState, thread_id)")),
     ("tstate_native_thread_id", "option",
      [(11, NEWEST, "offsetof(PyThreadState, native_thread_id)")]),
-    ("tstate_frame", "option", [(8, 10, "offsetof(PyThreadState, frame)")]),
-    ("tstate_cframe", "option", [(11, 12, "offsetof(PyThreadState, cframe)")]),
-    ("cframe_current_frame", "option", [(11, 12, "offsetof(_PyCFrame, current_frame)")]),
-    ("tstate_current_frame", "option", [(13, NEWEST, "offsetof(PyThreadState, current_frame)")]),
+    # How the innermost frame is found (variants.rs): one read up to 3.10 and from 3.13, two
+    # (through the _PyCFrame) in 3.11-3.12.
+    ("current_frame", "variant", [
+        (8, 10, "CurrentFrame::FrameObject",
+         {"tstate_frame": "offsetof(PyThreadState, frame)"}),
+        (11, 12, "CurrentFrame::ThroughCFrame",
+         {"tstate_cframe": "offsetof(PyThreadState, cframe)",
+          "cframe_current_frame": "offsetof(_PyCFrame, current_frame)"}),
+        (13, NEWEST, "CurrentFrame::InThreadState",
+         {"tstate_current_frame": "offsetof(PyThreadState, current_frame)"}),
+    ]),
     ("tstate_datastack_chunk", "option",
      [(11, NEWEST, "offsetof(PyThreadState, datastack_chunk)")]),
     ("tstate_datastack_top", "option", [(11, NEWEST, "offsetof(PyThreadState, datastack_top)")]),
@@ -135,6 +146,14 @@ FIELDS = [
     ]),
     ("iframe_owner", "option", [(11, NEWEST, "offsetof(_PyInterpreterFrame, owner)")]),
     ("iframe_localsplus", "option", [(11, NEWEST, "offsetof(_PyInterpreterFrame, localsplus)")]),
+    # What the frame's instruction field means (variants.rs), properties of the version read
+    # from its frame struct: f_lasti in bytes, f_lasti in code units, prev_instr, instr_ptr.
+    ("frame_instruction", "variant", [
+        (8, 9, "FrameInstruction::LastiBytes", {}),
+        (10, 10, "FrameInstruction::LastiCodeUnits", {}),
+        (11, 12, "FrameInstruction::PrevInstr", {}),
+        (13, NEWEST, "FrameInstruction::InstrPtr", {}),
+    ]),
     # Up to 3.13 the code pointer is a plain PyObject*: nothing to mask. 3.14's f_executable
     # is a _PyStackRef whose low bits are tags.
     ("iframe_code_tag_mask", "fixed", [(8, 13, "0"), (14, NEWEST, "Py_TAG_BITS")]),
@@ -150,6 +169,13 @@ FIELDS = [
     ("code_firstlineno", "offset", all_versions("offsetof(PyCodeObject, co_firstlineno)")),
     ("code_lnotab", "option", [(8, 9, "offsetof(PyCodeObject, co_lnotab)")]),
     ("code_linetable", "option", [(10, NEWEST, "offsetof(PyCodeObject, co_linetable)")]),
+    # The line table's format (linetable/mod.rs): co_lnotab, 3.10's co_linetable, or the
+    # location table of 3.11+.
+    ("line_table_format", "variant", [
+        (8, 9, "LineTableFormat::Lnotab", {}),
+        (10, 10, "LineTableFormat::Linetable310", {}),
+        (11, NEWEST, "LineTableFormat::Locations", {}),
+    ]),
     ("code_code", "option", [(8, 10, "offsetof(PyCodeObject, co_code)")]),
     ("code_code_adaptive", "option", [(11, NEWEST, "offsetof(PyCodeObject, co_code_adaptive)")]),
     ("code_firsttraceable", "option",
@@ -224,36 +250,30 @@ FIELDS = [
     # they live in Objects/dict-common.h, which is not installed: 3.8-3.10 measure the copy
     # declared in PRE_3_11_DICT (below), which tests/it/layouts.rs checks against each
     # interpreter's own dicts (tests/support/layout_probe.py).
-    ("dict_keys_size", "option", [(8, 10, "offsetof(TracerDictKeysObject, dk_size)")]),
-    ("dict_keys_log2_size", "option", [(11, NEWEST, "offsetof(PyDictKeysObject, dk_log2_size)")]),
-    ("dict_keys_log2_index_bytes", "option",
-     [(11, NEWEST, "offsetof(PyDictKeysObject, dk_log2_index_bytes)")]),
-    ("dict_keys_kind", "option", [(11, NEWEST, "offsetof(PyDictKeysObject, dk_kind)")]),
-    ("dict_keys_nentries", "option", [
-        (8, 10, "offsetof(TracerDictKeysObject, dk_nentries)"),
-        (11, NEWEST, "offsetof(PyDictKeysObject, dk_nentries)"),
+    ("dict_key_table", "variant", [
+        (8, 10, "DictKeyTable::Sized", {
+            "dict_keys_size": "offsetof(TracerDictKeysObject, dk_size)",
+            "dict_keys_nentries": "offsetof(TracerDictKeysObject, dk_nentries)",
+            "dict_keys_indices": "offsetof(TracerDictKeysObject, dk_indices)",
+            "dict_entry_size": "sizeof(TracerDictKeyEntry)",
+            "dict_entry_key": "offsetof(TracerDictKeyEntry, me_key)",
+            "dict_entry_value": "offsetof(TracerDictKeyEntry, me_value)",
+        }),
+        (11, NEWEST, "DictKeyTable::Log2", {
+            "dict_keys_log2_size": "offsetof(PyDictKeysObject, dk_log2_size)",
+            "dict_keys_log2_index_bytes": "offsetof(PyDictKeysObject, dk_log2_index_bytes)",
+            "dict_keys_kind": "offsetof(PyDictKeysObject, dk_kind)",
+            "dict_keys_nentries": "offsetof(PyDictKeysObject, dk_nentries)",
+            "dict_keys_indices": "offsetof(PyDictKeysObject, dk_indices)",
+            "dict_entry_size": "sizeof(PyDictKeyEntry)",
+            "dict_entry_key": "offsetof(PyDictKeyEntry, me_key)",
+            "dict_entry_value": "offsetof(PyDictKeyEntry, me_value)",
+            "dict_unicode_entry_size": "sizeof(PyDictUnicodeEntry)",
+            "dict_unicode_entry_key": "offsetof(PyDictUnicodeEntry, me_key)",
+            "dict_unicode_entry_value": "offsetof(PyDictUnicodeEntry, me_value)",
+            "dict_kind_general": "DICT_KEYS_GENERAL",
+        }),
     ]),
-    ("dict_keys_indices", "option", [
-        (8, 10, "offsetof(TracerDictKeysObject, dk_indices)"),
-        (11, NEWEST, "offsetof(PyDictKeysObject, dk_indices)"),
-    ]),
-    ("dict_entry_size", "option", [
-        (8, 10, "sizeof(TracerDictKeyEntry)"),
-        (11, NEWEST, "sizeof(PyDictKeyEntry)"),
-    ]),
-    ("dict_entry_key", "option", [
-        (8, 10, "offsetof(TracerDictKeyEntry, me_key)"),
-        (11, NEWEST, "offsetof(PyDictKeyEntry, me_key)"),
-    ]),
-    ("dict_entry_value", "option", [
-        (8, 10, "offsetof(TracerDictKeyEntry, me_value)"),
-        (11, NEWEST, "offsetof(PyDictKeyEntry, me_value)"),
-    ]),
-    ("dict_unicode_entry_size", "option", [(11, NEWEST, "sizeof(PyDictUnicodeEntry)")]),
-    ("dict_unicode_entry_key", "option", [(11, NEWEST, "offsetof(PyDictUnicodeEntry, me_key)")]),
-    ("dict_unicode_entry_value", "option",
-     [(11, NEWEST, "offsetof(PyDictUnicodeEntry, me_value)")]),
-    ("dict_kind_general", "enum", [(11, NEWEST, "DICT_KEYS_GENERAL")]),
     ("code_fast_cell", "enum", [(11, NEWEST, "CO_FAST_CELL")]),
     ("code_fast_free", "enum", [(11, NEWEST, "CO_FAST_FREE")]),
     ("code_fast_hidden", "enum", [(12, NEWEST, "CO_FAST_HIDDEN")]),
@@ -428,6 +448,12 @@ def c_program(minor):
         lines.append(PRE_3_11_DICT)
     lines.append("int main(void) {")
     for name, kind, spec in FIELDS:
+        if kind == "variant":
+            _variant, fields = variant_for(spec, minor)
+            for field, expr in fields.items():
+                lines.append(f'    printf("{name}.{field}=%llu\\n", '
+                             f'(unsigned long long)({expr}));')
+            continue
         expr = expression_for(spec, minor)
         if expr is None:
             continue
@@ -457,10 +483,22 @@ def expression_for(spec, minor):
     return None
 
 
+def variant_for(spec, minor):
+    """("Enum::Variant", {field: C expression}) of a variant field in 3.`minor`."""
+    for first, last, variant, fields in spec:
+        if first <= minor <= last:
+            return variant, fields
+    sys.exit(f"generate.py: no variant for 3.{minor} in {spec}")
+
+
 def check_spec():
     for name, kind, spec in FIELDS:
         if kind not in RUST_TYPES:
             sys.exit(f"generate.py: {name}: unknown kind {kind}")
+        if kind == "variant":
+            for minor in MINORS:
+                variant_for(spec, minor)
+            continue
         if kind in ("offset", "bits", "fixed"):
             missing = [m for m in MINORS if expression_for(spec, m) is None]
             if missing:
@@ -581,12 +619,28 @@ def layout_block(build, full, values):
              f"    version: PyVersion::new(3, {minor}),",
              f"    free_threaded: {'true' if free_threaded else 'false'},"]
     for name, kind, spec in FIELDS:
+        if kind == "variant":
+            lines.append(f"    {name}: {variant_value(name, spec, minor, values)},")
+            continue
         raw = values.get(name)
         if expression_for(spec, minor) is not None and raw is None:
             sys.exit(f"generate.py: 3.{minor}: {name} was not printed")
         lines.append(f"    {name}: {rust_value(kind, raw)},")
     lines.append("};")
     return "\n".join(lines)
+
+
+def variant_value(name, spec, minor, values):
+    variant, fields = variant_for(spec, minor)
+    if not fields:
+        return variant
+    members = []
+    for field in fields:
+        raw = values.get(f"{name}.{field}")
+        if raw is None:
+            sys.exit(f"generate.py: 3.{minor}: {name}.{field} was not printed")
+        members.append(f"{field}: {int(raw)}")
+    return f"{variant} {{ {', '.join(members)} }}"
 
 
 def debug_block(minor, values):
@@ -618,7 +672,9 @@ def render(found, measured, target):
         f"// Measured from: {sources}; target {target}.",
         "",
         "use super::debug_offsets::{DebugField, DebugOffsetsLayout};",
+        "use super::variants::{CurrentFrame, DictKeyTable, FrameInstruction};",
         "use super::{Bitfield, Layout};",
+        "use crate::reader::linetable::LineTableFormat;",
         "use crate::reader::PyVersion;",
         "",
     ]

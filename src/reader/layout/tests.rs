@@ -43,7 +43,7 @@ fn every_version_with_a_layout_has_every_per_version_table() {
             crate::reader::printable::VERSIONS.contains(&version),
             "{version:?}: not measured by src/reader/printable/generate.py"
         );
-        if layout.tstate_current_frame.is_some() {
+        if matches!(layout.current_frame, CurrentFrame::InThreadState { .. }) {
             assert!(
                 DEBUG_OFFSETS_LAYOUTS
                     .iter()
@@ -95,9 +95,9 @@ fn each_version_has_exactly_its_own_way_to_the_current_frame() {
     for layout in LAYOUTS {
         let minor = layout.version.minor;
         let ways = [
-            layout.tstate_frame.is_some(),
-            layout.tstate_cframe.is_some(),
-            layout.tstate_current_frame.is_some(),
+            matches!(layout.current_frame, CurrentFrame::FrameObject { .. }),
+            matches!(layout.current_frame, CurrentFrame::ThroughCFrame { .. }),
+            matches!(layout.current_frame, CurrentFrame::InThreadState { .. }),
         ];
         let expected = match minor {
             8..=10 => [true, false, false],
@@ -105,11 +105,13 @@ fn each_version_has_exactly_its_own_way_to_the_current_frame() {
             _ => [false, false, true],
         };
         assert_eq!(ways, expected, "3.{minor}");
-        assert_eq!(
-            layout.cframe_current_frame.is_some(),
-            layout.tstate_cframe.is_some(),
-            "3.{minor}"
-        );
+        let instruction = match minor {
+            8 | 9 => FrameInstruction::LastiBytes,
+            10 => FrameInstruction::LastiCodeUnits,
+            11 | 12 => FrameInstruction::PrevInstr,
+            _ => FrameInstruction::InstrPtr,
+        };
+        assert_eq!(layout.frame_instruction, instruction, "3.{minor}");
     }
 }
 
@@ -139,9 +141,14 @@ fn fields_exist_in_the_versions_that_have_them() {
         assert_eq!(layout.interp_imports_modules.is_some(), snapshot);
         assert_eq!(layout.code_warmup.is_some(), minor == 11);
         assert_eq!(layout.code_warmup_start, (minor == 11).then_some(8));
-        assert_eq!(layout.dict_keys_indices.is_some(), minor >= 8);
-        assert_eq!(layout.dict_keys_size.is_some(), minor <= 10);
-        assert_eq!(layout.dict_keys_log2_size.is_some(), minor >= 11);
+        assert_eq!(
+            matches!(layout.dict_key_table, DictKeyTable::Sized { .. }),
+            minor <= 10
+        );
+        assert_eq!(
+            matches!(layout.dict_key_table, DictKeyTable::Log2 { .. }),
+            minor >= 11
+        );
         assert_eq!(layout.function_code.is_some(), snapshot);
         assert_eq!(layout.code_consts.is_some(), snapshot);
         assert_eq!(layout.code_exceptiontable.is_some(), snapshot);

@@ -9,6 +9,10 @@
 //! | 3.10      | `co_linetable` | [`LineTableFormat::Linetable310`] |
 //! | 3.11–3.15 | `co_linetable` | [`LineTableFormat::Locations`] (3.12–3.15 unchanged) |
 //!
+//! Which format a version uses is its layout's `line_table_format`, and what its frames store is
+//! its layout's `frame_instruction`, both emitted by src/reader/layout/generate.py: a version
+//! gets a line here by having a layout, never by a range of versions written in this module.
+//!
 //! Offsets are always **byte** offsets into the code (`co_code`; `co_code_adaptive` on 3.11+,
 //! whose code units are 2 bytes, caches included), which is what `PyCode_Addr2Line` takes on
 //! every version. What a frame stores is not that offset on every version: turn it into one with
@@ -20,6 +24,7 @@
 
 mod decode;
 
+use crate::reader::layout::{layout_for, FrameInstruction};
 use crate::reader::PyVersion;
 use decode::*;
 
@@ -41,15 +46,10 @@ pub enum LineTableFormat {
 }
 
 impl LineTableFormat {
-    /// The format of CPython `version`, for the versions our reader supports
-    /// (3.8–3.15).
+    /// The format of CPython `version`, as its generated layout says; `None` for a version
+    /// without one.
     pub fn for_version(version: PyVersion) -> Option<LineTableFormat> {
-        match (version.major, version.minor) {
-            (3, 8..=9) => Some(LineTableFormat::Lnotab),
-            (3, 10) => Some(LineTableFormat::Linetable310),
-            (3, 11..=15) => Some(LineTableFormat::Locations),
-            _ => None,
-        }
+        layout_for(version).map(|layout| layout.line_table_format)
     }
 }
 
@@ -100,20 +100,29 @@ pub enum InstructionOffset {
 ///
 /// The caller still checks `At(offset)` against the code's length.
 pub fn lookup_offset(version: PyVersion, raw: RawFramePosition) -> Option<InstructionOffset> {
+    layout_for(version).and_then(|layout| offset_of_instruction(layout.frame_instruction, raw))
+}
+
+/// [`lookup_offset`] for a frame whose instruction field means `instruction` (the version's
+/// [`Layout::frame_instruction`](crate::reader::layout::Layout::frame_instruction)).
+pub fn offset_of_instruction(
+    instruction: FrameInstruction,
+    raw: RawFramePosition,
+) -> Option<InstructionOffset> {
     use InstructionOffset::{At, BeforeStart};
-    match ((version.major, version.minor), raw) {
-        ((3, 8..=9), RawFramePosition::Lasti(lasti)) => match lasti {
+    match (instruction, raw) {
+        (FrameInstruction::LastiBytes, RawFramePosition::Lasti(lasti)) => match lasti {
             -1 => Some(BeforeStart),
             l if l >= 0 && l % 2 == 0 => Some(At(l as u32)),
             _ => None,
         },
-        ((3, 10), RawFramePosition::Lasti(lasti)) => match lasti {
+        (FrameInstruction::LastiCodeUnits, RawFramePosition::Lasti(lasti)) => match lasti {
             -1 => Some(BeforeStart),
             l if l >= 0 => (l as u32).checked_mul(2).map(At),
             _ => None,
         },
         (
-            (3, minor @ 11..=15),
+            FrameInstruction::PrevInstr | FrameInstruction::InstrPtr,
             RawFramePosition::InstructionPointer {
                 pointer,
                 code_start,
@@ -122,7 +131,7 @@ pub fn lookup_offset(version: PyVersion, raw: RawFramePosition) -> Option<Instru
             let bytes = pointer.wrapping_sub(code_start) as i64;
             if bytes % 2 != 0 {
                 None
-            } else if bytes == -2 && minor <= 12 {
+            } else if bytes == -2 && instruction == FrameInstruction::PrevInstr {
                 Some(BeforeStart)
             } else {
                 u32::try_from(bytes).ok().map(At)

@@ -13,6 +13,7 @@
 
 use super::layout::Layout;
 use super::memory::{MemoryError, MemoryReader, ReadRequest};
+use super::objects::{code_points, str_shape, KeyEntries};
 use super::printable;
 
 mod repr;
@@ -424,77 +425,14 @@ impl<'a> ValueReader<'a> {
         Ok(())
     }
 
-    /// Where the entries of the key table at `keys` are, and how they are laid out. The
-    /// layout says which table this version has: `dk_size` and its index width (3.8–3.10) or
-    /// `dk_log2_size`, `dk_log2_index_bytes` and `dk_kind` (3.11+).
-    fn key_table(&mut self, keys: usize) -> Result<KeyTable, Refused> {
-        let l = self.layout;
-        let (Some(nentries_at), Some(indices_at)) = (l.dict_keys_nentries, l.dict_keys_indices)
-        else {
-            return Err(Refused::Opaque);
-        };
-        let mut header = vec![0u8; indices_at];
+    /// Where the entries of the key table at `keys` are, and how they are laid out, decoded
+    /// as the layout's [`DictKeyTable`](crate::reader::layout::DictKeyTable) says (the same
+    /// decoding and bounds as the snapshot walk's).
+    fn key_table(&mut self, keys: usize) -> Result<KeyEntries, Refused> {
+        let shape = self.layout.dict_key_table;
+        let mut header = vec![0u8; shape.header_size()];
         self.read(keys, &mut header)?;
-        let byte = |at: usize| header.get(at).copied();
-        let word = |at: usize| {
-            header
-                .get(at..at + 8)
-                .map(|b| usize::from_le_bytes(b.try_into().unwrap_or_default()))
-        };
-        let nentries = word(nentries_at).ok_or(Refused::Opaque)?;
-        let general = (l.dict_entry_size, l.dict_entry_key, l.dict_entry_value);
-        let (size, index_bytes, (entry_size, key_at, value_at)) =
-            match (l.dict_keys_size, l.dict_keys_log2_size) {
-                (Some(size_at), _) => {
-                    let size = word(size_at).ok_or(Refused::Opaque)?;
-                    if !size.is_power_of_two() || size > 1 << 30 {
-                        return Err(Refused::Opaque);
-                    }
-                    let width = match size {
-                        0..=0xff => 1,
-                        0x100..=0xffff => 2,
-                        _ => 4, // 8-byte indices start past 2^32 slots, beyond the bound
-                    };
-                    (size, size * width, general)
-                }
-                (None, Some(log2_size_at)) => {
-                    let (Some(log2_size), Some(log2_index_bytes), Some(kind)) = (
-                        byte(log2_size_at),
-                        l.dict_keys_log2_index_bytes.and_then(byte),
-                        l.dict_keys_kind.and_then(byte),
-                    ) else {
-                        return Err(Refused::Opaque);
-                    };
-                    if log2_size > 30 || log2_index_bytes > 40 {
-                        return Err(Refused::Opaque);
-                    }
-                    let entries = if Some(kind) == l.dict_kind_general {
-                        general
-                    } else {
-                        (
-                            l.dict_unicode_entry_size,
-                            l.dict_unicode_entry_key,
-                            l.dict_unicode_entry_value,
-                        )
-                    };
-                    (1usize << log2_size, 1usize << log2_index_bytes, entries)
-                }
-                (None, None) => return Err(Refused::Opaque),
-            };
-        let (Some(entry_size), Some(key_at), Some(value_at)) = (entry_size, key_at, value_at)
-        else {
-            return Err(Refused::Opaque);
-        };
-        if nentries > size || entry_size == 0 {
-            return Err(Refused::Opaque);
-        }
-        Ok(KeyTable {
-            nentries,
-            entries: keys.wrapping_add(indices_at).wrapping_add(index_bytes),
-            entry_size,
-            key_at,
-            value_at,
-        })
+        shape.decode(keys, &header).ok_or(Refused::Opaque)
     }
 
     /// `ob_size`, checked.
@@ -557,47 +495,9 @@ impl<'a> ValueReader<'a> {
         let l = self.layout;
         let mut header = vec![0u8; l.unicode_compact_size];
         self.read(object, &mut header)?;
-        let field = |at: usize, size: usize| {
-            header
-                .get(at..at + size)
-                .map(|b| b.iter().rev().fold(0usize, |acc, &x| acc << 8 | x as usize))
-        };
-        let length = field(l.unicode_length, 8).unwrap_or(usize::MAX);
-        let state = field(l.unicode_state, 4).unwrap_or(0) as u32;
-        let kind = l.unicode_kind.extract(state) as usize;
-        let compact = l.unicode_compact.extract(state) == 1;
-        let ascii = l.unicode_ascii.extract(state) == 1;
-        if !compact || !matches!(kind, 1 | 2 | 4) || length.saturating_mul(kind) > MAX_TEXT_BYTES {
-            return Err(Refused::Opaque);
-        }
-        let data = object.wrapping_add(if ascii {
-            l.unicode_ascii_size
-        } else {
-            l.unicode_compact_size
-        });
-        let mut raw = vec![0u8; length * kind];
-        self.read(data, &mut raw)?;
-        Ok(match kind {
-            1 => raw.iter().map(|&b| u32::from(b)).collect(),
-            2 => raw
-                .chunks_exact(2)
-                .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            _ => raw
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        })
+        let shape = str_shape(l, &header, MAX_TEXT_BYTES).ok_or(Refused::Opaque)?;
+        let mut raw = vec![0u8; shape.bytes()];
+        self.read(object.wrapping_add(shape.data_at), &mut raw)?;
+        Ok(code_points(shape.kind, &raw))
     }
-}
-
-/// A dict's key table, as [`ValueReader::key_table`] finds it.
-struct KeyTable {
-    /// Entries used, deleted ones included.
-    nentries: usize,
-    /// Address of the first entry.
-    entries: usize,
-    entry_size: usize,
-    key_at: usize,
-    value_at: usize,
 }

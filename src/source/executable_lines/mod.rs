@@ -35,9 +35,15 @@ use docstrings::*;
 use line_model::*;
 use rules::*;
 
-/// The minor versions of CPython 3 whose compiler [`executable_lines`] models. A version added
-/// here needs its rules checked against its own `trace` (tests/it/executable_lines.rs).
-pub const SUPPORTED_MINORS: std::ops::RangeInclusive<u8> = 8..=15;
+/// The minor versions of CPython 3 whose compiler [`executable_lines`] models: those the reader
+/// has a layout for (src/reader/layout/generate.py), so that a version the reader attaches to
+/// always gets `.cover` marks. A version newer than the rules in `rules.rs` know gets the
+/// newest version's rules; adding its layout means checking them against its own `trace`
+/// (tests/it/executable_lines.rs, docs/new-python-version.md).
+pub fn supported_minors() -> std::ops::RangeInclusive<u8> {
+    use crate::reader::layout::{first_version, newest_version};
+    first_version().minor..=newest_version().minor
+}
 
 /// Why [`executable_lines`] could not compute a line set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +54,7 @@ pub enum ExecutableLinesError {
     /// (CPython itself refuses such input with a RecursionError or
     /// "too many nested parentheses").
     TooDeeplyNested { line: u32 },
-    /// The Python version is outside [`SUPPORTED_MINORS`].
+    /// The Python version is outside [`supported_minors`].
     UnsupportedVersion { major: u8, minor: u8 },
     /// Nothing says which Python ran the code (a results file naming no version).
     UnknownVersion,
@@ -63,8 +69,8 @@ impl fmt::Display for ExecutableLinesError {
                 write!(
                     f,
                     "unsupported Python version {major}.{minor} (supported: 3.{} to 3.{})",
-                    SUPPORTED_MINORS.start(),
-                    SUPPORTED_MINORS.end()
+                    supported_minors().start(),
+                    supported_minors().end()
                 )
             }
             Self::UnknownVersion => write!(
@@ -80,7 +86,7 @@ impl std::error::Error for ExecutableLinesError {}
 /// Lines CPython's `trace` module would mark as executable, as Lib/trace.py's
 /// `_find_executable_linenos` computes them for Python `version` (major, minor).
 ///
-/// Supported versions are [`SUPPORTED_MINORS`] of 3.  Line numbers are 1-based.  Code that
+/// Supported versions are [`supported_minors`] of 3.  Line numbers are 1-based.  Code that
 /// CPython 3.13 attributes to "no line" (`None`) is not reported.
 pub fn executable_lines(
     source: &str,
@@ -576,7 +582,7 @@ mod tests {
                 seed ^= seed << 17;
                 source.push_str(fragments[(seed % fragments.len() as u64) as usize]);
             }
-            for minor in SUPPORTED_MINORS {
+            for minor in supported_minors() {
                 let _ = executable_lines(&source, PyVersion::new(3, minor));
             }
         }

@@ -95,7 +95,7 @@ pub(super) enum FStringSearch {
 impl CompilerRules {
     pub(super) fn for_version(version: PyVersion) -> Result<Self, ExecutableLinesError> {
         let PyVersion { major, minor } = version;
-        if major != 3 || !super::SUPPORTED_MINORS.contains(&minor) {
+        if major != 3 || !super::supported_minors().contains(&minor) {
             return Err(ExecutableLinesError::UnsupportedVersion { major, minor });
         }
         Ok(Self {
