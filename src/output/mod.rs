@@ -136,6 +136,9 @@ pub struct RunInfo {
     /// sampled, whose count of 1 is the snapshots' (docs/snapshot.md).
     pub proven: Vec<(String, u32)>,
     pub proven_only: Vec<(String, u32)>,
+    /// `--snapshot`: coverage.py arcs `(file, from, to)` the snapshots proved to have run
+    /// (docs/snapshot.md, "Arcs"), for `--coverage-arcs`; sorted, no duplicates.
+    pub arcs: Vec<(String, i64, i64)>,
     /// `--subprocesses`: every process met, traced or not, in the order met (empty otherwise).
     pub processes: Vec<ProcessRecord>,
 }
@@ -197,6 +200,11 @@ impl RunInfo {
             self.likely.extend(other.likely.iter().cloned());
             self.likely.sort_unstable();
             self.likely.dedup();
+        }
+        if !other.arcs.is_empty() {
+            self.arcs.extend(other.arcs.iter().cloned());
+            self.arcs.sort_unstable();
+            self.arcs.dedup();
         }
         self.processes.extend(other.processes.iter().cloned());
     }
