@@ -63,6 +63,56 @@ fn arc_data(path: &Path) -> (String, i64) {
     (has_arcs, arcs)
 }
 
+/// tests/support/coverage_arcs_check.py of `ours` against `truth.coverage`, in `dir`: its
+/// answer once every arc of ours is measured and possible.
+fn compare(tools: &ReportTools, ours: &str, dir: &Path) -> Result<serde_json::Value, String> {
+    let out = Command::new(tools.python())
+        .arg(support("coverage_arcs_check.py"))
+        .args([ours, "truth.coverage"])
+        .arg(driver().parent().unwrap())
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(format!("coverage_arcs_check.py: {}", printed(&out)));
+    }
+    let checked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let count = |key: &str| checked[key].as_u64().unwrap();
+    if count("measured") != count("ours") || count("ours") == 0 {
+        return Err(format!(
+            "{ours}: {} of our {} arcs measured by coverage.py; not measured: {}",
+            count("measured"),
+            count("ours"),
+            checked["not_measured"]
+        ));
+    }
+    if checked["impossible"]
+        .as_array()
+        .is_none_or(|a| !a.is_empty())
+    {
+        return Err(format!(
+            "{ours}: arcs coverage.py's parser thinks impossible: {}",
+            checked["impossible"]
+        ));
+    }
+    Ok(checked)
+}
+
+/// The arcs of a data file, sorted.
+fn arcs_of(path: &Path) -> Vec<(String, i64, i64)> {
+    let db = rusqlite::Connection::open(path).unwrap();
+    let mut query = db
+        .prepare("select path, fromno, tono from arc join file on file.id = arc.file_id")
+        .unwrap();
+    let mut arcs: Vec<(String, i64, i64)> = query
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    arcs.sort();
+    arcs
+}
+
 fn check(python: &Python) -> Result<(), String> {
     let dir = scratch(&format!("coverage-arcs-{}", python.label()));
     let tools = report_tools();
@@ -122,34 +172,38 @@ fn check(python: &Python) -> Result<(), String> {
     if has_arcs != "1" {
         return Err(format!("has_arcs {has_arcs}"));
     }
-    let out = Command::new(tools.python())
-        .arg(support("coverage_arcs_check.py"))
-        .args(["ours.coverage", "truth.coverage"])
-        .arg(driver().parent().unwrap())
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(format!("coverage_arcs_check.py: {}", printed(&out)));
-    }
-    let checked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checked = compare(tools, "ours.coverage", &dir)?;
     let count = |key: &str| checked[key].as_u64().unwrap();
     let (ours, measured, truth) = (count("ours"), count("measured"), count("truth"));
-    if measured != ours || ours == 0 {
-        return Err(format!(
-            "{measured} of our {ours} arcs measured by coverage.py; not measured: {}",
-            checked["not_measured"]
-        ));
+    // The same from JSON results: `report` converts them, `merge` unions them.
+    let json_args = ["run", "--snapshot", "--format", "json", "-o", "ours.json"];
+    let out = tracer_run(&json_args, python, &dir);
+    if !out.status.success() {
+        return Err(format!("tracer run --format json:\n{}", printed(&out)));
     }
-    if checked["impossible"]
-        .as_array()
-        .is_none_or(|a| !a.is_empty())
-    {
-        return Err(format!(
-            "arcs coverage.py's parser thinks impossible: {}",
-            checked["impossible"]
-        ));
+    let to_coverage = ["--format", "coverage", "--coverage-arcs", "-o"];
+    for args in [
+        &["report", "--file", "ours.json"][..],
+        &["merge", "ours.json", "ours.json"],
+    ] {
+        let output = format!("{}.coverage", args[0]);
+        let mut command: Vec<&str> = args.to_vec();
+        command.extend(to_coverage);
+        command.push(&output);
+        let out = Command::new(tracer_bin())
+            .args(&command)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(format!("tracer {command:?}:\n{}", printed(&out)));
+        }
+        compare(tools, &output, &dir)?;
     }
+    if arcs_of(&dir.join("report.coverage")) != arcs_of(&dir.join("merge.coverage")) {
+        return Err("merging a results file with itself changed its arcs".into());
+    }
+
     let lost = err
         .lines()
         .find(|l| l.contains("--coverage-arcs:"))
