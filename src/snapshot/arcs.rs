@@ -13,9 +13,11 @@
 //!
 //! A transition `p → q` is proven when `q` ran and `p` is the only instruction that can run
 //! right before it in the graph, or, in code with no frame live, when rule E or F proves that
-//! `q` started right after `p`. The tracer's last line once `p` ran is known when a walk back
-//! through single predecessors reaches the entry `RESUME` or an instruction whose line event
-//! fires whenever it runs; only then is an arc written.
+//! `q` started right after `p`; or, entered from several places, every one of them would record
+//! the same arc. The tracer's last line once `p` ran is known when every way into the
+//! instructions of `p`'s line that reach `p` without an event fires one (or, for an instruction
+//! with no line, when its predecessors all agree), back to the entry `RESUME` at most; only then
+//! is an arc written.
 
 use super::cfg::Cfg;
 use super::evidence::Instruction;
@@ -103,42 +105,71 @@ impl Walker<'_, '_> {
         }
     }
 
-    /// Whether `j` fires its line event whenever it runs.
-    fn always_fires(&self, j: usize) -> bool {
-        let Some(line) = self.line(j) else {
-            return false;
-        };
-        let preds = self.c.graph.preds(j);
-        !preds.is_empty() && preds.iter().all(|&p| self.fires_after(p, j, line))
+    /// coverage.py's last line in the frame once `k` has run (a negative number after the
+    /// entry), whatever path led to `k`, if that can be told.
+    fn last_line_after(&self, k: usize) -> Option<i64> {
+        self.last_line_within(k, MAX_NO_LINE_DEPTH)
     }
 
-    /// coverage.py's last line in the frame once `k` has run (a negative number after the
-    /// entry), if the walk can tell.
-    fn last_line_after(&self, mut k: usize) -> Option<i64> {
-        // Each step goes to a single predecessor: bounded by the instruction count.
-        for _ in 0..self.c.instrs.len() {
-            match self.kinds[k] {
-                Kind::Entry => return Some(-i64::from(self.c.first_line)),
-                Kind::Opaque => return None,
-                Kind::Plain | Kind::Return => {}
+    fn last_line_within(&self, k: usize, depth: usize) -> Option<i64> {
+        match self.kinds[k] {
+            Kind::Entry => return Some(-i64::from(self.c.first_line)),
+            Kind::Opaque => return None,
+            Kind::Plain | Kind::Return => {}
+        }
+        if let Some(line) = self.line(k) {
+            return self.holds_line(k, line).then_some(i64::from(line));
+        }
+        // No line, no event: what it was after each predecessor, if they all agree. Not
+        // across an exception edge: the next event would record an arc into a handler.
+        let preds = self.c.graph.preds(k);
+        if depth == 0 || preds.is_empty() || self.c.graph.entered_by_exception(k) {
+            return None;
+        }
+        let mut value = None;
+        for &p in preds {
+            let v = self.last_line_within(p, depth - 1)?;
+            if value.is_some_and(|known| known != v) {
+                return None;
             }
-            match self.line(k) {
-                Some(line) if self.always_fires(k) => return Some(i64::from(line)),
-                // No event here when the single predecessor has the same line: the tracer's
-                // line is what it was after that predecessor.
-                Some(line) => match self.c.graph.preds(k) {
-                    [p] if self.line(*p) == Some(line) => k = *p,
-                    _ => return None,
-                },
-                None => match self.c.graph.preds(k) {
-                    [p] => k = *p,
-                    _ => return None,
-                },
+            value = Some(v);
+        }
+        value
+    }
+
+    /// Whether the tracer's line is `line` whenever `k` (of that line) has run: every way into
+    /// the instructions of that line from which `k` is reached without a line event fires one.
+    /// (By induction on the execution: the first time one of them ran with another line, the
+    /// instruction before it either fired the event or was one of them.)
+    fn holds_line(&self, k: usize, line: u32) -> bool {
+        let mut seen = vec![false; self.c.instrs.len()];
+        let mut stack = vec![k];
+        seen[k] = true;
+        // Each instruction is pushed once at most.
+        while let Some(j) = stack.pop() {
+            let preds = self.c.graph.preds(j);
+            if preds.is_empty() {
+                return false;
+            }
+            for &p in preds {
+                if self.fires_after(p, j, line) {
+                    continue;
+                }
+                if !(self.plain(p) && self.line(p) == Some(line)) {
+                    return false;
+                }
+                if !seen[p] {
+                    seen[p] = true;
+                    stack.push(p);
+                }
             }
         }
-        None
+        true
     }
 }
+
+/// Instructions with no line followed back at most, from one instruction.
+const MAX_NO_LINE_DEPTH: usize = 4;
 
 /// The arcs `(from, to)` proven in one code object, in coverage.py's numbering (negative:
 /// `-co_firstlineno`, entering or leaving the code).
@@ -153,12 +184,36 @@ pub fn proven_arcs(c: &CodeArcs, ops: &Opcodes) -> BTreeSet<(i64, i64)> {
         kinds: kinds(c, ops),
     };
     let mut transitions: BTreeSet<(usize, usize)> = BTreeSet::new();
-    for q in (0..n).filter(|&q| c.ran[q]) {
-        if let [p] = c.graph.preds(q) {
-            transitions.insert((*p, q));
+    // coverage.py's parser models no arc into an exception handler: none is written.
+    for q in (0..n).filter(|&q| c.ran[q] && !c.graph.entered_by_exception(q)) {
+        match c.graph.preds(q) {
+            [p] => {
+                transitions.insert((*p, q));
+            }
+            // Entered from one of several places: proven if every way in records one arc.
+            [first, ..] => {
+                let Some(to) = w.line(q) else { continue };
+                let arc_from = |p: usize| {
+                    w.fires_after(p, q, to)
+                        .then(|| w.last_line_after(p))
+                        .flatten()
+                };
+                let from = arc_from(*first);
+                if from.is_some_and(|f| f != i64::from(to))
+                    && c.graph.preds(q).iter().all(|&p| arc_from(p) == from)
+                {
+                    arcs.insert((from.unwrap_or_default(), i64::from(to)));
+                }
+            }
+            [] => {}
         }
         if c.settled {
-            transitions.extend(c.graph.forward(q).map(|s| (q, s)));
+            transitions.extend(
+                c.graph
+                    .forward(q)
+                    .filter(|&s| !c.graph.entered_by_exception(s))
+                    .map(|s| (q, s)),
+            );
         }
     }
     for (p, q) in transitions {

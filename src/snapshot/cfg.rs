@@ -111,6 +111,8 @@ pub struct Cfg {
     /// Per instruction, every instruction that can run right before it in its frame
     /// (fall-through, jumps, exception edges), sorted.
     preds: Vec<Vec<usize>>,
+    /// Per instruction, whether some instruction reaches it only by an exception edge.
+    entered_by_exception: Vec<bool>,
 }
 
 /// Why no graph could be built: the bytes are not well-formed code.
@@ -244,8 +246,10 @@ impl Cfg {
             .collect();
         let ipdom = post_dominators(&blocks, instrs, &targets, &block_of);
         let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut entered_by_exception = vec![false; n];
         for k in 0..n {
-            if instrs[k].flags & NO_FALLTHROUGH == 0 && k + 1 < n {
+            let falls = instrs[k].flags & NO_FALLTHROUGH == 0 && k + 1 < n;
+            if falls {
                 preds[k + 1].push(k);
             }
             for &t in &targets[k] {
@@ -253,6 +257,9 @@ impl Cfg {
             }
             if let Some(h) = handler[k] {
                 preds[h].push(k);
+                if !(falls && h == k + 1) && !targets[k].contains(&h) {
+                    entered_by_exception[h] = true;
+                }
             }
         }
         for list in &mut preds {
@@ -266,12 +273,18 @@ impl Cfg {
             forward,
             ipdom,
             preds,
+            entered_by_exception,
         })
     }
 
     /// The instructions that can run right before instruction `k` in its frame.
     pub fn preds(&self, k: usize) -> &[usize] {
         self.preds.get(k).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether instruction `k` is a handler that some instruction reaches only by raising.
+    pub fn entered_by_exception(&self, k: usize) -> bool {
+        self.entered_by_exception.get(k).copied().unwrap_or(false)
     }
 
     /// The instructions that surely started right after instruction `k` once it started, in
