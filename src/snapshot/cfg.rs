@@ -257,7 +257,8 @@ impl Cfg {
             }
             if let Some(h) = handler[k] {
                 preds[h].push(k);
-                if !(falls && h == k + 1) && !targets[k].contains(&h) {
+                let normal = (falls && h == k + 1) || targets[k].contains(&h);
+                if !normal {
                     entered_by_exception[h] = true;
                 }
             }
