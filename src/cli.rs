@@ -113,7 +113,8 @@ pub enum Commands {
     },
 }
 
-/// `--coverage-plugin`, for every command that can write coverage.py's data file.
+/// `--coverage-plugin` and `--coverage-arcs`, for every command that can write coverage.py's
+/// data file.
 #[derive(Debug, Args)]
 pub struct CoveragePluginArg {
     /// With --format coverage: also store our executable lines in the data file and mark its
@@ -122,6 +123,12 @@ pub struct CoveragePluginArg {
     /// configured (`[run] plugins = tracer_coverage`) to read the file.
     #[arg(long, env = "TRACER_COVERAGE_PLUGIN")]
     pub coverage_plugin: bool,
+    /// With --format coverage: write arc data (coverage.py's `branch = true`) made of the
+    /// arcs the snapshots proved to have run (--snapshot, Python 3.12+). coverage.py reads
+    /// executed lines from the arcs, so lines with no proven arc are left out, and a warning
+    /// counts them (docs/reports.md).
+    #[arg(long, env = "TRACER_COVERAGE_ARCS")]
+    pub coverage_arcs: bool,
 }
 
 /// Which process `attach` traces.

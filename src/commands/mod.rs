@@ -21,6 +21,7 @@ impl CoveragePluginArg {
     pub fn write_options(&self) -> WriteOptions {
         WriteOptions {
             coverage_plugin: self.coverage_plugin,
+            coverage_arcs: self.coverage_arcs,
         }
     }
 }

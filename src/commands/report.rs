@@ -33,6 +33,12 @@ pub(super) fn remap(
     let info = info.map(|mut info| {
         info.library_dirs = info.library_dirs.iter().map(|d| map(d)).collect();
         info.stdlib_dir = info.stdlib_dir.as_deref().map(map);
+        info.arcs = std::mem::take(&mut info.arcs)
+            .into_iter()
+            .map(|(file, from, to)| (map(&file), from, to))
+            .collect();
+        info.arcs.sort_unstable();
+        info.arcs.dedup();
         info
     });
     (results.map_paths(map), info)

@@ -32,6 +32,8 @@ pub fn snapshot_command(
         results.remove_counts_where(|file| filter.ignores(file));
         likely.retain(|(file, _)| !filter.ignores(file));
     }
+    let mut arcs = taken.arcs;
+    arcs.retain(|(file, _, _)| !filter.ignores(file));
     let likely_lines = likely.len();
     let info = RunInfo {
         target: crate::target::attach::TargetInfo {
@@ -47,6 +49,7 @@ pub fn snapshot_command(
         library_dirs,
         stdlib_dir,
         likely: likely.into_iter().collect(),
+        arcs: arcs.into_iter().collect(),
         ..RunInfo::default()
     };
     let sources = Sources::of_process(pid, version);

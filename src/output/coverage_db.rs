@@ -1,5 +1,6 @@
 //! coverage.py's data file: the SQLite database `coverage report`, `html`, `json`, `lcov` and
-//! `combine` read, schema version 7, with line data (we have no arcs).
+//! `combine` read, schema version 7, with line data, or with `--coverage-arcs` arc data
+//! (`has_arcs` 1: the arcs the snapshots proved, [`write`]).
 //!
 //! The schema is coverage.py's `SCHEMA` (coverage/sqldata.py) as of schema version 7; line
 //! sets are stored as "numbits": a blob in which bit `n % 8` of byte `n / 8` is set for each
@@ -172,13 +173,73 @@ pub fn line_sets(results: &CoverageResults) -> BTreeMap<&str, Vec<u32>> {
     files
 }
 
+/// What an arc data file holds of the lines, for the one-line warning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArcsWritten {
+    pub arcs: usize,
+    /// Counted lines that no written arc names: coverage.py, which reads executed lines from
+    /// the arcs in an arc file, does not see them.
+    pub lines_without_arc: usize,
+    pub lines: usize,
+}
+
+/// The arcs of `arcs` that go into the data file, by file: those of files with counted lines
+/// (after filters), each of whose lines above 0 is a counted line of that file.
+pub fn arc_sets<'a>(
+    results: &'a CoverageResults,
+    arcs: &'a [(String, i64, i64)],
+) -> BTreeMap<&'a str, Vec<(i64, i64)>> {
+    let files = line_sets(results);
+    let counted = |file: &str, line: i64| {
+        line <= 0
+            || u32::try_from(line)
+                .is_ok_and(|line| results.counts.contains_key(&(file.to_owned(), line)))
+    };
+    let mut by_file: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for (file, from, to) in arcs {
+        let Some((&name, _)) = files.get_key_value(file.as_str()) else {
+            continue;
+        };
+        if counted(file, *from) && counted(file, *to) && (*from > 0 || *to > 0) {
+            by_file.entry(name).or_default().push((*from, *to));
+        }
+    }
+    by_file
+}
+
 /// Write `results` as a coverage.py data file at `path`, atomically; with `plugin`, also our
-/// executable lines of its files, marked for the `tracer_coverage` plugin.
+/// executable lines of its files, marked for the `tracer_coverage` plugin. With `arcs`, the
+/// file holds arc data instead of lines (`has_arcs` 1), the arcs of [`arc_sets`]: coverage.py
+/// then reads a file's executed lines from its arcs, so counted lines no arc names are lost
+/// (counted in the answer).
 pub fn write(
     results: &CoverageResults,
     path: &Path,
     plugin: Option<&ExecutableLines>,
-) -> anyhow::Result<()> {
+    arcs: Option<&[(String, i64, i64)]>,
+) -> anyhow::Result<Option<ArcsWritten>> {
+    let arc_files = arcs.map(|arcs| arc_sets(results, arcs));
+    let written = arc_files.as_ref().map(|by_file| {
+        let lines = line_sets(results);
+        let mut written = ArcsWritten {
+            lines: lines.values().map(Vec::len).sum(),
+            ..ArcsWritten::default()
+        };
+        for (file, file_lines) in &lines {
+            let named: BTreeSet<i64> = by_file
+                .get(file)
+                .into_iter()
+                .flatten()
+                .flat_map(|&(a, b)| [a, b])
+                .collect();
+            written.lines_without_arc += file_lines
+                .iter()
+                .filter(|&&l| !named.contains(&i64::from(l)))
+                .count();
+        }
+        written.arcs = by_file.values().map(Vec::len).sum();
+        written
+    });
     super::write_atomically_via_path(path, |tmp| {
         let mut db = Connection::open(tmp)
             .with_context(|| format!("cannot create the database {}", tmp.display()))?;
@@ -193,9 +254,25 @@ pub fn write(
             "insert into meta (key, value) values ('version', ?1)",
             [&version],
         )?;
-        tx.execute("insert into meta (key, value) values ('has_arcs', '0')", [])?;
+        let has_arcs = if arc_files.is_some() { "1" } else { "0" };
+        tx.execute(
+            "insert into meta (key, value) values ('has_arcs', ?1)",
+            [has_arcs],
+        )?;
         tx.execute("insert into context (id, context) values (1, '')", [])?;
-        {
+        if let Some(by_file) = &arc_files {
+            let mut add_file = tx.prepare("insert into file (id, path) values (?1, ?2)")?;
+            let mut add_arc = tx.prepare(
+                "insert into arc (file_id, context_id, fromno, tono) values (?1, 1, ?2, ?3)",
+            )?;
+            for (id, (file, arcs)) in by_file.iter().enumerate() {
+                let id = id as i64 + 1;
+                add_file.execute(rusqlite::params![id, file])?;
+                for (from, to) in arcs {
+                    add_arc.execute(rusqlite::params![id, from, to])?;
+                }
+            }
+        } else {
             let mut add_file = tx.prepare("insert into file (id, path) values (?1, ?2)")?;
             let mut add_lines = tx.prepare(
                 "insert into line_bits (file_id, context_id, numbits) values (?1, 1, ?2)",
@@ -212,7 +289,8 @@ pub fn write(
         tx.commit()?;
         db.close().map_err(|(_, e)| e)?;
         Ok(())
-    })
+    })?;
+    Ok(written)
 }
 
 /// Our table, its rows for the files already in the `file` table, and their `tracer` rows.

@@ -43,6 +43,9 @@ struct Document {
     proven: Vec<(String, u32)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     proven_only: Vec<(String, u32)>,
+    /// Optional: `--snapshot`'s proven coverage.py arcs, `[filename, from, to]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    arcs: Vec<(String, i64, i64)>,
     /// Optional: the function view, with `--function` (docs/function-view.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     function: Option<FunctionDoc>,
@@ -321,6 +324,7 @@ pub fn to_vec(results: &CoverageResults, info: &RunInfo) -> anyhow::Result<Vec<u
         likely: info.likely.clone(),
         proven: info.proven.clone(),
         proven_only: info.proven_only.clone(),
+        arcs: info.arcs.clone(),
         processes: info.processes.clone(),
     };
     let mut bytes = serde_json::to_vec_pretty(&doc)?;
@@ -434,6 +438,12 @@ pub fn from_slice(bytes: &[u8]) -> anyhow::Result<(CoverageResults, RunInfo)> {
         },
         proven: doc.proven,
         proven_only: doc.proven_only,
+        arcs: {
+            let mut arcs = doc.arcs;
+            arcs.sort_unstable();
+            arcs.dedup();
+            arcs
+        },
         processes: doc.processes,
     };
     Ok((results, info))
@@ -484,6 +494,7 @@ mod tests {
             likely: vec![("/a.py".into(), 4)],
             proven: vec![("/a.py".into(), 3)],
             proven_only: vec![("/a.py".into(), 3)],
+            arcs: vec![("/a.py".into(), -1, 3), ("/a.py".into(), 3, -1)],
             processes: vec![crate::output::ProcessRecord {
                 pid: 43,
                 parent: Some(42),
@@ -506,6 +517,7 @@ mod tests {
         assert_eq!(back_info.processes, info.processes);
         assert_eq!(back_info.proven, info.proven);
         assert_eq!(back_info.proven_only, info.proven_only);
+        assert_eq!(back_info.arcs, info.arcs);
         assert_eq!(back_info.library_dirs, info.library_dirs);
         assert_eq!(back_info.stdlib_dir, info.stdlib_dir);
         // Likely lines stay apart from the counts.

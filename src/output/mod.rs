@@ -136,6 +136,9 @@ pub struct RunInfo {
     /// sampled, whose count of 1 is the snapshots' (docs/snapshot.md).
     pub proven: Vec<(String, u32)>,
     pub proven_only: Vec<(String, u32)>,
+    /// `--snapshot`: coverage.py arcs `(file, from, to)` the snapshots proved to have run
+    /// (docs/snapshot.md, "Arcs"), for `--coverage-arcs`; sorted, no duplicates.
+    pub arcs: Vec<(String, i64, i64)>,
     /// `--subprocesses`: every process met, traced or not, in the order met (empty otherwise).
     pub processes: Vec<ProcessRecord>,
 }
@@ -198,6 +201,11 @@ impl RunInfo {
             self.likely.sort_unstable();
             self.likely.dedup();
         }
+        if !other.arcs.is_empty() {
+            self.arcs.extend(other.arcs.iter().cloned());
+            self.arcs.sort_unstable();
+            self.arcs.dedup();
+        }
         self.processes.extend(other.processes.iter().cloned());
     }
 }
@@ -208,6 +216,9 @@ pub struct WriteOptions {
     /// [`Format::Coverage`]: also store our executable lines and mark the files for the
     /// `tracer_coverage` coverage.py plugin (docs/reports.md).
     pub coverage_plugin: bool,
+    /// [`Format::Coverage`]: arc data from the proven arcs (`has_arcs` 1), for projects
+    /// measured with `branch = true` (docs/reports.md).
+    pub coverage_arcs: bool,
 }
 
 impl WriteOptions {
@@ -216,6 +227,15 @@ impl WriteOptions {
         anyhow::ensure!(
             !self.coverage_plugin || format == Format::Coverage,
             "--coverage-plugin marks a coverage.py data file: use it with --format coverage"
+        );
+        anyhow::ensure!(
+            !self.coverage_arcs || format == Format::Coverage,
+            "--coverage-arcs writes a coverage.py data file: use it with --format coverage"
+        );
+        anyhow::ensure!(
+            !(self.coverage_arcs && self.coverage_plugin),
+            "--coverage-arcs and --coverage-plugin cannot be used together (the plugin \
+             reports statements, not branches)"
         );
         Ok(())
     }
@@ -276,7 +296,12 @@ pub fn write(
                     );
                 }
             }
-            coverage_db::write(results, path, plugin.as_ref())?;
+            let arcs = options.coverage_arcs.then_some(info.arcs.as_slice());
+            if let Some(written) = coverage_db::write(results, path, plugin.as_ref(), arcs)? {
+                if let Some(line) = arcs_warning(&written) {
+                    eprintln!("{line}");
+                }
+            }
             return Ok(None);
         }
         Format::Pickle => {
@@ -315,6 +340,28 @@ pub fn write(
     };
     write_atomically(path, |w| Ok(w.write_all(&bytes)?))?;
     Ok(None)
+}
+
+/// The one line `--coverage-arcs` prints when lines are left out of the arc data file.
+pub fn arcs_warning(written: &coverage_db::ArcsWritten) -> Option<String> {
+    if written.lines_without_arc == 0 {
+        return None;
+    }
+    Some(if written.arcs == 0 {
+        format!(
+            "tracer: warning: --coverage-arcs: none of {} lines is in the data file: no arc was \
+             proven (sampling proves none; --snapshot on Python 3.12+ does), and coverage.py \
+             reads executed lines from arcs",
+            written.lines
+        )
+    } else {
+        format!(
+            "tracer: warning: --coverage-arcs: {} of {} lines are not in the data file ({} arcs \
+             written): they ran, but no arc of theirs is proven, and coverage.py reads executed \
+             lines from arcs",
+            written.lines_without_arc, written.lines, written.arcs
+        )
+    })
 }
 
 /// Like [`write_atomically`], for writers that need a path (SQLite): `write` fills a fresh

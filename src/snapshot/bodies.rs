@@ -42,10 +42,21 @@ const MAX_NESTING: usize = 200;
 /// A function found in the target: `co_qualname` and `co_firstlineno` of its code.
 pub type Made = (String, u32);
 
-/// The lines of `source` proven run by the functions in `made` (all of that file), before the
-/// filter on executable lines; `None` if some function names no `def` of this source (the
-/// file changed since it ran) or the source does not parse.
-pub fn infer(source: &str, made: &HashSet<Made>) -> Option<BTreeSet<u32>> {
+/// What [`infer`] proves of one file, before the filter on executable lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inferred {
+    /// Lines proven run.
+    pub lines: BTreeSet<u32>,
+    /// coverage.py arcs `(from, to)` proven run: from a statement whose code in the body's
+    /// frame lies on one line to the first line of the next statement of its block, which
+    /// started (see [`Bodies::sequence_arcs`]). Both lines must have code to count.
+    pub arcs: BTreeSet<(u32, u32)>,
+}
+
+/// The lines of `source` proven run by the functions in `made` (all of that file), and the
+/// arcs, before the filter on executable lines; `None` if some function names no `def` of this
+/// source (the file changed since it ran) or the source does not parse.
+pub fn infer(source: &str, made: &HashSet<Made>) -> Option<Inferred> {
     let parsed = ruff_python_parser::parse_unchecked_source(source, PySourceType::Python);
     if !parsed.errors().is_empty() {
         return None;
@@ -55,6 +66,7 @@ pub fn infer(source: &str, made: &HashSet<Made>) -> Option<BTreeSet<u32>> {
         made,
         matched: HashSet::new(),
         claims: BTreeSet::new(),
+        arcs: BTreeSet::new(),
     };
     walk.block(parsed.suite(), "", 0);
     let lines: Vec<&str> = source.lines().collect();
@@ -66,7 +78,10 @@ pub fn infer(source: &str, made: &HashSet<Made>) -> Option<BTreeSet<u32>> {
     if unmatched != 0 {
         return None;
     }
-    Some(walk.claims)
+    Some(Inferred {
+        lines: walk.claims,
+        arcs: walk.arcs,
+    })
 }
 
 /// True if line `line` (1-based) of the source is a `type` alias statement or a generic
@@ -121,6 +136,7 @@ struct Bodies<'a> {
     /// The entries of `made` that name a `def` of this source.
     matched: HashSet<Made>,
     claims: BTreeSet<u32>,
+    arcs: BTreeSet<(u32, u32)>,
 }
 
 impl Bodies<'_> {
@@ -152,6 +168,7 @@ impl Bodies<'_> {
         for stmt in &stmts[..last] {
             self.completed(stmt, depth);
         }
+        self.sequence_arcs(&stmts[..=last]);
         true
     }
 
@@ -364,6 +381,7 @@ impl Bodies<'_> {
                 for inner in &class.body {
                     self.completed(inner, depth);
                 }
+                self.sequence_arcs(&class.body);
             }
             Stmt::If(s) => self.header(stmt, &s.test),
             Stmt::While(s) => self.header(stmt, &s.test),
@@ -393,6 +411,77 @@ impl Bodies<'_> {
 }
 
 impl Bodies<'_> {
+    /// coverage.py's arcs between consecutive statements of one execution of a block, every
+    /// one of `stmts` but the last having completed normally and the last having started:
+    /// control fell from each to the next. An arc is written only where the tracer's last
+    /// line in the frame is known (every instruction the statement has in the body's frame
+    /// lies on one line, [`Bodies::one_line`]) and where the next statement's first
+    /// instruction lies on its first line ([`Bodies::first_line`]).
+    fn sequence_arcs(&mut self, stmts: &[Stmt]) {
+        for pair in stmts.windows(2) {
+            let (Some(from), Some(to)) = (self.one_line(&pair[0]), self.first_line(&pair[1]))
+            else {
+                continue;
+            };
+            if from != to {
+                self.arcs.insert((from, to));
+            }
+        }
+    }
+
+    /// The line all of `stmt`'s code in the body's own frame lies on, if it is one line: a
+    /// simple statement written on one line, or an undecorated `def` or `class` whose header
+    /// is one line (its body is other code).
+    fn one_line(&self, stmt: &Stmt) -> Option<u32> {
+        let line = self.line(stmt);
+        let on_line = |node: &dyn Ranged| self.lines.line(node.end()) == line;
+        match stmt {
+            Stmt::Expr(_)
+            | Stmt::Assign(_)
+            | Stmt::AugAssign(_)
+            | Stmt::AnnAssign(_)
+            | Stmt::Import(_)
+            | Stmt::ImportFrom(_)
+            | Stmt::Delete(_) => on_line(stmt).then_some(line),
+            Stmt::FunctionDef(def) => (def.decorator_list.is_empty()
+                && def.type_params.is_none()
+                && on_line(&*def.parameters)
+                && def.returns.as_deref().is_none_or(|r| on_line(r)))
+            .then_some(line),
+            Stmt::ClassDef(class) => (class.decorator_list.is_empty()
+                && class.type_params.is_none()
+                && class.arguments.as_deref().is_none_or(|a| on_line(a)))
+            .then_some(line),
+            _ => None,
+        }
+    }
+
+    /// The line of `stmt`'s first instruction, where it is known to be its first line.
+    fn first_line(&self, stmt: &Stmt) -> Option<u32> {
+        let line = self.line(stmt);
+        let starts_on_line = |expr: &Expr| self.line(expr) == line && !constant_test(expr);
+        match stmt {
+            Stmt::FunctionDef(def) if !def.decorator_list.is_empty() => {
+                let first = &def.decorator_list[0];
+                (self.line(&first.expression) == line).then_some(line)
+            }
+            Stmt::ClassDef(class) if !class.decorator_list.is_empty() => {
+                let first = &class.decorator_list[0];
+                (self.line(&first.expression) == line).then_some(line)
+            }
+            Stmt::If(s) => starts_on_line(&s.test).then_some(line),
+            Stmt::While(s) => starts_on_line(&s.test).then_some(line),
+            Stmt::For(s) if !s.is_async => starts_on_line(&s.iter).then_some(line),
+            Stmt::With(s) if !s.is_async => s
+                .items
+                .first()
+                .filter(|item| starts_on_line(&item.context_expr))
+                .map(|_| line),
+            Stmt::Try(s) if !s.is_star => Some(line),
+            _ => self.one_line(stmt),
+        }
+    }
+
     /// A simple statement that completed and has no branch in its own code (no `and`/`or`,
     /// conditional expression, comprehension, chained comparison, `await`/`yield`) ran every
     /// one of its instructions: the line each of its expressions starts on is claimed (only
@@ -411,6 +500,16 @@ impl Bodies<'_> {
             self.claims
                 .extend(lines.lines.difference(&lines.other_code).copied());
         }
+    }
+}
+
+/// A test the compiler may fold away (a literal, `__debug__`): its statement's first
+/// instruction is then elsewhere.
+fn constant_test(expr: &Expr) -> bool {
+    match expr {
+        Expr::Name(name) => name.id.as_str() == "__debug__",
+        Expr::UnaryOp(op) => constant_test(&op.operand),
+        _ => expr.is_literal_expr(),
     }
 }
 
@@ -517,10 +616,16 @@ class C:
     b = 2
 z = f()
 ";
-        let got = infer(source, &made(&[("f", 8), ("C.m", 14)])).unwrap();
+        let got = infer(source, &made(&[("f", 8), ("C.m", 14)]))
+            .unwrap()
+            .lines;
         // After `try` completed: its line and first statement; not `x = ...` nor the handler.
         let want: BTreeSet<u32> = [1, 2, 3, 7, 8, 11, 12, 13, 14].into_iter().collect();
         assert_eq!(got, want);
+        // Arcs only from a one-line statement to the next of its block that started.
+        let arcs = infer(source, &made(&[("f", 8), ("C.m", 14)])).unwrap().arcs;
+        let want: BTreeSet<(u32, u32)> = [(1, 2), (11, 12), (13, 14)].into_iter().collect();
+        assert_eq!(arcs, want);
         // A function the source does not define: the file changed, nothing is inferred.
         assert!(infer(source, &made(&[("f", 9)])).is_none());
     }
@@ -535,7 +640,7 @@ except Exception:
     pass
 def g(): pass
 ";
-        let got = infer(source, &made(&[("g", 6)])).unwrap();
+        let got = infer(source, &made(&[("g", 6)])).unwrap().lines;
         let want: BTreeSet<u32> = [1, 2, 6].into_iter().collect();
         assert_eq!(got, want);
     }
@@ -553,7 +658,9 @@ class K:
     d = 2
 def last(): pass
 ";
-        let got = infer(source, &made(&[("fallback", 4), ("last", 9)])).unwrap();
+        let got = infer(source, &made(&[("fallback", 4), ("last", 9)]))
+            .unwrap()
+            .lines;
         let want: BTreeSet<u32> = [1, 2, 3, 4, 5, 6, 7, 8, 9].into_iter().collect();
         assert_eq!(got, want);
     }
@@ -572,7 +679,7 @@ PICK = (1
         2)
 def f(): pass
 ";
-        let got = infer(source, &made(&[("f", 10)])).unwrap();
+        let got = infer(source, &made(&[("f", 10)])).unwrap().lines;
         // Not 4 (a lambda's own code may be all there is), nor 8-9 (a branch).
         let want: BTreeSet<u32> = [1, 2, 3, 5, 7, 10].into_iter().collect();
         assert_eq!(got, want);
@@ -582,7 +689,9 @@ def f(): pass
     fn type_alias_and_type_parameter_functions_are_no_sign_of_change() {
         let source = "import x\ntype Alias = int\n\ndef f[T: Alias](a: T) -> T:\n    return a\n";
         // `Alias`'s value and `T`'s bound are functions no `def` names.
-        let claims = infer(source, &made(&[("f", 4), ("Alias", 2), ("T", 4)])).unwrap();
+        let claims = infer(source, &made(&[("f", 4), ("Alias", 2), ("T", 4)]))
+            .unwrap()
+            .lines;
         assert!(claims.contains(&1) && claims.contains(&4), "{claims:?}");
         assert!(infer(source, &made(&[("f", 4), ("g", 1)])).is_none());
     }
@@ -595,7 +704,7 @@ class C:
     @property
     def p(self): pass
 ";
-        let got = infer(source, &made(&[("C.p", 3)])).unwrap();
+        let got = infer(source, &made(&[("C.p", 3)])).unwrap().lines;
         let want: BTreeSet<u32> = [1, 2, 3, 4].into_iter().collect();
         assert_eq!(got, want);
     }

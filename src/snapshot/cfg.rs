@@ -108,6 +108,11 @@ pub struct Cfg {
     /// Immediate post-dominator of each block in the graph without exception edges; `None`
     /// for none (only the exit post-dominates it, or it cannot reach the exit).
     ipdom: Vec<Option<usize>>,
+    /// Per instruction, every instruction that can run right before it in its frame
+    /// (fall-through, jumps, exception edges), sorted.
+    preds: Vec<Vec<usize>>,
+    /// Per instruction, whether some instruction reaches it only by an exception edge.
+    entered_by_exception: Vec<bool>,
 }
 
 /// Why no graph could be built: the bytes are not well-formed code.
@@ -240,13 +245,53 @@ impl Cfg {
             })
             .collect();
         let ipdom = post_dominators(&blocks, instrs, &targets, &block_of);
+        let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut entered_by_exception = vec![false; n];
+        for k in 0..n {
+            let falls = instrs[k].flags & NO_FALLTHROUGH == 0 && k + 1 < n;
+            if falls {
+                preds[k + 1].push(k);
+            }
+            for &t in &targets[k] {
+                preds[t].push(k);
+            }
+            if let Some(h) = handler[k] {
+                preds[h].push(k);
+                let normal = (falls && h == k + 1) || targets[k].contains(&h);
+                if !normal {
+                    entered_by_exception[h] = true;
+                }
+            }
+        }
+        for list in &mut preds {
+            list.sort_unstable();
+            list.dedup();
+        }
         Ok(Cfg {
             blocks,
             block_of,
             idom,
             forward,
             ipdom,
+            preds,
+            entered_by_exception,
         })
+    }
+
+    /// The instructions that can run right before instruction `k` in its frame.
+    pub fn preds(&self, k: usize) -> &[usize] {
+        self.preds.get(k).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether instruction `k` is a handler that some instruction reaches only by raising.
+    pub fn entered_by_exception(&self, k: usize) -> bool {
+        self.entered_by_exception.get(k).copied().unwrap_or(false)
+    }
+
+    /// The instructions that surely started right after instruction `k` once it started, in
+    /// code with no frame live (rules E and F).
+    pub fn forward(&self, k: usize) -> impl Iterator<Item = usize> + '_ {
+        self.forward.get(k).into_iter().flatten().flatten().copied()
     }
 
     /// Add to `ran` (one flag per instruction) what rules A and B prove from it. Returns false,

@@ -16,6 +16,7 @@
 //!
 //! [`MemoryReader`]: crate::reader::memory::MemoryReader
 
+pub mod arcs;
 pub mod bodies;
 pub mod cfg;
 pub mod evidence;
@@ -47,6 +48,8 @@ pub struct Snapshot {
     pub results: CoverageResults,
     /// Lines likely but not proven to have run (unsound by design): never in `results`.
     pub likely: BTreeSet<(String, u32)>,
+    /// coverage.py arcs proven to have run, `(file, from, to)` (see [`arcs`]).
+    pub arcs: BTreeSet<(String, i64, i64)>,
     pub stats: SnapshotStats,
 }
 
@@ -72,6 +75,8 @@ pub struct SnapshotStats {
     pub proven_lines: usize,
     /// Lines likely but not proven (reported apart).
     pub likely_lines: usize,
+    /// coverage.py arcs proven (docs/snapshot.md, "Arcs").
+    pub arcs: usize,
     /// Lines of module and class bodies proven from the functions they made ([`bodies`]),
     /// not otherwise proven; and the files whose source no longer matches what ran.
     pub body_lines: usize,
@@ -184,12 +189,12 @@ pub fn add_bodies(
             continue;
         };
         let text = crate::source::SourceText::decode(&bytes);
-        let Some(claims) = bodies::infer(&text.text, &made) else {
+        let Some(inferred) = bodies::infer(&text.text, &made) else {
             snapshot.stats.body_files_changed += 1;
             continue;
         };
         let executable = sources.executable_lines(&text);
-        for line in claims.intersection(&executable) {
+        for line in inferred.lines.intersection(&executable) {
             let key = (file.to_string(), *line);
             if snapshot.results.counts.contains_key(&key) {
                 continue;
@@ -204,9 +209,17 @@ pub fn add_bodies(
             );
             snapshot.stats.body_lines += 1;
         }
+        for (from, to) in inferred.arcs {
+            if executable.contains(&from) && executable.contains(&to) {
+                snapshot
+                    .arcs
+                    .insert((file.to_string(), i64::from(from), i64::from(to)));
+            }
+        }
     }
     snapshot.stats.proven_lines = snapshot.results.counts.len();
     snapshot.stats.likely_lines = snapshot.likely.len();
+    snapshot.stats.arcs = snapshot.arcs.len();
 }
 
 /// One code object, decoded.
@@ -282,8 +295,12 @@ pub fn analyse(
     let mut results = CoverageResults::default();
     let mut evidence_lines = BTreeSet::new();
     let mut likely_lines = BTreeSet::new();
+    let mut arcs = BTreeSet::new();
     for (i, a) in analysed.iter().enumerate() {
         let proven = lines_of(a, &a.ran, format);
+        for (from, to) in arcs_of(a, ops, format) {
+            arcs.insert((a.code.filename.clone(), from, to));
+        }
         if a.ran.iter().any(|&r| r) {
             stats.proven_instructions += a.ran.iter().filter(|&&r| r).count();
             results
@@ -309,11 +326,69 @@ pub fn analyse(
     stats.evidence_lines = evidence_lines.len();
     stats.proven_lines = results.counts.len();
     stats.likely_lines = likely_lines.len();
+    stats.arcs = arcs.len();
     Snapshot {
         results,
         likely: likely_lines,
+        arcs,
         stats,
     }
+}
+
+/// The coverage.py arcs proven in one code object ([`arcs`]).
+fn arcs_of(a: &Analysed, ops: &Opcodes, format: Option<LineTableFormat>) -> BTreeSet<(i64, i64)> {
+    let Some(graph) = a.graph.as_ref().filter(|_| !a.disagrees) else {
+        return BTreeSet::new();
+    };
+    if !a.ran.iter().any(|&r| r) {
+        return BTreeSet::new();
+    }
+    let Some(lines) = instruction_lines(a, format) else {
+        return BTreeSet::new();
+    };
+    let traceable = 2 * a.code.first_traceable;
+    let entry = a
+        .instrs
+        .iter()
+        .position(|ins| ins.offset >= traceable && ins.flags & opcodes::flags::RESUME != 0);
+    arcs::proven_arcs(
+        &arcs::CodeArcs {
+            instrs: &a.instrs,
+            ran: &a.ran,
+            graph,
+            settled: a.settled,
+            lines: &lines,
+            entry,
+            first_line: a.code.first_line,
+        },
+        ops,
+    )
+}
+
+/// Each instruction's line from the line table; `None` for none and for the prologue up to
+/// and including the first RESUME (it runs on every call but is no line of the body).
+fn instruction_lines(a: &Analysed, format: Option<LineTableFormat>) -> Option<Vec<Option<u32>>> {
+    let format = format?;
+    let code_len = a.instrs.last().map_or(0, |i| i.next_offset());
+    let ranges: Vec<_> = LineTable::new(format, &a.code.line_table, a.code.first_line)
+        .ranges(code_len)
+        .collect();
+    let first_body = 2 * (a.code.first_traceable + 1);
+    Some(
+        a.instrs
+            .iter()
+            .map(|ins| {
+                if ins.offset < first_body {
+                    return None;
+                }
+                let at = ranges.partition_point(|r| r.end <= ins.offset);
+                ranges
+                    .get(at)
+                    .filter(|r| r.start <= ins.offset)
+                    .and_then(|r| r.line)
+            })
+            .collect(),
+    )
 }
 
 /// The lines of the instructions flagged in `flags`. The prologue up to the first RESUME runs
@@ -324,25 +399,14 @@ fn lines_of(
     format: Option<LineTableFormat>,
 ) -> BTreeSet<(String, u32)> {
     let mut lines = BTreeSet::new();
-    let Some(format) = format else { return lines };
     if !flags.iter().any(|&f| f) {
         return lines;
     }
-    let code_len = a.instrs.last().map_or(0, |i| i.next_offset());
-    let ranges: Vec<_> = LineTable::new(format, &a.code.line_table, a.code.first_line)
-        .ranges(code_len)
-        .collect();
-    let first_body = 2 * (a.code.first_traceable + 1);
-    for (k, ins) in a.instrs.iter().enumerate() {
-        if !flags[k] || ins.offset < first_body {
-            continue;
-        }
-        let at = ranges.partition_point(|r| r.end <= ins.offset);
-        if let Some(line) = ranges
-            .get(at)
-            .filter(|r| r.start <= ins.offset)
-            .and_then(|r| r.line)
-        {
+    let Some(by_instruction) = instruction_lines(a, format) else {
+        return lines;
+    };
+    for (k, line) in by_instruction.into_iter().enumerate() {
+        if let Some(line) = line.filter(|_| flags[k]) {
             lines.insert((a.code.filename.clone(), line));
         }
     }

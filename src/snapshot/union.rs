@@ -18,6 +18,8 @@ pub struct Proven {
     pub functions: BTreeSet<FuncKey>,
     /// Likely but unproven lines of any snapshot that no snapshot proved.
     pub likely: BTreeSet<(String, u32)>,
+    /// coverage.py arcs proven by any snapshot, `(file, from, to)`.
+    pub arcs: BTreeSet<(String, i64, i64)>,
     /// Snapshots taken.
     pub snapshots: usize,
     /// Code objects left out, summed over the snapshots, because another tool instrumented
@@ -34,6 +36,7 @@ impl Proven {
         self.functions
             .extend(snapshot.results.calledfuncs.iter().cloned());
         self.likely.extend(snapshot.likely.iter().cloned());
+        self.arcs.extend(snapshot.arcs.iter().cloned());
         self.instrumented += snapshot.stats.instrumented;
     }
 
@@ -41,6 +44,7 @@ impl Proven {
     pub fn retain_files(&mut self, keep: impl Fn(&str) -> bool) {
         self.lines.retain(|(file, _)| keep(file));
         self.likely.retain(|(file, _)| keep(file));
+        self.arcs.retain(|(file, _, _)| keep(file));
     }
 
     /// Join into sampled `results` and their `info`.
@@ -61,6 +65,7 @@ impl Proven {
         results.calledfuncs.extend(self.functions.iter().cloned());
         info.proven = self.lines.iter().cloned().collect();
         info.proven_only = proven_only;
+        info.arcs = self.arcs.iter().cloned().collect();
         let mut likely: BTreeSet<(String, u32)> = info.likely.drain(..).collect();
         likely.extend(
             self.likely

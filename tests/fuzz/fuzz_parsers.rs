@@ -394,7 +394,7 @@ fn fuzz_coverage_databases() {
             .collect(),
         skipped: Vec::new(),
     };
-    coverage_db::write(&results, &seed_path, Some(&plugin)).unwrap();
+    coverage_db::write(&results, &seed_path, Some(&plugin), None).unwrap();
     let seeds = vec![std::fs::read(&seed_path).unwrap()];
     let case_path = dir.join("case.coverage");
     runner()

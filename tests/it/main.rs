@@ -12,6 +12,7 @@ mod bad_targets;
 mod bench_paused;
 mod cli_errors;
 mod containers;
+mod coverage_arcs;
 mod discovery;
 mod executable_lines;
 mod fleet;

@@ -1,7 +1,8 @@
 //! Real code as the measure: toolz 1.0.0's pytest suite (the smallest of the three pinned
 //! suites of tests/support/real_suites.py, ~180 tests) under coverage.py and under tracer, on
 //! one Python 3.12+, through the `make fidelity` driver (tests/support/fidelity.py). Every line
-//! tracer reports, sampled or snapshot, must have run (precision 1.000); recall is printed.
+//! tracer reports, sampled or snapshot, must have run (precision 1.000), and so must every arc
+//! `--coverage-arcs` would write (against `coverage run --branch`); recall is printed.
 //! The sdist and the venv are made once under target/real-suites; without them (no pip, no
 //! index) or without a Python 3.12+ the test prints SKIP.
 
@@ -31,6 +32,7 @@ fn toolz_suite_precision_is_one() {
             SUITE,
             "--python",
             &version,
+            "--arcs",
         ])
         .arg("--json")
         .arg(&json)
@@ -88,4 +90,24 @@ fn toolz_suite_precision_is_one() {
             score["recall_module"].as_f64().unwrap_or(0.0),
         );
     }
+    // The proven arcs (--coverage-arcs) against coverage.py's `--branch` arcs.
+    let arcs = &cell["_arcs"];
+    let ours = arcs["ours"].as_u64().unwrap_or(0);
+    assert!(
+        ours > 0 && arcs["truth"].as_u64().unwrap_or(0) > 0,
+        "arcs: {arcs}"
+    );
+    assert!(
+        arcs["wrong"].as_array().is_some_and(|w| w.is_empty()),
+        "arcs written that did not run: {}",
+        arcs["wrong"]
+    );
+    println!(
+        "real-suite fidelity {SUITE} Python {version} arcs: precision 1.000, recall {:.3} ({ours} \
+         of {} arcs); {} of {} lines with no arc",
+        arcs["recall"].as_f64().unwrap_or(0.0),
+        arcs["truth"],
+        arcs["lost"],
+        arcs["lines"]
+    );
 }

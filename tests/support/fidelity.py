@@ -19,6 +19,12 @@ every line reported that did not run (file:line). Precision must be 1.000: the d
 if it is not anywhere, or if a tool fails; a cell that cannot run prints a SKIP line.
 The snapshot's `likely` lines (unsound by design, docs/snapshot.md) are counted apart and never
 part of precision.
+
+With --arcs, on 3.12+ the truth runs under `coverage run --branch` and one more row per cell
+scores the arcs `tracer run --snapshot` proved (its JSON `arcs`, what --coverage-arcs writes)
+against coverage.py's measured arcs of the library's files (`CoverageData.arcs(file)`):
+precision (must be 1.000), recall, and the lines tracer reports that no proven arc names (lost
+in an arc data file, where coverage.py reads executed lines from arcs).
 """
 
 import argparse
@@ -63,8 +69,9 @@ def coverage_engine(venv):
     return "sysmon" if venv.minor >= 12 else "pytrace"
 
 
-def run_truth(venv, suite, work):
-    """{real path: set(lines)} of the library's files under coverage.py, and the Run."""
+def run_truth(venv, suite, work, branch=False):
+    """{real path: set(lines)} of the library's files under coverage.py, the Run, the engine
+    and, with `branch`, {real path: set(arcs)} (else None)."""
     data_file = os.path.join(work, "truth.coverage")
     rcfile = os.path.join(work, "coveragerc")
     with open(rcfile, "w") as f:
@@ -76,18 +83,34 @@ def run_truth(venv, suite, work):
     engine = coverage_engine(venv)
     env = dict(env, COVERAGE_CORE=engine)
     run = real_suites.run_measured(
-        [venv.path, "-m", "coverage", "run", f"--rcfile={rcfile}", f"--data-file={data_file}",
-         *argv], cwd=cwd, env_add=env, timeout=RUN_TIMEOUT)
+        [venv.path, "-m", "coverage", "run", *(["--branch"] if branch else []),
+         f"--rcfile={rcfile}", f"--data-file={data_file}", *argv],
+        cwd=cwd, env_add=env, timeout=RUN_TIMEOUT)
     if run.returncode not in SUITE_RAN or not os.path.exists(data_file):
         raise Failure(f"coverage run exited {run.returncode}: {run.stderr_tail()}")
     dump = subprocess.run(
         [venv.path, "-c", "import coverage, json, sys\n"
          "d = coverage.CoverageData(sys.argv[1]); d.read()\n"
-         "print(json.dumps({f: sorted(d.lines(f) or []) for f in d.measured_files()}))",
+         "print(json.dumps({f: [sorted(d.lines(f) or []), sorted(d.arcs(f) or [])]\n"
+         "                  for f in d.measured_files()}))",
          data_file], capture_output=True, text=True)
     if dump.returncode != 0:
         raise Failure(f"reading {data_file}: {real_suites.tail(dump.stderr)}")
-    return library_lines(json.loads(dump.stdout).items(), suite), run, engine
+    dumped = json.loads(dump.stdout)
+    lines = library_lines(((f, v[0]) for f, v in dumped.items()), suite)
+    arcs = library_arcs(((f, v[1]) for f, v in dumped.items()), suite) if branch else None
+    return lines, run, engine, arcs
+
+
+def library_arcs(pairs, suite):
+    """{real path: set((from, to))} of (file, arcs) pairs, only the library's own files."""
+    files = suite.library_files()
+    arcs = {}
+    for path, pairs_ in pairs:
+        real = os.path.realpath(path)
+        if real in files and pairs_:
+            arcs.setdefault(real, set()).update(map(tuple, pairs_))
+    return arcs
 
 
 def library_lines(pairs, suite):
@@ -304,13 +327,35 @@ def probe(tracer, venv, work):
     check_tracer_run(run, output, venv)
 
 
-def measure_cell(tracer, venv, suite, rate, log, work_base=WORK):
+def score_arcs(output, suite, truth_arcs):
+    """The proven arcs of `tracer run --snapshot`'s results against coverage.py's: the score,
+    with the arcs that did not run as `wrong`, and the lines reported that no arc names."""
+    with open(output) as f:
+        data = json.load(f)
+    ours = library_arcs(((f, [(a, b)]) for f, a, b in data.get("arcs", [])), suite)
+    counted = library_lines(((f, [l]) for f, l, hits, _ in data["counts"] if hits > 0), suite)
+    ours_p = {(f, a) for f, arcs in ours.items() for a in arcs}
+    truth_p = {(f, a) for f, arcs in truth_arcs.items() for a in arcs}
+    hit = ours_p & truth_p
+    named = {(f, n) for f, (a, b) in ours_p for n in (a, b) if n > 0}
+    lines = {(f, n) for f, ns in counted.items() for n in ns}
+    return {
+        "ours": len(ours_p), "truth": len(truth_p), "hit": len(hit),
+        "precision": len(hit) / len(ours_p) if ours_p else None,
+        "recall": len(hit) / len(truth_p) if truth_p else None,
+        "wrong": sorted(f"{f}:{a}->{b}" for f, (a, b) in ours_p - truth_p),
+        "lines": len(lines), "lost": len(lines - named),
+    }
+
+
+def measure_cell(tracer, venv, suite, rate, log, work_base=WORK, arcs=False):
     """All modes of one suite × version: {mode: score}, or raises Skip/Failure."""
     work = os.path.join(work_base, f"{suite.name}-{venv.label}")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     probe(tracer, venv, work)
-    truth, truth_run, engine = run_truth(venv, suite, work)
+    arcs = arcs and venv.minor >= 12
+    truth, truth_run, engine, truth_arcs = run_truth(venv, suite, work, branch=arcs)
     log(f"  truth: coverage.py ({engine}): {sum(map(len, truth.values()))} lines in "
         f"{len(truth)} files; {truth_run.wall:.1f} s; {real_suites.pytest_summary(truth_run.stdout)}")
     runner = SNAPSHOT_RUN if venv.minor >= SNAPSHOT_SINCE else run_sampled
@@ -327,6 +372,8 @@ def measure_cell(tracer, venv, suite, rate, log, work_base=WORK):
             scores[mode]["likely"] = likely_score["ours"]
             scores[mode]["likely_wrong"] = len(likely_score["wrong"])
             scores[mode]["likely_wrong_lines"] = likely_score["wrong"]
+    if arcs:
+        scores["_arcs"] = score_arcs(os.path.join(work, "run-snapshot.json"), suite, truth_arcs)
     scores["_stats"] = stats
     return scores
 
@@ -340,6 +387,8 @@ def main():
                         help="minor versions, e.g. 3.12,3.13 (default: every 3.8+ found)")
     parser.add_argument("--rate", type=int, help="tracer run's --rate (default: tracer's)")
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--arcs", action="store_true",
+                        help="also score the proven arcs (3.12+; truth under --branch)")
     parser.add_argument("--work", default=WORK, help="scratch directory (default %(default)s)")
     parser.add_argument("--output", default=os.path.join(ROOT, "target", "fidelity-results.txt"))
     args = parser.parse_args()
@@ -364,7 +413,8 @@ def main():
             cell = f"{suite.name} {suite.version} on Python {venv.label}"
             log(f"{cell}")
             try:
-                scores = measure_cell(args.tracer, venv, suite, args.rate, log, args.work)
+                scores = measure_cell(args.tracer, venv, suite, args.rate, log, args.work,
+                                      arcs=args.arcs)
             except Skip as why:
                 log(f"SKIP: {cell}: {why}")
                 continue
@@ -373,6 +423,18 @@ def main():
                 failed = True
                 continue
             results.setdefault(suite.name, {})[venv.label] = scores
+            if "_arcs" in scores:
+                a = scores["_arcs"]
+                row = (f"{suite.name:15s}{venv.label:>5s}  {'arcs':17s}{a['ours']:7d}{a['truth']:7d}"
+                       f"  {fmt(a['precision'])}  {fmt(a['recall'])}  lines with no arc "
+                       f"{a['lost']} of {a['lines']}")
+                table.append(row)
+                log("  " + row)
+                if a["wrong"]:
+                    failed = True
+                    log(f"  PRECISION < 1: {len(a['wrong'])} arcs written that did not run:")
+                    for arc in a["wrong"]:
+                        log(f"    {arc}")
             for mode, s in scores.items():
                 if mode.startswith("_"):
                     continue

@@ -437,7 +437,7 @@ fn writes_and_reads_back_line_sets() {
     for (file, line) in [("/a.py", 3), ("/a.py", 100), ("/b.py", 1), ("<string>", 1)] {
         r.counts.insert((file.into(), line), LineHits::default());
     }
-    write(&r, &path, None).unwrap();
+    write(&r, &path, None, None).unwrap();
     let back = read_line_sets(&path).unwrap();
     assert_eq!(back.len(), 2);
     assert_eq!(back["/a.py"], vec![3, 100]);
@@ -455,7 +455,7 @@ fn writes_and_reads_back_line_sets() {
         .into(),
         skipped: vec!["/b.py: no such file".to_owned()],
     };
-    write(&r, &path, Some(&plugin)).unwrap();
+    write(&r, &path, Some(&plugin), None).unwrap();
     assert_eq!(read_line_sets(&path).unwrap(), back);
     let data = read_plugin_data(&path).unwrap();
     assert_eq!(
