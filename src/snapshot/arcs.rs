@@ -23,7 +23,13 @@ use super::cfg::Cfg;
 use super::evidence::Instruction;
 use super::opcodes::flags::RESUME;
 use super::opcodes::Opcodes;
+use crate::reader::PyVersion;
 use std::collections::BTreeSet;
+
+/// The first version whose arcs are written: the model of line events above (the instructions
+/// skipped when lines are assigned, the entry `RESUME`) is 3.12's and later's, checked against
+/// coverage.py there; 3.11's snapshot proves lines but no arc.
+pub const FIRST_VERSION: PyVersion = PyVersion::new(3, 12);
 
 /// What the arcs of one code object are computed from.
 pub struct CodeArcs<'a> {

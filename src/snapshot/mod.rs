@@ -149,6 +149,11 @@ pub fn take(pid: i32, options: SnapshotOptions) -> anyhow::Result<Snapshot> {
             &sources,
         );
     }
+    if discovered.version < arcs::FIRST_VERSION {
+        // The line-event model the arcs rest on is CPython 3.12's and later's.
+        snapshot.arcs.clear();
+        snapshot.stats.arcs = 0;
+    }
     snapshot.stats.walk = walked.stats;
     snapshot.stats.python_version = discovered.version_text;
     Ok(snapshot)

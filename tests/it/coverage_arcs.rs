@@ -49,6 +49,18 @@ fn tracer_run(args: &[&str], python: &Python, dir: &Path) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `tracer run ARGS -- python mix.py`.
+fn run_mix(args: &[&str], python: &Python, dir: &Path) -> Output {
+    Command::new(tracer_bin())
+        .args(args)
+        .arg("--")
+        .arg(&python.path)
+        .arg(workload("mix.py"))
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
 /// `meta.has_arcs` and the number of arcs of a data file.
 fn arc_data(path: &Path) -> (String, i64) {
     let db = rusqlite::Connection::open(path).unwrap();
@@ -125,9 +137,14 @@ fn check(python: &Python) -> Result<(), String> {
         "-o",
         "ours.coverage",
     ];
-    if python.version < tracer::snapshot::FIRST_VERSION || python.free_threaded {
-        // Sampling alone proves no arc: a file with none, and one line that says so.
-        let out = tracer_run(&args, python, &dir);
+    if python.version < tracer::snapshot::arcs::FIRST_VERSION || python.free_threaded {
+        // Sampling alone (3.8-3.10, 3.13t), or 3.11's snapshot, proves no arc: a file with
+        // none, and one line that says so. drive.py needs 3.10+ (`match`): mix.py before.
+        let out = if python.version < PyVersion::new(3, 10) {
+            run_mix(&args, python, &dir)
+        } else {
+            tracer_run(&args, python, &dir)
+        };
         let err = String::from_utf8_lossy(&out.stderr);
         let notes = err.matches("--coverage-arcs: none of").count();
         if !out.status.success() || notes != 1 {
