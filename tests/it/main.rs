@@ -33,5 +33,6 @@ mod sidecar;
 mod signals_and_filters;
 mod snapshot;
 mod snapshot_instances;
+mod snapshot_namespaces;
 mod top;
 mod trace_compat;

@@ -1,0 +1,350 @@
+//! Statements of a module body proven to have run by what the module's namespace holds
+//! (docs/snapshot.md, section 3b, "From the namespaces"). A fact is a statement of the module's
+//! own scope (not in a `def` or a class body) whose binding is found in the module's dict:
+//!
+//! - **a constant display**: `NAME = <display>` or `NAME: T = <display>`, the display a dict,
+//!   list or tuple of at least [`MIN_ENTRIES`] entries built of constants only (nested
+//!   displays of constants included), and the dict holds under `NAME` an exact dict, list or
+//!   tuple with exactly that content (a dict's keys in order);
+//! - **a class**: `class NAME`, and the dict holds under `NAME` a class whose `__name__` is
+//!   `NAME`, whose `__module__` is the module's `__name__` and, on 3.13+, whose
+//!   `__firstlineno__` is the statement's first line (one that is not says the file changed:
+//!   nothing of the file is inferred); the class statement then completed, so its whole body ran;
+//!
+//! Imports are no fact: the module (or object) an import binds is one `setattr` away for code
+//! outside the module, which needs no fingerprint to bind it (tests/it/snapshot_namespaces.rs
+//! binds `json` so), and a submodule import binds its name in the parent package.
+//!
+//! In every case no other statement of the file binds `NAME` anywhere, in any scope (any
+//! assignment, `del`, augmented assignment, import, `def`, `class`, `for`/`with`/`except`
+//! target, walrus, pattern capture, `global`, parameter), the file has no `import *` and never
+//! names `globals`, `vars`, `locals` or `exec`. The value was then bound by that statement in
+//! some execution of the body (reloaded, the latest that reached it), which is the one fact
+//! the sequence rule needs; what is left is code outside the module binding the same name to
+//! an equal content, or to an equally named class claiming this module (named as residual
+//! risks in docs/snapshot.md).
+
+use super::LineStarts;
+use crate::reader::values::Content;
+use crate::snapshot::walk::namespaces::{Bound, Namespace};
+use ruff_python_ast::visitor::{self, Visitor};
+use ruff_python_ast::{Expr, ExprContext, Number, Pattern, Stmt, UnaryOp};
+use ruff_text_size::{Ranged, TextSize};
+use std::collections::{HashMap, HashSet};
+
+/// Entries a display needs to be taken as a fingerprint of its statement: fewer, and a value
+/// made elsewhere (a test's `mock.patch(..., new=[])`, a default) is too likely to be equal.
+pub const MIN_ENTRIES: usize = 4;
+/// Constants of one display compared at most.
+const MAX_DISPLAY_ITEMS: usize = 1 << 20;
+/// Nesting followed at most (statements and displays).
+const MAX_DEPTH: usize = 64;
+
+/// What the namespace proves of the statements of one module.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// Start offsets of statements whose binding is in the namespace.
+    pub bound: HashSet<TextSize>,
+    /// A class's `__firstlineno__` names another line: the file changed since it ran.
+    pub changed: bool,
+}
+
+/// The facts of `namespace` about the module whose parsed body is `suite`.
+pub(super) fn facts(suite: &[Stmt], lines: &LineStarts, namespace: &Namespace) -> Facts {
+    let mut binders = Binders::default();
+    binders.visit_body(suite);
+    let mut walk = Finder {
+        lines,
+        namespace,
+        binders,
+        values: namespace
+            .entries
+            .iter()
+            .map(|e| (e.name.as_str(), &e.value))
+            .collect(),
+        facts: Facts::default(),
+    };
+    if !walk.binders.dynamic {
+        walk.block(suite, 0);
+    }
+    walk.facts
+}
+
+/// How many times each name is bound anywhere in a file, and whether the file binds names
+/// in ways a name count cannot see (`import *`, `globals()`, `vars()`, `locals()`, `exec`).
+#[derive(Default)]
+struct Binders {
+    counts: HashMap<String, usize>,
+    dynamic: bool,
+}
+
+impl Binders {
+    fn add(&mut self, name: &str) {
+        *self.counts.entry(name.to_string()).or_default() += 1;
+    }
+
+    fn once(&self, name: &str) -> bool {
+        self.counts.get(name) == Some(&1)
+    }
+}
+
+impl<'a> Visitor<'a> for Binders {
+    fn visit_stmt(&mut self, stmt: &'a Stmt) {
+        match stmt {
+            Stmt::FunctionDef(def) => self.add(def.name.as_str()),
+            Stmt::ClassDef(class) => self.add(class.name.as_str()),
+            Stmt::Import(import) => {
+                for alias in &import.names {
+                    let bound = alias.asname.as_ref().unwrap_or(&alias.name).as_str();
+                    self.add(bound.split('.').next().unwrap_or(bound));
+                }
+            }
+            Stmt::ImportFrom(import) => {
+                for alias in &import.names {
+                    if alias.name.as_str() == "*" {
+                        self.dynamic = true;
+                    }
+                    self.add(alias.asname.as_ref().unwrap_or(&alias.name).as_str());
+                }
+            }
+            Stmt::Global(g) => g.names.iter().for_each(|n| self.add(n.as_str())),
+            Stmt::Nonlocal(n) => n.names.iter().for_each(|n| self.add(n.as_str())),
+            _ => {}
+        }
+        visitor::walk_stmt(self, stmt);
+    }
+
+    fn visit_expr(&mut self, expr: &'a Expr) {
+        if let Expr::Name(name) = expr {
+            match name.ctx {
+                ExprContext::Store | ExprContext::Del => self.add(name.id.as_str()),
+                _ => {}
+            }
+            if matches!(name.id.as_str(), "globals" | "vars" | "locals" | "exec") {
+                self.dynamic = true;
+            }
+        }
+        visitor::walk_expr(self, expr);
+    }
+
+    fn visit_except_handler(&mut self, handler: &'a ruff_python_ast::ExceptHandler) {
+        let ruff_python_ast::ExceptHandler::ExceptHandler(h) = handler;
+        if let Some(name) = &h.name {
+            self.add(name.as_str());
+        }
+        visitor::walk_except_handler(self, handler);
+    }
+
+    fn visit_parameter(&mut self, parameter: &'a ruff_python_ast::Parameter) {
+        self.add(parameter.name.as_str());
+        visitor::walk_parameter(self, parameter);
+    }
+
+    fn visit_type_param(&mut self, param: &'a ruff_python_ast::TypeParam) {
+        self.add(param.name().as_str());
+        visitor::walk_type_param(self, param);
+    }
+
+    fn visit_pattern(&mut self, pattern: &'a Pattern) {
+        match pattern {
+            Pattern::MatchAs(p) => p.name.iter().for_each(|n| self.add(n.as_str())),
+            Pattern::MatchStar(p) => p.name.iter().for_each(|n| self.add(n.as_str())),
+            Pattern::MatchMapping(p) => p.rest.iter().for_each(|n| self.add(n.as_str())),
+            _ => {}
+        }
+        visitor::walk_pattern(self, pattern);
+    }
+}
+
+struct Finder<'a> {
+    lines: &'a LineStarts,
+    namespace: &'a Namespace,
+    binders: Binders,
+    values: HashMap<&'a str, &'a Bound>,
+    facts: Facts,
+}
+
+impl Finder<'_> {
+    /// The statements of the module's own scope: compound statements are followed, `def`
+    /// and class bodies are not (their names bind elsewhere).
+    fn block(&mut self, stmts: &[Stmt], depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        for stmt in stmts {
+            if self.proves(stmt) {
+                self.facts.bound.insert(stmt.start());
+            }
+            match stmt {
+                Stmt::If(s) => {
+                    self.block(&s.body, depth + 1);
+                    for clause in &s.elif_else_clauses {
+                        self.block(&clause.body, depth + 1);
+                    }
+                }
+                Stmt::For(s) => {
+                    self.block(&s.body, depth + 1);
+                    self.block(&s.orelse, depth + 1);
+                }
+                Stmt::While(s) => {
+                    self.block(&s.body, depth + 1);
+                    self.block(&s.orelse, depth + 1);
+                }
+                Stmt::With(s) => self.block(&s.body, depth + 1),
+                Stmt::Try(s) => {
+                    self.block(&s.body, depth + 1);
+                    for handler in &s.handlers {
+                        let ruff_python_ast::ExceptHandler::ExceptHandler(h) = handler;
+                        self.block(&h.body, depth + 1);
+                    }
+                    self.block(&s.orelse, depth + 1);
+                    self.block(&s.finalbody, depth + 1);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The value bound to `name` if this file binds it once.
+    fn value(&self, name: &str) -> Option<&Bound> {
+        self.binders
+            .once(name)
+            .then(|| self.values.get(name).copied())
+            .flatten()
+    }
+
+    fn proves(&mut self, stmt: &Stmt) -> bool {
+        match stmt {
+            Stmt::Assign(assign) => assign.targets.iter().any(|target| {
+                matches!(target, Expr::Name(_)) && self.display_bound(target, &assign.value)
+            }),
+            Stmt::AnnAssign(assign) => assign
+                .value
+                .as_ref()
+                .is_some_and(|value| self.display_bound(&assign.target, value)),
+            Stmt::ClassDef(class) => {
+                let Some(Bound::Class {
+                    name,
+                    module,
+                    first_line,
+                }) = self.value(class.name.as_str())
+                else {
+                    return false;
+                };
+                if name != class.name.as_str()
+                    || module.as_deref() != Some(self.namespace.name.as_str())
+                {
+                    return false;
+                }
+                let first = class.decorator_list.first().map_or_else(
+                    || self.lines.line(class.start()),
+                    |d| self.lines.line(d.start()),
+                );
+                if first_line.is_some_and(|l| l != first) {
+                    self.facts.changed = true;
+                    return false;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `target` is a name bound once in the file, to a value with exactly the content of
+    /// the display `value`, large enough to be its fingerprint.
+    fn display_bound(&self, target: &Expr, value: &Expr) -> bool {
+        let Expr::Name(name) = target else {
+            return false;
+        };
+        let entries = match value {
+            Expr::Dict(d) => d.items.len(),
+            Expr::List(l) => l.elts.len(),
+            Expr::Tuple(t) => t.elts.len(),
+            _ => return false,
+        };
+        if entries < MIN_ENTRIES {
+            return false;
+        }
+        let Some(Bound::Content(found)) = self.value(name.id.as_str()) else {
+            return false;
+        };
+        let mut budget = MAX_DISPLAY_ITEMS;
+        expected(value, 0, &mut budget).is_some_and(|want| want == *found)
+    }
+}
+
+/// The content a display of constants makes; `None` if some part is not a constant or a
+/// display of them, a dict repeats a key, or the budget is spent.
+fn expected(expr: &Expr, depth: usize, budget: &mut usize) -> Option<Content> {
+    if depth > MAX_DEPTH || *budget == 0 {
+        return None;
+    }
+    *budget -= 1;
+    Some(match expr {
+        Expr::NoneLiteral(_) => Content::None,
+        Expr::BooleanLiteral(b) => Content::Bool(b.value),
+        Expr::NumberLiteral(n) => number(&n.value, false)?,
+        Expr::UnaryOp(u) if u.op == UnaryOp::USub => match u.operand.as_ref() {
+            Expr::NumberLiteral(n) => number(&n.value, true)?,
+            _ => return None,
+        },
+        Expr::StringLiteral(s) => Content::Str(s.value.to_str().chars().map(u32::from).collect()),
+        Expr::BytesLiteral(b) => Content::Bytes(b.value.bytes().collect()),
+        Expr::Tuple(t) => Content::Tuple(items(&t.elts, depth, budget)?),
+        Expr::List(l) => Content::List(items(&l.elts, depth, budget)?),
+        Expr::Dict(d) => {
+            let mut out: Vec<(Content, Content)> = Vec::with_capacity(d.items.len());
+            for item in &d.items {
+                let key = expected(item.key.as_ref()?, depth + 1, budget)?;
+                // Equal keys of different types (1, 1.0, True) merge too: refuse any doubt.
+                if out.iter().any(|(k, _)| *k == key) || !plain_key(&key) {
+                    return None;
+                }
+                out.push((key, expected(&item.value, depth + 1, budget)?));
+            }
+            Content::Dict(out)
+        }
+        _ => return None,
+    })
+}
+
+/// Keys whose equality is their content's: strings, bytes, ints (never `bool` or `float`,
+/// which equal ints), `None`, and tuples of them.
+fn plain_key(key: &Content) -> bool {
+    match key {
+        Content::Str(_) | Content::Bytes(_) | Content::None | Content::Int(..) => true,
+        Content::Tuple(items) => items.iter().all(plain_key),
+        _ => false,
+    }
+}
+
+fn items(elts: &[Expr], depth: usize, budget: &mut usize) -> Option<Vec<Content>> {
+    elts.iter()
+        .map(|e| {
+            if matches!(e, Expr::Starred(_)) {
+                None
+            } else {
+                expected(e, depth + 1, budget)
+            }
+        })
+        .collect()
+}
+
+fn number(n: &Number, negative: bool) -> Option<Content> {
+    match n {
+        Number::Int(i) => {
+            let mut value = i.as_u64()?;
+            let mut digits = Vec::new();
+            while value != 0 {
+                digits.push((value & ((1 << 30) - 1)) as u32);
+                value >>= 30;
+            }
+            Some(Content::Int(negative && !digits.is_empty(), digits))
+        }
+        Number::Float(f) => {
+            let f = if negative { -*f } else { *f };
+            Some(Content::Float(f.to_bits()))
+        }
+        Number::Complex { .. } => None,
+    }
+}
