@@ -348,3 +348,144 @@ fn number(n: &Number, negative: bool) -> Option<Content> {
         Number::Complex { .. } => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::infer_with;
+    use super::*;
+    use crate::snapshot::walk::namespaces::Entry;
+    use std::collections::BTreeSet;
+
+    fn text(s: &str) -> Content {
+        Content::Str(s.chars().map(u32::from).collect())
+    }
+
+    fn int(n: u32) -> Content {
+        Content::Int(false, if n == 0 { vec![] } else { vec![n] })
+    }
+
+    fn table(keys: &[&str]) -> Bound {
+        Bound::Content(Content::Dict(
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| (text(k), int(i as u32 + 1)))
+                .collect(),
+        ))
+    }
+
+    fn namespace(entries: Vec<(&str, Bound)>) -> Namespace {
+        Namespace {
+            name: "pkg.mod".into(),
+            file: "/x/pkg/mod.py".into(),
+            entries: entries
+                .into_iter()
+                .map(|(name, value)| Entry {
+                    name: name.into(),
+                    value,
+                })
+                .collect(),
+        }
+    }
+
+    fn claims(source: &str, ns: &Namespace) -> Option<BTreeSet<u32>> {
+        infer_with(source, &Default::default(), Some(ns))
+    }
+
+    const SOURCE: &str = "\
+import os
+from typing import TypedDict
+class K(TypedDict):
+    a: int
+T = {\"a\": 1, \"b\": 2,
+     \"c\": 3, \"d\": 4}
+TAIL = 1
+";
+
+    #[test]
+    fn a_display_found_whole_proves_it_and_what_came_before() {
+        let ns = namespace(vec![("T", table(&["a", "b", "c", "d"]))]);
+        let want: BTreeSet<u32> = [1, 2, 3, 4, 5, 6].into_iter().collect();
+        assert_eq!(claims(SOURCE, &ns), Some(want));
+        // Keys in another order, one entry fewer, a short display: nothing.
+        for other in [table(&["b", "a", "c", "d"]), table(&["a", "b", "c"])] {
+            let ns = namespace(vec![("T", other)]);
+            assert_eq!(claims(SOURCE, &ns), Some(BTreeSet::new()));
+        }
+        let short = "X = 0\nT = [1, 2, 3]\n";
+        let ns = namespace(vec![(
+            "T",
+            Bound::Content(Content::List(vec![int(1), int(2), int(3)])),
+        )]);
+        assert_eq!(claims(short, &ns), Some(BTreeSet::new()));
+    }
+
+    #[test]
+    fn a_name_with_another_binder_or_a_dynamic_file_proves_nothing() {
+        let ns = namespace(vec![("T", table(&["a", "b", "c", "d"]))]);
+        for extra in [
+            "def f():\n    global T\n",
+            "del T\n",
+            "for T in []: pass\n",
+            "def g(T=None): pass\n",
+            "from elsewhere import *\n",
+            "globals()['X'] = 1\n",
+        ] {
+            let source = format!("{SOURCE}{extra}");
+            let got = claims(&source, &ns).unwrap_or_default();
+            assert!(!got.contains(&5), "{extra:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_class_claiming_its_module_and_line_proves_its_whole_statement() {
+        let class = |module: &str, line: Option<u32>| Bound::Class {
+            name: "K".into(),
+            module: Some(module.into()),
+            first_line: line,
+        };
+        let want: BTreeSet<u32> = [1, 2, 3, 4].into_iter().collect();
+        for line in [None, Some(3)] {
+            let ns = namespace(vec![("K", class("pkg.mod", line))]);
+            assert_eq!(claims(SOURCE, &ns), Some(want.clone()));
+        }
+        // Made in another module: nothing; its statement on another line: the file changed.
+        let ns = namespace(vec![("K", class("pkg.other", Some(3)))]);
+        assert_eq!(claims(SOURCE, &ns), Some(BTreeSet::new()));
+        let ns = namespace(vec![("K", class("pkg.mod", Some(9)))]);
+        assert_eq!(claims(SOURCE, &ns), None);
+    }
+
+    #[test]
+    fn displays_of_nested_constants_and_doubtful_keys() {
+        let mut budget = MAX_DISPLAY_ITEMS;
+        let parse = |s: &str| {
+            let parsed = ruff_python_parser::parse_expression(s).unwrap();
+            parsed.into_expr()
+        };
+        let got = expected(
+            &parse("(-1, 2.5, None, b'x', True, ('n', 2**3))"),
+            0,
+            &mut budget,
+        );
+        // `2**3` is an operation, not a display of constants.
+        assert_eq!(got, None);
+        let got = expected(&parse("[-1, 2.5, None, b'x', True]"), 0, &mut budget).unwrap();
+        assert_eq!(
+            got,
+            Content::List(vec![
+                Content::Int(true, vec![1]),
+                Content::Float(2.5f64.to_bits()),
+                Content::None,
+                Content::Bytes(b"x".to_vec()),
+                Content::Bool(true),
+            ])
+        );
+        // 1 and True are one key; a repeated key keeps its first place: refused.
+        assert_eq!(
+            expected(&parse("{1: 'a', True: 'b'}"), 0, &mut budget),
+            None
+        );
+        assert_eq!(expected(&parse("{'a': 1, 'a': 2}"), 0, &mut budget), None);
+        assert_eq!(expected(&parse("{'a': 1, **x}"), 0, &mut budget), None);
+    }
+}

@@ -51,7 +51,7 @@ pub enum Bound {
     Other,
 }
 
-/// The namespace of every module in `sys.modules` whose `__file__` is a `.py` file.
+/// The namespace of every module in `sys.modules` whose `__file__` is an absolute `.py` path.
 pub fn read(target: &mut Target) -> Vec<Namespace> {
     let layout = target.layout;
     let (Some(modules_at), Some(dict_at)) = (layout.interp_imports_modules, layout.module_dict)
@@ -106,7 +106,8 @@ fn namespace(reader: &mut ValueReader, dict: usize, budget: &mut usize) -> Optio
         reader.text(value)
     };
     let name = text_of(reader, "__name__")?;
-    let file = text_of(reader, "__file__").filter(|f| f.ends_with(".py"))?;
+    // Absolute, as code objects name their files: a relative one would be another key.
+    let file = text_of(reader, "__file__").filter(|f| f.starts_with('/') && f.ends_with(".py"))?;
     let mut namespace = Namespace {
         name,
         file,
