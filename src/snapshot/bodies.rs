@@ -48,7 +48,9 @@ pub type Made = (String, u32);
 /// filter on executable lines; `None` if some function names no `def` of this source (the
 /// file changed since it ran) or the source does not parse.
 pub fn infer(source: &str, made: &HashSet<Made>) -> Option<BTreeSet<u32>> {
-    infer_with(source, made, None)
+    infer_with(source, made, None, &mut |_| {
+        crate::snapshot::walk::namespaces::Bound::Other
+    })
 }
 
 /// [`infer`], with the facts the module's namespace proves ([`namespaces`]) if given.
@@ -56,6 +58,7 @@ pub fn infer_with(
     source: &str,
     made: &HashSet<Made>,
     namespace: Option<&crate::snapshot::walk::namespaces::Namespace>,
+    resolve: namespaces::Resolve,
 ) -> Option<BTreeSet<u32>> {
     let parsed = ruff_python_parser::parse_unchecked_source(source, PySourceType::Python);
     if !parsed.errors().is_empty() {
@@ -63,7 +66,7 @@ pub fn infer_with(
     }
     let lines = LineStarts::new(source);
     let facts = match namespace {
-        Some(own) => namespaces::facts(parsed.suite(), &lines, own),
+        Some(own) => namespaces::facts(parsed.suite(), &lines, own, resolve),
         None => namespaces::Facts::default(),
     };
     if facts.changed {

@@ -136,11 +136,13 @@ pub fn take(pid: i32, options: SnapshotOptions) -> anyhow::Result<Snapshot> {
     if !options.evidence_only {
         let sources = crate::source::Sources::of_process(pid, discovered.version);
         let namespaces = walk::namespaces::read(&mut target);
+        let mut types = crate::reader::values::TypeCache::default();
+        let mut values = walk::namespaces::Values::new(&mut target, &mut types);
         add_bodies(
             &mut snapshot,
             &walked.codes,
             &walked.function_codes,
-            &namespaces,
+            (&namespaces, &mut |address| values.bound(address)),
             &sources,
         );
     }
@@ -166,7 +168,7 @@ pub fn add_bodies(
     snapshot: &mut Snapshot,
     codes: &[CodeObject],
     function_codes: &HashSet<usize>,
-    namespaces: &[walk::namespaces::Namespace],
+    (namespaces, resolve): (&[walk::namespaces::Namespace], bodies::namespaces::Resolve),
     sources: &crate::source::Sources,
 ) {
     let mut by_file: std::collections::BTreeMap<&str, std::collections::HashSet<bodies::Made>> =
@@ -203,7 +205,7 @@ pub fn add_bodies(
         };
         let text = crate::source::SourceText::decode(&bytes);
         let namespace = own.get(file).copied();
-        let Some(claims) = bodies::infer_with(&text.text, &made, namespace) else {
+        let Some(claims) = bodies::infer_with(&text.text, &made, namespace, &mut *resolve) else {
             snapshot.stats.body_files_changed += 1;
             continue;
         };

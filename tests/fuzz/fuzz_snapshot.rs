@@ -48,6 +48,11 @@ fn record_snapshot_images() -> Vec<RecordedWalk> {
             .walk()
             .expect("walking a live target");
         let namespaces = tracer::snapshot::walk::namespaces::read(&mut tgt);
+        let mut types = tracer::reader::values::TypeCache::default();
+        let mut values = tracer::snapshot::walk::namespaces::Values::new(&mut tgt, &mut types);
+        for entry in namespaces.iter().flat_map(|n| &n.entries) {
+            let _ = values.bound(entry.address);
+        }
         drop(lock);
         assert!(
             namespaces.iter().any(|n| !n.entries.is_empty()),
@@ -106,7 +111,12 @@ fn snapshot_image(
     };
     let walked = tracer::snapshot::walk::Walker::new(&mut target).walk();
     // The module namespaces (src/snapshot/walk/namespaces.rs), read as `tracer snapshot` does.
-    let _ = tracer::snapshot::walk::namespaces::read(&mut target);
+    let namespaces = tracer::snapshot::walk::namespaces::read(&mut target);
+    let mut types = tracer::reader::values::TypeCache::default();
+    let mut values = tracer::snapshot::walk::namespaces::Values::new(&mut target, &mut types);
+    for entry in namespaces.iter().flat_map(|n| &n.entries) {
+        let _ = values.bound(entry.address);
+    }
     let Ok(found) = walked else {
         return (ranges.load(Ordering::Relaxed), 0);
     };

@@ -50,7 +50,15 @@ pub struct Facts {
 }
 
 /// The facts of `namespace` about the module whose parsed body is `suite`.
-pub(super) fn facts(suite: &[Stmt], lines: &LineStarts, namespace: &Namespace) -> Facts {
+/// A reader of bound values by address ([`crate::snapshot::walk::namespaces::Values`]).
+pub type Resolve<'r> = &'r mut dyn FnMut(usize) -> Bound;
+
+pub(super) fn facts(
+    suite: &[Stmt],
+    lines: &LineStarts,
+    namespace: &Namespace,
+    resolve: Resolve,
+) -> Facts {
     let mut binders = Binders::default();
     binders.visit_body(suite);
     let mut walk = Finder {
@@ -60,8 +68,9 @@ pub(super) fn facts(suite: &[Stmt], lines: &LineStarts, namespace: &Namespace) -
         values: namespace
             .entries
             .iter()
-            .map(|e| (e.name.as_str(), &e.value))
+            .map(|e| (e.name.as_str(), e.address))
             .collect(),
+        resolve,
         facts: Facts::default(),
     };
     if !walk.binders.dynamic {
@@ -156,15 +165,17 @@ impl<'a> Visitor<'a> for Binders {
     }
 }
 
-struct Finder<'a> {
+struct Finder<'a, 'r> {
     lines: &'a LineStarts,
     namespace: &'a Namespace,
     binders: Binders,
-    values: HashMap<&'a str, &'a Bound>,
+    values: HashMap<&'a str, usize>,
+    /// Only the values of candidate statements' names are read.
+    resolve: Resolve<'r>,
     facts: Facts,
 }
 
-impl Finder<'_> {
+impl Finder<'_, '_> {
     /// The statements of the module's own scope: compound statements are followed, `def`
     /// and class bodies are not (their names bind elsewhere).
     fn block(&mut self, stmts: &[Stmt], depth: usize) {
@@ -206,11 +217,13 @@ impl Finder<'_> {
     }
 
     /// The value bound to `name` if this file binds it once.
-    fn value(&self, name: &str) -> Option<&Bound> {
-        self.binders
+    fn value(&mut self, name: &str) -> Option<Bound> {
+        let address = self
+            .binders
             .once(name)
             .then(|| self.values.get(name).copied())
-            .flatten()
+            .flatten()?;
+        Some((self.resolve)(address))
     }
 
     fn proves(&mut self, stmt: &Stmt) -> bool {
@@ -252,7 +265,7 @@ impl Finder<'_> {
 
     /// `target` is a name bound once in the file, to a value with exactly the content of
     /// the display `value`, large enough to be its fingerprint.
-    fn display_bound(&self, target: &Expr, value: &Expr) -> bool {
+    fn display_bound(&mut self, target: &Expr, value: &Expr) -> bool {
         let Expr::Name(name) = target else {
             return false;
         };
@@ -269,7 +282,7 @@ impl Finder<'_> {
             return false;
         };
         let mut budget = MAX_DISPLAY_ITEMS;
-        expected(value, 0, &mut budget).is_some_and(|want| want == *found)
+        expected(value, 0, &mut budget).is_some_and(|want| want == found)
     }
 }
 
@@ -373,22 +386,26 @@ mod tests {
         ))
     }
 
-    fn namespace(entries: Vec<(&str, Bound)>) -> Namespace {
-        Namespace {
+    /// A namespace, and its values by address (the entry's index).
+    fn namespace(entries: Vec<(&str, Bound)>) -> (Namespace, Vec<Bound>) {
+        let ns = Namespace {
             name: "pkg.mod".into(),
             file: "/x/pkg/mod.py".into(),
             entries: entries
-                .into_iter()
-                .map(|(name, value)| Entry {
-                    name: name.into(),
-                    value,
+                .iter()
+                .enumerate()
+                .map(|(address, (name, _))| Entry {
+                    name: name.to_string(),
+                    address,
                 })
                 .collect(),
-        }
+        };
+        (ns, entries.into_iter().map(|(_, value)| value).collect())
     }
 
-    fn claims(source: &str, ns: &Namespace) -> Option<BTreeSet<u32>> {
-        infer_with(source, &Default::default(), Some(ns))
+    fn claims(source: &str, (ns, values): &(Namespace, Vec<Bound>)) -> Option<BTreeSet<u32>> {
+        let mut resolve = |address: usize| values[address].clone();
+        infer_with(source, &Default::default(), Some(ns), &mut resolve)
     }
 
     const SOURCE: &str = "\

@@ -1,8 +1,9 @@
-//! What each module's namespace holds, summarized for the inference of module bodies
+//! What each module's namespace holds, for the inference of module bodies
 //! (`src/snapshot/bodies/namespaces.rs`): per module in `sys.modules`, its `__name__`, its
-//! `__file__` and, per name bound in its dict, the value's content if it is a constant or an
+//! `__file__` and the names bound in its dict ([`read`]); then, only for the values the
+//! source makes candidates, [`Values::bound`]: the value's content if it is a constant or an
 //! exact tuple, list or dict of constants, or what a class says of itself (`__name__`,
-//! `__module__`, `__firstlineno__`); every other value as [`Bound::Other`].
+//! `__module__`, `__firstlineno__`); any other value is [`Bound::Other`].
 //!
 //! Read-only and bounded: modules, entries per dict, objects read for contents over the whole
 //! walk, and string lengths (see [`crate::reader::values`]). A value that cannot be read
@@ -16,6 +17,8 @@ const MAX_MODULES: usize = 1 << 15;
 /// Objects read for contents at most over every module, and for one value.
 const MAX_CONTENT_OBJECTS: usize = 1 << 21;
 const MAX_VALUE_OBJECTS: usize = 1 << 16;
+/// Objects whose first bytes [`ValueReader::prefetch`] reads in one call.
+const PREFETCH_BATCH: usize = 60;
 /// `Py_TPFLAGS_HEAPTYPE`.
 const HEAP_TYPE: u64 = 1 << 9;
 
@@ -32,7 +35,8 @@ pub struct Namespace {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub name: String,
-    pub value: Bound,
+    /// The value's address, for [`Values::bound`].
+    pub address: usize,
 }
 
 /// What a bound value is, as far as it is read.
@@ -66,7 +70,6 @@ pub fn read(target: &mut Target) -> Vec<Namespace> {
     let Some(entries) = reader.dict_entries(modules) else {
         return Vec::new();
     };
-    let mut budget = MAX_CONTENT_OBJECTS;
     let mut out = Vec::new();
     for (_, module) in entries.into_iter().take(MAX_MODULES) {
         if !is_module(&mut reader, module) {
@@ -75,7 +78,7 @@ pub fn read(target: &mut Target) -> Vec<Namespace> {
         let Some(dict) = reader.word(module.wrapping_add(dict_at)) else {
             continue;
         };
-        if let Some(namespace) = namespace(&mut reader, dict, &mut budget) {
+        if let Some(namespace) = namespace(&mut reader, dict) {
             out.push(namespace);
         }
     }
@@ -91,15 +94,21 @@ fn is_module(reader: &mut ValueReader, object: usize) -> bool {
 /// The (str key, value) pairs of a dict.
 fn named_entries(reader: &mut ValueReader, dict: usize) -> Option<Vec<(String, usize)>> {
     let entries = reader.dict_entries(dict)?;
-    Some(
-        entries
-            .into_iter()
-            .filter_map(|(key, value)| Some((reader.text(key)?, value)))
-            .collect(),
-    )
+    let mut out = Vec::with_capacity(entries.len());
+    // The keys' headers and short texts in one read per batch.
+    for batch in entries.chunks(PREFETCH_BATCH) {
+        let keys: Vec<usize> = batch.iter().map(|&(key, _)| key).collect();
+        reader.prefetch(&keys);
+        out.extend(
+            batch
+                .iter()
+                .filter_map(|&(key, value)| Some((reader.text(key)?, value))),
+        );
+    }
+    Some(out)
 }
 
-fn namespace(reader: &mut ValueReader, dict: usize, budget: &mut usize) -> Option<Namespace> {
+fn namespace(reader: &mut ValueReader, dict: usize) -> Option<Namespace> {
     let entries = named_entries(reader, dict)?;
     let text_of = |reader: &mut ValueReader, key: &str| {
         let &(_, value) = entries.iter().find(|(name, _)| name == key)?;
@@ -114,13 +123,33 @@ fn namespace(reader: &mut ValueReader, dict: usize, budget: &mut usize) -> Optio
         entries: Vec::with_capacity(entries.len()),
     };
     for (key, value) in entries {
-        let bound = bound(reader, value, budget);
         namespace.entries.push(Entry {
             name: key,
-            value: bound,
+            address: value,
         });
     }
     Some(namespace)
+}
+
+/// Reads bound values, within one budget over the snapshot.
+pub struct Values<'a> {
+    reader: ValueReader<'a>,
+    budget: usize,
+}
+
+impl<'a> Values<'a> {
+    /// A reader of `target`'s values (`types`: its type cache).
+    pub fn new(target: &'a mut Target, types: &'a mut TypeCache) -> Values<'a> {
+        Values {
+            reader: ValueReader::new(&mut *target.memory, &target.layout, types),
+            budget: MAX_CONTENT_OBJECTS,
+        }
+    }
+
+    /// What the value at `address` is, as far as it is read.
+    pub fn bound(&mut self, address: usize) -> Bound {
+        bound(&mut self.reader, address, &mut self.budget)
+    }
 }
 
 fn bound(reader: &mut ValueReader, value: usize, budget: &mut usize) -> Bound {
