@@ -36,6 +36,8 @@ use ruff_python_ast::{ExceptHandler, Expr, PySourceType, Stmt};
 use ruff_text_size::{Ranged, TextSize};
 use std::collections::{BTreeSet, HashSet};
 
+pub mod namespaces;
+
 /// Statements nested deeper than this are not followed (the parser itself bounds nesting).
 const MAX_NESTING: usize = 200;
 
@@ -57,13 +59,34 @@ pub struct Inferred {
 /// arcs, before the filter on executable lines; `None` if some function names no `def` of this
 /// source (the file changed since it ran) or the source does not parse.
 pub fn infer(source: &str, made: &HashSet<Made>) -> Option<Inferred> {
+    infer_with(source, made, None, &mut |_| {
+        crate::snapshot::walk::namespaces::Bound::Other
+    })
+}
+
+/// [`infer`], with the facts the module's namespace proves ([`namespaces`]) if given.
+pub fn infer_with(
+    source: &str,
+    made: &HashSet<Made>,
+    namespace: Option<&crate::snapshot::walk::namespaces::Namespace>,
+    resolve: namespaces::Resolve,
+) -> Option<Inferred> {
     let parsed = ruff_python_parser::parse_unchecked_source(source, PySourceType::Python);
     if !parsed.errors().is_empty() {
         return None;
     }
+    let lines = LineStarts::new(source);
+    let facts = match namespace {
+        Some(own) => namespaces::facts(parsed.suite(), &lines, own, resolve),
+        None => namespaces::Facts::default(),
+    };
+    if facts.changed {
+        return None;
+    }
     let mut walk = Bodies {
-        lines: LineStarts::new(source),
+        lines,
         made,
+        facts,
         matched: HashSet::new(),
         claims: BTreeSet::new(),
         arcs: BTreeSet::new(),
@@ -74,6 +97,8 @@ pub fn infer(source: &str, made: &HashSet<Made>) -> Option<Inferred> {
         .iter()
         .filter(|m| !walk.matched.contains(*m))
         .filter(|(_, line)| !annotation_scope_line(&lines, *line))
+        // 3.14+ compiles a module's or class's annotations into a function of its own.
+        .filter(|(qualname, _)| qualname.rsplit('.').next() != Some("__annotate__"))
         .count();
     if unmatched != 0 {
         return None;
@@ -133,6 +158,8 @@ impl LineStarts {
 struct Bodies<'a> {
     lines: LineStarts,
     made: &'a HashSet<Made>,
+    /// Statements whose binding the module's namespace holds.
+    facts: namespaces::Facts,
     /// The entries of `made` that name a `def` of this source.
     matched: HashSet<Made>,
     claims: BTreeSet<u32>,
@@ -197,7 +224,13 @@ impl Bodies<'_> {
             }
             Stmt::ClassDef(class) => {
                 let inner = qualify(scope, class.name.as_str());
-                if !self.block(&class.body, &inner, depth) {
+                let ran = self.block(&class.body, &inner, depth);
+                if self.facts.bound.contains(&stmt.start()) {
+                    // The class found in the namespace was made once its body completed.
+                    self.completed(stmt, depth - 1);
+                    return true;
+                }
+                if !ran {
                     return false;
                 }
                 self.class_started(class);
@@ -280,8 +313,21 @@ impl Bodies<'_> {
                 }
                 ran
             }
-            _ => false,
+            _ => self.bound_by_namespace(stmt),
         }
+    }
+
+    /// A simple statement whose binding the namespace holds: its value was computed whole
+    /// and stored (an annotation, evaluated after the store, may have failed).
+    fn bound_by_namespace(&mut self, stmt: &Stmt) -> bool {
+        if !self.facts.bound.contains(&stmt.start()) {
+            return false;
+        }
+        self.claims.insert(self.line(stmt));
+        if matches!(stmt, Stmt::Assign(_) | Stmt::AnnAssign(_)) {
+            self.straight_line(stmt);
+        }
+        true
     }
 
     fn header_of_decorator(&mut self, decorator: &ruff_python_ast::Decorator) {

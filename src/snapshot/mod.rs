@@ -142,10 +142,14 @@ pub fn take(pid: i32, options: SnapshotOptions) -> anyhow::Result<Snapshot> {
     );
     if !options.evidence_only {
         let sources = crate::source::Sources::of_process(pid, discovered.version);
+        let namespaces = walk::namespaces::read(&mut target);
+        let mut types = crate::reader::values::TypeCache::default();
+        let mut values = walk::namespaces::Values::new(&mut target, &mut types);
         add_bodies(
             &mut snapshot,
             &walked.codes,
             &walked.function_codes,
+            (&namespaces, &mut |address| values.bound(address)),
             &sources,
         );
     }
@@ -159,6 +163,13 @@ pub fn take(pid: i32, options: SnapshotOptions) -> anyhow::Result<Snapshot> {
     Ok(snapshot)
 }
 
+/// The namespace of a file two modules ran: none.
+static NO_NAMESPACE: walk::namespaces::Namespace = walk::namespaces::Namespace {
+    name: String::new(),
+    file: String::new(),
+    entries: Vec::new(),
+};
+
 /// Files read at most for module and class bodies.
 const MAX_BODY_FILES: usize = 1 << 16;
 
@@ -169,6 +180,7 @@ pub fn add_bodies(
     snapshot: &mut Snapshot,
     codes: &[CodeObject],
     function_codes: &HashSet<usize>,
+    (namespaces, resolve): (&[walk::namespaces::Namespace], bodies::namespaces::Resolve),
     sources: &crate::source::Sources,
 ) {
     let mut by_file: std::collections::BTreeMap<&str, std::collections::HashSet<bodies::Made>> =
@@ -189,12 +201,23 @@ pub fn add_bodies(
             .or_default()
             .insert((code.qualname.clone(), code.first_line));
     }
+    // Modules that made no function are followed through their namespaces.
+    let mut own: std::collections::BTreeMap<&str, &walk::namespaces::Namespace> =
+        Default::default();
+    for namespace in namespaces.iter().take(MAX_BODY_FILES) {
+        by_file.entry(namespace.file.as_str()).or_default();
+        // Two modules of one file (a script run as `__main__` and imported): neither is used.
+        if own.insert(namespace.file.as_str(), namespace).is_some() {
+            own.insert(namespace.file.as_str(), &NO_NAMESPACE);
+        }
+    }
     for (file, made) in by_file {
         let Ok(bytes) = sources.read(file) else {
             continue;
         };
         let text = crate::source::SourceText::decode(&bytes);
-        let Some(inferred) = bodies::infer(&text.text, &made) else {
+        let namespace = own.get(file).copied();
+        let Some(inferred) = bodies::infer_with(&text.text, &made, namespace, &mut *resolve) else {
             snapshot.stats.body_files_changed += 1;
             continue;
         };

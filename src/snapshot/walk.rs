@@ -19,6 +19,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::VecDeque;
 
 mod instances;
+pub mod namespaces;
 
 /// Objects visited at most (modules, dicts' values, classes, functions, code objects).
 const MAX_OBJECTS: usize = 4 << 20;

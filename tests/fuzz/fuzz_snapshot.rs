@@ -1,4 +1,5 @@
-//! Fuzzing the snapshot walk (src/snapshot/walk.rs, 3.11+) and the analysis of the code objects
+//! Fuzzing the snapshot walk (src/snapshot/walk.rs and the module namespaces of
+//! src/snapshot/walk/namespaces.rs, 3.11+) and the analysis of the code objects
 //! it finds (src/snapshot/mod.rs) over images of a real walk, mutated and replaced by random
 //! bytes as the frame walker's images are (tests/fuzz/fuzz_walker.rs records them).
 
@@ -36,7 +37,18 @@ fn record_snapshot_images() -> Vec<RecordedWalk> {
         let walk = tracer::snapshot::walk::Walker::new(&mut tgt)
             .walk()
             .expect("walking a live target");
+        let namespaces = tracer::snapshot::walk::namespaces::read(&mut tgt);
+        let mut types = tracer::reader::values::TypeCache::default();
+        let mut values = tracer::snapshot::walk::namespaces::Values::new(&mut tgt, &mut types);
+        for entry in namespaces.iter().flat_map(|n| &n.entries) {
+            let _ = values.bound(entry.address);
+        }
         drop(lock);
+        assert!(
+            namespaces.iter().any(|n| !n.entries.is_empty()),
+            "{}: the recorded walk read no module namespace",
+            python.label()
+        );
         let image = ImageMemory::new(std::mem::take(&mut *ranges.lock().unwrap()));
         println!(
             "fuzz image: {}: snapshot walk: {} regions, {} bytes, {} code objects",
@@ -87,7 +99,15 @@ fn snapshot_image(
         runtime: 0,
         code_type: recorded.code_type,
     };
-    let Ok(found) = tracer::snapshot::walk::Walker::new(&mut target).walk() else {
+    let walked = tracer::snapshot::walk::Walker::new(&mut target).walk();
+    // The module namespaces (src/snapshot/walk/namespaces.rs), read as `tracer snapshot` does.
+    let namespaces = tracer::snapshot::walk::namespaces::read(&mut target);
+    let mut types = tracer::reader::values::TypeCache::default();
+    let mut values = tracer::snapshot::walk::namespaces::Values::new(&mut target, &mut types);
+    for entry in namespaces.iter().flat_map(|n| &n.entries) {
+        let _ = values.bound(entry.address);
+    }
+    let Ok(found) = walked else {
         return (ranges.load(Ordering::Relaxed), 0);
     };
     if !analysis {

@@ -34,6 +34,7 @@ mod sidecar;
 mod signals_and_filters;
 mod snapshot;
 mod snapshot_instances;
+mod snapshot_namespaces;
 mod snapshot_rules;
 mod top;
 mod trace_compat;

@@ -16,7 +16,10 @@ use super::memory::{MemoryError, MemoryReader, ReadRequest};
 use super::objects::{code_points, str_shape, KeyEntries};
 use super::printable;
 
+mod content;
 mod repr;
+
+pub use content::{Content, TypeInfo};
 
 use repr::Repr;
 pub use repr::{bytes_repr, code_points_repr, cut_repr, digits_to_decimal, float_repr, str_repr};

@@ -1,0 +1,5 @@
+"""Its submodule's name is bound by the import system, not by a statement here."""
+import sys
+
+if sys.maxsize < 0:
+    from . import sub
