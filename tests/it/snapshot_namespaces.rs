@@ -96,7 +96,7 @@ per_python!(
     /// The statements proven by the namespaces alone are reported, every reported line ran
     /// under trace, and what was bound from outside proves nothing.
     namespaces_prove_module_bodies_that_made_no_function,
-    gil since 12,
+    gil since 11,
     |python| {
         let (row, doc) = truth_and_snapshot(python);
         let false_positives = row["false_positives"].as_array().unwrap();
