@@ -13,7 +13,7 @@
 //! object (header and adaptive bytecode) agree (see `read_code`).
 
 use crate::reader::direct::{read_bytes, read_unicode, Target};
-use crate::reader::layout::Layout;
+use crate::reader::layout::{InterpreterFrameLayout, Layout};
 use crate::reader::memory::{MemoryError, MemoryReader, ReadRequest};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::VecDeque;
@@ -576,7 +576,12 @@ impl<'a> Walker<'a> {
         else {
             return (codes, false);
         };
-        let (Some(code_at), Some(previous)) = (l.iframe_code, l.iframe_previous) else {
+        let Some(&InterpreterFrameLayout {
+            code: code_at,
+            previous,
+            ..
+        }) = l.frames.interpreter_frames()
+        else {
             return (codes, false);
         };
         let mut threads: HashSet<usize> = HashSet::default();

@@ -157,19 +157,8 @@ impl DirectReader {
         slots: &[LocalSlot],
     ) -> Result<Vec<LocalSample>, MemoryError> {
         let layout = self.target.layout;
-        let (slots_at, code_at, position_at) =
-            match (layout.iframe_localsplus, layout.frame_object_localsplus) {
-                (Some(localsplus), _) => (localsplus, layout.iframe_code, layout.iframe_instr_ptr),
-                (None, Some(localsplus)) => (
-                    localsplus,
-                    layout.frame_object_code,
-                    layout.frame_object_lasti,
-                ),
-                _ => return Ok(Vec::new()),
-            };
-        let (Some(code_at), Some(position_at)) = (code_at, position_at) else {
-            return Ok(Vec::new());
-        };
+        let fields = layout.frames.common();
+        let (slots_at, code_at, position_at) = (fields.localsplus, fields.code, fields.instruction);
         let read_state = |memory: &mut dyn MemoryReader| {
             let mut values = vec![0u8; slots.len() * 8];
             let mut code = [0u8; 8];
