@@ -12,7 +12,7 @@
 //! `ob_type` is `PyCode_Type`, its reference count is plausible, and two reads of the whole
 //! object (header and adaptive bytecode) agree (see `read_code`).
 
-use crate::reader::direct::{read_bytes, read_unicode, Target};
+use crate::reader::direct::{read_bytes, read_tuple_items, read_unicode, Target};
 use crate::reader::layout::{InterpreterFrameLayout, Layout};
 use crate::reader::memory::{MemoryError, MemoryReader, ReadRequest};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -346,23 +346,7 @@ impl<'a> Walker<'a> {
 
     /// The items of a tuple (at most `MAX_CONSTS`).
     fn tuple_items(&mut self, tuple: usize) -> Result<Vec<usize>, MemoryError> {
-        let layout = self.layout;
-        let len = self
-            .memory
-            .read_usize(tuple.wrapping_add(layout.var_object_size))?;
-        if len > MAX_CONSTS {
-            return Err(MemoryError::Unmapped(tuple));
-        }
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let mut items = vec![0u8; len * 8];
-        self.memory
-            .read(tuple.wrapping_add(layout.tuple_items), &mut items)?;
-        Ok(items
-            .chunks_exact(8)
-            .map(|chunk| usize::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])))
-            .collect())
+        read_tuple_items(self.memory, &self.layout, tuple, MAX_CONSTS)
     }
 
     /// Follow the pointer at `object + offset`: to a code object if `code`, else any object.

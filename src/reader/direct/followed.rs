@@ -99,19 +99,9 @@ impl DirectReader {
     /// A tuple of `str` (names of locals), at most [`MAX_LOCALS`] of them.
     pub(super) fn read_name_tuple(&mut self, tuple: usize) -> Result<Vec<String>, MemoryError> {
         let layout = self.target.layout;
-        let size = self
-            .target
-            .memory
-            .read_usize(tuple.wrapping_add(layout.var_object_size))?;
-        if size > MAX_LOCALS {
-            return Err(MemoryError::Unmapped(tuple));
-        }
-        let mut raw = vec![0u8; size * 8];
-        self.target
-            .memory
-            .read(tuple.wrapping_add(layout.tuple_items), &mut raw)?;
-        raw.chunks_exact(8)
-            .map(|c| self.read_unicode(usize::from_le_bytes(c.try_into().unwrap_or_default())))
+        read_tuple_items(&mut *self.target.memory, &layout, tuple, MAX_LOCALS)?
+            .into_iter()
+            .map(|item| self.read_unicode(item))
             .collect()
     }
 

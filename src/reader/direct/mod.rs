@@ -46,11 +46,10 @@ mod code_cache;
 mod followed;
 mod frame_objects;
 mod interpreter_frames;
-mod objects;
 
+pub use crate::reader::objects::{read_bytes, read_bytes_len, read_tuple_items, read_unicode};
 use code_cache::CodeEntry;
 use followed::FollowedCode;
-pub use objects::{read_bytes, read_bytes_len, read_unicode};
 
 /// Threads followed in one interpreter at most.
 const MAX_THREADS: usize = 8192;
@@ -58,8 +57,6 @@ const MAX_THREADS: usize = 8192;
 const MAX_INTERPRETERS: usize = 256;
 /// Frames followed in one thread at most (Python's default recursion limit is 1000).
 const MAX_DEPTH: usize = 16384;
-/// Longest file or function name read, in bytes.
-const MAX_STRING_BYTES: usize = 64 * 1024;
 /// Longest line table read, in bytes.
 const MAX_LINETABLE_BYTES: usize = 4 << 20;
 /// Largest data-stack chunk copied in one read.
