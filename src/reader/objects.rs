@@ -4,7 +4,8 @@
 //! decode them here, with one set of bounds, so that what is plausible cannot differ between
 //! them. The readers at the end ([`read_unicode`], [`read_bytes`], [`read_tuple_items`]) read
 //! and decode whole `str`, `bytes` and `tuple` objects for the stack reader and the snapshot
-//! walk.
+//! walk, and [`read_current_frame`] a thread's innermost frame for the snapshot walk (the stack
+//! reader reads the same [`Layout::current_frame`] slot from its batched thread copies).
 
 use super::layout::{DictKeyTable, Layout};
 use super::memory::{MemoryError, MemoryReader};
@@ -274,6 +275,20 @@ pub fn read_tuple_items(
         .chunks_exact(8)
         .map(|chunk| usize::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])))
         .collect())
+}
+
+/// The innermost frame of the thread whose `PyThreadState` is at `tstate` (0 for none), found
+/// the way its version finds it ([`Layout::current_frame`]).
+pub fn read_current_frame(
+    memory: &mut dyn MemoryReader,
+    layout: &Layout,
+    tstate: usize,
+) -> Result<usize, MemoryError> {
+    let slot = layout
+        .current_frame
+        .slot(tstate, |at| memory.read_usize(tstate.wrapping_add(at)).ok())
+        .ok_or(MemoryError::Unmapped(tstate))?;
+    memory.read_usize(slot)
 }
 
 #[cfg(test)]

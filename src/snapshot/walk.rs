@@ -15,6 +15,7 @@
 use crate::reader::direct::{read_bytes, read_tuple_items, read_unicode, Target};
 use crate::reader::layout::{InterpreterFrameLayout, Layout};
 use crate::reader::memory::{MemoryError, MemoryReader, ReadRequest};
+use crate::reader::objects::read_current_frame;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::VecDeque;
 
@@ -575,15 +576,7 @@ impl<'a> Walker<'a> {
             if threads.len() >= MAX_THREADS || !threads.insert(tstate) {
                 return (codes, false);
             }
-            let memory = &mut self.memory;
-            let slot = l
-                .current_frame
-                .slot(tstate, |at| memory.read_usize(tstate.wrapping_add(at)).ok());
-            let frame = match slot {
-                Some(slot) => memory.read_usize(slot),
-                None => Err(MemoryError::Unmapped(tstate)),
-            };
-            let Ok(mut frame) = frame else {
+            let Ok(mut frame) = read_current_frame(self.memory, &l, tstate) else {
                 return (codes, false);
             };
             while frame != 0 {
