@@ -2,9 +2,13 @@
 //! `str` and a dict's key table. The stack reader (`direct`), the value reader (`values`) and
 //! the snapshot walk (`snapshot::walk`) read the bytes with their own memory and budgets, and
 //! decode them here, with one set of bounds, so that what is plausible cannot differ between
-//! them.
+//! them. The readers at the end ([`read_unicode`], [`read_bytes`], [`read_tuple_items`]) read
+//! and decode whole `str`, `bytes` and `tuple` objects for the stack reader and the snapshot
+//! walk, and [`read_current_frame`] a thread's innermost frame for the snapshot walk (the stack
+//! reader reads the same [`Layout::current_frame`] slot from its batched thread copies).
 
 use super::layout::{DictKeyTable, Layout};
+use super::memory::{MemoryError, MemoryReader};
 
 /// Where a compact `str`'s characters are and how wide, decoded by [`str_shape`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +196,99 @@ impl DictKeyTable {
 fn read_usize(bytes: &[u8], at: usize) -> Option<usize> {
     let raw: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
     Some(usize::from_le_bytes(raw))
+}
+
+/// Longest `str` read (a file or function name), in bytes: a longer one is refused.
+const MAX_STRING_BYTES: usize = 64 * 1024;
+
+/// A `str` object's text (compact ASCII or compact 1/2/4-byte kinds).
+pub fn read_unicode(
+    memory: &mut dyn MemoryReader,
+    layout: &Layout,
+    object: usize,
+) -> Result<String, MemoryError> {
+    let mut header = vec![0u8; layout.unicode_compact_size];
+    memory.read(object, &mut header)?;
+    let shape =
+        str_shape(layout, &header, MAX_STRING_BYTES).ok_or(MemoryError::Unmapped(object))?;
+    let mut raw = vec![0u8; shape.bytes()];
+    memory.read(object.wrapping_add(shape.data_at), &mut raw)?;
+    // An ASCII string holds no byte above 0x7f; any other code point must be a character
+    // (not a lone surrogate).
+    let text: Option<String> = if shape.ascii && !raw.is_ascii() {
+        None
+    } else {
+        code_points(shape.kind, &raw)
+            .into_iter()
+            .map(char::from_u32)
+            .collect()
+    };
+    text.ok_or(MemoryError::Unmapped(object))
+}
+
+/// The length of a `bytes` object.
+pub fn read_bytes_len(
+    memory: &mut dyn MemoryReader,
+    layout: &Layout,
+    object: usize,
+) -> Result<usize, MemoryError> {
+    let length = memory.read_usize(object.wrapping_add(layout.var_object_size))?;
+    if length > isize::MAX as usize {
+        return Err(MemoryError::Unmapped(object));
+    }
+    Ok(length)
+}
+
+/// A `bytes` object's contents, at most `limit` bytes.
+pub fn read_bytes(
+    memory: &mut dyn MemoryReader,
+    layout: &Layout,
+    object: usize,
+    limit: usize,
+) -> Result<Vec<u8>, MemoryError> {
+    let length = read_bytes_len(memory, layout, object)?;
+    if length > limit {
+        return Err(MemoryError::Unmapped(object));
+    }
+    let mut data = vec![0u8; length];
+    memory.read(object.wrapping_add(layout.bytes_sval), &mut data)?;
+    Ok(data)
+}
+
+/// A tuple's item pointers, at most `limit` of them (more is refused, as implausible).
+pub fn read_tuple_items(
+    memory: &mut dyn MemoryReader,
+    layout: &Layout,
+    tuple: usize,
+    limit: usize,
+) -> Result<Vec<usize>, MemoryError> {
+    let len = memory.read_usize(tuple.wrapping_add(layout.var_object_size))?;
+    if len > limit {
+        return Err(MemoryError::Unmapped(tuple));
+    }
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let mut items = vec![0u8; len * 8];
+    memory.read(tuple.wrapping_add(layout.tuple_items), &mut items)?;
+    Ok(items
+        .chunks_exact(8)
+        .map(|chunk| usize::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])))
+        .collect())
+}
+
+/// The innermost frame of the thread whose `PyThreadState` is at `tstate` (0 for none), found
+/// the way its version finds it ([`Layout::current_frame`]).
+pub fn read_current_frame(
+    memory: &mut dyn MemoryReader,
+    layout: &Layout,
+    tstate: usize,
+) -> Result<usize, MemoryError> {
+    let slot = layout
+        .current_frame
+        .slot(tstate, |at| memory.read_usize(tstate.wrapping_add(at)).ok())
+        .ok_or(MemoryError::Unmapped(tstate))?;
+    memory.read_usize(slot)
 }
 
 #[cfg(test)]

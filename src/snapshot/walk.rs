@@ -12,9 +12,10 @@
 //! `ob_type` is `PyCode_Type`, its reference count is plausible, and two reads of the whole
 //! object (header and adaptive bytecode) agree (see `read_code`).
 
-use crate::reader::direct::{read_bytes, read_unicode, Target};
-use crate::reader::layout::Layout;
+use crate::reader::direct::{read_bytes, read_tuple_items, read_unicode, Target};
+use crate::reader::layout::{InterpreterFrameLayout, Layout};
 use crate::reader::memory::{MemoryError, MemoryReader, ReadRequest};
+use crate::reader::objects::read_current_frame;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::VecDeque;
 
@@ -347,23 +348,7 @@ impl<'a> Walker<'a> {
 
     /// The items of a tuple (at most `MAX_CONSTS`).
     fn tuple_items(&mut self, tuple: usize) -> Result<Vec<usize>, MemoryError> {
-        let layout = self.layout;
-        let len = self
-            .memory
-            .read_usize(tuple.wrapping_add(layout.var_object_size))?;
-        if len > MAX_CONSTS {
-            return Err(MemoryError::Unmapped(tuple));
-        }
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let mut items = vec![0u8; len * 8];
-        self.memory
-            .read(tuple.wrapping_add(layout.tuple_items), &mut items)?;
-        Ok(items
-            .chunks_exact(8)
-            .map(|chunk| usize::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])))
-            .collect())
+        read_tuple_items(self.memory, &self.layout, tuple, MAX_CONSTS)
     }
 
     /// Follow the pointer at `object + offset`: to a code object if `code`, else any object.
@@ -577,7 +562,12 @@ impl<'a> Walker<'a> {
         else {
             return (codes, false);
         };
-        let (Some(code_at), Some(previous)) = (l.iframe_code, l.iframe_previous) else {
+        let Some(&InterpreterFrameLayout {
+            code: code_at,
+            previous,
+            ..
+        }) = l.frames.interpreter_frames()
+        else {
             return (codes, false);
         };
         let mut threads: HashSet<usize> = HashSet::default();
@@ -587,15 +577,7 @@ impl<'a> Walker<'a> {
             if threads.len() >= MAX_THREADS || !threads.insert(tstate) {
                 return (codes, false);
             }
-            let memory = &mut self.memory;
-            let slot = l
-                .current_frame
-                .slot(tstate, |at| memory.read_usize(tstate.wrapping_add(at)).ok());
-            let frame = match slot {
-                Some(slot) => memory.read_usize(slot),
-                None => Err(MemoryError::Unmapped(tstate)),
-            };
-            let Ok(mut frame) = frame else {
+            let Ok(mut frame) = read_current_frame(self.memory, &l, tstate) else {
                 return (codes, false);
             };
             while frame != 0 {

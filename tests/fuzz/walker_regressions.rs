@@ -8,7 +8,7 @@ use crate::fuzz_walker::*;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tracer::reader::direct::Target;
-use tracer::reader::layout::CurrentFrame;
+use tracer::reader::layout::{CurrentFrame, Frames, InterpreterFrameLayout};
 use tracer::reader::memory::{ImageMemory, MemoryError, MemoryReader, ReadRequest};
 use tracer::reader::sample::Sample;
 use tracer::reader::PyVersion;
@@ -108,10 +108,7 @@ fn a_chain_that_ends_at_a_generator_leaves_its_thread_out() {
             "{}: the paused thread as recorded",
             python.label()
         );
-        let link = layout
-            .iframe_previous
-            .or(layout.frame_object_back)
-            .expect("a link to the caller");
+        let link = layout.frames.common().caller;
         poke(&mut image, generator_frame + link, 0);
         let torn = main_thread_stack(&recorded, image);
         assert!(
@@ -181,7 +178,7 @@ fn a_walk_that_meets_a_freed_frame_reports_nothing_of_its_thread() {
         drop(reader);
         let mut recorded_ranges = std::mem::take(&mut *ranges.lock().unwrap());
         let mut live = tracer::reader::memory::TargetMemory::open(pid).unwrap();
-        let frame_size = layout.frame_object_size.unwrap();
+        let frame_size = layout.frames.frame_objects().unwrap().size;
         for &frame in free_list {
             let mut bytes = vec![0u8; frame_size];
             live.read(frame, &mut bytes).unwrap();
@@ -228,7 +225,7 @@ fn a_walk_that_meets_a_freed_frame_reports_nothing_of_its_thread() {
         );
         poke(
             &mut torn,
-            free_list[5] + layout.frame_object_back.unwrap(),
+            free_list[5] + layout.frames.frame_objects().unwrap().back,
             0,
         );
         let read = main_thread_stack(&recorded, torn.clone());
@@ -272,11 +269,13 @@ fn a_cycle_of_shim_frames_outside_the_chunk_ends_the_walk() {
     let mut tested = 0;
     for recorded in record_images() {
         let layout = recorded.layout;
-        let (Some(owned_by_cstack), Some(owner_at), Some(previous_at)) = (
-            layout.frame_owned_by_cstack,
-            layout.iframe_owner,
-            layout.iframe_previous,
-        ) else {
+        let Some(&InterpreterFrameLayout {
+            owned_by_cstack: Some(owned_by_cstack),
+            owner: owner_at,
+            previous: previous_at,
+            ..
+        }) = layout.frames.interpreter_frames()
+        else {
             continue; // before 3.12: no shim frames
         };
         let mut image = recorded.image.clone();
@@ -394,33 +393,31 @@ fn a_chain_into_another_object_ends_the_walk_at_once() {
             ("PyType_Type", recorded.type_type),
             ("PyCode_Type", recorded.code_type),
         ] {
-            match (layout.iframe_previous, layout.frame_object_back) {
-                (Some(previous_at), _) => {
+            match layout.frames {
+                Frames::InterpreterFrames(frames) => {
+                    let previous_at = frames.previous;
                     let mut direct = image.clone();
                     poke(&mut direct, frame_slot, object);
                     cases.push((name, direct));
                     // A frame outside the chunk with a real code object, its `previous` the
                     // object.
-                    let code = image
-                        .read_usize(first_frame + layout.iframe_code.unwrap())
-                        .unwrap()
+                    let code = image.read_usize(first_frame + frames.code).unwrap()
                         & !layout.iframe_code_tag_mask;
                     let mut fake = vec![0u8; 512];
-                    fake[layout.iframe_code.unwrap()..][..8].copy_from_slice(&code.to_le_bytes());
+                    fake[frames.code..][..8].copy_from_slice(&code.to_le_bytes());
                     fake[previous_at..][..8].copy_from_slice(&object.to_le_bytes());
-                    fake[layout.iframe_owner.unwrap()] = layout.frame_owned_by_generator.unwrap();
+                    fake[frames.owner] = frames.owned_by_generator;
                     let mut regions = image.regions().to_vec();
                     regions.push((FAKE_FRAME, fake));
                     let mut through = ImageMemory::new(regions);
                     poke(&mut through, frame_slot, FAKE_FRAME);
                     cases.push((name, through));
                 }
-                (None, Some(back_at)) => {
+                Frames::FrameObjects(frames) => {
                     let mut from_first = image.clone();
-                    poke(&mut from_first, first_frame + back_at, object);
+                    poke(&mut from_first, first_frame + frames.back, object);
                     cases.push((name, from_first));
                 }
-                _ => unreachable!("every layout links its frames"),
             }
         }
         for (name, case) in cases {
@@ -516,10 +513,7 @@ fn a_frame_pushed_between_the_copies_is_never_reported() {
             } => tstate + tstate_current_frame,
         };
         let inner = peek(&image, frame_slot);
-        let previous = layout
-            .iframe_previous
-            .or(layout.frame_object_back)
-            .expect("a link to the caller");
+        let previous = layout.frames.common().caller;
         let outer = peek(&image, inner + previous);
         let (whole, truncated) =
             main_thread_stack(&recorded, image.clone()).expect("the still image is read");

@@ -227,6 +227,10 @@ fn check_debug_offsets(python: &Python) {
 /// The fields `tests/support/layout_probe.py` checks, as its `name=value` arguments (fields the
 /// version lacks are left out).
 fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
+    let (fo, fi) = (
+        layout.frames.frame_objects(),
+        layout.frames.interpreter_frames(),
+    );
     let plain = [
         (
             "runtime_interpreters_head",
@@ -264,18 +268,24 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
     ];
     let optional = [
         ("tstate_native_thread_id", layout.tstate_native_thread_id),
-        ("tstate_datastack_chunk", layout.tstate_datastack_chunk),
-        ("tstate_datastack_top", layout.tstate_datastack_top),
-        ("tstate_datastack_limit", layout.tstate_datastack_limit),
-        ("stack_chunk_size", layout.stack_chunk_size),
-        ("stack_chunk_data", layout.stack_chunk_data),
-        ("frame_object_back", layout.frame_object_back),
-        ("frame_object_code", layout.frame_object_code),
-        ("frame_object_lasti", layout.frame_object_lasti),
-        ("iframe_previous", layout.iframe_previous),
-        ("iframe_code", layout.iframe_code),
-        ("iframe_instr_ptr", layout.iframe_instr_ptr),
-        ("iframe_owner", layout.iframe_owner),
+        (
+            "tstate_datastack_chunk",
+            fi.map(|f| f.tstate_datastack_chunk),
+        ),
+        ("tstate_datastack_top", fi.map(|f| f.tstate_datastack_top)),
+        (
+            "tstate_datastack_limit",
+            fi.map(|f| f.tstate_datastack_limit),
+        ),
+        ("stack_chunk_size", fi.map(|f| f.stack_chunk_size)),
+        ("stack_chunk_data", fi.map(|f| f.stack_chunk_data)),
+        ("frame_object_back", fo.map(|f| f.back)),
+        ("frame_object_code", fo.map(|f| f.code)),
+        ("frame_object_lasti", fo.map(|f| f.lasti)),
+        ("iframe_previous", fi.map(|f| f.previous)),
+        ("iframe_code", fi.map(|f| f.code)),
+        ("iframe_instr_ptr", fi.map(|f| f.instr_ptr)),
+        ("iframe_owner", fi.map(|f| f.owner)),
         ("code_qualname", layout.code_qualname),
         ("code_lnotab", layout.code_lnotab),
         ("code_linetable", layout.code_linetable),
@@ -286,11 +296,11 @@ fn probe_arguments(layout: &tracer::reader::layout::Layout) -> Vec<String> {
         ("code_localsplusnames", layout.code_localsplusnames),
         (
             "frame_owned_by_cstack",
-            layout.frame_owned_by_cstack.map(usize::from),
+            fi.and_then(|f| f.owned_by_cstack).map(usize::from),
         ),
         (
             "frame_owned_by_interpreter",
-            layout.frame_owned_by_interpreter.map(usize::from),
+            fi.and_then(|f| f.owned_by_interpreter).map(usize::from),
         ),
     ];
     use tracer::reader::layout::CurrentFrame;

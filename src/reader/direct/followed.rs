@@ -99,19 +99,9 @@ impl DirectReader {
     /// A tuple of `str` (names of locals), at most [`MAX_LOCALS`] of them.
     pub(super) fn read_name_tuple(&mut self, tuple: usize) -> Result<Vec<String>, MemoryError> {
         let layout = self.target.layout;
-        let size = self
-            .target
-            .memory
-            .read_usize(tuple.wrapping_add(layout.var_object_size))?;
-        if size > MAX_LOCALS {
-            return Err(MemoryError::Unmapped(tuple));
-        }
-        let mut raw = vec![0u8; size * 8];
-        self.target
-            .memory
-            .read(tuple.wrapping_add(layout.tuple_items), &mut raw)?;
-        raw.chunks_exact(8)
-            .map(|c| self.read_unicode(usize::from_le_bytes(c.try_into().unwrap_or_default())))
+        read_tuple_items(&mut *self.target.memory, &layout, tuple, MAX_LOCALS)?
+            .into_iter()
+            .map(|item| self.read_unicode(item))
             .collect()
     }
 
@@ -157,19 +147,8 @@ impl DirectReader {
         slots: &[LocalSlot],
     ) -> Result<Vec<LocalSample>, MemoryError> {
         let layout = self.target.layout;
-        let (slots_at, code_at, position_at) =
-            match (layout.iframe_localsplus, layout.frame_object_localsplus) {
-                (Some(localsplus), _) => (localsplus, layout.iframe_code, layout.iframe_instr_ptr),
-                (None, Some(localsplus)) => (
-                    localsplus,
-                    layout.frame_object_code,
-                    layout.frame_object_lasti,
-                ),
-                _ => return Ok(Vec::new()),
-            };
-        let (Some(code_at), Some(position_at)) = (code_at, position_at) else {
-            return Ok(Vec::new());
-        };
+        let fields = layout.frames.common();
+        let (slots_at, code_at, position_at) = (fields.localsplus, fields.code, fields.instruction);
         let read_state = |memory: &mut dyn MemoryReader| {
             let mut values = vec![0u8; slots.len() * 8];
             let mut code = [0u8; 8];

@@ -18,12 +18,13 @@ impl DirectReader {
     /// batch.
     pub(super) fn read_frame_objects(
         &mut self,
+        frames: &FrameObjectLayout,
         tstate: usize,
         frame_slot: usize,
     ) -> Result<(), MemoryError> {
         self.torn_chain = false;
         let layout = self.target.layout;
-        let span = frame_object_span(&layout);
+        let span = frame_object_span(&layout, frames);
         let mut plan = self.plans.remove(&tstate).unwrap_or_default();
         let identity_span = code_identity_span(&layout);
         self.identities
@@ -86,15 +87,16 @@ impl DirectReader {
         }
         let mut chain = Vec::new();
         for (copy, first) in [(0, frame_a), (1, frame_b)] {
-            let mut frames = std::mem::take(&mut self.frames[copy]);
-            frames.clear();
+            let mut walked_frames = std::mem::take(&mut self.frames[copy]);
+            walked_frames.clear();
             let walked = self.walk_frame_objects(
+                frames,
                 usize::from_le_bytes(first),
                 copy,
-                &mut frames,
+                &mut walked_frames,
                 if copy == 0 { Some(&mut chain) } else { None },
             );
-            self.frames[copy] = frames;
+            self.frames[copy] = walked_frames;
             if walked.is_err() || self.torn_chain || self.needs_replan {
                 // Plan the chain as the last walk found it.
                 if copy == 1 {
@@ -139,13 +141,14 @@ impl DirectReader {
     /// walk can no longer follow the batch, and sets `needs_replan`.
     fn walk_frame_objects(
         &mut self,
+        frames: &FrameObjectLayout,
         mut frame: usize,
         copy: usize,
         out: &mut Vec<RawFrame>,
         mut chain: Option<&mut Vec<usize>>,
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
-        let span = frame_object_span(&layout);
+        let span = frame_object_span(&layout, frames);
         // Every frame of a chain is a frame object, of one type: the first frame's type stands
         // for it, and a frame met twice is a cycle.
         let mut frame_type = None;
@@ -203,20 +206,20 @@ impl DirectReader {
                 self.torn_chain = true;
                 return Ok(());
             }
-            let back = field(layout.frame_object_back.unwrap_or(0));
+            let back = field(frames.back);
             // A generator's frame links to its caller only while it runs: the frame pointer is
             // set back to the caller when the frame returns or yields, then `f_back` cleared.
             // A chain that ends at a generator's frame was read across the two (both copies
             // can agree on it when the generator yielded before each was read): its callers
             // are not shown (a dump of mix.py printed the main thread as `squares` alone).
-            if back == 0 && layout.frame_object_gen.is_some_and(|o| field(o) != 0) {
+            if back == 0 && field(frames.gen) != 0 {
                 return Err(MemoryError::Torn(frame));
             }
             out.push(RawFrame {
                 address: frame,
-                code: field(layout.frame_object_code.unwrap_or(0)),
+                code: field(frames.code),
                 position: RawFramePosition::Lasti(
-                    read_i32_at(bytes, layout.frame_object_lasti.unwrap_or(0)).unwrap_or(i32::MIN),
+                    read_i32_at(bytes, frames.lasti).unwrap_or(i32::MIN),
                 ),
                 outside: false,
             });

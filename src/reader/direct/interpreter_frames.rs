@@ -8,6 +8,7 @@ impl DirectReader {
     /// frames per copy and the planned code identities; then walk both copies.
     pub(super) fn read_interpreter_frames(
         &mut self,
+        frames: &InterpreterFrameLayout,
         tstate: usize,
         frame_slot: usize,
         chunk: usize,
@@ -15,7 +16,7 @@ impl DirectReader {
         limit: usize,
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
-        let data_start = chunk.wrapping_add(layout.stack_chunk_data.unwrap_or(0));
+        let data_start = chunk.wrapping_add(frames.stack_chunk_data);
         let listed_top = top;
         // Copied a little past the top read with the thread list, within the chunk: a stack
         // that grew by a call since (a leaf function pushed) is then in the copy, rather than
@@ -31,7 +32,7 @@ impl DirectReader {
             0
         };
         let mut plan = self.plans.remove(&tstate).unwrap_or_default();
-        let (frame_span, identity_span) = (iframe_span(&layout), code_identity_span(&layout));
+        let (frame_span, identity_span) = (iframe_span(frames), code_identity_span(&layout));
         for copy in &mut self.outside {
             copy.resize_with(plan.outside.len(), || (0, Vec::new()));
             for ((address, buf), &planned) in copy.iter_mut().zip(&plan.outside) {
@@ -52,9 +53,7 @@ impl DirectReader {
         // `datastack_top` read with each frame pointer: frames of the chunk below it and past
         // the copy must not be read one by one (a stack torn over time could then look whole
         // to both copies).
-        let top_slot = layout
-            .tstate_datastack_top
-            .map_or(frame_slot, |o| tstate.wrapping_add(o));
+        let top_slot = tstate.wrapping_add(frames.tstate_datastack_top);
         let (mut top_a, mut top_b) = ([0u8; 8], [0u8; 8]);
         // Copy B's part of the chunk around the top read with the thread list (its innermost
         // frames) is read first, right after B's frame pointer: the two reads of what changes
@@ -160,17 +159,17 @@ impl DirectReader {
         };
         let mut outside_used = Vec::new();
         for (copy, first, live_top) in [(0, frame_a, top_a), (1, frame_b, top_b)] {
-            let mut frames = std::mem::take(&mut self.frames[copy]);
-            frames.clear();
+            let mut walked_frames = std::mem::take(&mut self.frames[copy]);
+            walked_frames.clear();
             let walked = self.walk_interpreter_frames(
+                frames,
                 usize::from_le_bytes(first),
-                (data_start, chunk_end),
-                usize::from_le_bytes(live_top),
+                (data_start, chunk_end, usize::from_le_bytes(live_top)),
                 copy,
-                &mut frames,
+                &mut walked_frames,
                 &mut outside_used,
             );
-            self.frames[copy] = frames;
+            self.frames[copy] = walked_frames;
             if let Err(e) = walked {
                 // Keep what the batch should read next time, with what this walk needed.
                 let mut outside = plan.outside;
@@ -201,8 +200,9 @@ impl DirectReader {
         Ok(())
     }
 
-    /// Walk `_PyInterpreterFrame`s from `frame` in copy `copy`: from the chunk copy where the
-    /// frame lies inside it, else from the planned outside frames read with that copy. Nothing
+    /// Walk `_PyInterpreterFrame`s (laid out as `frames` says) from `frame` in copy `copy` of
+    /// the chunk at `data_start..chunk_end`, its top read at `live_top`: from the chunk copy
+    /// where the frame lies inside it, else from the planned outside frames read with it. Nothing
     /// is read afterwards: a frame between the copy's end and `live_top` sets `stack_grew_to`,
     /// an outside frame not in the batch sets `needs_replan`, and either fails the walk, to be
     /// read again whole. Addresses of frames outside the chunk are pushed to `outside_used`.
@@ -216,20 +216,20 @@ impl DirectReader {
     /// is itself: 16,381 reads of the same 71 bytes a walk).
     pub(super) fn walk_interpreter_frames(
         &mut self,
+        frames: &InterpreterFrameLayout,
         mut frame: usize,
-        (data_start, chunk_end): (usize, usize),
-        live_top: usize,
+        (data_start, chunk_end, live_top): (usize, usize, usize),
         copy: usize,
         out: &mut Vec<RawFrame>,
         outside_used: &mut Vec<usize>,
     ) -> Result<(), MemoryError> {
         let layout = self.target.layout;
-        let span = iframe_span(&layout);
+        let span = iframe_span(frames);
         let known_owner = |o: u8| {
             o == FRAME_OWNED_BY_THREAD
-                || Some(o) == layout.frame_owned_by_generator
-                || Some(o) == layout.frame_owned_by_cstack
-                || Some(o) == layout.frame_owned_by_interpreter
+                || o == frames.owned_by_generator
+                || Some(o) == frames.owned_by_cstack
+                || Some(o) == frames.owned_by_interpreter
         };
         self.visited.clear();
         let mut unplanned = 0usize;
@@ -257,13 +257,12 @@ impl DirectReader {
                 // Python code has not started and never will: it is left out, the walk goes
                 // on from its caller, as it will a moment later. On 3.13 this left the
                 // thread out of every sample taken there (a torn stack, read again in vain).
-                let above_top = layout.tstate_datastack_top.is_some() && frame >= live_top;
+                let above_top = frame >= live_top;
                 if above_top && steps == 1 && frame == live_top {
-                    let owner = layout.iframe_owner.and_then(|o| bytes.get(o).copied());
+                    let owner = bytes.get(frames.owner).copied();
                     if owner.is_none_or(|o| o == FRAME_OWNED_BY_THREAD) {
                         last_in_chunk = Some(frame);
-                        frame =
-                            read_usize_at(bytes, layout.iframe_previous.unwrap_or(0)).unwrap_or(0);
+                        frame = read_usize_at(bytes, frames.previous).unwrap_or(0);
                         continue;
                     }
                 }
@@ -309,13 +308,11 @@ impl DirectReader {
                 }
             };
             let field = |offset: usize| read_usize_at(bytes, offset).unwrap_or(0);
-            let previous = field(layout.iframe_previous.unwrap_or(0));
-            let code = field(layout.iframe_code.unwrap_or(0)) & !layout.iframe_code_tag_mask;
-            let instruction = field(layout.iframe_instr_ptr.unwrap_or(0));
-            let owner = layout
-                .iframe_owner
-                .map(|o| bytes.get(o).copied().unwrap_or(u8::MAX));
-            if owner.is_some_and(|o| !known_owner(o)) {
+            let previous = field(frames.previous);
+            let code = field(frames.code) & !layout.iframe_code_tag_mask;
+            let instruction = field(frames.instr_ptr);
+            let owner = bytes.get(frames.owner).copied().unwrap_or(u8::MAX);
+            if !known_owner(owner) {
                 return Err(MemoryError::Implausible(frame));
             }
             // A running generator's frame links to its caller (a frame or, 3.12+, the shim of
@@ -323,15 +320,13 @@ impl DirectReader {
             // then clears `previous`. A chain that ends at a generator's frame was read between
             // the two: the thread has moved on, and its caller's frames are not shown (a dump
             // of mix.py printed the worker as `squares` alone, "whole").
-            if previous == 0 && owner.is_some() && owner == layout.frame_owned_by_generator {
+            if previous == 0 && owner == frames.owned_by_generator {
                 return Err(MemoryError::Torn(frame));
             }
             // Shims pushed by C code (3.12+) and the interpreter's own entry frames (3.14+)
             // hold no Python code.
-            let shim = owner.is_some_and(|o| {
-                Some(o) == layout.frame_owned_by_cstack
-                    || Some(o) == layout.frame_owned_by_interpreter
-            });
+            let shim =
+                Some(owner) == frames.owned_by_cstack || Some(owner) == frames.owned_by_interpreter;
             if !shim {
                 if outside && (code == 0 || !code.is_multiple_of(std::mem::align_of::<usize>())) {
                     return Err(MemoryError::Implausible(frame));

@@ -25,7 +25,7 @@
 //!
 //! 3.8–3.10 frames are heap objects: one read per frame, twice, compared likewise.
 
-use super::layout::Layout;
+use super::layout::{FrameObjectLayout, Frames, InterpreterFrameLayout, Layout};
 use super::line_proof;
 use super::linetable::{
     lookup_offset, loop_exit_jumps, InstructionOffset, LineRange, LineTable, LineTableFormat,
@@ -46,11 +46,10 @@ mod code_cache;
 mod followed;
 mod frame_objects;
 mod interpreter_frames;
-mod objects;
 
+pub use crate::reader::objects::{read_bytes, read_bytes_len, read_tuple_items, read_unicode};
 use code_cache::CodeEntry;
 use followed::FollowedCode;
-pub use objects::{read_bytes, read_bytes_len, read_unicode};
 
 /// Threads followed in one interpreter at most.
 const MAX_THREADS: usize = 8192;
@@ -58,8 +57,6 @@ const MAX_THREADS: usize = 8192;
 const MAX_INTERPRETERS: usize = 256;
 /// Frames followed in one thread at most (Python's default recursion limit is 1000).
 const MAX_DEPTH: usize = 16384;
-/// Longest file or function name read, in bytes.
-const MAX_STRING_BYTES: usize = 64 * 1024;
 /// Longest line table read, in bytes.
 const MAX_LINETABLE_BYTES: usize = 4 << 20;
 /// Largest data-stack chunk copied in one read.
@@ -421,10 +418,14 @@ impl DirectReader {
             .current_frame
             .slot(tstate, |offset| Some(field(offset).unwrap_or(0)))
             .ok_or(MemoryError::Unmapped(tstate))?;
-        let chunk = layout.tstate_datastack_chunk.and_then(field).unwrap_or(0);
-        let mut top = layout.tstate_datastack_top.and_then(field).unwrap_or(0);
-        let limit = layout.tstate_datastack_limit.and_then(field).unwrap_or(0);
-        let interpreter_frames = layout.iframe_previous.is_some();
+        let (chunk, mut top, limit) = match &layout.frames {
+            Frames::InterpreterFrames(frames) => (
+                field(frames.tstate_datastack_chunk).unwrap_or(0),
+                field(frames.tstate_datastack_top).unwrap_or(0),
+                field(frames.tstate_datastack_limit).unwrap_or(0),
+            ),
+            Frames::FrameObjects(_) => (0, 0, 0),
+        };
         self.identities.clear();
         // Read again: up to the top read with the frame pointer, or with the frames found
         // outside the batch added to it, or when the two copies disagree (frames changing
@@ -437,10 +438,13 @@ impl DirectReader {
             self.cuts.last_reads = attempt;
             self.stack_grew_to = None;
             self.needs_replan = false;
-            let read = if interpreter_frames {
-                self.read_interpreter_frames(tstate, frame_slot, chunk, top, limit)
-            } else {
-                self.read_frame_objects(tstate, frame_slot)
+            let read = match layout.frames {
+                Frames::InterpreterFrames(frames) => {
+                    self.read_interpreter_frames(&frames, tstate, frame_slot, chunk, top, limit)
+                }
+                Frames::FrameObjects(frames) => {
+                    self.read_frame_objects(&frames, tstate, frame_slot)
+                }
             };
             match read {
                 Ok(()) if self.torn_chain && stashed => {
@@ -697,34 +701,35 @@ fn span_of(fields: &[(Option<usize>, usize)]) -> usize {
 
 /// The part of `PyThreadState` the walker reads.
 fn tstate_span(layout: &Layout) -> usize {
+    let iframes = layout.frames.interpreter_frames();
     span_of(&[
         (Some(layout.tstate_next), 8),
         (Some(layout.tstate_thread_id), 8),
         (Some(layout.current_frame.tstate_field()), 8),
-        (layout.tstate_datastack_chunk, 8),
-        (layout.tstate_datastack_top, 8),
-        (layout.tstate_datastack_limit, 8),
+        (iframes.map(|f| f.tstate_datastack_chunk), 8),
+        (iframes.map(|f| f.tstate_datastack_top), 8),
+        (iframes.map(|f| f.tstate_datastack_limit), 8),
     ])
 }
 
 /// The part of `_PyInterpreterFrame` the walker reads (3.11+).
-fn iframe_span(layout: &Layout) -> usize {
+fn iframe_span(frames: &InterpreterFrameLayout) -> usize {
     span_of(&[
-        (layout.iframe_previous, 8),
-        (layout.iframe_code, 8),
-        (layout.iframe_instr_ptr, 8),
-        (layout.iframe_owner, 1),
+        (Some(frames.previous), 8),
+        (Some(frames.code), 8),
+        (Some(frames.instr_ptr), 8),
+        (Some(frames.owner), 1),
     ])
 }
 
 /// The part of `PyFrameObject` the walker reads (3.8–3.10).
-fn frame_object_span(layout: &Layout) -> usize {
+fn frame_object_span(layout: &Layout, frames: &FrameObjectLayout) -> usize {
     span_of(&[
         (Some(layout.object_refcnt), 8),
-        (layout.frame_object_back, 8),
-        (layout.frame_object_code, 8),
-        (layout.frame_object_lasti, 4),
-        (layout.frame_object_gen, 8),
+        (Some(frames.back), 8),
+        (Some(frames.code), 8),
+        (Some(frames.lasti), 4),
+        (Some(frames.gen), 8),
     ])
 }
 

@@ -25,7 +25,7 @@
 //! 2. a base [`Layout`] for the fields its debug offsets lack, including the values that are
 //!    properties of the version rather than offsets: `iframe_code_tag_mask` (3.14's
 //!    `f_executable` is a tagged `_PyStackRef`: `Py_TAG_BITS`, 3 in a build with the GIL),
-//!    `frame_owned_by_cstack` (4 in 3.14, gone in 3.15) and `frame_owned_by_interpreter` (new
+//!    the frames' `owned_by_cstack` (4 in 3.14, gone in 3.15) and `owned_by_interpreter` (new
 //!    in 3.14), and `interp_code_object_generation`.
 //!
 //! Both come out of `generate.py` once that version's headers are installed
@@ -38,7 +38,8 @@
 //! here and a one-line refusal at attach time.
 
 use super::{
-    layout_for, layout_for_build, CurrentFrame, Layout, DEBUG_OFFSETS_LAYOUTS, MAX_PLAUSIBLE_OFFSET,
+    layout_for, layout_for_build, CurrentFrame, Frames, Layout, DEBUG_OFFSETS_LAYOUTS,
+    MAX_PLAUSIBLE_OFFSET,
 };
 use crate::reader::PyVersion;
 
@@ -141,6 +142,21 @@ impl DebugField {
                 )
             };
         }
+        // A `_PyInterpreterFrame` or data-stack member: a field of the 3.11+ frames variant
+        // (every version with debug offsets has it; a setter on another is a no-op).
+        macro_rules! iframe {
+            ($name:literal, $field:ident) => {
+                (
+                    $name,
+                    |l: &Layout| l.frames.interpreter_frames().map(|f| f.$field),
+                    |l: &mut Layout, v| {
+                        if let Frames::InterpreterFrames(f) = &mut l.frames {
+                            f.$field = v;
+                        }
+                    },
+                )
+            };
+        }
         match self {
             RuntimeStateSize => plain!(runtime_size),
             RuntimeStateInterpretersHead => plain!(runtime_interpreters_head),
@@ -170,13 +186,13 @@ impl DebugField {
             ),
             ThreadStateThreadId => plain!(tstate_thread_id),
             ThreadStateNativeThreadId => optional!(tstate_native_thread_id),
-            ThreadStateDatastackChunk => optional!(tstate_datastack_chunk),
-            InterpreterFrameSize => optional!(iframe_size),
-            InterpreterFramePrevious => optional!(iframe_previous),
-            InterpreterFrameExecutable => optional!(iframe_code),
-            InterpreterFrameInstrPtr => optional!(iframe_instr_ptr),
-            InterpreterFrameLocalsplus => optional!(iframe_localsplus),
-            InterpreterFrameOwner => optional!(iframe_owner),
+            ThreadStateDatastackChunk => iframe!("tstate_datastack_chunk", tstate_datastack_chunk),
+            InterpreterFrameSize => iframe!("iframe_size", size),
+            InterpreterFramePrevious => iframe!("iframe_previous", previous),
+            InterpreterFrameExecutable => iframe!("iframe_code", code),
+            InterpreterFrameInstrPtr => iframe!("iframe_instr_ptr", instr_ptr),
+            InterpreterFrameLocalsplus => iframe!("iframe_localsplus", localsplus),
+            InterpreterFrameOwner => iframe!("iframe_owner", owner),
             CodeObjectSize => plain!(code_size),
             CodeObjectFilename => plain!(code_filename),
             CodeObjectName => plain!(code_name),

@@ -56,6 +56,8 @@ DEFAULT_OUTPUT = os.path.join(HERE, "generated.rs")
 #   fixed:  a usize the spec gives as a literal (no C expression applies).
 #   variant: one variant of a Rust enum per range of minors (variants.rs), its spec entries
 #            (first, last, "Enum::Variant", {field: C expression}); unit variants have {}.
+#            "Enum::Variant(Record)" is a tuple variant holding one struct of the fields. A
+#            field of type Option is Some(expr) where the version has it, None where not.
 #            Every one of MINORS must be covered.
 RUST_TYPES = {
     "offset": "usize",
@@ -70,6 +72,53 @@ RUST_TYPES = {
 
 def all_versions(expr):
     return [(MINORS.start, MINORS.stop - 1, expr)]
+
+
+def interpreter_frame_fields(minor):
+    """The `InterpreterFrameLayout` of 3.`minor` (11+): {field: C expression}, an owner value
+    the version lacks as None (emitted `None`), one it has as Some(expr)."""
+    code = "f_code" if minor <= 12 else "f_executable"
+    instr = "prev_instr" if minor <= 12 else "instr_ptr"
+    return {
+        "tstate_datastack_chunk": "offsetof(PyThreadState, datastack_chunk)",
+        "tstate_datastack_top": "offsetof(PyThreadState, datastack_top)",
+        "tstate_datastack_limit": "offsetof(PyThreadState, datastack_limit)",
+        "stack_chunk_previous": "offsetof(_PyStackChunk, previous)",
+        "stack_chunk_size": "offsetof(_PyStackChunk, size)",
+        "stack_chunk_top": "offsetof(_PyStackChunk, top)",
+        "stack_chunk_data": "offsetof(_PyStackChunk, data)",
+        "size": "sizeof(_PyInterpreterFrame)",
+        "previous": "offsetof(_PyInterpreterFrame, previous)",
+        "code": f"offsetof(_PyInterpreterFrame, {code})",
+        "instr_ptr": f"offsetof(_PyInterpreterFrame, {instr})",
+        "owner": "offsetof(_PyInterpreterFrame, owner)",
+        "localsplus": "offsetof(_PyInterpreterFrame, localsplus)",
+        "owned_by_generator": "FRAME_OWNED_BY_GENERATOR",
+        "owned_by_cstack": Some("FRAME_OWNED_BY_CSTACK") if 12 <= minor <= 14 else None,
+        # 3.14+: the interpreter's own entry frames (no Python code).
+        "owned_by_interpreter": Some("FRAME_OWNED_BY_INTERPRETER") if minor >= 14 else None,
+    }
+
+
+class Some:
+    """A variant field of type Option: present in this version, emitted `Some(value)`."""
+
+    def __init__(self, expr):
+        self.expr = expr
+
+
+FRAMES = [
+    (8, 10, "Frames::FrameObjects(FrameObjectLayout)", {
+        "size": "sizeof(PyFrameObject)",
+        "back": "offsetof(PyFrameObject, f_back)",
+        "code": "offsetof(PyFrameObject, f_code)",
+        "lasti": "offsetof(PyFrameObject, f_lasti)",
+        "lineno": "offsetof(PyFrameObject, f_lineno)",
+        "gen": "offsetof(PyFrameObject, f_gen)",
+        "localsplus": "offsetof(PyFrameObject, f_localsplus)",
+    }),
+] + [(minor, minor, "Frames::InterpreterFrames(InterpreterFrameLayout)",
+      interpreter_frame_fields(minor)) for minor in range(11, NEWEST + 1)]
 
 
 # (Layout field, kind, [(first minor, last minor, C expression), ...]).
@@ -116,36 +165,9 @@ FIELDS = [
         (13, NEWEST, "CurrentFrame::InThreadState",
          {"tstate_current_frame": "offsetof(PyThreadState, current_frame)"}),
     ]),
-    ("tstate_datastack_chunk", "option",
-     [(11, NEWEST, "offsetof(PyThreadState, datastack_chunk)")]),
-    ("tstate_datastack_top", "option", [(11, NEWEST, "offsetof(PyThreadState, datastack_top)")]),
-    ("tstate_datastack_limit", "option",
-     [(11, NEWEST, "offsetof(PyThreadState, datastack_limit)")]),
-    # _PyStackChunk
-    ("stack_chunk_previous", "option", [(11, NEWEST, "offsetof(_PyStackChunk, previous)")]),
-    ("stack_chunk_size", "option", [(11, NEWEST, "offsetof(_PyStackChunk, size)")]),
-    ("stack_chunk_top", "option", [(11, NEWEST, "offsetof(_PyStackChunk, top)")]),
-    ("stack_chunk_data", "option", [(11, NEWEST, "offsetof(_PyStackChunk, data)")]),
-    # PyFrameObject, the frame itself up to 3.10
-    ("frame_object_size", "option", [(8, 10, "sizeof(PyFrameObject)")]),
-    ("frame_object_back", "option", [(8, 10, "offsetof(PyFrameObject, f_back)")]),
-    ("frame_object_code", "option", [(8, 10, "offsetof(PyFrameObject, f_code)")]),
-    ("frame_object_lasti", "option", [(8, 10, "offsetof(PyFrameObject, f_lasti)")]),
-    ("frame_object_lineno", "option", [(8, 10, "offsetof(PyFrameObject, f_lineno)")]),
-    ("frame_object_gen", "option", [(8, 10, "offsetof(PyFrameObject, f_gen)")]),
-    # _PyInterpreterFrame, 3.11+
-    ("iframe_size", "option", [(11, NEWEST, "sizeof(_PyInterpreterFrame)")]),
-    ("iframe_previous", "option", [(11, NEWEST, "offsetof(_PyInterpreterFrame, previous)")]),
-    ("iframe_code", "option", [
-        (11, 12, "offsetof(_PyInterpreterFrame, f_code)"),
-        (13, NEWEST, "offsetof(_PyInterpreterFrame, f_executable)"),
-    ]),
-    ("iframe_instr_ptr", "option", [
-        (11, 12, "offsetof(_PyInterpreterFrame, prev_instr)"),
-        (13, NEWEST, "offsetof(_PyInterpreterFrame, instr_ptr)"),
-    ]),
-    ("iframe_owner", "option", [(11, NEWEST, "offsetof(_PyInterpreterFrame, owner)")]),
-    ("iframe_localsplus", "option", [(11, NEWEST, "offsetof(_PyInterpreterFrame, localsplus)")]),
+    # What the frames are (variants.rs): PyFrameObjects up to 3.10, then
+    # _PyInterpreterFrames on the thread's data stack.
+    ("frames", "variant", FRAMES),
     # What the frame's instruction field means (variants.rs), properties of the version read
     # from its frame struct: f_lasti in bytes, f_lasti in code units, prev_instr, instr_ptr.
     ("frame_instruction", "variant", [
@@ -157,10 +179,6 @@ FIELDS = [
     # Up to 3.13 the code pointer is a plain PyObject*: nothing to mask. 3.14's f_executable
     # is a _PyStackRef whose low bits are tags.
     ("iframe_code_tag_mask", "fixed", [(8, 13, "0"), (14, NEWEST, "Py_TAG_BITS")]),
-    ("frame_owned_by_generator", "enum", [(11, NEWEST, "FRAME_OWNED_BY_GENERATOR")]),
-    ("frame_owned_by_cstack", "enum", [(12, 14, "FRAME_OWNED_BY_CSTACK")]),
-    # 3.14+: the interpreter's own entry frames (no Python code).
-    ("frame_owned_by_interpreter", "enum", [(14, NEWEST, "FRAME_OWNED_BY_INTERPRETER")]),
     # PyCodeObject
     ("code_size", "offset", all_versions("sizeof(PyCodeObject)")),
     ("code_filename", "offset", all_versions("offsetof(PyCodeObject, co_filename)")),
@@ -229,7 +247,6 @@ FIELDS = [
     ("code_warmup_start", "option", [(11, 11, "-(QUICKENING_INITIAL_WARMUP_VALUE)")]),
     # ---- end of snapshot fields (it also reads tp_flags and the dict fields below) ----
     # --- Function view (--function --locals): a frame's locals and the values they hold. ---
-    ("frame_object_localsplus", "option", [(8, 10, "offsetof(PyFrameObject, f_localsplus)")]),
     ("code_cellvars", "option", [(8, 10, "offsetof(PyCodeObject, co_cellvars)")]),
     ("code_freevars", "option", [(8, 10, "offsetof(PyCodeObject, co_freevars)")]),
     ("type_flags", "offset", all_versions("offsetof(PyTypeObject, tp_flags)")),
@@ -451,6 +468,10 @@ def c_program(minor):
         if kind == "variant":
             _variant, fields = variant_for(spec, minor)
             for field, expr in fields.items():
+                if expr is None:
+                    continue
+                if isinstance(expr, Some):
+                    expr = expr.expr
                 lines.append(f'    printf("{name}.{field}=%llu\\n", '
                              f'(unsigned long long)({expr}));')
             continue
@@ -635,11 +656,20 @@ def variant_value(name, spec, minor, values):
     if not fields:
         return variant
     members = []
-    for field in fields:
+    for field, expr in fields.items():
+        if expr is None:
+            members.append(f"{field}: None")
+            continue
         raw = values.get(f"{name}.{field}")
         if raw is None:
             sys.exit(f"generate.py: 3.{minor}: {name}.{field} was not printed")
-        members.append(f"{field}: {int(raw)}")
+        value = int(raw)
+        value = f"Some({value})" if isinstance(expr, Some) else str(value)
+        members.append(f"{field}: {value}")
+    # "Enum::Variant(Struct)": a tuple variant holding one struct of the fields.
+    if variant.endswith(")"):
+        outer, _, record = variant[:-1].partition("(")
+        return f"{outer}({record} {{ {', '.join(members)} }})"
     return f"{variant} {{ {', '.join(members)} }}"
 
 
@@ -672,7 +702,8 @@ def render(found, measured, target):
         f"// Measured from: {sources}; target {target}.",
         "",
         "use super::debug_offsets::{DebugField, DebugOffsetsLayout};",
-        "use super::variants::{CurrentFrame, DictKeyTable, FrameInstruction};",
+        ("use super::variants::{\n    CurrentFrame, DictKeyTable, FrameInstruction, FrameObjectLayout, Frames,\n"
+         "    InterpreterFrameLayout,\n};"),
         "use super::{Bitfield, Layout};",
         "use crate::reader::linetable::LineTableFormat;",
         "use crate::reader::PyVersion;",

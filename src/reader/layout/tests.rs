@@ -17,7 +17,7 @@ fn every_version_with_a_layout_has_every_per_version_table() {
             "{version:?}: no line-table format (src/reader/linetable/mod.rs)"
         );
         // The kind of position this version's frames store, as its layout says.
-        let position = if layout.frame_object_lasti.is_some() {
+        let position = if layout.frames.frame_objects().is_some() {
             RawFramePosition::Lasti(0)
         } else {
             RawFramePosition::InstructionPointer {
@@ -125,15 +125,14 @@ fn fields_exist_in_the_versions_that_have_them() {
         assert_eq!(layout.code_code.is_some(), minor <= 10, "3.{minor}");
         assert_eq!(layout.code_code_adaptive.is_some(), minor >= 11);
         assert_eq!(layout.tstate_native_thread_id.is_some(), minor >= 11);
-        assert_eq!(layout.stack_chunk_data.is_some(), minor >= 11);
+        assert_eq!(layout.frames.interpreter_frames().is_some(), minor >= 11);
+        assert_eq!(layout.frames.frame_objects().is_some(), minor <= 10);
         assert_eq!(layout.unicode_ready.is_some(), minor <= 11, "3.{minor}");
-        assert_eq!(layout.frame_owned_by_generator.is_some(), minor >= 11);
-        // 3.15 dropped FRAME_OWNED_BY_CSTACK (entry frames are the interpreter's, 3.14+).
-        assert_eq!(
-            layout.frame_owned_by_cstack.is_some(),
-            (12..=14).contains(&minor)
-        );
-        assert_eq!(layout.frame_owned_by_interpreter.is_some(), minor >= 14);
+        if let Some(frames) = layout.frames.interpreter_frames() {
+            // 3.15 dropped FRAME_OWNED_BY_CSTACK (entry frames are the interpreter's, 3.14+).
+            assert_eq!(frames.owned_by_cstack.is_some(), (12..=14).contains(&minor));
+            assert_eq!(frames.owned_by_interpreter.is_some(), minor >= 14);
+        }
         assert_eq!(layout.interp_code_object_generation.is_some(), minor >= 14);
         // 3.14's f_executable is a _PyStackRef: its tag bits (Py_TAG_BITS) are masked.
         assert_eq!(layout.iframe_code_tag_mask, if minor >= 14 { 3 } else { 0 });
@@ -215,7 +214,12 @@ fn implausible_layouts_are_refused() {
     bad.tstate_next = bad.tstate_size;
     assert!(bad.check_plausible().is_err());
     let mut bad = good;
-    bad.iframe_owner = None;
+    if let Frames::InterpreterFrames(frames) = &mut bad.frames {
+        frames.owner = frames.localsplus;
+    }
+    assert!(bad.check_plausible().is_err());
+    let mut bad = good;
+    bad.frames = layout_for(PyVersion::new(3, 10)).unwrap().frames;
     assert!(bad.check_plausible().is_err());
     let mut bad = good;
     bad.code_size = usize::MAX;

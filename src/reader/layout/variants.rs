@@ -131,3 +131,125 @@ pub enum DictKeyTable {
         dict_kind_general: usize,
     },
 }
+
+/// What a version's frames are, and where their fields and the thread's data stack are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frames {
+    /// 3.8–3.10: each frame is a heap `PyFrameObject`, linked to its caller by `f_back`.
+    FrameObjects(FrameObjectLayout),
+    /// 3.11+: frames are `_PyInterpreterFrame`s, most of them in the thread's data-stack
+    /// chunks, linked to the caller by `previous`, each with an owner.
+    InterpreterFrames(InterpreterFrameLayout),
+}
+
+impl Frames {
+    /// The `PyFrameObject` fields, on 3.8–3.10.
+    pub fn frame_objects(&self) -> Option<&FrameObjectLayout> {
+        match self {
+            Frames::FrameObjects(frames) => Some(frames),
+            Frames::InterpreterFrames(_) => None,
+        }
+    }
+
+    /// The `_PyInterpreterFrame` and data-stack fields, on 3.11+.
+    pub fn interpreter_frames(&self) -> Option<&InterpreterFrameLayout> {
+        match self {
+            Frames::InterpreterFrames(frames) => Some(frames),
+            Frames::FrameObjects(_) => None,
+        }
+    }
+
+    /// Where a frame's caller, code, instruction field and locals are, in either kind:
+    /// (`f_back` or `previous`, `f_code` or the code field, `f_lasti` or the instruction
+    /// pointer, `f_localsplus` or `localsplus`).
+    pub fn common(&self) -> FrameFields {
+        match self {
+            Frames::FrameObjects(f) => FrameFields {
+                caller: f.back,
+                code: f.code,
+                instruction: f.lasti,
+                localsplus: f.localsplus,
+            },
+            Frames::InterpreterFrames(f) => FrameFields {
+                caller: f.previous,
+                code: f.code,
+                instruction: f.instr_ptr,
+                localsplus: f.localsplus,
+            },
+        }
+    }
+}
+
+/// The fields every kind of frame has, as offsets in the frame ([`Frames::common`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameFields {
+    /// The caller's frame pointer.
+    pub caller: usize,
+    /// The code pointer (on 3.14 a tagged `_PyStackRef`: mask it).
+    pub code: usize,
+    /// The instruction field ([`FrameInstruction`] says what it holds).
+    pub instruction: usize,
+    /// The locals, then the value stack.
+    pub localsplus: usize,
+}
+
+/// `PyFrameObject`, the frame of 3.8–3.10.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameObjectLayout {
+    /// `sizeof(PyFrameObject)`, counting one slot of the variable `f_localsplus`.
+    pub size: usize,
+    /// `f_back`: the caller's frame.
+    pub back: usize,
+    /// `f_code`.
+    pub code: usize,
+    /// `f_lasti` (`int`): bytes in 3.8–3.9, code units in 3.10.
+    pub lasti: usize,
+    /// `f_lineno` (`int`): valid only while tracing.
+    pub lineno: usize,
+    /// `f_gen`: the generator or coroutine that owns the frame, or 0 for a function's frame.
+    pub gen: usize,
+    /// `f_localsplus`: locals, cells, free variables, value stack.
+    pub localsplus: usize,
+}
+
+/// `_PyInterpreterFrame` and the data stack it lives on (3.11+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterpreterFrameLayout {
+    /// `PyThreadState.datastack_chunk`: the newest `_PyStackChunk *`, where frames live.
+    pub tstate_datastack_chunk: usize,
+    /// `PyThreadState.datastack_top`: first free slot of the newest chunk.
+    pub tstate_datastack_top: usize,
+    /// `PyThreadState.datastack_limit`: end of the newest chunk.
+    pub tstate_datastack_limit: usize,
+    /// `_PyStackChunk.previous`: the older chunk.
+    pub stack_chunk_previous: usize,
+    /// `_PyStackChunk.size`: the chunk's size in bytes, header included.
+    pub stack_chunk_size: usize,
+    /// `_PyStackChunk.top`: slots in use in an older chunk (the newest one's top is
+    /// `datastack_top`).
+    pub stack_chunk_top: usize,
+    /// `_PyStackChunk.data`: the first slot.
+    pub stack_chunk_data: usize,
+    /// `sizeof(_PyInterpreterFrame)`, counting one slot of the variable `localsplus`.
+    pub size: usize,
+    /// `previous`: the caller's frame.
+    pub previous: usize,
+    /// The frame's code: `f_code` in 3.11–3.12, `f_executable` in 3.13+ (a code object, or
+    /// something else for shim frames: check its type). Mask it with
+    /// `Layout::iframe_code_tag_mask` before use.
+    pub code: usize,
+    /// The instruction pointer: `prev_instr` in 3.11–3.12, `instr_ptr` 3.13+.
+    pub instr_ptr: usize,
+    /// `owner` (one byte): one of the `owned_by_` values or `FRAME_OWNED_BY_THREAD` (0).
+    pub owner: usize,
+    /// `localsplus`: the locals, then the value stack.
+    pub localsplus: usize,
+    /// `FRAME_OWNED_BY_GENERATOR`: such a frame lives in its generator.
+    pub owned_by_generator: u8,
+    /// `FRAME_OWNED_BY_CSTACK` (3.12–3.14): a shim frame pushed by C code, holding no Python
+    /// code; a walker skips it.
+    pub owned_by_cstack: Option<u8>,
+    /// `FRAME_OWNED_BY_INTERPRETER` (3.14+): another frame of the interpreter's own, with no
+    /// Python code; a walker skips it.
+    pub owned_by_interpreter: Option<u8>,
+}
