@@ -239,6 +239,24 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Spawn `command` (a workload under `python`) and wait until it prints "ready"; its stdout is
+/// drained from then on, so that it never blocks on a full pipe.
+fn start_ready(python: &Python, command: &mut Command) -> Child {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting the workload");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    match lines.next() {
+        Some(Ok(line)) if line.trim() == "ready" => {}
+        other => panic!("{}: workload did not get ready: {other:?}", python.label()),
+    }
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
 /// A started workload process, killed when dropped.
 pub struct Workload {
     pub child: Child,
@@ -247,22 +265,13 @@ pub struct Workload {
 impl Workload {
     /// Start `script` under `python` for `seconds` and wait until it prints "ready".
     pub fn start(python: &Python, script: &Path, seconds: f64) -> Workload {
-        let mut child = Command::new(&python.path)
+        let mut command = Command::new(&python.path);
+        command
             .arg(script)
-            .env("WORKLOAD_SECONDS", seconds.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the workload");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        match lines.next() {
-            Some(Ok(line)) if line.trim() == "ready" => {}
-            other => panic!("{}: workload did not get ready: {other:?}", python.label()),
+            .env("WORKLOAD_SECONDS", seconds.to_string());
+        Workload {
+            child: start_ready(python, &mut command),
         }
-        // Keep draining stdout so that the workload never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Workload { child }
     }
 
     pub fn pid(&self) -> i32 {
@@ -553,6 +562,78 @@ macro_rules! per_python {
             )?
         }
     };
+}
+
+/// The stdlib trace's truth of `python script` (tests/support/trace_truth.py, stdin closed so
+/// that a waiting driver returns at once), written to `path`.
+pub fn trace_truth(python: &Python, script: &str, path: &Path) {
+    let out = Command::new(&python.path)
+        .arg(support("trace_truth.py"))
+        .arg(path)
+        .arg(script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "truth run: {}", printed(&out));
+}
+
+/// tests/support/snapshot_compare.py of each snapshot in `snapshots` against `truth` over
+/// `files` (comma-separated names): one row per snapshot (precision, recall, false positives).
+pub fn snapshot_compare(
+    python: &Python,
+    truth: &Path,
+    files: &str,
+    snapshots: &[&Path],
+) -> Vec<serde_json::Value> {
+    let out = Command::new(&python.path)
+        .arg(support("snapshot_compare.py"))
+        .arg(truth)
+        .arg(files)
+        .args(snapshots)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "compare: {}", printed(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A Python running `args`, started once it printed "ready"; it exits when its stdin closes
+/// (written a line, or dropped).
+pub struct Waiting {
+    child: Child,
+}
+
+impl Waiting {
+    pub fn start(python: &Python, args: &[&str]) -> Waiting {
+        let mut command = Command::new(&python.path);
+        command.args(args).stdin(Stdio::piped());
+        Waiting {
+            child: start_ready(python, &mut command),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = std::io::Write::write_all(&mut stdin, b"\n");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// What one `tracer attach` wrote: its output, and the JSON results loaded back.

@@ -6,61 +6,14 @@
 
 use crate::common::{
     assert_one_line_error, printed, pythons_under_test, repo_root, run_tracer, scratch, support,
-    workload, PyVersion, Python,
+    trace_truth, workload, PyVersion, Python, Waiting,
 };
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 const FILES: &str = "tm_algo.py,tm_config.py,tm_inventory.py,tm_textproc.py,drive.py";
-
-/// A Python running `args`, started once it printed "ready"; it exits when its stdin closes.
-struct Waiting {
-    child: Child,
-}
-
-impl Waiting {
-    fn start(python: &Python, args: &[&str]) -> Waiting {
-        let mut child = Command::new(&python.path)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the workload");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        match lines.next() {
-            Some(Ok(line)) if line.trim() == "ready" => {}
-            other => panic!("{}: workload did not get ready: {other:?}", python.label()),
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Waiting { child }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        if let Some(mut stdin) = self.child.stdin.take() {
-            let _ = stdin.write_all(b"\n");
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn ratio(row: &Value) -> (u64, u64) {
     (row[0].as_u64().unwrap_or(0), row[1].as_u64().unwrap_or(0))
@@ -90,14 +43,7 @@ fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
         let driver = driver.to_str().unwrap();
         // Ground truth: the same driver under trace, stdin closed (it returns at once).
         let truth = dir.join("truth.pickle");
-        let out = Command::new(&python.path)
-            .arg(support("trace_truth.py"))
-            .arg(&truth)
-            .arg(driver)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "truth run: {}", printed(&out));
+        trace_truth(&python, driver, &truth);
 
         let target = Waiting::start(&python, &[driver]);
         let pid = target.pid().to_string();
@@ -463,14 +409,7 @@ fn module_bodies_inferred_lines_all_ran_under_trace() {
         let driver = workload("snapshot_bodies/drive.py");
         let driver = driver.to_str().unwrap();
         let truth = dir.join("truth.pickle");
-        let out = Command::new(&python.path)
-            .arg(support("trace_truth.py"))
-            .arg(&truth)
-            .arg(driver)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "truth run: {}", printed(&out));
+        trace_truth(&python, driver, &truth);
         let target = Waiting::start(&python, &[driver]);
         let path = dir.join("bodies.json");
         let pid = target.pid().to_string();

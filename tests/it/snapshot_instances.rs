@@ -6,10 +6,12 @@
 //! freed after import). Every line reported must be in trace's truth of the same workload
 //! (precision 1.000); every line marked `# via` must be proven.
 
-use crate::common::{printed, pythons_under_test, run_tracer, scratch, support, workload};
+use crate::common::{
+    printed, pythons_under_test, run_tracer, scratch, snapshot_compare, trace_truth, workload,
+    Waiting,
+};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -29,29 +31,10 @@ fn functions_held_only_through_objects_are_proven_and_all_ran_under_trace() {
         let driver = workload("snapshot_instances/drive.py");
         let driver = driver.to_str().unwrap();
         let truth = dir.join("truth.pickle");
-        let out = Command::new(&python.path)
-            .arg(support("trace_truth.py"))
-            .arg(&truth)
-            .arg(driver)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "truth run: {}", printed(&out));
-        let mut child = Command::new(&python.path)
-            .arg(driver)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        assert_eq!(
-            lines.next().and_then(Result::ok).as_deref(),
-            Some("ready"),
-            "{}: the workload did not get ready",
-            python.label()
-        );
+        trace_truth(&python, driver, &truth);
+        let child = Waiting::start(&python, &[driver]);
         let path = dir.join("instances.json");
-        let pid = child.id().to_string();
+        let pid = child.pid().to_string();
         let out = run_tracer(
             &[
                 "snapshot",
@@ -65,24 +48,9 @@ fn functions_held_only_through_objects_are_proven_and_all_ran_under_trace() {
             &dir,
             TIMEOUT,
         );
-        let _ = child.stdin.take().map(|mut s| s.write_all(b"\n"));
-        let _ = child.wait();
+        drop(child);
         assert!(out.status.success(), "{}", printed(&out));
-        let out = Command::new(&python.path)
-            .arg(support("snapshot_compare.py"))
-            .arg(&truth)
-            .arg("held.py,drive.py")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "compare: {}", printed(&out));
-        let row: Value = serde_json::from_str(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .unwrap_or("{}"),
-        )
-        .unwrap();
+        let row = snapshot_compare(&python, &truth, "held.py,drive.py", &[&path]).remove(0);
         let false_positives = row["false_positives"].as_array().unwrap();
         assert!(
             false_positives.is_empty(),

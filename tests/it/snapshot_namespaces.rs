@@ -8,10 +8,10 @@
 //! statements only a namespace proves must be reported, and the never-run statements whose
 //! names were bound from outside must not.
 
-use crate::common::{printed, run_tracer, scratch, support, workload, Python};
+use crate::common::{
+    printed, run_tracer, scratch, snapshot_compare, trace_truth, workload, Python, Waiting,
+};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -39,55 +39,19 @@ fn truth_and_snapshot(python: &Python) -> (Value, Value) {
     let driver = workload("snapshot_namespaces/drive.py");
     let driver = driver.to_str().unwrap();
     let truth = dir.join("truth.pickle");
-    let out = Command::new(&python.path)
-        .arg(support("trace_truth.py"))
-        .arg(&truth)
-        .arg(driver)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "truth run: {}", printed(&out));
-    let mut child = Command::new(&python.path)
-        .arg(driver)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(
-        lines.next().and_then(Result::ok).as_deref(),
-        Some("ready"),
-        "{}: the workload did not get ready",
-        python.label()
-    );
+    trace_truth(python, driver, &truth);
+    let child = Waiting::start(python, &[driver]);
     let path = dir.join("namespaces.json");
-    let pid = child.id().to_string();
+    let pid = child.pid().to_string();
     let args = ["snapshot", "--pid", &pid, "--format", "json", "-o"];
     let out = run_tracer(
         &[args.as_slice(), &[path.to_str().unwrap()]].concat(),
         &dir,
         TIMEOUT,
     );
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"\n");
-    }
-    let _ = child.wait();
+    drop(child);
     assert!(out.status.success(), "{}", printed(&out));
-    let out = Command::new(&python.path)
-        .arg(support("snapshot_compare.py"))
-        .arg(&truth)
-        .arg(FILES)
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "compare: {}", printed(&out));
-    let row: Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or("{}"),
-    )
-    .unwrap();
+    let row = snapshot_compare(python, &truth, FILES, &[&path]).remove(0);
     let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     (row, doc)
 }
