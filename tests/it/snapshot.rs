@@ -23,18 +23,10 @@ fn percent((hit, total): (u64, u64)) -> String {
     format!("{:.3} ({hit}/{total})", hit as f64 / total.max(1) as f64)
 }
 
-#[test]
-fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
-    let mut tested = 0;
-    for python in pythons_under_test() {
-        if python.version < tracer::snapshot::FIRST_VERSION {
-            println!(
-                "SKIP: {}: snapshot needs 3.11+ (refusal tested below)",
-                python.label()
-            );
-            continue;
-        }
-        tested += 1;
+per_python!(
+    snapshot_lines_all_ran_under_trace_and_recall_is_measured,
+    gil since 11,
+    |python| {
         let dir = scratch(&format!(
             "snapshot-{}.{}",
             python.version.major, python.version.minor
@@ -43,9 +35,9 @@ fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
         let driver = driver.to_str().unwrap();
         // Ground truth: the same driver under trace, stdin closed (it returns at once).
         let truth = dir.join("truth.pickle");
-        trace_truth(&python, driver, &truth);
+        trace_truth(python, driver, &truth);
 
-        let target = Waiting::start(&python, &[driver]);
+        let target = Waiting::start(python, &[driver]);
         let pid = target.pid().to_string();
         let started = Instant::now();
         let mut snapshots = Vec::new();
@@ -171,11 +163,9 @@ fn snapshot_lines_all_ran_under_trace_and_recall_is_measured() {
             "{}: under 1/{part} of the executed function-body lines found",
             python.label()
         );
+        Ok(())
     }
-    if tested == 0 {
-        println!("SKIP: no Python 3.11+ found: snapshot not tested");
-    }
-}
+);
 
 #[test]
 fn attach_with_snapshot_adds_code_run_before_sampling() {
@@ -388,20 +378,16 @@ fn line_of(file: &str, text: &str) -> u64 {
         + 1
 }
 
-/// Module and class bodies (freed after import) inferred from the functions they made and
-/// the modules' source (src/snapshot/bodies.rs): conditional imports, try/except ImportError,
-/// module-level if/else, a failed import caught, classes with nested defs and class-level
-/// statements, decorators, a circular import, function bodies that never ran. Every line
-/// reported must be in trace's truth of the same workload; a statement after a call that
-/// raised and was caught at module level must not be reported.
-#[test]
-fn module_bodies_inferred_lines_all_ran_under_trace() {
-    let mut tested = 0;
-    for python in pythons_under_test() {
-        if python.version < tracer::snapshot::FIRST_VERSION {
-            continue;
-        }
-        tested += 1;
+per_python!(
+    /// Module and class bodies (freed after import) inferred from the functions they made and
+    /// the modules' source (src/snapshot/bodies.rs): conditional imports, try/except ImportError,
+    /// module-level if/else, a failed import caught, classes with nested defs and class-level
+    /// statements, decorators, a circular import, function bodies that never ran. Every line
+    /// reported must be in trace's truth of the same workload; a statement after a call that
+    /// raised and was caught at module level must not be reported.
+    module_bodies_inferred_lines_all_ran_under_trace,
+    gil since 11,
+    |python| {
         let dir = scratch(&format!(
             "snapshot-bodies-{}.{}",
             python.version.major, python.version.minor
@@ -409,8 +395,8 @@ fn module_bodies_inferred_lines_all_ran_under_trace() {
         let driver = workload("snapshot_bodies/drive.py");
         let driver = driver.to_str().unwrap();
         let truth = dir.join("truth.pickle");
-        trace_truth(&python, driver, &truth);
-        let target = Waiting::start(&python, &[driver]);
+        trace_truth(python, driver, &truth);
+        let target = Waiting::start(python, &[driver]);
         let path = dir.join("bodies.json");
         let pid = target.pid().to_string();
         let args = ["snapshot", "--pid", &pid, "--format", "json", "-o"];
@@ -513,8 +499,6 @@ fn module_bodies_inferred_lines_all_ran_under_trace() {
             "{}: the failed import's lines before the function that escaped: {broken:?}",
             python.label()
         );
+        Ok(())
     }
-    if tested == 0 {
-        println!("SKIP: no Python 3.11+ found: module-body inference not tested");
-    }
-}
+);

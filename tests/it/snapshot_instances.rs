@@ -7,8 +7,7 @@
 //! (precision 1.000); every line marked `# via` must be proven.
 
 use crate::common::{
-    printed, pythons_under_test, run_tracer, scratch, snapshot_compare, trace_truth, workload,
-    Waiting,
+    printed, run_tracer, scratch, snapshot_compare, trace_truth, workload, Waiting,
 };
 use serde_json::Value;
 use std::process::Command;
@@ -16,14 +15,10 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-#[test]
-fn functions_held_only_through_objects_are_proven_and_all_ran_under_trace() {
-    let mut tested = 0;
-    for python in pythons_under_test() {
-        if python.version < tracer::snapshot::FIRST_VERSION {
-            continue;
-        }
-        tested += 1;
+per_python!(
+    functions_held_only_through_objects_are_proven_and_all_ran_under_trace,
+    gil since 11,
+    |python| {
         let dir = scratch(&format!(
             "snapshot-instances-{}.{}",
             python.version.major, python.version.minor
@@ -31,8 +26,8 @@ fn functions_held_only_through_objects_are_proven_and_all_ran_under_trace() {
         let driver = workload("snapshot_instances/drive.py");
         let driver = driver.to_str().unwrap();
         let truth = dir.join("truth.pickle");
-        trace_truth(&python, driver, &truth);
-        let child = Waiting::start(&python, &[driver]);
+        trace_truth(python, driver, &truth);
+        let child = Waiting::start(python, &[driver]);
         let path = dir.join("instances.json");
         let pid = child.pid().to_string();
         let out = run_tracer(
@@ -50,7 +45,7 @@ fn functions_held_only_through_objects_are_proven_and_all_ran_under_trace() {
         );
         drop(child);
         assert!(out.status.success(), "{}", printed(&out));
-        let row = snapshot_compare(&python, &truth, "held.py,drive.py", &[&path]).remove(0);
+        let row = snapshot_compare(python, &truth, "held.py,drive.py", &[&path]).remove(0);
         let false_positives = row["false_positives"].as_array().unwrap();
         assert!(
             false_positives.is_empty(),
@@ -106,23 +101,17 @@ fn functions_held_only_through_objects_are_proven_and_all_ran_under_trace() {
                 python.label()
             );
         }
+        Ok(())
     }
-    if tested == 0 {
-        println!("SKIP: no Python 3.11+ found: the instance walk not tested");
-    }
-}
+);
 
-/// The type flags src/snapshot/walk/instances.rs relies on, as each interpreter has them:
-/// `Py_TPFLAGS_HEAPTYPE` (1 << 9) and `Py_TPFLAGS_MANAGED_DICT` (1 << 4) on a plain class,
-/// not `MANAGED_DICT` with `__slots__`, and `Py_TPFLAGS_INLINE_VALUES` (1 << 2) on 3.13+.
-#[test]
-fn instance_layout_flags_are_the_interpreters_own() {
-    let mut tested = 0;
-    for python in pythons_under_test() {
-        if python.version < tracer::snapshot::FIRST_VERSION {
-            continue;
-        }
-        tested += 1;
+per_python!(
+    /// The type flags src/snapshot/walk/instances.rs relies on, as each interpreter has them:
+    /// `Py_TPFLAGS_HEAPTYPE` (1 << 9) and `Py_TPFLAGS_MANAGED_DICT` (1 << 4) on a plain class,
+    /// not `MANAGED_DICT` with `__slots__`, and `Py_TPFLAGS_INLINE_VALUES` (1 << 2) on 3.13+.
+    instance_layout_flags_are_the_interpreters_own,
+    gil since 11,
+    |python| {
         let out = Command::new(&python.path)
             .args([
                 "-c",
@@ -151,8 +140,6 @@ fn instance_layout_flags_are_the_interpreters_own() {
             "{}: INLINE_VALUES",
             python.label()
         );
+        Ok(())
     }
-    if tested == 0 {
-        println!("SKIP: no Python 3.11+ found: instance layout flags not checked");
-    }
-}
+);
