@@ -599,6 +599,47 @@ pub fn snapshot_compare(
         .collect()
 }
 
+/// A waiting workload's truth and snapshot: `driver` (under tests/workloads) run under the
+/// stdlib's trace, then run again and `tracer snapshot --format json` taken while it waits, in
+/// the scratch folder `name-3.X`; compared over `files` (snapshot_compare.py). The comparison's
+/// row and the snapshot's JSON.
+pub fn truth_and_snapshot(
+    python: &Python,
+    name: &str,
+    driver: &str,
+    files: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let dir = scratch(&format!(
+        "{name}-{}.{}",
+        python.version.major, python.version.minor
+    ));
+    let driver = workload(driver);
+    let driver = driver.to_str().unwrap();
+    let truth = dir.join("truth.pickle");
+    trace_truth(python, driver, &truth);
+    let target = Waiting::start(python, &[driver]);
+    let path = dir.join("snapshot.json");
+    let pid = target.pid().to_string();
+    let out = run_tracer(
+        &[
+            "snapshot",
+            "--pid",
+            &pid,
+            "--format",
+            "json",
+            "-o",
+            path.to_str().unwrap(),
+        ],
+        &dir,
+        Duration::from_secs(120),
+    );
+    drop(target);
+    assert!(out.status.success(), "{}", printed(&out));
+    let row = snapshot_compare(python, &truth, files, &[&path]).remove(0);
+    let doc = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    (row, doc)
+}
+
 /// A Python running `args`, started once it printed "ready"; it exits when its stdin closes
 /// (written a line, or dropped).
 pub struct Waiting {

@@ -6,7 +6,7 @@
 
 use crate::common::{
     assert_one_line_error, printed, pythons_under_test, repo_root, run_tracer, scratch, support,
-    trace_truth, workload, PyVersion, Python, Waiting,
+    trace_truth, truth_and_snapshot, workload, PyVersion, Python, Waiting,
 };
 use serde_json::Value;
 use std::process::Command;
@@ -388,48 +388,15 @@ per_python!(
     module_bodies_inferred_lines_all_ran_under_trace,
     gil since 11,
     |python| {
-        let dir = scratch(&format!(
-            "snapshot-bodies-{}.{}",
-            python.version.major, python.version.minor
-        ));
-        let driver = workload("snapshot_bodies/drive.py");
-        let driver = driver.to_str().unwrap();
-        let truth = dir.join("truth.pickle");
-        trace_truth(python, driver, &truth);
-        let target = Waiting::start(python, &[driver]);
-        let path = dir.join("bodies.json");
-        let pid = target.pid().to_string();
-        let args = ["snapshot", "--pid", &pid, "--format", "json", "-o"];
-        let out = run_tracer(
-            &[args.as_slice(), &[path.to_str().unwrap()]].concat(),
-            &dir,
-            TIMEOUT,
-        );
-        assert!(out.status.success(), "{}", printed(&out));
-        drop(target);
         let files = "mb_shapes.py,mb_cycle_a.py,mb_cycle_b.py,mb_broken.py,mb_dispatch.py,drive.py";
-        let out = Command::new(&python.path)
-            .arg(support("snapshot_compare.py"))
-            .arg(&truth)
-            .arg(files)
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "compare: {}", printed(&out));
-        let row: Value = serde_json::from_str(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()
-                .unwrap_or("{}"),
-        )
-        .unwrap();
+        let (row, doc) =
+            truth_and_snapshot(python, "snapshot-bodies", "snapshot_bodies/drive.py", files);
         let false_positives = row["false_positives"].as_array().unwrap();
         assert!(
             false_positives.is_empty(),
             "{}: module-body lines reported that trace never saw run: {false_positives:?}",
             python.label()
         );
-        let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let proven = |file: &str| -> Vec<u64> {
             doc["counts"]
                 .as_array()

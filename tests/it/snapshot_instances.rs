@@ -6,53 +6,25 @@
 //! freed after import). Every line reported must be in trace's truth of the same workload
 //! (precision 1.000); every line marked `# via` must be proven.
 
-use crate::common::{
-    printed, run_tracer, scratch, snapshot_compare, trace_truth, workload, Waiting,
-};
-use serde_json::Value;
+use crate::common::{printed, truth_and_snapshot, workload};
 use std::process::Command;
-use std::time::Duration;
-
-const TIMEOUT: Duration = Duration::from_secs(120);
 
 per_python!(
     functions_held_only_through_objects_are_proven_and_all_ran_under_trace,
     gil since 11,
     |python| {
-        let dir = scratch(&format!(
-            "snapshot-instances-{}.{}",
-            python.version.major, python.version.minor
-        ));
-        let driver = workload("snapshot_instances/drive.py");
-        let driver = driver.to_str().unwrap();
-        let truth = dir.join("truth.pickle");
-        trace_truth(python, driver, &truth);
-        let child = Waiting::start(python, &[driver]);
-        let path = dir.join("instances.json");
-        let pid = child.pid().to_string();
-        let out = run_tracer(
-            &[
-                "snapshot",
-                "--pid",
-                &pid,
-                "--format",
-                "json",
-                "-o",
-                path.to_str().unwrap(),
-            ],
-            &dir,
-            TIMEOUT,
+        let (row, doc) = truth_and_snapshot(
+            python,
+            "snapshot-instances",
+            "snapshot_instances/drive.py",
+            "held.py,drive.py",
         );
-        drop(child);
-        assert!(out.status.success(), "{}", printed(&out));
-        let row = snapshot_compare(python, &truth, "held.py,drive.py", &[&path]).remove(0);
         let false_positives = row["false_positives"].as_array().unwrap();
         assert!(
             false_positives.is_empty(),
             "{}: lines reported that trace never saw run: {false_positives:?}",
             python.label()
         );
-        let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let proven: Vec<u64> = doc["counts"]
             .as_array()
             .unwrap()

@@ -8,13 +8,8 @@
 //! statements only a namespace proves must be reported, and the never-run statements whose
 //! names were bound from outside must not.
 
-use crate::common::{
-    printed, run_tracer, scratch, snapshot_compare, trace_truth, workload, Python, Waiting,
-};
-use serde_json::Value;
-use std::time::Duration;
+use crate::common::{truth_and_snapshot, workload};
 
-const TIMEOUT: Duration = Duration::from_secs(120);
 const FILES: &str = "nsw/__init__.py,tables.py,reloaded.py,rebound.py,other.py,\
                      pkg/__init__.py,pkg/sub.py,broken.py";
 
@@ -29,40 +24,14 @@ fn line_of(file: &str, text: &str) -> u64 {
         + 1
 }
 
-/// trace's truth, then a snapshot of the same workload waiting; their comparison and the
-/// snapshot's JSON.
-fn truth_and_snapshot(python: &Python) -> (Value, Value) {
-    let dir = scratch(&format!(
-        "snapshot-namespaces-{}.{}",
-        python.version.major, python.version.minor
-    ));
-    let driver = workload("snapshot_namespaces/drive.py");
-    let driver = driver.to_str().unwrap();
-    let truth = dir.join("truth.pickle");
-    trace_truth(python, driver, &truth);
-    let child = Waiting::start(python, &[driver]);
-    let path = dir.join("namespaces.json");
-    let pid = child.pid().to_string();
-    let args = ["snapshot", "--pid", &pid, "--format", "json", "-o"];
-    let out = run_tracer(
-        &[args.as_slice(), &[path.to_str().unwrap()]].concat(),
-        &dir,
-        TIMEOUT,
-    );
-    drop(child);
-    assert!(out.status.success(), "{}", printed(&out));
-    let row = snapshot_compare(python, &truth, FILES, &[&path]).remove(0);
-    let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    (row, doc)
-}
-
 per_python!(
     /// The statements proven by the namespaces alone are reported, every reported line ran
     /// under trace, and what was bound from outside proves nothing.
     namespaces_prove_module_bodies_that_made_no_function,
     gil since 11,
     |python| {
-        let (row, doc) = truth_and_snapshot(python);
+        let (row, doc) =
+            truth_and_snapshot(python, "snapshot-namespaces", "snapshot_namespaces/drive.py", FILES);
         let false_positives = row["false_positives"].as_array().unwrap();
         assert!(
             false_positives.is_empty(),
