@@ -12,12 +12,14 @@ depth, run by CPython 3.12):
    1 kHz (nonblocking and blocking) for comparison;
 4. beside Tachyon, CPython 3.15's own sampler (bench_tachyon.py), on 3.15 at the same depths:
    samples/s, CPU per sample, and writes into the target counted with strace;
-5. real code (bench_real.py): the pytest suites of pinned more-itertools, toolz and packaging
+5. every version (bench_versions.py): `tracer attach` at depth 40 under each CPython 3.8+ found,
+   at 100 Hz, 1 kHz and 10 kHz: missed ticks, truncated stacks, threads left out, CPU per sample;
+6. real code (bench_real.py): the pytest suites of pinned more-itertools, toolz and packaging
    under `tracer run`, py-spy and austin at 1 kHz, 10 kHz and the maximum rate, on 3.10, 3.12
    and 3.13.
 
-Sections 1-3 are the synthetic ones; `--only synthetic`, `--only tachyon` or `--only real`
-picks one.
+Sections 1-3 are the synthetic ones; `--only synthetic`, `--only versions`, `--only tachyon` or
+`--only real` picks one.
 
 Every measurement is repeated (3 times by default) and the median reported. One table goes to
 stdout and to target/bench-results.txt. The issue's targets are shown next to the numbers as
@@ -41,10 +43,11 @@ import time
 
 import bench_real
 import bench_tachyon
+import bench_versions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKLOAD = os.path.join(ROOT, "tests", "workloads", "bench_depth.py")
-PAUSED_TEST = os.path.join(ROOT, "tests", "bench_paused.rs")
+PAUSED_TEST = os.path.join(ROOT, "tests", "it", "bench_paused.rs")
 
 # How long a tool may overrun its duration before it counts as hung.
 GRACE_SECONDS = 30.0
@@ -373,7 +376,8 @@ def measure_paused(python, cargo, log):
     log("paused per-sample: cargo test --release --test it -- --ignored --nocapture bench_paused::")
     env = dict(os.environ, TRACER_BENCH_PYTHON=python, TRACER_BENCH_WORKLOAD=WORKLOAD)
     proc = subprocess.run(
-        [cargo, "test", "--release", "--test", "bench_paused", "--", "--ignored", "--nocapture"],
+        [cargo, "test", "--release", "--test", "it", "--", "--ignored", "--nocapture",
+         "bench_paused::"],
         cwd=ROOT, env=env, capture_output=True, text=True,
     )
     if proc.returncode != 0:
@@ -455,7 +459,7 @@ def make_table(header, paused, paused_note, live, slowdown, args):
         lines.append(f"  {label:32s}{value:8.2f} %{rate:14,.0f} samples/s")
 
     lines.append("")
-    lines.append("Issue 3 targets (informational: a MISS never fails the bench)")
+    lines.append("Issue 13 targets (informational: a MISS never fails the bench)")
     deep_live = live[deep]
     ours = deep_live["tracer"]
     paused_deep = paused.get(deep)
@@ -510,8 +514,14 @@ def main():
     parser.add_argument("--depths", default="10,40", help="stack depths of the live runs")
     parser.add_argument("--slowdown-depth", type=int, default=40)
     parser.add_argument("--output", default=os.path.join(ROOT, "target", "bench-results.txt"))
-    parser.add_argument("--only", choices=["synthetic", "real", "tachyon"],
-                        help="run one section only (default: all three)")
+    parser.add_argument("--only", choices=["synthetic", "versions", "real", "tachyon"],
+                        help="run one section only (default: all four)")
+    parser.add_argument("--versions-pythons", default="",
+                        help="versions section: Python versions (default: every 3.8+ found)")
+    parser.add_argument("--versions-rates", default=bench_versions.DEFAULT_RATES,
+                        help=f"versions section: rates in Hz (default {bench_versions.DEFAULT_RATES})")
+    parser.add_argument("--versions-duration", type=int, default=3,
+                        help="versions section: seconds per run (default 3)")
     parser.add_argument("--real-suites", default="",
                         help="real section: suites, comma-separated (default: all three)")
     parser.add_argument("--real-pythons", default=bench_real.DEFAULT_PYTHONS,
@@ -565,6 +575,10 @@ def main():
                 log(f"target slowdown at depth {args.slowdown_depth}")
                 slowdown = measure_slowdown(tools, python, args, workdir, log)
             table = make_table(header, paused, paused_note, live, slowdown, args)
+        if args.only in (None, "versions"):
+            me = sys.modules[__name__]
+            versions, version_notes = bench_versions.measure(me, tools, args, log)
+            table += bench_versions.table(versions, version_notes, args)
         if args.only in (None, "tachyon"):
             me = sys.modules[__name__]
             results, writes, notes = bench_tachyon.measure(me, tools, args, log)

@@ -62,8 +62,10 @@ def py_spy_cell(py_spy, venv, suite, rate, work):
     samples = 0
     with open(output) as f:
         for line in f:
-            if line.strip():
-                samples += int(line.rsplit(" ", 1)[1])
+            # `stack;frames COUNT`; anything else (a message py-spy wrote there) is not a stack.
+            count = line.rsplit(" ", 1)[-1].strip()
+            if count.isdigit():
+                samples += int(count)
     match = re.search(r"Errors: (\d+)", run.stdout + run.stderr)
     # Sampling spans the run (py-spy starts the suite and samples until it exits).
     return run, {"samples": samples, "rate": samples / run.wall,

@@ -17,12 +17,64 @@ impl DirectReader {
         agreed == self.frames[0].len().min(self.frames[1].len())
     }
 
-    /// Take back the copies stashed by an earlier read of the thread.
-    pub(super) fn restore_stash(&mut self) {
+    /// Whether copy B, the later one, is the thread's whole stack although the copies differ
+    /// in its innermost frames. Its frames below `agreed` (as
+    /// [`DirectReader::agreed_outer_frames`] counts them) agree with copy A; each frame above
+    /// them
+    /// - stands at the same address, with the same code, as copy A's frame at its depth: the
+    ///   same frame in both (or a new call of the same code at the same place by the same
+    ///   caller), only its instruction moved; or, on 3.11+, is B's innermost frame one deeper
+    ///   than copy A, a call made between the copies;
+    /// - and stands on a line of its code;
+    ///
+    /// and B's innermost frame is the one the thread's frame pointer read with copy B pointed
+    /// to: nothing was on top of it then.
+    ///
+    /// Every caller edge is then one both copies hold (the same codes at the same addresses),
+    /// or, for a new innermost frame, one its own `previous` gives, to a frame whose code
+    /// both copies hold; every line is read from its frame's own memory, as a single read
+    /// gives it. A new innermost frame is accepted on 3.11+ only: its instruction pointer is
+    /// an address checked against its own code's bytes, so a read torn by the frame being
+    /// pushed again (new code, older instruction) cannot be placed; 3.8–3.10's `f_lasti` is
+    /// an offset that another code's would fit. docs/hostile.md, "Whole at the frame
+    /// pointer".
+    pub(super) fn whole_at_frame_pointer(&self, agreed: usize) -> bool {
+        let [first, second] = &self.frames;
+        let (la, lb) = (first.len(), second.len());
+        if agreed >= lb || second[0].address != self.frame_pointers[1] {
+            return false;
+        }
+        let absolute_instructions =
+            matches!(self.target.layout.frames, Frames::InterpreterFrames(_));
+        second[..lb - agreed].iter().enumerate().all(|(index, b)| {
+            // Depth counted from the outermost frame.
+            let depth = lb - 1 - index;
+            let same_frame = depth < la && {
+                let a = &first[la - 1 - depth];
+                a.address == b.address && a.code == b.code
+            };
+            let new_innermost = index == 0 && depth == la && absolute_instructions;
+            (same_frame || new_innermost) && self.frame_line(b).is_some()
+        })
+    }
+
+    /// Swap the copies (and their frame pointers) with the stashed ones.
+    pub(super) fn swap_stash(&mut self) {
         let [a, b] = &mut self.frames;
         let [stash_a, stash_b] = &mut self.stash;
         std::mem::swap(a, stash_a);
         std::mem::swap(b, stash_b);
+        std::mem::swap(&mut self.frame_pointers, &mut self.stash_pointers);
+    }
+
+    /// Whether the copies just read prove a whole stack, by either rule.
+    pub(super) fn stack_proven(&self) -> bool {
+        self.copies_agree() || self.whole_at_frame_pointer(self.agreed_outer_frames())
+    }
+
+    /// Take back the copies stashed by an earlier read of the thread.
+    pub(super) fn restore_stash(&mut self) {
+        self.swap_stash();
         self.torn_chain = false;
     }
 

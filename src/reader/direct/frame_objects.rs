@@ -86,6 +86,7 @@ impl DirectReader {
             ])?;
         }
         let mut chain = Vec::new();
+        self.frame_pointers = [usize::from_le_bytes(frame_a), usize::from_le_bytes(frame_b)];
         for (copy, first) in [(0, frame_a), (1, frame_b)] {
             let mut walked_frames = std::mem::take(&mut self.frames[copy]);
             walked_frames.clear();

@@ -158,6 +158,7 @@ impl DirectReader {
             data_start.saturating_add(chunk_len)
         };
         let mut outside_used = Vec::new();
+        self.frame_pointers = [usize::from_le_bytes(frame_a), usize::from_le_bytes(frame_b)];
         for (copy, first, live_top) in [(0, frame_a, top_a), (1, frame_b, top_b)] {
             let mut walked_frames = std::mem::take(&mut self.frames[copy]);
             walked_frames.clear();

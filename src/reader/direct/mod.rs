@@ -163,6 +163,8 @@ pub struct DirectReader {
     /// Planned code identity fields as read this sample: (address, bytes).
     identities: Vec<(usize, Vec<u8>)>,
     frames: [Vec<RawFrame>; 2],
+    /// The thread's frame pointer as read with each copy (the first frame each walk met).
+    frame_pointers: [usize; 2],
     /// Scratch for a frame read to discover a chain, and for code addresses.
     frame_scratch: Vec<u8>,
     /// Frames met by the walk in progress (cycles end it); kept to reuse its allocation.
@@ -183,6 +185,8 @@ pub struct DirectReader {
     /// The two copies of an earlier read of this thread that disagreed, kept while it is read
     /// again.
     stash: [Vec<RawFrame>; 2],
+    /// The frame pointers read with the stashed copies.
+    stash_pointers: [usize; 2],
     /// Set by a 3.8–3.10 walk that met a freed frame: the thread's stack is reported empty and
     /// truncated this sample.
     torn_chain: bool,
@@ -225,7 +229,9 @@ impl DirectReader {
             outside: [Vec::new(), Vec::new()],
             identities: Vec::new(),
             frames: [Vec::new(), Vec::new()],
+            frame_pointers: [0; 2],
             stash: [Vec::new(), Vec::new()],
+            stash_pointers: [0; 2],
             frame_scratch: Vec::new(),
             visited: HashSet::default(),
             code_scratch: Vec::new(),
@@ -456,12 +462,9 @@ impl DirectReader {
                 Ok(()) if self.torn_chain && attempt < MAX_ATTEMPTS => {}
                 // Every read met a freed frame: nothing of the thread is known.
                 Ok(()) if self.torn_chain => return Err(MemoryError::Torn(0)),
-                Ok(()) if attempt >= MAX_ATTEMPTS || self.copies_agree() => break,
+                Ok(()) if attempt >= MAX_ATTEMPTS || self.stack_proven() => break,
                 Ok(()) => {
-                    let [a, b] = &mut self.frames;
-                    let [stash_a, stash_b] = &mut self.stash;
-                    std::mem::swap(a, stash_a);
-                    std::mem::swap(b, stash_b);
+                    self.swap_stash();
                     stashed = true;
                 }
                 // Too costly: reading again would not change that.
@@ -604,7 +607,9 @@ impl StackReader for DirectReader {
             }
             let agreed = self.agreed_outer_frames();
             let total = self.frames[1].len();
-            let mut truncated = !self.copies_agree() || self.torn_chain;
+            let whole_at_pointer = !self.torn_chain && self.whole_at_frame_pointer(agreed);
+            let agreed = if whole_at_pointer { total } else { agreed };
+            let mut truncated = !(whole_at_pointer || self.copies_agree()) || self.torn_chain;
             let mut reason = truncated.then(|| self.cut_reason(agreed));
             let frames = std::mem::take(&mut self.frames[1]);
             let kept = &frames[total - agreed..];
